@@ -1,0 +1,52 @@
+# Developer entry points. `make test` works on a fresh clone: it installs the
+# system tools it needs (as root, with apt-get), builds .venv, then runs pytest.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: .venv system-tools test lint bench demo clean
+
+# The stamp, not the directory, carries the date: a directory's mtime changes
+# whenever a file in it does, so it cannot tell us pyproject.toml is newer.
+.venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@set -euo pipefail; \
+	if [ ! -x $(VENV)/bin/python ]; then \
+		python=""; \
+		for candidate in python3.11 python3; do \
+			if command -v "$$candidate" >/dev/null 2>&1 \
+				&& "$$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
+				python="$$candidate"; break; \
+			fi; \
+		done; \
+		if [ -z "$$python" ]; then \
+			echo "make: drdeck needs Python >= 3.11 (python3.11 or python3 on PATH)" >&2; exit 1; \
+		fi; \
+		echo "creating $(VENV) with $$(command -v $$python)"; \
+		"$$python" -m venv $(VENV); \
+	fi
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+system-tools:
+	@scripts/ensure-system-tools
+
+test: system-tools .venv
+	$(VENV)/bin/python -m pytest -n 2 -q
+
+lint: .venv
+	$(VENV)/bin/ruff check .
+
+bench: system-tools .venv
+	$(VENV)/bin/python -m bench
+
+demo: system-tools .venv
+	$(VENV)/bin/drdeck
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis snapshot_report.html
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,126 @@
+"""The `drdeck` command: parse arguments, call the core, map errors to exit codes.
+
+Kept light on purpose: `drdeck --help` imports nothing heavy, and every
+subcommand imports what it needs when it runs. No traceback reaches a user;
+DRDECK_DEBUG=1 shows one for a bug report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from tui import __version__
+from tui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, DrdeckError, RunbookInvalid
+
+DESCRIPTION = """\
+A terminal console for PostgreSQL disaster recovery.
+
+Runbooks are TOML step lists (restore a snapshot, restore to a point in time,
+take and verify backups). drdeck walks you through one with live output,
+progress, checks and an RTO clock, or runs it headless from cron and CI.
+"""
+
+EPILOG = """\
+examples:
+  drdeck run health-check -p dsn=postgresql://app@db.internal/app
+  drdeck run health-check -p dsn=... --json > run.jsonl
+  drdeck run snapshot-restore --dry-run
+  drdeck validate runbooks/*.toml
+
+exit codes: 0 succeeded, 1 failed or aborted, 2 invalid input, 130 interrupted
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors exit 2 with a hint, as argparse does
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INVALID, f"drdeck: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="drdeck",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"drdeck {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run a runbook", description="Run a runbook, in the app or headless.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Headless when --headless is given or stdin/stdout is not a terminal.",
+    )
+    run.add_argument("runbook", help="a runbook file, or a name found in ./runbooks/ or the "
+                     "shipped runbooks")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="set a parameter (repeatable)")
+    run.add_argument("--yes", action="store_true",
+                     help="confirm steps and acknowledge manual steps without a person")
+    run.add_argument("--json", action="store_true", help="JSON lines, one event per line")
+    run.add_argument("--headless", action="store_true", help="never open the app")
+    run.add_argument("--dry-run", action="store_true",
+                     help="show every step with its rendered arguments; run nothing")
+    run.add_argument("--mode", choices=("drill", "incident"), default="drill",
+                     help="recorded with the run (default: drill)")
+    run.add_argument("--keep-workdir", action="store_true",
+                     help="keep the run's work directory after success")
+
+    validate = sub.add_parser("validate", help="check runbook files without running anything")
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+
+    sub.add_parser("runbooks", help="list the runbooks drdeck can find")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            from tui.commands.run import run_command
+
+            return run_command(args)
+        if args.command == "validate":
+            from tui.commands.validate import validate_command
+
+            return validate_command(args.paths)
+        if args.command == "runbooks":
+            from tui.commands.validate import list_command
+
+            return list_command()
+        parser.print_help()
+        return 0
+    except RunbookInvalid as exc:  # PATH:LINE:COL lines, as editors and `validate` print them
+        print(exc, file=sys.stderr)
+        return exc.exit_code
+    except DrdeckError as exc:
+        print(f"drdeck: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("drdeck: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`drdeck ... | head`); say nothing more
+        _silence_stdout()
+        return EXIT_FAILED
+    except Exception as exc:  # a bug: one clear line, the traceback only on request
+        if os.environ.get("DRDECK_DEBUG"):
+            raise
+        from tui.redact import mask_credentials
+
+        print(f"drdeck: internal error: {type(exc).__name__}: {mask_credentials(str(exc))}\n"
+              "run again with DRDECK_DEBUG=1 to see the traceback, and please report it",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass

@@ -1,0 +1,50 @@
+"""`drdeck run`: load, resolve parameters, and run headless (the app comes through here too)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from argparse import Namespace
+
+from tui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from tui.runbook.discovery import find_runbook
+from tui.runbook.loader import load_runbook
+from tui.runbook.params import parse_assignments, resolve
+
+
+def run_command(args: Namespace) -> int:
+    runbook = load_runbook(find_runbook(args.runbook))
+    params = resolve(runbook, parse_assignments(args.param))
+    return run_headless(runbook, params, yes=args.yes, as_json=args.json,
+                        dry_run=args.dry_run, mode=args.mode, keep_workdir=args.keep_workdir)
+
+
+def run_headless(runbook, params, *, yes: bool, as_json: bool, dry_run: bool, mode: str,
+                 keep_workdir: bool = False) -> int:
+    from tui.engine.runner import Runner
+    from tui.headless import HeadlessOperator, HumanPrinter, JsonPrinter
+
+    runner = Runner(runbook, params, HeadlessOperator(yes=yes), mode=mode, dry_run=dry_run,
+                    keep_workdir=keep_workdir)
+    if not dry_run:
+        runner.check_environment()
+    runner.subscribe(JsonPrinter(sys.stdout) if as_json else HumanPrinter(sys.stdout))
+    result = asyncio.run(_run_with_signals(runner))
+    if not as_json and result.workdir is not None and result.status != "succeeded":
+        print(f"work directory kept for inspection: {result.workdir}", file=sys.stderr)
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.status == "succeeded" else EXIT_FAILED
+
+
+async def _run_with_signals(runner):
+    """Ctrl-C or SIGTERM stops the current step cleanly and records the run as aborted."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, runner.abort, "interrupted")
+    try:
+        return await runner.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,1 @@
+"""The engine: runs a runbook's steps and emits one stream of typed events."""

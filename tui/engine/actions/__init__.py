@@ -1,0 +1,18 @@
+"""The action registry: a new action is one module and one line here."""
+
+from __future__ import annotations
+
+from tui.engine.actions.base import Action
+from tui.engine.actions.manual import Manual
+from tui.engine.actions.milestone import MilestoneAction
+from tui.engine.actions.shell import Shell
+from tui.engine.actions.sql import Sql
+from tui.engine.actions.wait import Wait
+
+ACTIONS: dict[str, type[Action]] = {
+    cls.name: cls for cls in (Shell, Sql, Wait, Manual, MilestoneAction)
+}
+
+
+def get_action(name: str) -> type[Action] | None:
+    return ACTIONS.get(name)

@@ -1,0 +1,39 @@
+"""`shell`: run a command (an argv list, or a string for /bin/sh), streaming its output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tui.engine.actions.base import Action, ActionResult, Arg, StepFailed
+from tui.engine.context import StepContext
+from tui.engine.expect import Observed
+
+
+class Shell(Action):
+    name = "shell"
+    summary = "Run a command and stream its output"
+    args = {
+        "command": Arg("command", required=True, help="argv list, or a string run by /bin/sh"),
+        "env": Arg("env", help="extra environment variables"),
+        "cwd": Arg("text", help="working directory (default: the run's work directory)"),
+    }
+
+    def describe(self, args: dict[str, Any]) -> str:
+        return args["command"].display
+
+    async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
+        expect = ctx.step.expect
+        judged_by_expect = expect is not None and expect.exit_code is not None
+        result = await ctx.run_process(
+            args["command"],
+            env=args.get("env"),
+            cwd=args.get("cwd"),
+            capture_stdout=ctx.step.capture or expect is not None,
+        )
+        if result.exit_code != 0 and not judged_by_expect:
+            raise StepFailed(f"command exited with code {result.exit_code}")
+        stdout = result.stdout
+        return ActionResult(
+            observed=Observed(text=stdout or "", exit_code=result.exit_code),
+            output=stdout,
+        )

@@ -1,0 +1,34 @@
+"""`sql`: run a query with bound parameters; rows feed checks, capture and the output pane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tui.engine.actions.base import Action, ActionResult, Arg
+from tui.engine.context import StepContext
+from tui.engine.expect import Observed
+from tui.postgres.query import run_query
+from tui.runbook.templating import to_text
+
+
+class Sql(Action):
+    name = "sql"
+    summary = "Run an SQL query"
+    args = {
+        "dsn": Arg("text", required=True, help="connection string"),
+        "query": Arg("sql", required=True, help="the query; ${...} values are bound parameters"),
+        "params": Arg("sql_params", help="named parameters for %(name)s placeholders"),
+    }
+
+    def describe(self, args: dict[str, Any]) -> str:
+        return args["query"].display
+
+    async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
+        result = await run_query(args["dsn"], args["query"], on_notice=ctx.output)
+        for line in result.table_lines():
+            ctx.output(line)
+        first = result.first
+        return ActionResult(
+            observed=Observed(value=first, rows=len(result.rows)),
+            output=None if first is None else to_text(first),
+        )

@@ -1,0 +1,123 @@
+"""What an action sees while it runs: its step, the run, and ways to report back.
+
+Actions never emit events or talk to a person directly; they call these
+methods and the runner turns them into events and Operator requests.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tui.engine.actions.base import Command
+from tui.engine.process import ProcessResult, run_process
+
+if TYPE_CHECKING:
+    from tui.engine.operator import Answer
+    from tui.runbook.model import Step
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    workdir: Path
+    mode: str
+    started_at: str
+
+
+class RateMeter:
+    """Smoothed rate and ETA for a progress stream (exponential moving average)."""
+
+    def __init__(self, smoothing: float = 0.3):
+        self._smoothing = smoothing
+        self._last: tuple[float, float] | None = None
+        self.rate: float | None = None
+
+    def update(self, done: float, now: float) -> float | None:
+        if self._last is not None:
+            last_done, last_time = self._last
+            elapsed = now - last_time
+            if elapsed >= 0.2:
+                instant = (done - last_done) / elapsed
+                self.rate = instant if self.rate is None else (
+                    self._smoothing * instant + (1 - self._smoothing) * self.rate
+                )
+                self._last = (done, now)
+        else:
+            self._last = (done, now)
+        return self.rate
+
+
+class StepContext:
+    def __init__(
+        self,
+        step: Step,
+        run: RunInfo,
+        *,
+        emit_output: Callable[[str, str], None],
+        emit_progress: Callable[..., None],
+        emit_milestone: Callable[[str], None],
+        ask_manual: Callable[[str], Any],
+        base_env: dict[str, str],
+    ):
+        self.step = step
+        self.run = run
+        self._emit_output = emit_output
+        self._emit_progress = emit_progress
+        self._emit_milestone = emit_milestone
+        self._ask_manual = ask_manual
+        self._base_env = base_env
+        self._meter = RateMeter()
+
+    def output(self, line: str, stream: str = "stdout") -> None:
+        self._emit_output(stream, line)
+
+    def progress(self, done: float, total: float | None = None, unit: str = "",
+                 detail: str = "") -> None:
+        rate = self._meter.update(done, time.monotonic())
+        eta = None
+        if rate and rate > 0 and total is not None and total >= done:
+            eta = (total - done) / rate
+        self._emit_progress(done=done, total=total, unit=unit, rate=rate, eta_s=eta,
+                            detail=detail)
+
+    def milestone(self, name: str) -> None:
+        self._emit_milestone(name)
+
+    async def ask_manual(self, instructions: str) -> Answer:
+        return await self._ask_manual(instructions)
+
+    def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(self._base_env)
+        env["DRDECK_RUN_ID"] = self.run.run_id
+        env["DRDECK_WORKDIR"] = str(self.run.workdir)
+        if extra:
+            env.update(extra)
+        return env
+
+    async def run_process(
+        self,
+        command: Command,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        capture_stdout: bool = False,
+        quiet: bool = False,
+    ) -> ProcessResult:
+        """Run a command as part of this step; its lines go to the output unless `quiet`."""
+        sink = (lambda stream, line: None) if quiet else self._emit_output
+        return await run_process(
+            command.argv,
+            on_line=sink,
+            env=self.child_env(env),
+            cwd=cwd or str(self.run.workdir),
+            capture_stdout=capture_stdout,
+        )
+
+
+def default_env() -> dict[str, str]:
+    return dict(os.environ)

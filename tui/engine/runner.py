@@ -1,0 +1,564 @@
+"""The runner: executes a runbook's steps in order and emits one stream of events.
+
+It owns the rules every front end relies on: attempts and retries with backoff,
+timeouts that stop the step's whole process group, checks after each step,
+confirmations and failures handed to the Operator, the RTO clock, and secrets
+masked before any event leaves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tui.durations import format_duration
+from tui.engine import events as ev
+from tui.engine.actions import get_action
+from tui.engine.actions.base import Action, ActionResult, StepFailed
+from tui.engine.context import RunInfo, StepContext, default_env
+from tui.engine.expect import Observed, evaluate
+from tui.engine.operator import (
+    Answer,
+    ConfirmRequest,
+    FailureDecision,
+    FailureRequest,
+    ManualRequest,
+    Operator,
+)
+from tui.engine.process import ProcessNotFound
+from tui.engine.render import render_args, render_command, render_query
+from tui.errors import InvalidInput
+from tui.paths import private_dir, state_dir
+from tui.postgres.query import QueryFailed, run_query
+from tui.redact import Redactor
+from tui.runbook.model import MILESTONE_SERVICE_RESTORED, Runbook, Step
+from tui.runbook.templating import TemplateError, refs, render_text, to_text
+
+Subscriber = Callable[[ev.Event], None]
+
+_TAIL_LINES = 50
+_SECRET_ENV_HINTS = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "PRIVATE", "CREDENTIAL")
+
+
+class _Aborted(Exception):
+    """The operator or a signal asked the run to stop."""
+
+
+@dataclass
+class StepRecord:
+    id: str
+    title: str
+    status: str = "pending"  # pending | succeeded | failed | skipped
+    attempts: int = 0
+    duration_s: float | None = None
+    error: str | None = None
+    reason: str | None = None
+    operator_wait_s: float = 0.0
+    checks: list[ev.CheckResult] = field(default_factory=list)
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL_LINES))
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # succeeded | failed | aborted
+    duration_s: float
+    rto_s: float | None
+    steps: list[StepRecord]
+    milestones: list[ev.Milestone]
+    interrupted: bool = False
+    workdir: Path | None = None
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(6)
+
+
+class Runner:
+    def __init__(
+        self,
+        runbook: Runbook,
+        params: dict[str, Any],
+        operator: Operator,
+        *,
+        mode: str = "drill",
+        dry_run: bool = False,
+        run_id: str | None = None,
+        workdir_root: Path | None = None,
+        keep_workdir: bool = False,
+        env: dict[str, str] | None = None,
+    ):
+        self.runbook = runbook
+        self.params = params
+        self.operator = operator
+        self.mode = mode
+        self.dry_run = dry_run
+        self.run_id = run_id or new_run_id()
+        self.keep_workdir = keep_workdir
+        self.env = dict(env if env is not None else default_env())
+        root = workdir_root or (state_dir() / "runs")
+        self.workdir = root / self.run_id
+        self.redact = Redactor()
+        self._subscribers: list[Subscriber] = []
+        self._records = {s.id: StepRecord(s.id, s.title) for s in runbook.steps}
+        self._outputs: dict[str, str] = {}
+        self._milestones: list[ev.Milestone] = []
+        self._rto_s: float | None = None
+        self._start = 0.0
+        self._current: asyncio.Task[Any] | None = None
+        self._abort_reason: str | None = None
+        self._register_secrets()
+
+    # --- wiring -----------------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    def emit(self, event: ev.Event) -> None:
+        for subscriber in self._subscribers:
+            subscriber(event)
+
+    def abort(self, reason: str = "aborted by the operator") -> None:
+        """Stop the run: the current step is cancelled and recorded. Call from the run's loop."""
+        if self._abort_reason is None:
+            self._abort_reason = reason
+        if self._current is not None and not self._current.done():
+            self._current.cancel()
+
+    @property
+    def records(self) -> list[StepRecord]:
+        return [self._records[s.id] for s in self.runbook.steps]
+
+    def _register_secrets(self) -> None:
+        for name, param in self.runbook.params.items():
+            value = self.params.get(name)
+            if param.type == "secret":
+                self.redact.add(to_text(value))
+            elif param.type == "dsn":
+                self.redact.add_dsn(to_text(value))
+        for name in _referenced_env(self.runbook):
+            if any(hint in name.upper() for hint in _SECRET_ENV_HINTS):
+                self.redact.add(self.env.get(name))
+
+    def check_environment(self) -> None:
+        """Refuse to start when a referenced environment variable is not set."""
+        missing = sorted(n for n in _referenced_env(self.runbook) if n not in self.env)
+        if missing:
+            raise InvalidInput(
+                "environment variables used by this runbook are not set: " + ", ".join(missing)
+            )
+
+    # --- values for ${...} --------------------------------------------------------------
+
+    def lookup(self, name: str) -> Any:
+        if name.startswith("env."):
+            key = name[4:]
+            if key not in self.env:
+                raise TemplateError(f"environment variable {key} is not set")
+            return self.env[key]
+        if name.startswith("run."):
+            return {
+                "run.id": self.run_id,
+                "run.workdir": str(self.workdir),
+                "run.started_at": self._started_at,
+                "run.mode": self.mode,
+            }[name]
+        if name.startswith("steps."):
+            step_id = name.split(".")[1]
+            if step_id not in self._outputs:
+                if self.dry_run:
+                    return f"<output of {step_id}>"
+                raise TemplateError(f"step {step_id!r} has no output (it did not succeed)")
+            return self._outputs[step_id]
+        return self.params[name]
+
+    # --- the run ----------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        self._start = time.monotonic()
+        self._started_at = datetime.now(UTC).isoformat()
+        if not self.dry_run:
+            private_dir(self.workdir)
+        self.emit(ev.RunStarted(
+            run_id=self.run_id,
+            runbook=self.runbook.name,
+            title=self.runbook.title,
+            scenario=self.runbook.scenario,
+            mode=self.mode,
+            params=self._shown_params(),
+            steps=[ev.StepInfo(id=s.id, title=s.title, action=s.action)
+                   for s in self.runbook.steps],
+            workdir=str(self.workdir),
+            rto_target_s=self.runbook.rto,
+            rpo_target_s=self.runbook.rpo,
+            dry_run=self.dry_run,
+        ))
+        status = "succeeded"
+        error: str | None = None
+        try:
+            for step in self.runbook.steps:
+                if self.dry_run:
+                    self._plan(step)
+                    continue
+                if self._abort_reason:
+                    status = "aborted"
+                    break
+                verdict = await self._run_step(step)
+                if verdict == "aborted":
+                    status, error = "aborted", self._abort_reason
+                    break
+                if verdict == "failed-stop":
+                    status, error = "failed", self._records[step.id].error
+                    break
+                if verdict == "failed-continue":
+                    status = "failed"
+        except asyncio.CancelledError:
+            self._abort_reason = self._abort_reason or "interrupted"
+            self._finish_run("aborted", self._abort_reason)
+            raise
+        return self._finish_run(status, error)
+
+    def _finish_run(self, status: str, error: str | None) -> RunResult:
+        duration = time.monotonic() - self._start
+        rto = self._rto_s if self._rto_s is not None else (
+            duration if status == "succeeded" else None
+        )
+        counts = {"succeeded": 0, "failed": 0, "skipped": 0, "pending": 0}
+        for record in self._records.values():
+            counts[record.status] += 1
+        self.emit(ev.RunFinished(
+            status=status,
+            duration_s=round(duration, 3),
+            rto_s=None if rto is None else round(rto, 3),
+            rto_target_s=self.runbook.rto,
+            error=self.redact(error) if error else None,
+            succeeded=counts["succeeded"],
+            failed=counts["failed"],
+            skipped=counts["skipped"],
+            not_run=counts["pending"],
+        ))
+        if not self.dry_run and not self.keep_workdir and (
+            status == "succeeded" or _is_empty_dir(self.workdir)
+        ):
+            # kept after a failure when it holds something worth inspecting
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return RunResult(
+            run_id=self.run_id,
+            status=status,
+            duration_s=duration,
+            rto_s=rto,
+            steps=self.records,
+            milestones=list(self._milestones),
+            interrupted=self._abort_reason == "interrupted",
+            workdir=self.workdir if self.workdir.exists() else None,
+        )
+
+    def _shown_params(self) -> dict[str, str]:
+        shown = {}
+        for name, value in self.params.items():
+            param = self.runbook.params.get(name)
+            shown[name] = "***" if param and param.is_secret else self.redact(to_text(value))
+        return shown
+
+    # --- one step ---------------------------------------------------------------------
+
+    async def _run_step(self, step: Step) -> str:
+        """Run a step to its end. Returns ok | failed-continue | failed-stop | aborted."""
+        record = self._records[step.id]
+        action = get_action(step.action)
+        assert action is not None, step.action  # the loader guarantees it
+        started = time.monotonic()
+        try:
+            if step.confirm or step.confirm_input:
+                answer = await self._confirm(step, action)
+                if not answer.ok:
+                    record.error = answer.note or "not confirmed"
+                    self._finish_step(record, "failed", started)
+                    return "aborted" if answer.by_person else "failed-stop"
+            automatic_left = step.retries
+            delay = step.retry_delay
+            while True:
+                record.attempts += 1
+                error = await self._abortable(self._attempt(step, action, record.attempts))
+                if error is None:
+                    self._finish_step(record, "succeeded", started)
+                    return "ok"
+                record.error = error
+                if automatic_left > 0:
+                    automatic_left -= 1
+                    self.emit(ev.AttemptFailed(step=step.id, attempt=record.attempts,
+                                               error=error, retry_in_s=delay))
+                    await self._abortable(asyncio.sleep(delay))
+                    delay *= 2
+                    continue
+                if step.on_failure == "continue":
+                    self._finish_step(record, "failed", started)
+                    return "failed-continue"
+                if not self.operator.interactive:
+                    if step.on_failure == "ask":
+                        record.error = f"{error} (on_failure = ask, and no person is here to ask)"
+                    self._finish_step(record, "failed", started)
+                    return "failed-stop"
+                decision = await self._ask_failure(step, record)
+                if decision.choice == "retry":
+                    continue
+                if decision.choice == "skip":
+                    record.reason = decision.reason or "skipped by the operator"
+                    self._finish_step(record, "skipped", started)
+                    return "ok"
+                self._abort_reason = decision.reason or "aborted by the operator"
+                self._finish_step(record, "failed", started)
+                return "aborted"
+        except _Aborted:
+            record.error = self._abort_reason
+            self._finish_step(record, "failed", started)
+            return "aborted"
+
+    async def _abortable(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Await `coro` as its own task, so abort() can cancel just this piece of work."""
+        task = asyncio.ensure_future(coro)
+        self._current = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if self._abort_reason is not None and task.cancelled():
+                raise _Aborted() from None
+            raise
+        finally:
+            self._current = None
+
+    def _finish_step(self, record: StepRecord, status: str, started: float) -> None:
+        record.status = status
+        record.duration_s = time.monotonic() - started
+        self.emit(ev.StepFinished(
+            step=record.id,
+            status=status,
+            duration_s=round(record.duration_s, 3),
+            error=self.redact(record.error) if record.error and status == "failed" else None,
+            attempts=record.attempts,
+            reason=self.redact(record.reason) if record.reason else None,
+        ))
+
+    async def _attempt(self, step: Step, action: type[Action], attempt: int) -> str | None:
+        """One attempt: render, run, check. Returns None on success, else the reason."""
+        record = self._records[step.id]
+        record.checks = []
+        instance = action()
+        try:
+            args = render_args(action, step.args, self.lookup)
+        except (TemplateError, ValueError) as exc:
+            self._emit_started(step, attempt, "")
+            return f"cannot prepare the step: {exc}"
+        if isinstance(args.get("dsn"), str):
+            self.redact.add_dsn(args["dsn"])
+        self._emit_started(step, attempt, instance.describe(args))
+        timeout = _timeout_of(step)
+        ctx = self._context(step)
+        try:
+            async with asyncio.timeout(timeout) as budget:
+                result = await instance.run(ctx, args)
+                failures = await self._judge(step, args, result)
+        except TimeoutError:
+            if budget.expired():
+                return f"timed out after {format_duration(timeout)}"
+            return "timed out"
+        except (StepFailed, QueryFailed, ProcessNotFound, TemplateError) as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        if failures:
+            return "check failed: " + ", ".join(failures)
+        if step.capture:
+            self._outputs[step.id] = result.output or ""
+        return None
+
+    def _emit_started(self, step: Step, attempt: int, command: str) -> None:
+        self.emit(ev.StepStarted(
+            step=step.id,
+            title=step.title,
+            attempt=attempt,
+            max_attempts=step.retries + 1,
+            timeout_s=_timeout_of(step),
+            command=self.redact(command),
+        ))
+
+    def _context(self, step: Step) -> StepContext:
+        record = self._records[step.id]
+        redact = self.redact
+
+        def output(stream: str, line: str) -> None:
+            line = redact(line)
+            record.tail.append(line)
+            self.emit(ev.Output(step=step.id, stream=stream, line=line))
+
+        def progress(**kwargs: Any) -> None:
+            if kwargs.get("detail"):
+                kwargs["detail"] = redact(kwargs["detail"])
+            self.emit(ev.Progress(step=step.id, **kwargs))
+
+        def milestone(name: str) -> None:
+            elapsed = time.monotonic() - self._start
+            event = ev.Milestone(name=name, elapsed_s=round(elapsed, 3), step=step.id)
+            self._milestones.append(event)
+            if name == MILESTONE_SERVICE_RESTORED and self._rto_s is None:
+                self._rto_s = elapsed
+            self.emit(event)
+
+        async def ask_manual(instructions: str) -> Answer:
+            request = ManualRequest(step.id, step.title, redact(instructions))
+            return await self._ask(step, "manual", request.instructions,
+                                   self.operator.manual(request))
+
+        return StepContext(
+            step,
+            RunInfo(self.run_id, self.workdir, self.mode, self._started_at),
+            emit_output=output,
+            emit_progress=progress,
+            emit_milestone=milestone,
+            ask_manual=ask_manual,
+            base_env=self.env,
+        )
+
+    # --- checks -----------------------------------------------------------------------
+
+    async def _judge(self, step: Step, args: dict[str, Any], result: ActionResult) -> list[str]:
+        """Evaluate the step's own `expect` and its named checks; return the failed names."""
+        failed = []
+        if step.expect is not None and result.observed is not None:
+            ok, detail = evaluate(step.expect, result.observed)
+            self._record_check(step, "expected result", ok, detail)
+            if not ok:
+                failed.append("expected result")
+        default_dsn = args.get("dsn") if isinstance(args.get("dsn"), str) else None
+        for check in step.checks:
+            try:
+                observed = await self._observe_check(check, default_dsn)
+                ok, detail = evaluate(check.expect, observed)
+            except (QueryFailed, ProcessNotFound, TemplateError, ValueError, OSError) as exc:
+                ok, detail = False, str(exc)
+            self._record_check(step, check.name, ok, detail)
+            if not ok:
+                failed.append(check.name)
+        return failed
+
+    async def _observe_check(self, check: Any, default_dsn: str | None) -> Observed:
+        if check.query is not None:
+            dsn = render_text(check.dsn, self.lookup) if check.dsn else default_dsn
+            if not dsn:
+                raise ValueError("the check has a query but no dsn")
+            self.redact.add_dsn(dsn)
+            result = await run_query(dsn, render_query(check.query, self.lookup))
+            return Observed(value=result.first, rows=len(result.rows))
+        command = render_command(check.command, self.lookup)
+        from tui.engine.process import run_process
+
+        outcome = await run_process(command.argv, on_line=lambda *_: None, env=self.env,
+                                    cwd=str(self.workdir), capture_stdout=True)
+        return Observed(text=outcome.stdout or "", exit_code=outcome.exit_code)
+
+    def _record_check(self, step: Step, name: str, ok: bool, detail: str) -> None:
+        event = ev.CheckResult(step=step.id, name=name, ok=ok, detail=self.redact(detail))
+        self._records[step.id].checks.append(event)
+        self.emit(event)
+
+    # --- the person -------------------------------------------------------------------
+
+    async def _confirm(self, step: Step, action: type[Action]) -> Answer:
+        try:
+            args = render_args(action, step.args, self.lookup)
+            command = self.redact(action().describe(args))
+            text = render_text(step.confirm or f"Run {step.title}?", self.lookup)
+            expected = render_text(step.confirm_input, self.lookup) if step.confirm_input else None
+        except (TemplateError, ValueError) as exc:
+            return Answer(False, by_person=False, note=f"cannot prepare the step: {exc}")
+        request = ConfirmRequest(step.id, step.title, self.redact(text), command, expected)
+        return await self._ask(step, "confirm", request.text, self.operator.confirm(request))
+
+    async def _ask_failure(self, step: Step, record: StepRecord) -> FailureDecision:
+        request = FailureRequest(step.id, step.title, self.redact(record.error or ""),
+                                 record.attempts, tuple(record.tail)[-20:])
+        return await self._ask(step, "failure", request.error, self.operator.on_failure(request))
+
+    async def _ask(self, step: Step, kind: str, prompt: str, waiting: Coroutine) -> Any:
+        """Ask the operator; the wait is timed, shown as an event, and can be aborted."""
+        self.emit(ev.OperatorWait(step=step.id, request=kind, prompt=self.redact(prompt)))
+        asked = time.monotonic()
+        answer = await self._abortable(waiting)
+        waited = time.monotonic() - asked
+        self._records[step.id].operator_wait_s += waited
+        if isinstance(answer, FailureDecision):
+            shown, by_person, note = answer.choice, True, answer.reason
+        else:
+            shown = "yes" if answer.ok else "no"
+            by_person, note = answer.by_person, answer.note
+        self.emit(ev.OperatorAnswer(step=step.id, request=kind, answer=shown,
+                                    waited_s=round(waited, 3), by_person=by_person,
+                                    note=self.redact(note)))
+        return answer
+
+    # --- dry run ----------------------------------------------------------------------
+
+    def _plan(self, step: Step) -> None:
+        action = get_action(step.action)
+        try:
+            command = action().describe(render_args(action, step.args, self.lookup))
+        except (TemplateError, ValueError) as exc:
+            command = f"(cannot render: {exc})"
+        extra = []
+        if step.confirm or step.confirm_input:
+            extra.append("asks for confirmation")
+        if step.retries:
+            extra.append(f"{step.retries} retries")
+        if step.checks:
+            extra.append(f"checks: {', '.join(c.name for c in step.checks)}")
+        self.emit(ev.StepPlanned(
+            step=step.id, title=step.title, action=step.action,
+            command=self.redact(command),
+            timeout_s=_timeout_of(step),
+            notes=extra,
+        ))
+
+
+def _timeout_of(step: Step) -> float | None:
+    if step.timeout is not None:
+        return step.timeout
+    action = get_action(step.action)
+    return action.default_timeout if action else None
+
+
+def _is_empty_dir(path: Path) -> bool:
+    try:
+        return not any(path.iterdir())
+    except OSError:
+        return False
+
+
+def _referenced_env(runbook: Runbook) -> set[str]:
+    names: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            with contextlib.suppress(TemplateError):
+                names.update(r.name[4:] for r in refs(value) if r.name.startswith("env."))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    for step in runbook.steps:
+        walk(step.args)
+        walk([step.confirm, step.confirm_input])
+        for check in step.checks:
+            walk([check.query, check.command, check.dsn])
+    return names

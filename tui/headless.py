@@ -1,0 +1,200 @@
+"""The headless front end: an Operator that answers from flags, and two printers.
+
+`HumanPrinter` writes what a person reading a CI log wants: a line per step
+start and end, checks, and a summary with the RTO against its target.
+`JsonPrinter` writes the `--json` contract: one JSON object per event per line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TextIO
+
+from tui.durations import format_clock, format_duration
+from tui.engine import events as ev
+from tui.engine.operator import (
+    Answer,
+    ConfirmRequest,
+    FailureDecision,
+    FailureRequest,
+    ManualRequest,
+)
+
+GLYPHS = {"succeeded": "✓", "failed": "✗", "skipped": "↷", "running": "●", "pending": "○"}
+
+
+class HeadlessOperator:
+    """No person is here: `--yes` acknowledges on their behalf, otherwise we refuse clearly."""
+
+    interactive = False
+
+    def __init__(self, yes: bool = False):
+        self.yes = yes
+
+    async def confirm(self, request: ConfirmRequest) -> Answer:
+        if self.yes:
+            return Answer(True, by_person=False, note="acknowledged by --yes, without a person")
+        return Answer(False, by_person=False, note=(
+            f"step {request.step!r} asks for confirmation ({request.text.strip()}); "
+            "run it in a terminal, or pass --yes to confirm without a person"
+        ))
+
+    async def manual(self, request: ManualRequest) -> Answer:
+        if self.yes:
+            return Answer(True, by_person=False, note="acknowledged by --yes, without a person")
+        return Answer(False, by_person=False, note=(
+            f"step {request.step!r} is a manual step and needs a person; run it in a "
+            "terminal, or pass --yes to record it as acknowledged without one"
+        ))
+
+    async def on_failure(self, request: FailureRequest) -> FailureDecision:
+        return FailureDecision("abort", "no person to ask")
+
+
+class _Style:
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.enabled else text
+
+
+def _use_colour(stream: TextIO) -> bool:
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+class HumanPrinter:
+    def __init__(self, stream: TextIO, colour: bool | None = None):
+        self.out = stream
+        self.style = _Style(_use_colour(stream) if colour is None else colour)
+        self._titles: dict[str, str] = {}
+        self._rto_target: float | None = None
+        self._dry_run = False
+        self._restored = False
+
+    def __call__(self, event: ev.Event) -> None:
+        handler = getattr(self, f"_on_{event.kind}", None)
+        if handler is not None:
+            handler(event)
+
+    def _write(self, text: str) -> None:
+        self.out.write(text + "\n")
+
+    def _on_run_started(self, e: ev.RunStarted) -> None:
+        s = self.style
+        self._titles = {step.id: step.title for step in e.steps}
+        self._rto_target = e.rto_target_s
+        self._dry_run = e.dry_run
+        mode = s(e.mode.upper(), "1;31" if e.mode == "incident" else "1;34")
+        target = f" · RTO target {format_duration(e.rto_target_s)}" if e.rto_target_s else ""
+        plan = " · DRY RUN: nothing will be run" if e.dry_run else ""
+        self._write(f"{s('drdeck', '1')} {e.runbook} · {e.title}")
+        self._write(f"run {e.run_id} · {mode} · {len(e.steps)} steps{target}{plan}")
+        if e.params:
+            shown = "  ".join(f"{k}={v}" for k, v in e.params.items())
+            self._write(s(f"params: {shown}", "2"))
+        self.out.flush()
+
+    def _on_step_planned(self, e: ev.StepPlanned) -> None:
+        timeout = f"  timeout {format_duration(e.timeout_s)}" if e.timeout_s else ""
+        self._write(f"\n○ {e.step}  {e.title}  [{e.action}]{timeout}")
+        for line in e.command.splitlines() or [""]:
+            self._write(f"    $ {line}")
+        for note in e.notes:
+            self._write(self.style(f"    · {note}", "2"))
+
+    def _on_step_started(self, e: ev.StepStarted) -> None:
+        attempt = f"  (attempt {e.attempt}/{e.max_attempts})" if e.attempt > 1 else ""
+        self._write(f"\n{self.style('▶', '1;36')} {e.step}  {e.title}{attempt}")
+        if e.command:
+            first, *rest = e.command.splitlines()
+            self._write(self.style(f"    $ {first}" + (" …" if rest else ""), "2"))
+        self.out.flush()
+
+    def _on_output(self, e: ev.Output) -> None:
+        self._write(f"    │ {e.line}")
+
+    def _on_progress(self, e: ev.Progress) -> None:
+        if e.total:
+            eta = f"  ETA {format_clock(e.eta_s)}" if e.eta_s is not None else ""
+            self._write(f"    … {e.done:,.0f}/{e.total:,.0f} {e.unit} "
+                        f"({100 * e.done / e.total:.0f}%){eta}")
+
+    def _on_check(self, e: ev.CheckResult) -> None:
+        mark = self.style("✓", "32") if e.ok else self.style("✗", "1;31")
+        self._write(f"  {mark} check {e.name}: {e.detail}")
+
+    def _on_attempt_failed(self, e: ev.AttemptFailed) -> None:
+        self._write(self.style(
+            f"  ! attempt {e.attempt} failed: {e.error}; retrying in "
+            f"{format_duration(e.retry_in_s)}", "33"))
+
+    def _on_operator_answer(self, e: ev.OperatorAnswer) -> None:
+        if not e.by_person and e.answer == "yes":
+            self._write(self.style(f"  · {e.request}: {e.note}", "33"))
+
+    def _on_step_finished(self, e: ev.StepFinished) -> None:
+        s = self.style
+        colour = {"succeeded": "32", "failed": "1;31", "skipped": "33"}[e.status]
+        took = format_duration(e.duration_s)
+        line = f"{s(GLYPHS[e.status], colour)} {e.step}  {e.status}  {took}"
+        if e.error:
+            line += f"\n  {s('error:', '1;31')} {e.error}"
+        if e.reason:
+            line += f"\n  reason: {e.reason}"
+        self._write(line)
+        self.out.flush()
+
+    def _on_milestone(self, e: ev.Milestone) -> None:
+        self._restored = self._restored or e.name == "service-restored"
+        self._write(self.style(f"  ◆ milestone {e.name} at {format_clock(e.elapsed_s)}", "1;35"))
+
+    def _on_run_finished(self, e: ev.RunFinished) -> None:
+        s = self.style
+        if self._dry_run:
+            self._write(f"\n{s('dry run', '1')}: nothing was run.")
+            self.out.flush()
+            return
+        colour = {"succeeded": "1;32", "failed": "1;31", "aborted": "1;33"}[e.status]
+        counts = f"{e.succeeded} succeeded, {e.failed} failed, {e.skipped} skipped"
+        if e.not_run:
+            counts += f", {e.not_run} not run"
+        self._write("\n" + "─" * 60)
+        self._write(f"{s(e.status.upper(), colour)} in {format_duration(e.duration_s)} · {counts}")
+        if e.rto_target_s or self._restored:
+            self._write(f"RTO {rto_verdict(e.rto_s, e.rto_target_s)}")
+        if e.error and e.status == "aborted":
+            self._write(f"reason: {e.error}")
+        self.out.flush()
+
+
+def rto_verdict(rto_s: float | None, target_s: float | None) -> str:
+    """'0:12:41 of 4:00:00 target (5%, met)' — the sentence a drill report needs."""
+    if rto_s is None:
+        measured = "not reached"
+        return f"{measured} (target {format_clock(target_s)})" if target_s else measured
+    measured = format_clock(rto_s) if rto_s >= 1 else f"{rto_s:.2f}s"
+    if not target_s:
+        return f"{measured} (no target set)"
+    share = rto_s / target_s
+    verdict = "met" if share <= 1 else "MISSED"
+    return f"{measured} of {format_clock(target_s)} target ({share:.0%}, {verdict})"
+
+
+class JsonPrinter:
+    """JSON lines. Output lines are flushed at most every 100 ms; every other event at once."""
+
+    def __init__(self, stream: TextIO):
+        self.out = stream
+        self._last_flush = 0.0
+
+    def __call__(self, event: ev.Event) -> None:
+        self.out.write(json.dumps(event.to_json(), ensure_ascii=False, default=str) + "\n")
+        now = time.monotonic()
+        if not isinstance(event, ev.Output) or now - self._last_flush > 0.1:
+            self.out.flush()
+            self._last_flush = now

@@ -1,0 +1,114 @@
+"""Parameter values: from text (command line, form field) or TOML to typed values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tui.durations import parse_duration
+from tui.errors import InvalidInput
+from tui.runbook.model import Param, Runbook
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def coerce(param: Param, raw: Any) -> Any:
+    """The typed value of `raw` for `param`; ValueError says what is wrong, in plain words."""
+    kind = param.type
+    if kind == "int":
+        if isinstance(raw, bool):
+            raise ValueError("expected a whole number")
+        if isinstance(raw, int):
+            return raw
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a whole number") from None
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError(f"{raw!r} is not true or false")
+    if kind == "timestamp" and isinstance(raw, datetime):  # a TOML datetime default
+        if raw.tzinfo is None:
+            raise ValueError(f"{raw.isoformat()} has no time zone; add one, e.g. +00:00")
+        return raw
+    if kind == "duration" and isinstance(raw, int | float) and not isinstance(raw, bool):
+        raise ValueError(f"write durations in quotes, like \"{raw}s\"")
+    if not isinstance(raw, str):
+        raise ValueError(f"expected text, got {type(raw).__name__}")
+    if kind == "duration":
+        parse_duration(raw)
+        return raw.strip()
+    if kind == "timestamp":
+        return parse_timestamp(raw)
+    if kind == "choice":
+        if raw not in param.choices:
+            raise ValueError(f"{raw!r} is not one of: {', '.join(param.choices)}")
+        return raw
+    if kind in ("dsn", "string", "snapshot") and param.required and not raw.strip():
+        raise ValueError("must not be empty")
+    return raw
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An ISO-8601 timestamp that says its time zone; naive times are refused, not guessed."""
+    cleaned = text.strip()
+    try:
+        value = datetime.fromisoformat(cleaned.replace(" ", "T", 1) if "T" not in cleaned
+                                       else cleaned)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a timestamp; write it like 2026-11-27 14:29:59+00:00"
+        ) from None
+    if value.tzinfo is None:
+        example = value.isoformat(sep=" ") + "+00:00"
+        raise ValueError(f"{text!r} has no time zone; add one, e.g. {example}")
+    return value
+
+
+def resolve(runbook: Runbook, given: dict[str, str]) -> dict[str, Any]:
+    """Every parameter's typed value: given ones coerced, defaults filled.
+
+    Raises InvalidInput naming every unknown, invalid or missing parameter at once,
+    so the operator fixes the command line in one go.
+    """
+    problems: list[str] = []
+    for name in given:
+        if name not in runbook.params:
+            known = ", ".join(runbook.params) or "none"
+            problems.append(f"unknown parameter {name!r} (this runbook takes: {known})")
+    values: dict[str, Any] = {}
+    missing = []
+    for name, param in runbook.params.items():
+        if name in given:
+            try:
+                values[name] = coerce(param, given[name])
+            except ValueError as exc:
+                problems.append(f"parameter {name}: {exc}")
+        elif param.required:
+            missing.append(param)
+        else:
+            values[name] = param.default
+    if missing:
+        lines = [f"  -p {p.name}=...   {p.type}{': ' + p.help if p.help else ''}" for p in missing]
+        problems.append("missing required parameters:\n" + "\n".join(lines))
+    if problems:
+        raise InvalidInput("\n".join(problems))
+    return values
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """`-p NAME=VALUE` items into a dict; the value may itself contain '='."""
+    result: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInput(f"-p {item!r}: write parameters as NAME=VALUE")
+        result[name.strip()] = value
+    return result
