@@ -403,3 +403,17 @@ def test_output_floods_arrive_complete_and_in_order(tmp_path: Path) -> None:
     _result, rec = run_text(text, tmp_path)
     lines = rec.lines("flood")
     assert lines == [str(n) for n in range(1, 50001)]
+
+
+def test_a_script_reports_progress_with_progress_lines(tmp_path: Path) -> None:
+    text = HEADER + shell_step(
+        "copy",
+        "echo start; echo '::progress 40/100 MB copying base'; echo '::progress 100/100 MB'",
+        "capture = true") + shell_step("use", "echo [${steps.copy.output}]")
+    result, rec = run_text(text, tmp_path)
+    assert result.status == "succeeded"
+    progress = rec.of("progress")
+    assert [(p.done, p.total, p.unit, p.detail) for p in progress] == [
+        (40, 100, "MB", "copying base"), (100, 100, "MB", "")]
+    assert rec.lines("copy") == ["start"]
+    assert rec.lines("use") == ["[start]"]

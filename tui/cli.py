@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"drdeck {__version__}")
+    parser.add_argument("--incident", action="store_true",
+                        help="open the app in INCIDENT mode (default: DRILL)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
@@ -64,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true", help="never open the app")
     run.add_argument("--dry-run", action="store_true",
                      help="show every step with its rendered arguments; run nothing")
-    run.add_argument("--mode", choices=("drill", "incident"), default="drill",
+    run.add_argument("--mode", choices=("drill", "incident"), default=None,
                      help="recorded with the run (default: drill)")
+    run.add_argument("--incident", action="store_true", help="same as --mode incident")
     run.add_argument("--keep-workdir", action="store_true",
                      help="keep the run's work directory after success")
 
@@ -92,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             from tui.commands.validate import list_command
 
             return list_command()
+        if args.command is None:
+            from tui.commands.app import open_app
+
+            return open_app(mode="incident" if args.incident else "drill")
         parser.print_help()
         return 0
     except RunbookInvalid as exc:  # PATH:LINE:COL lines, as editors and `validate` print them

@@ -39,7 +39,11 @@ def format_duration(seconds: float | None) -> str:
         return f"{seconds:.1f}s"
     whole = int(seconds)
     if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+        major, minor, units = whole // 60, whole % 60, "ms"
+    elif whole < 86400:
+        major, minor, units = whole // 3600, whole % 3600 // 60, "hm"
+    else:
+        major, minor, units = whole // 86400, whole % 86400 // 3600, "dh"
+    if minor == 0:
+        return f"{major}{units[0]}"
+    return f"{major}{units[0]}{minor:02d}{units[1]}"

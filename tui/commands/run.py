@@ -15,9 +15,22 @@ from tui.runbook.params import parse_assignments, resolve
 
 def run_command(args: Namespace) -> int:
     runbook = load_runbook(find_runbook(args.runbook))
-    params = resolve(runbook, parse_assignments(args.param))
+    given = parse_assignments(args.param)
+    mode = args.mode or ("incident" if args.incident else "drill")
+    if _wants_app(args):
+        from tui.commands.app import open_app
+
+        return open_app(mode=mode, runbook=runbook, given=given, autostart=args.yes)
+    params = resolve(runbook, given)
     return run_headless(runbook, params, yes=args.yes, as_json=args.json,
-                        dry_run=args.dry_run, mode=args.mode, keep_workdir=args.keep_workdir)
+                        dry_run=args.dry_run, mode=mode, keep_workdir=args.keep_workdir)
+
+
+def _wants_app(args: Namespace) -> bool:
+    """The app when a person is at a terminal; headless for pipes, cron, CI and --json."""
+    if args.headless or args.json or args.dry_run:
+        return False
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def run_headless(runbook, params, *, yes: bool, as_json: bool, dry_run: bool, mode: str,

@@ -107,9 +107,10 @@ class StepContext:
         cwd: str | None = None,
         capture_stdout: bool = False,
         quiet: bool = False,
+        on_line: Callable[[str, str], None] | None = None,
     ) -> ProcessResult:
         """Run a command as part of this step; its lines go to the output unless `quiet`."""
-        sink = (lambda stream, line: None) if quiet else self._emit_output
+        sink = on_line or ((lambda stream, line: None) if quiet else self._emit_output)
         return await run_process(
             command.argv,
             on_line=sink,

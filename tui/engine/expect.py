@@ -23,7 +23,9 @@ class Observed:
     def shown(self) -> str:
         if self.text is not None and self.value is None:
             first = self.text.strip().splitlines()[:1]
-            return first[0][:120] if first else "(no output)"
+            if first:
+                return first[0][:120]
+            return f"exit code {self.exit_code}" if self.exit_code is not None else "(no output)"
         return "NULL" if self.value is None else to_text(self.value)[:120]
 
 
@@ -75,7 +77,10 @@ def evaluate(expect: Expect, observed: Observed) -> tuple[bool, str]:
     shown = observed.shown()
     if failures:
         return False, f"got {shown}, " + "; ".join(failures)
-    return True, f"{shown} ({expect.describe()})" if expect.describe() else shown
+    # a value that had to equal something says all there is to say
+    if expect.describe() and expect.describe() not in (f"= {shown}", shown):
+        return True, f"{shown} ({expect.describe()})"
+    return True, shown
 
 
 def _equal(actual: Any, expected: Any) -> bool:

@@ -53,13 +53,19 @@ def discover(extra: list[Path] | None = None) -> list[Found]:
     """Every runbook in the search directories; one name shadows the same name further down."""
     found: dict[str, Found] = {}
     for directory in search_dirs(extra):
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.toml")):
-            if path.stem in found:
-                continue
-            try:
-                found[path.stem] = Found(path, load_runbook(path))
-            except RunbookInvalid as exc:
-                found[path.stem] = Found(path, None, exc)
+        for item in load_directory(directory):
+            found.setdefault(item.path.stem, item)
     return list(found.values())
+
+
+def load_directory(directory: Path) -> list[Found]:
+    """Every `*.toml` in one directory, valid or not, by file name."""
+    if not directory.is_dir():
+        return []
+    result = []
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            result.append(Found(path, load_runbook(path)))
+        except RunbookInvalid as exc:
+            result.append(Found(path, None, exc))
+    return result

@@ -1,0 +1,155 @@
+"""The drdeck app: Home -> briefing -> run, with help, palette and a guarded quit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from tui.runbook.discovery import Found, discover
+from tui.runbook.model import Runbook
+
+from .screens.briefing import BriefingScreen
+from .screens.confirm import AskYesNo
+from .screens.help import HelpScreen
+from .screens.home import HomeScreen
+from .screens.run import RunScreen
+
+
+def local_time() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+class DrdeckApp(App[None]):
+    CSS_PATH = "drdeck.tcss"
+    TITLE = "drdeck"
+    BINDINGS = [
+        # ctrl+c must never kill a running restore silently: it asks, like quit
+        Binding("ctrl+c", "request_quit", "quit", show=False, priority=True),
+        Binding("ctrl+q", "request_quit", "quit", priority=True),
+        Binding("question_mark,f1", "help", "help"),
+    ]
+
+    mode: reactive[str] = reactive("drill")
+
+    def __init__(
+        self,
+        *,
+        mode: str = "drill",
+        runbooks: list[Found] | None = None,
+        runbook_dirs: list[Path] | None = None,
+        open_runbook: Runbook | None = None,
+        params: dict[str, str] | None = None,
+        autostart: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], str] = local_time,
+        run_id: str | None = None,
+        cursor_blink: bool = True,
+    ) -> None:
+        super().__init__()
+        self.cursor_blink = cursor_blink
+        self.mode = mode
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self._runbooks = runbooks
+        self._runbook_dirs = runbook_dirs
+        self._open_runbook = open_runbook
+        self._given = params or {}
+        self._autostart = autostart
+        self._run_id = run_id
+        self.last_result = None
+
+    def on_mount(self) -> None:
+        found = self._runbooks if self._runbooks is not None else discover(self._runbook_dirs)
+        self.push_screen(HomeScreen(found))
+        if self._open_runbook is not None:
+            if self._autostart is not None:
+                self.start_run(self._open_runbook, self._autostart)
+            else:
+                self.open_briefing(self._open_runbook, self._given)
+
+    # --- navigation -----------------------------------------------------------------
+
+    def open_briefing(self, runbook: Runbook, given: dict[str, str] | None = None) -> None:
+        self.push_screen(BriefingScreen(runbook, given))
+
+    def start_run(self, runbook: Runbook, values: dict[str, Any]) -> None:
+        screen = RunScreen(runbook, values, mode=self.mode, run_id=self._run_id)
+        self._run_id = None
+        if isinstance(self.screen, BriefingScreen):
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+
+    def go_home(self) -> None:
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, HomeScreen):
+            self.pop_screen()
+        if isinstance(self.screen, HomeScreen):
+            self.screen.sync_mode()
+
+    def _run_screen(self) -> RunScreen | None:
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, RunScreen):
+                return screen
+        return None
+
+    # --- quitting -------------------------------------------------------------------
+
+    def action_request_quit(self) -> None:
+        run = self._run_screen()
+        if run is None or not run.running:
+            self._remember(run)
+            self.exit()
+            return
+
+        async def answer(yes: bool | None) -> None:
+            if yes:
+                await run.stop_run("the operator quit drdeck during the run")
+                self._remember(run)
+                self.exit()
+
+        self.push_screen(AskYesNo(
+            "A run is in progress. Abort it and quit?",
+            "The current step is stopped and the run is recorded as aborted.",
+            yes="Abort and quit", no="Keep running"), answer)
+
+    def _remember(self, run: RunScreen | None) -> None:
+        if run is not None and run.result is not None:
+            self.last_result = run.result
+
+    def on_screen_resume(self) -> None:
+        run = self._run_screen()
+        self._remember(run)
+
+    # --- help and the palette -------------------------------------------------------
+
+    def action_help(self) -> None:
+        screen = self.screen
+        if isinstance(screen, HelpScreen):
+            return
+        title = {
+            HomeScreen: "home",
+            BriefingScreen: "briefing",
+            RunScreen: "run",
+        }.get(type(screen), type(screen).__name__)
+        self.push_screen(HelpScreen(screen, title, getattr(screen, "help_notes", "")))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help", "The keys of this screen", self.action_help)
+        if isinstance(screen, RunScreen):
+            yield SystemCommand("Abort the run", "Stop the current step and record the run "
+                                "as aborted", screen.action_abort)
+            yield SystemCommand("Follow the output", "Toggle following the end of the log",
+                                screen.action_follow)
+            yield SystemCommand("Search the output", "Find text in the log",
+                                screen.action_search)
+        if isinstance(screen, HomeScreen):
+            yield SystemCommand("Switch mode", "DRILL or INCIDENT, recorded with each run",
+                                screen.action_toggle_mode)

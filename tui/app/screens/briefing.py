@@ -1,0 +1,186 @@
+"""Briefing: what the runbook does, who to call, and a form for its parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Button, Footer, Input, Label, Markdown, Select, Static, Switch
+
+from tui.runbook.model import Param, Runbook
+from tui.runbook.params import coerce
+from tui.runbook.templating import to_text
+
+from .._shared import DeckInput
+from ..widgets.breadcrumb import Breadcrumb
+from .home import runbook_markdown
+
+PLACEHOLDERS = {
+    "duration": "e.g. 15m, 4h, 1h30m",
+    "timestamp": "e.g. 2026-11-27 14:29:59+00:00",
+    "dsn": "postgresql://user@host:5432/dbname",
+    "int": "a whole number",
+    "secret": "hidden as you type; never shown or recorded",
+}
+
+
+class ParamField(Vertical):
+    """One parameter: label, typed input, help, and the error right next to it."""
+
+    def __init__(self, param: Param, initial: str | None) -> None:
+        super().__init__(classes="field")
+        self.param = param
+        self.initial = initial
+
+    def compose(self) -> ComposeResult:
+        param = self.param
+        required = "" if not param.required else "  required"
+        yield Label(f"{param.name}  ({param.type}){required}", classes="field-label")
+        field_id = f"param-{param.name}"
+        if param.type == "choice":
+            options = [(c, c) for c in param.choices]
+            value = self.initial if self.initial in param.choices else Select.BLANK
+            yield Select(options, value=value, id=field_id, allow_blank=True)
+        elif param.type == "bool":
+            yield Switch(value=self.initial in ("true", "yes", "on", "1"), id=field_id)
+        else:
+            yield DeckInput(value=self.initial or "", id=field_id,
+                        password=param.type == "secret",
+                        placeholder=PLACEHOLDERS.get(param.type, ""))
+        if param.help:
+            yield Static(param.help, classes="field-help")
+        yield Static("", classes="field-error", id=f"error-{param.name}")
+
+    @property
+    def raw(self) -> str | None:
+        widget = self.query_one(f"#param-{self.param.name}")
+        if isinstance(widget, Switch):
+            return "true" if widget.value else "false"
+        if isinstance(widget, Select):
+            return None if widget.value is Select.BLANK else str(widget.value)
+        value = widget.value
+        return value if value.strip() or self.param.type == "string" else None
+
+    def validate(self) -> str | None:
+        """The error to show, or None. Empty optional fields take the runbook's default."""
+        raw = self.raw
+        if raw is None or (raw == "" and self.param.type != "string"):
+            return "required" if self.param.required else None
+        try:
+            coerce(self.param, raw)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def show_error(self, error: str | None) -> None:
+        label = self.query_one(f"#error-{self.param.name}", Static)
+        label.update(f"✗ {error}" if error else "")
+        label.set_class(bool(error), "visible")
+
+    def focus_input(self) -> None:
+        self.query_one(f"#param-{self.param.name}").focus()
+
+
+class BriefingScreen(Screen[None]):
+    BINDINGS = [
+        Binding("ctrl+s", "start", "start run"),
+        Binding("escape", "back", "back"),
+    ]
+
+    def __init__(self, runbook: Runbook, given: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.runbook = runbook
+        self.given = given or {}
+
+    def compose(self) -> ComposeResult:
+        yield Breadcrumb(id="crumb")
+        with Horizontal():
+            text = Markdown(runbook_markdown(self.runbook), id="briefing-text", classes="panel")
+            text.border_title = "Briefing"
+            yield text
+            with Vertical(id="briefing-form", classes="panel"):
+                with Horizontal(id="form-actions"):
+                    yield Button("Start run (ctrl+s)", id="start", variant="success")
+                    yield Static("", id="form-status")
+                with VerticalScroll(id="form-fields"):
+                    for param in self.runbook.params.values():
+                        yield ParamField(param, self._initial(param))
+                    if not self.runbook.params:
+                        yield Static("This runbook takes no parameters.")
+        yield Footer()
+
+    def _initial(self, param: Param) -> str | None:
+        if param.name in self.given:
+            return self.given[param.name]
+        return None if param.required else to_text(param.default)
+
+    def on_mount(self) -> None:
+        crumb = self.query_one(Breadcrumb)
+        crumb.mode = self.app.mode
+        crumb.parts = (self.runbook.name, "briefing")
+        self.query_one("#briefing-form").border_title = "Parameters"
+        fields = list(self.query(ParamField))
+        for field in fields:
+            if field.validate() is not None or field.param.required:
+                field.focus_input()
+                break
+        else:
+            self.query_one("#start", Button).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._revalidate(event.input)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        self._revalidate(event.select)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.focus_next()
+
+    def _revalidate(self, widget: Widget) -> None:
+        field = next((a for a in widget.ancestors if isinstance(a, ParamField)), None)
+        if field is not None:
+            field.show_error(field.validate())
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "start":
+            self.action_start()
+
+    def values(self) -> tuple[dict[str, Any] | None, int]:
+        """The typed parameters, or None with how many fields are wrong (errors shown)."""
+        values: dict[str, Any] = {}
+        wrong = 0
+        first_wrong: ParamField | None = None
+        for field in self.query(ParamField):
+            error = field.validate()
+            field.show_error(error)
+            if error:
+                wrong += 1
+                first_wrong = first_wrong or field
+                continue
+            raw = field.raw
+            if raw is None or (raw == "" and field.param.type != "string"):
+                values[field.param.name] = field.param.default
+            else:
+                values[field.param.name] = coerce(field.param, raw)
+        if first_wrong is not None:
+            first_wrong.focus_input()
+            return None, wrong
+        return values, 0
+
+    def action_start(self) -> None:
+        values, wrong = self.values()
+        status = self.query_one("#form-status", Static)
+        if values is None:
+            status.update(f"✗ fix {wrong} field{'s' if wrong != 1 else ''} to start")
+            status.add_class("invalid")
+            return
+        status.update("")
+        status.remove_class("invalid")
+        self.app.start_run(self.runbook, values)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

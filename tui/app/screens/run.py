@@ -1,0 +1,326 @@
+"""The run screen: the state of the restore, the time against the RTO, and what to do next.
+
+The engine runs in a Textual worker on the app's loop. Its events land in a
+buffer that a short timer drains: one batch of log lines and one redraw per
+tick, however fast a step prints, so a flood never starves the keyboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, ContentSwitcher, Footer
+
+from tui.durations import format_clock
+from tui.engine import events as ev
+from tui.engine.operator import Answer, FailureDecision
+from tui.engine.runner import Runner
+from tui.engine.state import RunState
+from tui.runbook.model import Runbook
+from tui.runbook.templating import TemplateError, render_text
+
+from ..operator import AppOperator, OperatorRequest, OperatorRequestClosed
+from ..widgets.breadcrumb import Breadcrumb
+from ..widgets.clock import rto_clock
+from ..widgets.focus import CurrentStep, FailurePanel, ManualPanel
+from ..widgets.output import OutputPanel
+from ..widgets.steps import ChecksPanel, StepList
+from .confirm import AskYesNo, ConfirmStep, SkipReason
+from .summary import RunSummary
+
+FLUSH_INTERVAL_S = 1 / 30
+
+RUN_HELP = (
+    "Glyphs: ○ pending  ● running  ◐ waiting for you  ✓ succeeded  ✗ failed  ↷ skipped.\n\n"
+    "The RTO clock turns yellow at 75% of the target and red past it; it stops at the "
+    "service-restored milestone.\n\n"
+    "Ctrl+C and quitting ask before they stop a run; an aborted run is recorded as such."
+)
+
+
+class RunScreen(Screen[None]):
+    BINDINGS = [
+        Binding("enter", "answer", "done"),
+        Binding("r", "retry", "retry"),
+        Binding("s", "skip", "skip"),
+        Binding("a", "abort", "abort"),
+        Binding("f", "follow", "follow"),
+        Binding("slash", "search", "search"),
+        Binding("h", "home", "home"),
+    ]
+
+    def __init__(self, runbook: Runbook, params: dict[str, Any], *, mode: str,
+                 run_id: str | None = None) -> None:
+        super().__init__()
+        self.runbook = runbook
+        self.mode = mode
+        self.state = RunState()
+        self.runner = Runner(runbook, params, AppOperator(self), mode=mode, run_id=run_id)
+        self.runner.subscribe(self._receive)
+        self._pending: list[ev.Event] = []
+        self._request: OperatorRequest | None = None
+        self._summary_shown = False
+        self.result = None
+
+    # --- layout ---------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Breadcrumb(id="crumb")
+        with Horizontal():
+            with Vertical(id="left"):
+                steps = StepList(id="steps", classes="panel")
+                steps.border_title = "Steps"
+                yield steps
+                checks = ChecksPanel(id="checks", classes="panel")
+                checks.border_title = "Checks"
+                yield checks
+            with Vertical(id="right"):
+                with ContentSwitcher(id="focus-panel", initial="current"):
+                    yield CurrentStep(id="current", classes="panel")
+                    yield ManualPanel(id="manual", classes="panel request")
+                    yield FailurePanel(id="failure", classes="panel failure")
+                yield OutputPanel(id="output-panel", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        crumb = self.query_one(Breadcrumb)
+        crumb.mode = self.mode
+        crumb.parts = (self.runbook.name, f"run {self.runner.run_id}")
+        self.state.apply(self._preview_started(), self.app.clock())
+        self._redraw()
+        self.set_interval(FLUSH_INTERVAL_S, self._flush)
+        self.set_interval(1.0, self._tick)
+        self.query_one("#output").focus()
+        self.run_worker(self._drive(), name="run", group="run", exclusive=True)
+
+    def _preview_started(self) -> ev.RunStarted:
+        """The step list is drawn before the engine's first event arrives."""
+        return ev.RunStarted(
+            run_id=self.runner.run_id, runbook=self.runbook.name, title=self.runbook.title,
+            scenario=self.runbook.scenario, mode=self.mode, params={},
+            steps=[ev.StepInfo(id=s.id, title=s.title, action=s.action)
+                   for s in self.runbook.steps],
+            workdir="", rto_target_s=self.runbook.rto, rpo_target_s=self.runbook.rpo,
+        )
+
+    async def _drive(self) -> None:
+        self.result = await self.runner.run()
+
+    @property
+    def running(self) -> bool:
+        return self.state.finished is None
+
+    # --- events in, drawing out ------------------------------------------------------
+
+    def _receive(self, event: ev.Event) -> None:
+        self._pending.append(event)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        events, self._pending = self._pending, []
+        now = self.app.clock()
+        stamp = self.app.wall_clock()
+        lines: list[str] = []
+        structural = False
+        for event in events:
+            self.state.apply(event, now)
+            kind = event.kind
+            if kind == "output":
+                lines.append(f"{stamp} {event.line}" if stamp else event.line)
+                continue
+            structural = True
+            marker = _log_marker(event)
+            if marker:
+                lines.append(f"{stamp} {marker}" if stamp else marker)
+        if lines:
+            self.query_one(OutputPanel).write_lines(lines)
+        if structural:
+            self._redraw()
+        if self.state.finished is not None and not self._summary_shown:
+            self._summary_shown = True
+            self.refresh_bindings()
+            self.app.push_screen(RunSummary(self.state), self._after_summary)
+
+    def _tick(self) -> None:
+        now = self.app.clock()
+        self._draw_clock(now)
+        if self.running:
+            self.query_one(StepList).show(self.state, now)
+        if self._request is not None and self._request.kind == "manual":
+            self.query_one(ManualPanel).show_waited(now - (self.state.waiting_since or now))
+
+    def _redraw(self) -> None:
+        now = self.app.clock()
+        self._draw_clock(now)
+        self.query_one(StepList).show(self.state, now)
+        self.query_one(ChecksPanel).show(self.state)
+        self.query_one(CurrentStep).show(self.state, self._descriptions(), now)
+
+    def _draw_clock(self, now: float) -> None:
+        stopped = any(m.name == "service-restored" for m in self.state.milestones)
+        self.query_one(Breadcrumb).right = rto_clock(
+            self.state.rto_elapsed(now), self.state.rto_target_s, stopped)
+
+    def _descriptions(self) -> dict[str, str]:
+        shown = {}
+        for step in self.runbook.steps:
+            try:
+                text = render_text(step.description, self.runner.lookup)
+            except (TemplateError, KeyError):
+                text = step.description
+            shown[step.id] = self.runner.redact(text)
+        return shown
+
+    # --- the person -----------------------------------------------------------------
+
+    def on_operator_request(self, message: OperatorRequest) -> None:
+        self._flush()  # the state must show the wait before the question does
+        self._request = message
+        switcher = self.query_one(ContentSwitcher)
+        if message.kind == "confirm":
+            self.app.push_screen(ConfirmStep(message.request), self._resolve)
+        elif message.kind == "manual":
+            self.query_one(ManualPanel).show_request(message.request)
+            self.query_one(ManualPanel).show_waited(0)
+            switcher.current = "manual"
+        elif message.kind == "failure":
+            self.query_one(FailurePanel).show_request(message.request)
+            switcher.current = "failure"
+        self.refresh_bindings()
+
+    def on_operator_request_closed(self, message: OperatorRequestClosed) -> None:
+        self._request = None
+        self.query_one(ContentSwitcher).current = "current"
+        self.query_one(OutputPanel).log_widget.focus()
+        self.refresh_bindings()
+
+    def _resolve(self, answer: Any) -> None:
+        request = self._request
+        if request is not None and not request.answer.done():
+            request.answer.set_result(answer)
+
+    def _waiting_for(self, kind: str) -> bool:
+        return self._request is not None and self._request.kind == kind
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # the footer shows only the keys that mean something right now
+        if action == "answer":
+            return self._waiting_for("manual")
+        if action in ("retry", "skip"):
+            return self._waiting_for("failure")
+        if action == "abort":
+            return self.running
+        if action == "home":
+            return not self.running
+        return True
+
+    def action_answer(self) -> None:
+        """Enter: the manual step is done (buttons and inputs take enter themselves)."""
+        if self._waiting_for("manual"):
+            self._resolve(Answer(True))
+
+    def action_retry(self) -> None:
+        if self._waiting_for("failure"):
+            self._resolve(FailureDecision("retry"))
+
+    def action_skip(self) -> None:
+        if not self._waiting_for("failure"):
+            return
+        title = self._request.request.title
+
+        def skip(reason: str | None) -> None:
+            if reason:
+                self._resolve(FailureDecision("skip", reason))
+
+        self.app.push_screen(SkipReason(title), skip)
+
+    def action_abort(self) -> None:
+        if not self.running:
+            return
+        current = self.state.current_step()
+        detail = (f"“{current.title}” is stopped, " if current else "") + \
+            "and the run is recorded as aborted. Nothing that exists is deleted."
+
+        def abort(yes: bool | None) -> None:
+            if not yes:
+                return
+            if self._waiting_for("failure"):
+                self._resolve(FailureDecision("abort", "aborted by the operator"))
+            else:
+                self.runner.abort("aborted by the operator")
+
+        self.app.push_screen(AskYesNo("Abort this run?", detail, yes="Abort the run",
+                                      no="Keep going"), abort)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {
+            "manual-done": self.action_answer,
+            "manual-abort": self.action_abort,
+            "failure-retry": self.action_retry,
+            "failure-skip": self.action_skip,
+            "failure-abort": self.action_abort,
+        }
+        handler = actions.get(event.button.id or "")
+        if handler is not None:
+            event.stop()
+            handler()
+
+    def action_follow(self) -> None:
+        self.query_one(OutputPanel).toggle_follow()
+
+    def action_search(self) -> None:
+        self.query_one(OutputPanel).open_search()
+
+    def action_home(self) -> None:
+        if not self.running:
+            self.app.go_home()
+
+    def _after_summary(self, choice: str | None) -> None:
+        if choice == "home":
+            self.app.go_home()
+
+    # --- stopping -------------------------------------------------------------------
+
+    async def stop_run(self, reason: str) -> None:
+        """Abort the run and wait until the engine has recorded it."""
+        if self.running:
+            self.runner.abort(reason)
+            for worker in self.workers:
+                await worker.wait()
+            await asyncio.sleep(0)
+            self._flush()
+
+    @property
+    def help_notes(self) -> str:
+        return RUN_HELP
+
+
+def _log_marker(event: ev.Event) -> str | None:
+    """A line in the output log that marks where steps begin and end."""
+    kind = event.kind
+    if kind == "step_started":
+        attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
+        return f"── ▶ {event.title}{attempt}"
+    if kind == "step_finished":
+        glyph = {"succeeded": "✓", "failed": "✗", "skipped": "↷"}[event.status]
+        text = f"── {glyph} {event.step} {event.status} in {format_clock(event.duration_s)}"
+        if event.error:
+            text += f": {event.error}"
+        if event.reason:
+            text += f" (reason: {event.reason})"
+        return text
+    if kind == "check":
+        return f"   {'✓' if event.ok else '✗'} check {event.name}: {event.detail}"
+    if kind == "attempt_failed":
+        return f"── ! attempt {event.attempt} failed: {event.error}; retry in {event.retry_in_s:g}s"
+    if kind == "milestone":
+        return f"── ◆ milestone {event.name} at {format_clock(event.elapsed_s)}"
+    if kind == "run_finished":
+        return f"── run {event.status} in {format_clock(event.duration_s)}"
+    return None

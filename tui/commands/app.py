@@ -1,0 +1,30 @@
+"""Open the Textual app (the only command that imports it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InvalidInput
+from tui.runbook.model import Runbook
+from tui.runbook.params import resolve
+
+
+def open_app(*, mode: str = "drill", runbook: Runbook | None = None,
+             given: dict[str, str] | None = None, autostart: bool = False) -> int:
+    """Run the app; the exit code follows the last run (0 when none failed)."""
+    from tui.app.app import DrdeckApp
+
+    start: dict[str, Any] | None = None
+    if runbook is not None and autostart:
+        try:
+            start = resolve(runbook, given or {})
+        except InvalidInput:
+            start = None  # something is missing: the briefing asks for it
+    app = DrdeckApp(mode=mode, open_runbook=runbook, params=given, autostart=start)
+    app.run()
+    result = app.last_result
+    if result is None:
+        return EXIT_OK
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.status == "succeeded" else EXIT_FAILED
