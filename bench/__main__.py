@@ -27,6 +27,7 @@ from bench.common import (
 BENCHMARKS = {
     "startup": "bench.startup",
     "engine": "bench.engine",
+    "tui": "bench.tui",
 }
 
 COLUMNS = ("benchmark", "measured", "baseline", "slowdown", "target", "result", "reproduce")

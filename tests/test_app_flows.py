@@ -7,13 +7,14 @@ import re
 import time
 from pathlib import Path
 
-from app_support import live_app, wait_for
+from app_support import app_runbook, live_app, wait_for
 
 from tui.app.screens.briefing import BriefingScreen
 from tui.app.screens.confirm import ConfirmStep
 from tui.app.screens.home import HomeScreen
 from tui.app.screens.run import RunScreen
 from tui.app.screens.summary import RunSummary
+from tui.app.widgets.output import OutputPanel
 from tui.runbook.discovery import SHIPPED_DIR, load_directory
 from tui.runbook.loader import load_runbook
 
@@ -176,3 +177,23 @@ async def test_quitting_during_a_run_asks_first(pg_cluster) -> None:
         await pilot.press("y")
         await wait_for(pilot, lambda: screen.state.finished is not None)
     assert app.last_result is not None and app.last_result.status == "aborted"
+
+
+async def test_the_log_can_be_searched_and_unfollowed() -> None:
+    app = live_app(open_runbook=app_runbook("manual"), autostart={})
+    async with app.run_test(size=SIZE) as pilot:
+        screen = run_screen(app)
+        await wait_for(pilot, lambda: screen._waiting_for("manual"))
+        panel = screen.query_one(OutputPanel)
+        await pilot.press("slash", *"1204332", "enter")
+        await pilot.pause()
+        assert panel.border_subtitle == "/1204332: 1 of 1  (n/N)"
+        assert not panel.following, "a search result stays put"
+        await pilot.press("escape", "f")
+        assert panel.following
+        await pilot.press("slash", *"no such text", "enter")
+        await pilot.pause()
+        assert panel.border_subtitle == "/no such text: no match"
+        await pilot.press("escape", "enter")  # enter: the manual step is done
+        await wait_for(pilot, lambda: screen.state.finished is not None)
+        assert screen.state.finished.status == "succeeded"

@@ -375,6 +375,8 @@ class Runner:
             return str(exc)
         except OSError as exc:
             return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        except Exception as exc:  # a bug in an action must not take the whole run down
+            return f"internal error in the {step.action} action: {type(exc).__name__}: {exc}"
         if failures:
             return "check failed: " + ", ".join(failures)
         if step.capture:

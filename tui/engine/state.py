@@ -63,9 +63,13 @@ class RunState:
     output_lines: int = 0
 
     def apply(self, event: ev.Event, now: float) -> None:
-        handler = getattr(self, f"_on_{event.kind}", None)
+        handler = _HANDLERS.get(event.kind)
         if handler is not None:
-            handler(event, now)
+            handler(self, event, now)
+
+    def count_output(self, lines: int) -> None:
+        """Output lines folded in bulk, by a front end that buffers only their text."""
+        self.output_lines += lines
 
     # --- reading --------------------------------------------------------------------
 
@@ -166,3 +170,10 @@ class RunState:
     def _on_run_finished(self, e: ev.RunFinished, now: float) -> None:
         self.finished = e
         self.waiting = None
+
+
+_HANDLERS = {
+    name[len("_on_"):]: function
+    for name, function in vars(RunState).items()
+    if name.startswith("_on_")
+}

@@ -53,7 +53,22 @@ def coerce(param: Param, raw: Any) -> Any:
         return raw
     if kind in ("dsn", "string", "snapshot") and param.required and not raw.strip():
         raise ValueError("must not be empty")
+    if kind == "dsn" and raw.strip():
+        check_dsn(raw)
     return raw
+
+
+def check_dsn(text: str) -> None:
+    """A connection string libpq can parse (URL or key=value); the message never echoes it."""
+    from psycopg import conninfo
+
+    try:
+        conninfo.conninfo_to_dict(text)
+    except Exception:
+        raise ValueError(
+            "not a connection string; write postgresql://user@host:5432/dbname "
+            "or host=... port=... dbname=..."
+        ) from None
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -28,7 +28,7 @@ from ..operator import AppOperator, OperatorRequest, OperatorRequestClosed
 from ..widgets.breadcrumb import Breadcrumb
 from ..widgets.clock import rto_clock
 from ..widgets.focus import CurrentStep, FailurePanel, ManualPanel
-from ..widgets.output import OutputPanel
+from ..widgets.output import MAX_LINES, OutputPanel
 from ..widgets.steps import ChecksPanel, StepList
 from .confirm import AskYesNo, ConfirmStep, SkipReason
 from .summary import RunSummary
@@ -62,7 +62,7 @@ class RunScreen(Screen[None]):
         self.state = RunState()
         self.runner = Runner(runbook, params, AppOperator(self), mode=mode, run_id=run_id)
         self.runner.subscribe(self._receive)
-        self._pending: list[ev.Event] = []
+        self._pending: list[ev.Event | str] = []
         self._request: OperatorRequest | None = None
         self._summary_shown = False
         self.result = None
@@ -96,7 +96,9 @@ class RunScreen(Screen[None]):
         self.set_interval(FLUSH_INTERVAL_S, self._flush)
         self.set_interval(1.0, self._tick)
         self.query_one("#output").focus()
-        self.run_worker(self._drive(), name="run", group="run", exclusive=True)
+        # start once the screen is drawn: its first layout is not then paid during a flood
+        self.call_after_refresh(self.run_worker, self._drive(), name="run", group="run",
+                                exclusive=True)
 
     def _preview_started(self) -> ev.RunStarted:
         """The step list is drawn before the engine's first event arrives."""
@@ -118,26 +120,38 @@ class RunScreen(Screen[None]):
     # --- events in, drawing out ------------------------------------------------------
 
     def _receive(self, event: ev.Event) -> None:
-        self._pending.append(event)
+        # An output line is kept as its text only: strings are not tracked by the
+        # garbage collector, and thousands of buffered events per tick would be.
+        if event.kind == "output":
+            self._pending.append(event.line)
+        else:
+            self._pending.append(event)
 
     def _flush(self) -> None:
         if not self._pending:
             return
-        events, self._pending = self._pending, []
+        items, self._pending = self._pending, []
         now = self.app.clock()
         stamp = self.app.wall_clock()
+        prefix = f"{stamp} " if stamp else ""
         lines: list[str] = []
         structural = False
-        for event in events:
-            self.state.apply(event, now)
-            kind = event.kind
-            if kind == "output":
-                lines.append(f"{stamp} {event.line}" if stamp else event.line)
+        outputs = 0
+        for item in items:
+            if type(item) is str:
+                outputs += 1
+                lines.append(prefix + item)
                 continue
+            self.state.count_output(outputs)
+            outputs = 0
+            self.state.apply(item, now)
             structural = True
-            marker = _log_marker(event)
+            marker = _log_marker(item)
             if marker:
-                lines.append(f"{stamp} {marker}" if stamp else marker)
+                lines.append(prefix + marker)
+        self.state.count_output(outputs)
+        if len(lines) > MAX_LINES:  # the log keeps only so many: skip what it would drop
+            lines = lines[-MAX_LINES:]
         if lines:
             self.query_one(OutputPanel).write_lines(lines)
         if structural:
@@ -280,6 +294,11 @@ class RunScreen(Screen[None]):
     def action_home(self) -> None:
         if not self.running:
             self.app.go_home()
+
+    def on_screen_resume(self) -> None:
+        panel = self.query_one(OutputPanel)
+        if panel.following:
+            panel.log_widget.scroll_end(animate=False)
 
     def _after_summary(self, choice: str | None) -> None:
         if choice == "home":

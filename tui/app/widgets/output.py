@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -12,6 +13,26 @@ from .._shared import DeckInput
 # Enough to scroll back through a step; bounded so a flood of millions of
 # lines costs neither memory nor responsiveness. The journal keeps the tail.
 MAX_LINES = 20_000
+
+
+class FloodLog(Log):
+    """Textual's Log, measuring new lines on the event loop instead of in a thread.
+
+    Log hands each batch to a worker thread to find the widest line; under a
+    flood that thread fights the loop for the GIL and delays key presses by
+    hundreds of milliseconds (see `make bench`, row tui). Plain ASCII lines,
+    nearly all of them, are measured with len().
+    """
+
+    def _update_size(self, updates: int, lines: list[str]) -> None:
+        if not lines:
+            return
+        process = self._process_line
+        widest = max(
+            len(line) if line.isascii() and "\t" not in line else cell_len(process(line))
+            for line in lines
+        )
+        self._update_maximum_width(updates, widest)
 
 
 class OutputPanel(Vertical):
@@ -28,7 +49,7 @@ class OutputPanel(Vertical):
         self._match = -1
 
     def compose(self) -> ComposeResult:
-        yield Log(id="output", max_lines=MAX_LINES, auto_scroll=True)
+        yield FloodLog(id="output", max_lines=MAX_LINES, auto_scroll=True)
         yield DeckInput(id="search", placeholder="search the output  (enter: find, esc: close)")
 
     def on_mount(self) -> None:
@@ -39,7 +60,11 @@ class OutputPanel(Vertical):
         return self.query_one("#output", Log)
 
     def write_lines(self, lines: list[str]) -> None:
-        self.log_widget.write_lines(lines, scroll_end=self.following)
+        log = self.log_widget
+        log.write_lines(lines, scroll_end=False)
+        if self.following:
+            # after the next refresh: correct even while a modal covers the log
+            log.scroll_end(animate=False)
 
     def set_following(self, following: bool) -> None:
         self.following = following
