@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -44,7 +46,16 @@ def runbook_markdown(runbook: Runbook) -> str:
 def problems_markdown(found: Found) -> str:
     problems = found.problems.problems if found.problems else []
     lines = "\n".join(f"- `{p.line}:{p.col}` {p.message}" for p in problems)
-    return f"## {found.path.name} does not validate\n\n`{found.path}`\n\n{lines}"
+    return (f"## {found.path.name} does not validate\n\n`{shown_path(found.path)}`\n\n{lines}"
+            f"\n\nFix it, then check it with `drdeck validate {shown_path(found.path)}`.")
+
+
+def shown_path(path: Path) -> str:
+    """Relative to where drdeck was started when it lies below it: shorter to read."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 class HomeScreen(Screen[None]):
