@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
 from harness.gpg import GpgHome, scratch_gpg_home
 from harness.postgres import ScratchCluster, scratch_cluster
 from harness.s3 import S3Endpoint, moto_s3_server

@@ -7,8 +7,6 @@ import re
 import time
 from pathlib import Path
 
-from app_support import app_runbook, live_app, wait_for
-
 from tui.app.screens.briefing import BriefingScreen
 from tui.app.screens.confirm import ConfirmStep
 from tui.app.screens.home import HomeScreen
@@ -17,6 +15,8 @@ from tui.app.screens.summary import RunSummary
 from tui.app.widgets.output import OutputPanel
 from tui.runbook.discovery import SHIPPED_DIR, load_directory
 from tui.runbook.loader import load_runbook
+
+from app_support import app_runbook, live_app, wait_for
 
 FLOWS = Path(__file__).parent / "data" / "flows"
 SIZE = (120, 36)

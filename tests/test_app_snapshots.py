@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app_support import TERMINAL, app_runbook, frozen_app, wait_for
-
 from tui.app.screens.run import RunScreen
+
+from app_support import TERMINAL, app_runbook, frozen_app, wait_for
 
 
 def run_screen(pilot) -> RunScreen:

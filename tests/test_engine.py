@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_support import ScriptedOperator, make_runner, run_text
 
 from tui.engine.operator import Answer, FailureDecision
 from tui.errors import InvalidInput
 from tui.headless import HeadlessOperator
+
+from engine_support import ScriptedOperator, make_runner, run_text
 
 HEADER = """
 [runbook]
@@ -417,3 +418,20 @@ def test_a_script_reports_progress_with_progress_lines(tmp_path: Path) -> None:
         (40, 100, "MB", "copying base"), (100, 100, "MB", "")]
     assert rec.lines("copy") == ["start"]
     assert rec.lines("use") == ["[start]"]
+
+
+def test_when_skips_a_step_and_records_why(tmp_path: Path) -> None:
+    text = HEADER + """
+[params.replace]
+type = "bool"
+default = false
+""" + shell_step("drop", "echo dropping", 'when = "${replace}"') + shell_step(
+        "keep", "echo keeping", 'when = "not ${replace}"')
+    result, rec = run_text(text, tmp_path)
+    assert result.status == "succeeded"
+    dropped = rec.finished("drop")
+    assert (dropped.status, dropped.reason) == ("skipped", "when = '${replace}' does not hold")
+    assert rec.lines() == ["keeping"]
+    _, rec = run_text(text, tmp_path, params={"replace": "true"})
+    assert rec.lines() == ["dropping"]
+    assert rec.finished("keep").status == "skipped"

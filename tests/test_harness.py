@@ -10,11 +10,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from harness.s3 import S3Endpoint
 
 from tui.errors import DrdeckError
 from tui.postgres.binaries import pg_bin, server_major_version
 from tui.postgres.cluster import LocalCluster
+
+from harness.s3 import S3Endpoint
 
 # --- PostgreSQL ---------------------------------------------------------------------
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cli_support import drdeck, json_events
-
 from tui.postgres.cluster import free_port
+
+from cli_support import drdeck, json_events
 
 
 def checks_of(events: list[dict]) -> dict[str, bool]:

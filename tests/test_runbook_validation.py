@@ -175,7 +175,7 @@ def test_expect_matches_must_be_a_valid_regex() -> None:
 def test_capture_on_an_action_that_produces_no_output() -> None:
     source = HEAD + step(action="manual", with_='{ instructions = "do it" }',
                          extra="capture = true\n")
-    assert_problem(source, "capture", "capture works with shell and sql steps only")
+    assert_problem(source, "capture", "a manual step has no output to capture")
 
 
 def test_on_failure_outside_its_choices() -> None:
@@ -198,8 +198,9 @@ def test_runbook_name_with_capitals_and_spaces() -> None:
 
 def test_unknown_action_lists_the_known_ones() -> None:
     source = HEAD + step(action="sh")
-    assert_problem(source, "action", "unknown action 'sh' (known: manual, milestone, shell, "
-                   "sql, wait)")
+    assert_problem(source, "action", "unknown action 'sh' (known: manual, milestone, "
+                   "pg.restore, restore.preflight, retention.prune, shell, snapshot.compare, "
+                   "snapshot.create, snapshot.fetch, snapshot.verify, sql, wait)")
 
 
 def test_duplicate_step_id_points_at_the_second_one() -> None:
@@ -678,7 +679,7 @@ def test_cli_bad_file_prints_path_line_col_and_exits_2(tmp_path: Path) -> None:
     line, col = pos(source, "action")
     tline, tcol = pos(source, "timeout")
     assert done.stderr.splitlines() == [
-        f"{bad}:{line}:{col}: unknown action 'shel' (known: manual, milestone, shell, sql, wait)",
+        f"{bad}:{line}:{col}: unknown action 'shel' (did you mean 'shell'?)",
         f"{bad}:{tline}:{tcol}: bad duration for timeout: 'ten minutes' is not a duration; "
         "write it like 90s, 15m, 4h, 1h30m or 2d",
     ]

@@ -22,6 +22,9 @@ take and verify backups). drdeck walks you through one with live output,
 progress, checks and an RTO clock, or runs it headless from cron and CI.
 """
 
+CONFIG_HELP = ("drdeck.toml to use (default: $DRDECK_CONFIG, ./drdeck.toml, then the user "
+               "config directory)")
+
 EPILOG = """\
 examples:
   drdeck run health-check -p dsn=postgresql://app@db.internal/app
@@ -49,10 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"drdeck {__version__}")
     parser.add_argument("--incident", action="store_true",
                         help="open the app in INCIDENT mode (default: DRILL)")
+    parser.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    # --config is accepted after the subcommand too; there it must not reset the value
+    per_command = argparse.ArgumentParser(add_help=False)
+    per_command.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                             help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
         "run", help="run a runbook", description="Run a runbook, in the app or headless.",
+        parents=[per_command],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Headless when --headless is given or stdin/stdout is not a terminal.",
     )
@@ -75,7 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check runbook files without running anything")
     validate.add_argument("paths", nargs="+", metavar="PATH")
 
-    sub.add_parser("runbooks", help="list the runbooks drdeck can find")
+    sub.add_parser("runbooks", help="list the runbooks drdeck can find", parents=[per_command])
+
+    inventory = sub.add_parser(
+        "inventory", parents=[per_command],
+        help="what snapshots exist, how old, verified or not",
+        description="Every snapshot of each configured cluster, with its age against the "
+                    "cluster's RPO. --json is a stable contract (docs/inventory-json.md).")
+    inventory.add_argument("--cluster", metavar="NAME", help="one cluster (default: all)")
+    inventory.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -94,11 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "runbooks":
             from tui.commands.validate import list_command
 
-            return list_command()
+            return list_command(args.config)
+        if args.command == "inventory":
+            from tui.commands.inventory import inventory_command
+
+            return inventory_command(args)
         if args.command is None:
             from tui.commands.app import open_app
 
-            return open_app(mode="incident" if args.incident else "drill")
+            return open_app(mode="incident" if args.incident else "drill",
+                            config_path=args.config)
         parser.print_help()
         return 0
     except RunbookInvalid as exc:  # PATH:LINE:COL lines, as editors and `validate` print them

@@ -22,6 +22,7 @@ from tui.engine.operator import (
     ManualRequest,
 )
 
+PROGRESS_EVERY_S = 2.0
 GLYPHS = {"succeeded": "✓", "failed": "✗", "skipped": "↷", "running": "●", "pending": "○"}
 
 
@@ -75,6 +76,7 @@ class HumanPrinter:
         self._rto_target: float | None = None
         self._dry_run = False
         self._restored = False
+        self._progress_at: dict[str, float] = {}
 
     def __call__(self, event: ev.Event) -> None:
         handler = getattr(self, f"_on_{event.kind}", None)
@@ -119,10 +121,19 @@ class HumanPrinter:
         self._write(f"    │ {e.line}")
 
     def _on_progress(self, e: ev.Progress) -> None:
+        # a log is read later: a line every few seconds tells the story, and the last one
+        finished = e.total is not None and e.done >= e.total
+        now = time.monotonic()
+        if not finished and now - self._progress_at.get(e.step, 0.0) < PROGRESS_EVERY_S:
+            return
+        self._progress_at[e.step] = now
         if e.total:
             eta = f"  ETA {format_clock(e.eta_s)}" if e.eta_s is not None else ""
             self._write(f"    … {e.done:,.0f}/{e.total:,.0f} {e.unit} "
                         f"({100 * e.done / e.total:.0f}%){eta}")
+        else:
+            rate = f" ({e.rate:,.0f} {e.unit}/s)" if e.rate else ""
+            self._write(f"    … {e.done:,.0f} {e.unit}{rate}")
 
     def _on_check(self, e: ev.CheckResult) -> None:
         mark = self.style("✓", "32") if e.ok else self.style("✗", "1;31")

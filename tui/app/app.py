@@ -51,8 +51,12 @@ class DrdeckApp(App[None]):
         wall_clock: Callable[[], str] = local_time,
         run_id: str | None = None,
         cursor_blink: bool = True,
+        config: Any = None,
     ) -> None:
         super().__init__()
+        from tui.config import Config
+
+        self.config = config if config is not None else Config()
         self.cursor_blink = cursor_blink
         self.mode = mode
         self.clock = clock
@@ -80,7 +84,8 @@ class DrdeckApp(App[None]):
         self.push_screen(BriefingScreen(runbook, given))
 
     def start_run(self, runbook: Runbook, values: dict[str, Any]) -> None:
-        screen = RunScreen(runbook, values, mode=self.mode, run_id=self._run_id)
+        screen = RunScreen(runbook, values, mode=self.mode, run_id=self._run_id,
+                           config=self.config)
         self._run_id = None
         if isinstance(self.screen, BriefingScreen):
             self.switch_screen(screen)

@@ -10,9 +10,14 @@ from tui.runbook.params import resolve
 
 
 def open_app(*, mode: str = "drill", runbook: Runbook | None = None,
-             given: dict[str, str] | None = None, autostart: bool = False) -> int:
+             given: dict[str, str] | None = None, autostart: bool = False,
+             config: Any = None, config_path: str | None = None) -> int:
     """Run the app; the exit code follows the last run (0 when none failed)."""
     from tui.app.app import DrdeckApp
+    from tui.config import load_config
+
+    if config is None:
+        config = load_config(config_path)
 
     start: dict[str, Any] | None = None
     if runbook is not None and autostart:
@@ -20,7 +25,8 @@ def open_app(*, mode: str = "drill", runbook: Runbook | None = None,
             start = resolve(runbook, given or {})
         except InvalidInput:
             start = None  # something is missing: the briefing asks for it
-    app = DrdeckApp(mode=mode, open_runbook=runbook, params=given, autostart=start)
+    app = DrdeckApp(mode=mode, open_runbook=runbook, params=given, autostart=start,
+                    config=config, runbook_dirs=list(config.runbook_dirs))
     app.run()
     result = app.last_result
     if result is None:

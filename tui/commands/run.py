@@ -14,16 +14,21 @@ from tui.runbook.params import parse_assignments, resolve
 
 
 def run_command(args: Namespace) -> int:
-    runbook = load_runbook(find_runbook(args.runbook))
+    from tui.config import load_config
+
+    config = load_config(args.config)
+    runbook = load_runbook(find_runbook(args.runbook, list(config.runbook_dirs)))
     given = parse_assignments(args.param)
     mode = args.mode or ("incident" if args.incident else "drill")
     if _wants_app(args):
         from tui.commands.app import open_app
 
-        return open_app(mode=mode, runbook=runbook, given=given, autostart=args.yes)
+        return open_app(mode=mode, runbook=runbook, given=given, autostart=args.yes,
+                        config=config)
     params = resolve(runbook, given)
     return run_headless(runbook, params, yes=args.yes, as_json=args.json,
-                        dry_run=args.dry_run, mode=mode, keep_workdir=args.keep_workdir)
+                        dry_run=args.dry_run, mode=mode, keep_workdir=args.keep_workdir,
+                        config=config)
 
 
 def _wants_app(args: Namespace) -> bool:
@@ -34,12 +39,12 @@ def _wants_app(args: Namespace) -> bool:
 
 
 def run_headless(runbook, params, *, yes: bool, as_json: bool, dry_run: bool, mode: str,
-                 keep_workdir: bool = False) -> int:
+                 keep_workdir: bool = False, config=None) -> int:
     from tui.engine.runner import Runner
     from tui.headless import HeadlessOperator, HumanPrinter, JsonPrinter
 
     runner = Runner(runbook, params, HeadlessOperator(yes=yes), mode=mode, dry_run=dry_run,
-                    keep_workdir=keep_workdir)
+                    keep_workdir=keep_workdir, config=config)
     if not dry_run:
         runner.check_environment()
     runner.subscribe(JsonPrinter(sys.stdout) if as_json else HumanPrinter(sys.stdout))

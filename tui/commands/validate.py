@@ -24,8 +24,10 @@ def validate_command(paths: list[str]) -> int:
     return status
 
 
-def list_command() -> int:
-    found = discover()
+def list_command(config_path: str | None = None) -> int:
+    from tui.config import load_config
+
+    found = discover(list(load_config(config_path).runbook_dirs))
     if not found:
         print("no runbooks found")
         return 0

@@ -63,6 +63,8 @@ class StepContext:
         emit_milestone: Callable[[str], None],
         ask_manual: Callable[[str], Any],
         base_env: dict[str, str],
+        emit_check: Callable[[str, bool, str], None] | None = None,
+        config: Any = None,
     ):
         self.step = step
         self.run = run
@@ -71,7 +73,10 @@ class StepContext:
         self._emit_milestone = emit_milestone
         self._ask_manual = ask_manual
         self._base_env = base_env
+        self._emit_check = emit_check
         self._meter = RateMeter()
+        self.config = config
+        self.failed_checks: list[str] = []
 
     def output(self, line: str, stream: str = "stdout") -> None:
         self._emit_output(stream, line)
@@ -87,6 +92,14 @@ class StepContext:
 
     def milestone(self, name: str) -> None:
         self._emit_milestone(name)
+
+    def check(self, name: str, ok: bool, detail: str) -> None:
+        """A named check the action judged itself (one per table compared, say).
+        A failed one fails the step once the action returns."""
+        if self._emit_check is not None:
+            self._emit_check(name, ok, detail)
+        if not ok:
+            self.failed_checks.append(name)
 
     async def ask_manual(self, instructions: str) -> Answer:
         return await self._ask_manual(instructions)

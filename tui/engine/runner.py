@@ -96,7 +96,11 @@ class Runner:
         workdir_root: Path | None = None,
         keep_workdir: bool = False,
         env: dict[str, str] | None = None,
+        config: Any = None,
     ):
+        from tui.config import Config
+
+        self.config = config if config is not None else Config()
         self.runbook = runbook
         self.params = params
         self.operator = operator
@@ -278,7 +282,13 @@ class Runner:
         assert action is not None, step.action  # the loader guarantees it
         started = time.monotonic()
         try:
-            if step.confirm or step.confirm_input:
+            if step.when is not None and not self._holds(step.when):
+                record.reason = f"when = {step.when!r} does not hold"
+                self._finish_step(record, "skipped", started)
+                return "ok"
+            needs_confirmation = (step.confirm or step.confirm_input) and (
+                step.confirm_when is None or self._holds(step.confirm_when))
+            if needs_confirmation:
                 answer = await self._confirm(step, action)
                 if not answer.ok:
                     record.error = answer.note or "not confirmed"
@@ -323,6 +333,14 @@ class Runner:
             self._finish_step(record, "failed", started)
             return "aborted"
 
+    def _holds(self, condition: str) -> bool:
+        """`when`: the rendered text is true unless empty or false/0/no/off; `not` inverts."""
+        text = condition.strip()
+        negate = text.startswith("not ")
+        value = render_text(text[4:] if negate else text, self.lookup).strip().lower()
+        truth = value not in ("", "false", "0", "no", "off", "none")
+        return truth != negate
+
     async def _abortable(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Await `coro` as its own task, so abort() can cancel just this piece of work."""
         task = asyncio.ensure_future(coro)
@@ -366,7 +384,7 @@ class Runner:
         try:
             async with asyncio.timeout(timeout) as budget:
                 result = await instance.run(ctx, args)
-                failures = await self._judge(step, args, result)
+                failures = ctx.failed_checks + await self._judge(step, args, result)
         except TimeoutError:
             if budget.expired():
                 return f"timed out after {format_duration(timeout)}"
@@ -378,7 +396,9 @@ class Runner:
         except Exception as exc:  # a bug in an action must not take the whole run down
             return f"internal error in the {step.action} action: {type(exc).__name__}: {exc}"
         if failures:
-            return "check failed: " + ", ".join(failures)
+            shown = ", ".join(failures[:5])
+            more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
+            return f"check failed: {shown}{more}"
         if step.capture:
             self._outputs[step.id] = result.output or ""
         return None
@@ -428,6 +448,8 @@ class Runner:
             emit_milestone=milestone,
             ask_manual=ask_manual,
             base_env=self.env,
+            emit_check=lambda name, ok, detail: self._record_check(step, name, ok, detail),
+            config=self.config,
         )
 
     # --- checks -----------------------------------------------------------------------

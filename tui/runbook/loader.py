@@ -42,11 +42,11 @@ RUNBOOK_KEYS = {"name", "title", "scenario", "description", "rto", "rpo", "conta
 PARAM_KEYS = {"type", "help", "default", "choices"}
 STEP_KEYS = {
     "id", "title", "action", "with", "timeout", "retries", "retry_delay", "on_failure",
-    "confirm", "confirm_input", "capture", "description", "checks", "expect",
+    "confirm", "confirm_input", "confirm_when", "capture", "description", "checks", "expect",
+    "when",
 }
 CHECK_KEYS = {"name", "query", "command", "dsn", "expect"}
 EXPECT_KEYS = {"equals", "min", "max", "rows", "contains", "matches", "exit_code"}
-CAPTURING_ACTIONS = {"shell", "sql"}
 
 
 def load_runbook(path: str | Path) -> Runbook:
@@ -114,6 +114,8 @@ class _Checker:
         self.source = source
         self.path = path
         self.problems: list[Problem] = []
+        # parameters reported already: naming them elsewhere is not a second mistake
+        self.broken_params: set[str] = set()
 
     def problem(self, where: KeyPath, message: str) -> None:
         line, col = locate(self.source, where)
@@ -244,16 +246,18 @@ class _Checker:
                 self.problem((*where, "choices"), "choices only go with type = \"choice\"")
                 continue
             param = Param(name, kind, self.text(spec, "help", where, default="") or "",
-                          MISSING, tuple(choices))
+                          spec.get("default", MISSING), tuple(choices))
             if "default" in spec:
                 if kind == "secret":
                     self.problem((*where, "default"),
                                  "a secret parameter cannot have a default in the runbook")
+                    self.broken_params.add(name)
                     continue
                 try:
                     default = coerce(param, spec["default"])
                 except ValueError as exc:
                     self.problem((*where, "default"), f"default of {name}: {exc}")
+                    self.broken_params.add(name)
                     continue
                 param = Param(name, kind, param.help, default, param.choices)
             result[name] = param
@@ -267,7 +271,7 @@ class _Checker:
         if not isinstance(raw, list) or not raw:
             self.problem(("steps",), "steps must be a list of [[steps]] tables")
             return []
-        names = _Names(params)
+        names = _Names(params, self.broken_params)
         steps: list[Step] = []
         seen: set[str] = set()
         for index, spec in enumerate(raw):
@@ -304,8 +308,9 @@ class _Checker:
             step_id = None
         action = get_action(action_name) if action_name else None
         if action_name is not None and action is None:
-            known = ", ".join(sorted(ACTIONS))
-            self.problem((*where, "action"), f"unknown action {action_name!r} (known: {known})")
+            hint = _closest(action_name, set(ACTIONS))
+            known = f"did you mean {hint!r}?" if hint else "known: " + ", ".join(sorted(ACTIONS))
+            self.problem((*where, "action"), f"unknown action {action_name!r} ({known})")
         args = self.table(spec, "with", where) or {}
         if action is not None:
             self.action_args(action, args, (*where, "with"), names)
@@ -318,10 +323,10 @@ class _Checker:
             self.problem((*where, "on_failure"),
                          f"on_failure {on_failure!r} is not one of: {', '.join(ON_FAILURE)}")
         capture = self.boolean(spec, "capture", where)
-        if capture and action_name not in CAPTURING_ACTIONS and action is not None:
-            self.problem((*where, "capture"), "capture works with shell and sql steps only")
+        if capture and action is not None and not action.produces_output:
+            self.problem((*where, "capture"), f"a {action_name} step has no output to capture")
         texts = {}
-        for key in ("confirm", "confirm_input", "description"):
+        for key in ("confirm", "confirm_input", "confirm_when", "description", "when"):
             texts[key] = self.text(spec, key, where)
             if texts[key] is not None:
                 self.templates(texts[key], (*where, key), names, "text")
@@ -339,6 +344,7 @@ class _Checker:
             on_failure=on_failure, confirm=texts["confirm"],
             confirm_input=texts["confirm_input"], capture=capture,
             description=texts["description"] or "", checks=tuple(checks), expect=expect,
+            when=texts["when"], confirm_when=texts["confirm_when"],
         )
 
     def action_args(self, action: Any, args: dict, where: KeyPath, names: _Names) -> None:
@@ -495,8 +501,9 @@ class _Checker:
 class _Names:
     """What a `${...}` may name at a given point of the runbook."""
 
-    def __init__(self, params: dict[str, Param]):
+    def __init__(self, params: dict[str, Param], broken: set[str] | None = None):
         self.params = params
+        self.broken = broken or set()
         self.captured: set[str] = set()
         self.earlier: set[str] = set()
 
@@ -533,7 +540,7 @@ class _Names:
             if step_id not in self.captured:
                 return f"${{{name}}}: step {step_id!r} does not capture; add capture = true to it"
             return None
-        if len(parts) == 1 and name in self.params:
+        if len(parts) == 1 and (name in self.params or name in self.broken):
             return None
         known = ", ".join(self.params) or "none"
         return f"unknown template name ${{{name}}} (parameters: {known})"

@@ -108,6 +108,8 @@ class Step:
     description: str = ""
     checks: tuple[Check, ...] = ()
     expect: Expect | None = None
+    when: str | None = None  # "${param}" or "not ${param}": run only when it holds
+    confirm_when: str | None = None  # ask for the confirmation only when this holds
 
 
 @dataclass(frozen=True)

@@ -55,12 +55,13 @@ class RunScreen(Screen[None]):
     ]
 
     def __init__(self, runbook: Runbook, params: dict[str, Any], *, mode: str,
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, config: Any = None) -> None:
         super().__init__()
         self.runbook = runbook
         self.mode = mode
         self.state = RunState()
-        self.runner = Runner(runbook, params, AppOperator(self), mode=mode, run_id=run_id)
+        self.runner = Runner(runbook, params, AppOperator(self), mode=mode, run_id=run_id,
+                             config=config)
         self.runner.subscribe(self._receive)
         self._pending: list[ev.Event | str] = []
         self._request: OperatorRequest | None = None

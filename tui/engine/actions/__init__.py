@@ -5,12 +5,25 @@ from __future__ import annotations
 from tui.engine.actions.base import Action
 from tui.engine.actions.manual import Manual
 from tui.engine.actions.milestone import MilestoneAction
+from tui.engine.actions.restore import PgRestore, RestorePreflight
+from tui.engine.actions.retention import RetentionPrune
 from tui.engine.actions.shell import Shell
+from tui.engine.actions.snapshot import (
+    SnapshotCompare,
+    SnapshotCreate,
+    SnapshotFetch,
+    SnapshotVerify,
+)
 from tui.engine.actions.sql import Sql
 from tui.engine.actions.wait import Wait
 
 ACTIONS: dict[str, type[Action]] = {
-    cls.name: cls for cls in (Shell, Sql, Wait, Manual, MilestoneAction)
+    cls.name: cls
+    for cls in (
+        Shell, Sql, Wait, Manual, MilestoneAction,
+        SnapshotCreate, SnapshotFetch, SnapshotVerify, SnapshotCompare,
+        RestorePreflight, PgRestore, RetentionPrune,
+    )
 }
 
 

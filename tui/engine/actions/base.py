@@ -59,6 +59,8 @@ class Action:
     default_timeout: ClassVar[float | None] = None
     #: needs the step-level `expect` (wait) or forbids it
     needs_expect: ClassVar[bool] = False
+    #: its result is worth `capture = true` (${steps.ID.output})
+    produces_output: ClassVar[bool] = False
 
     def describe(self, args: dict[str, Any]) -> str:
         """The exact thing this step runs, for the screen and --dry-run (already redacted)."""

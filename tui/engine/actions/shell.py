@@ -18,6 +18,7 @@ PROGRESS_LINE = re.compile(
 
 
 class Shell(Action):
+    produces_output = True
     name = "shell"
     summary = "Run a command and stream its output"
     args = {

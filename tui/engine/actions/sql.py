@@ -12,6 +12,7 @@ from tui.runbook.templating import to_text
 
 
 class Sql(Action):
+    produces_output = True
     name = "sql"
     summary = "Run an SQL query"
     args = {

@@ -1,0 +1,1 @@
+"""The backup catalog: snapshots in repositories, their manifests, inventory and retention."""

@@ -1,0 +1,173 @@
+"""The inventory: every snapshot of a cluster, whether it is whole, verified, and how old.
+
+Built from the repository alone (keys and manifests), so it answers "what can
+we restore?" from any machine that can read the bucket, including the one you
+are on during an incident.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tui.catalog.layout import parse_key, snapshots_prefix, time_of
+from tui.catalog.manifest import Manifest, ManifestInvalid, Verification
+from tui.errors import DrdeckError, InvalidInput
+
+_READERS = 8  # manifests are small: read several at once (an S3 round trip each)
+
+
+class SnapshotNotFound(InvalidInput):
+    pass
+
+
+@dataclass
+class Snapshot:
+    cluster: str
+    database: str
+    stamp: str
+    dump: Any = None  # StoredObject of the dump, if present
+    manifest: Manifest | None = None
+    verifications: list[Verification] = field(default_factory=list)
+    problem: str | None = None
+    retention: str | None = None  # why retention keeps it (daily, weekly, ...), or "delete"
+
+    @property
+    def taken_at(self) -> datetime:
+        return self.manifest.taken_at if self.manifest else time_of(self.stamp)
+
+    @property
+    def complete(self) -> bool:
+        return self.problem is None and self.manifest is not None and self.dump is not None
+
+    @property
+    def encrypted(self) -> bool | None:
+        if self.manifest is not None:
+            return self.manifest.encrypted
+        return None if self.dump is None else self.dump.key.endswith(".gpg")
+
+    @property
+    def last_verification(self) -> Verification | None:
+        return max(self.verifications, key=lambda v: v.at) if self.verifications else None
+
+    def age_s(self, now: datetime) -> float:
+        return (now - self.taken_at).total_seconds()
+
+
+@dataclass
+class ClusterInventory:
+    name: str
+    repository: str
+    rpo_s: float | None
+    snapshots: list[Snapshot] = field(default_factory=list)  # newest first
+    incomplete_uploads: list[Any] = field(default_factory=list)
+    error: str | None = None  # the repository could not be read
+
+    def complete(self, database: str | None = None) -> list[Snapshot]:
+        return [s for s in self.snapshots
+                if s.complete and (database is None or s.database == database)]
+
+    def latest(self, database: str | None = None) -> Snapshot | None:
+        snapshots = self.complete(database)
+        return snapshots[0] if snapshots else None
+
+    def rpo_state(self, now: datetime) -> tuple[str, float | None]:
+        """(ok | breached | no target | no snapshot | unreadable, age of the newest)."""
+        if self.error:
+            return "unreadable", None
+        latest = self.latest()
+        if latest is None:
+            return "no snapshot", None
+        age = latest.age_s(now)
+        if self.rpo_s is None:
+            return "no target", age
+        return ("ok" if age <= self.rpo_s else "breached"), age
+
+    def find(self, database: str, ref: str = "latest") -> Snapshot:
+        """A complete snapshot by id, or the newest one; a clear error otherwise."""
+        candidates = self.complete(database)
+        if ref in ("", "latest"):
+            if not candidates:
+                raise SnapshotNotFound(f"no complete snapshot of {database} in cluster "
+                                       f"{self.name} ({self.repository})")
+            return candidates[0]
+        for snapshot in self.snapshots:
+            if snapshot.database == database and snapshot.stamp == ref:
+                if not snapshot.complete:
+                    raise SnapshotNotFound(f"snapshot {ref} of {database} is not usable: "
+                                           f"{snapshot.problem or 'incomplete'}")
+                return snapshot
+        shown = ", ".join(s.stamp for s in candidates[:5]) or "none"
+        raise SnapshotNotFound(f"no snapshot {ref!r} of {database} in cluster {self.name}; "
+                               f"newest: {shown}")
+
+
+def read_cluster(store: Any, cluster: str, rpo_s: float | None = None) -> ClusterInventory:
+    """Every snapshot of `cluster` in `store`, newest first."""
+    inventory = ClusterInventory(cluster, store.description, rpo_s)
+    try:
+        objects = list(store.list(snapshots_prefix(cluster)))
+        inventory.incomplete_uploads = list(store.incomplete_uploads(snapshots_prefix(cluster)))
+    except DrdeckError as exc:
+        inventory.error = str(exc)
+        return inventory
+    found: dict[tuple[str, str], Snapshot] = {}
+    manifest_keys: dict[tuple[str, str], str] = {}
+    verification_keys: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for obj in objects:
+        parsed = parse_key(obj.key)
+        if parsed is None or parsed.cluster != cluster:
+            continue
+        ident = (parsed.database, parsed.stamp)
+        snapshot = found.setdefault(ident, Snapshot(cluster, parsed.database, parsed.stamp))
+        if parsed.part == "dump":
+            snapshot.dump = obj
+        elif parsed.part == "manifest":
+            manifest_keys[ident] = obj.key
+        else:
+            verification_keys[ident].append(obj.key)
+
+    def read_manifest(ident: tuple[str, str]) -> tuple[tuple[str, str], Any]:
+        key = manifest_keys[ident]
+        try:
+            return ident, Manifest.from_json(store.read_bytes(key), f"{store.description}/{key}")
+        except (ManifestInvalid, DrdeckError) as exc:
+            return ident, exc
+
+    def read_verification(key: str) -> Verification | None:
+        try:
+            return Verification.from_json(store.read_bytes(key))
+        except DrdeckError:
+            return None
+
+    with ThreadPoolExecutor(_READERS) as pool:
+        manifests = dict(pool.map(read_manifest, list(manifest_keys)))
+        for ident, keys in verification_keys.items():
+            found[ident].verifications = [v for v in pool.map(read_verification, keys) if v]
+
+    for ident, snapshot in found.items():
+        manifest = manifests.get(ident)
+        if isinstance(manifest, Exception):
+            snapshot.problem = f"manifest unreadable: {manifest}"
+        elif manifest is not None:
+            snapshot.manifest = manifest
+        if snapshot.problem:
+            continue
+        if snapshot.manifest is None:
+            snapshot.problem = ("no manifest: an incomplete or interrupted upload"
+                                if snapshot.dump else "no dump and no manifest")
+        elif snapshot.dump is None:
+            snapshot.problem = "the manifest exists but the dump is missing"
+        elif snapshot.dump.size != snapshot.manifest.stored_size:
+            snapshot.problem = (f"the dump is {snapshot.dump.size:,} bytes, the manifest says "
+                                f"{snapshot.manifest.stored_size:,}")
+    inventory.snapshots = sorted(found.values(), key=lambda s: (s.stamp, s.database),
+                                 reverse=True)
+    return inventory
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,124 @@
+"""The manifest: what a snapshot holds and how to prove it is intact.
+
+Written as the last piece of a snapshot, so its presence means the dump is
+complete. Verification results are separate records beside it, never written
+into the manifest: the history of a snapshot is appended to, not rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tui.errors import DrdeckError
+
+FORMAT_VERSION = 1
+
+
+class ManifestInvalid(DrdeckError):
+    pass
+
+
+@dataclass(frozen=True)
+class Manifest:
+    cluster: str
+    database: str
+    stamp: str
+    object: str  # the dump's key in the repository
+    started_at: str  # ISO 8601, UTC
+    finished_at: str
+    server_version: str
+    pg_dump_version: str
+    encrypted: bool
+    recipients: tuple[str, ...]  # fingerprints
+    plaintext_size: int
+    stored_size: int
+    sha256_stored: str
+    sha256_plaintext: str
+    tables: dict[str, int] = field(default_factory=dict)  # "schema.table" -> rows at dump time
+    large_objects: int = 0
+    format: int = FORMAT_VERSION
+    kind: str = "snapshot"
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["recipients"] = list(self.recipients)
+        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str) -> Manifest:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ManifestInvalid(f"{where}: not a valid manifest ({exc})") from None
+        if not isinstance(data, dict):
+            raise ManifestInvalid(f"{where}: not a valid manifest (not a JSON object)")
+        if data.get("format") != FORMAT_VERSION or data.get("kind") != "snapshot":
+            raise ManifestInvalid(
+                f"{where}: manifest format {data.get('format')!r} is not one this drdeck reads "
+                f"({FORMAT_VERSION}); upgrade drdeck")
+        try:
+            data["recipients"] = tuple(data.get("recipients", ()))
+            manifest = cls(**data)
+            _check_types(manifest)
+        except (TypeError, ValueError) as exc:
+            raise ManifestInvalid(f"{where}: not a valid manifest ({exc})") from None
+        return manifest
+
+    @property
+    def taken_at(self) -> datetime:
+        return datetime.fromisoformat(self.started_at)
+
+    @property
+    def dump_seconds(self) -> float:
+        return (datetime.fromisoformat(self.finished_at) - self.taken_at).total_seconds()
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.tables.values())
+
+
+def _check_types(m: Manifest) -> None:
+    for name in ("cluster", "database", "stamp", "object", "sha256_stored", "sha256_plaintext"):
+        if not isinstance(getattr(m, name), str):
+            raise ValueError(f"{name} must be text")
+    for name in ("plaintext_size", "stored_size", "large_objects"):
+        value = getattr(m, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be a whole number")
+    if not isinstance(m.tables, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) for k, v in m.tables.items()
+    ):
+        raise ValueError("tables must map table names to row counts")
+    datetime.fromisoformat(m.started_at)
+    datetime.fromisoformat(m.finished_at)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """One verification of one snapshot: when, how, by whom, and what it found."""
+
+    at: str  # ISO 8601, UTC
+    how: str  # checksum | list | full
+    ok: bool
+    detail: str
+    by: str
+    duration_s: float
+
+    def to_json(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Verification | None:
+        """A readable record, or None: a damaged record never hides the snapshot."""
+        try:
+            data: dict[str, Any] = json.loads(raw)
+            return cls(**data)
+        except (ValueError, TypeError, UnicodeDecodeError):
+            return None
+
+    @property
+    def when(self) -> datetime:
+        return datetime.fromisoformat(self.at)

@@ -1,0 +1,84 @@
+"""The inventory as a report: the `--json` contract and the rows the CLI and the app show.
+
+The JSON shape is documented in docs/inventory-json.md and versioned by
+`format`; fields are added, never renamed or removed, within a format.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tui.catalog.inventory import ClusterInventory, Snapshot
+from tui.catalog.retention import Policy, plan, reason_class
+from tui.config import ClusterConfig
+
+FORMAT = 1
+
+
+def retention_classes(inventory: ClusterInventory, cluster: ClusterConfig,
+                      now: datetime) -> None:
+    """Mark each complete snapshot with the retention classes that keep it, or "expires"."""
+    retention = cluster.retention
+    policy = Policy(retention.daily, retention.weekly, retention.monthly,
+                    retention.monthly_storage_class)
+    for database in {s.database for s in inventory.snapshots}:
+        for decision in plan(inventory.complete(database), policy,
+                             taken_at=lambda s: s.taken_at, now=now):
+            classes = dict.fromkeys(reason_class(r) for r in decision.reasons)
+            decision.snapshot.retention = "+".join(classes) if decision.keep else "expires"
+
+
+def snapshot_json(snapshot: Snapshot, now: datetime) -> dict[str, Any]:
+    manifest = snapshot.manifest
+    verified = snapshot.last_verification
+    return {
+        "id": snapshot.stamp,
+        "database": snapshot.database,
+        "taken_at": snapshot.taken_at.isoformat(),
+        "age_s": round(snapshot.age_s(now), 1),
+        "complete": snapshot.complete,
+        "problem": snapshot.problem,
+        "encrypted": snapshot.encrypted,
+        "object": snapshot.dump.key if snapshot.dump else None,
+        "stored_size": manifest.stored_size if manifest else (
+            snapshot.dump.size if snapshot.dump else None),
+        "plaintext_size": manifest.plaintext_size if manifest else None,
+        "sha256": manifest.sha256_stored if manifest else None,
+        "server_version": manifest.server_version if manifest else None,
+        "dump_seconds": round(manifest.dump_seconds, 3) if manifest else None,
+        "tables": len(manifest.tables) if manifest else None,
+        "rows": manifest.total_rows if manifest else None,
+        "storage_class": getattr(snapshot.dump, "storage_class", None),
+        "retention": snapshot.retention,
+        "verified": None if verified is None else {
+            "at": verified.at, "how": verified.how, "ok": verified.ok,
+            "detail": verified.detail, "by": verified.by,
+        },
+    }
+
+
+def cluster_json(inventory: ClusterInventory, now: datetime) -> dict[str, Any]:
+    state, age = inventory.rpo_state(now)
+    return {
+        "name": inventory.name,
+        "repository": inventory.repository,
+        "error": inventory.error,
+        "rpo_s": inventory.rpo_s,
+        "rpo_state": state,
+        "latest_age_s": None if age is None else round(age, 1),
+        "snapshots": [snapshot_json(s, now) for s in inventory.snapshots],
+        "incomplete_uploads": [
+            {"key": u.key, "started": u.started.isoformat() if u.started else None,
+             "detail": u.detail}
+            for u in inventory.incomplete_uploads
+        ],
+    }
+
+
+def inventory_json(inventories: list[ClusterInventory], now: datetime) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "generated_at": now.isoformat(),
+        "clusters": [cluster_json(i, now) for i in inventories],
+    }

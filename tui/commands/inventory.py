@@ -1,0 +1,83 @@
+"""`drdeck inventory`: what can we restore, and how fresh is it?"""
+
+from __future__ import annotations
+
+import json
+import sys
+from argparse import Namespace
+from concurrent.futures import ThreadPoolExecutor
+
+from tui.durations import format_duration
+from tui.errors import EXIT_FAILED, EXIT_OK
+
+VERIFIED_MARK = {True: "✓", False: "✗"}
+
+
+def load_all(config, names: list[str]):
+    """Every named cluster's inventory, read in parallel (each is a bucket listing)."""
+    from tui.catalog.inventory import now_utc, read_cluster
+    from tui.catalog.report import retention_classes
+    from tui.storage import open_store
+
+    now = now_utc()
+    clusters = [config.cluster(name) for name in names]
+
+    def read(cluster):
+        inventory = read_cluster(open_store(config.repository_for(cluster)), cluster.name,
+                                 cluster.rpo)
+        retention_classes(inventory, cluster, now)
+        return inventory
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(read, clusters)), now
+
+
+def inventory_command(args: Namespace) -> int:
+    from tui.catalog.report import inventory_json
+    from tui.config import load_config
+
+    config = load_config(args.config)
+    names = [config.cluster(args.cluster).name] if args.cluster else list(config.clusters)
+    if not names:
+        config.cluster()  # raises the "no clusters configured" message
+    inventories, now = load_all(config, names)
+    if args.json:
+        json.dump(inventory_json(inventories, now), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for inventory in inventories:
+            _print_cluster(inventory, now)
+    unreadable = any(i.error for i in inventories)
+    return EXIT_FAILED if unreadable else EXIT_OK
+
+
+def _print_cluster(inventory, now) -> None:
+    from tui.units import format_bytes
+
+    state, age = inventory.rpo_state(now)
+    rpo = f"RPO {format_duration(inventory.rpo_s)}" if inventory.rpo_s else "no RPO target"
+    newest = f"newest {format_duration(age)} old" if age is not None else "no snapshot"
+    print(f"{inventory.name}  {inventory.repository}")
+    print(f"  {newest} · {rpo} · {state.upper() if state == 'breached' else state}")
+    if inventory.error:
+        print(f"  cannot read the repository: {inventory.error}")
+        return
+    if inventory.snapshots:
+        print(f"  {'taken (UTC)':<17} {'database':<14} {'stored':>10} {'age':>7}  "
+              f"{'enc':<3}  {'verified':<22} retention")
+    for snap in inventory.snapshots:
+        taken = snap.taken_at.strftime("%Y-%m-%d %H:%M")
+        size = format_bytes(snap.manifest.stored_size if snap.manifest else
+                            (snap.dump.size if snap.dump else None))
+        encrypted = {True: "✓", False: "NO!", None: "?"}[snap.encrypted]
+        verified = snap.last_verification
+        shown = "never" if verified is None else (
+            f"{VERIFIED_MARK[verified.ok]} {verified.at[:16].replace('T', ' ')} {verified.how}")
+        line = (f"  {taken:<17} {snap.database:<14} {size:>10} "
+                f"{format_duration(snap.age_s(now)):>7}  {encrypted:<3}  {shown:<22} "
+                f"{snap.retention or '-'}")
+        if not snap.complete:
+            line += f"  INCOMPLETE: {snap.problem}"
+        print(line)
+    for upload in inventory.incomplete_uploads:
+        print(f"  incomplete upload: {upload.key} ({upload.detail})")

@@ -1,0 +1,471 @@
+"""Find drdeck.toml, check every part of it, and build the Config model.
+
+All problems are collected (not just the first); each names the file, the line and
+column of the offending key, and what to write instead. Nothing here raises anything
+but InvalidInput (ConfigInvalid for a file that does not validate).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from tui.durations import parse_duration
+from tui.errors import InvalidInput, Problem
+from tui.redact import dsn_password
+from tui.runbook.locate import locate
+
+from .model import (
+    REPOSITORY_TYPES,
+    ClusterConfig,
+    Config,
+    Notify,
+    Repository,
+    Retention,
+    Webhook,
+)
+
+KeyPath = tuple[str | int, ...]
+
+CONFIG_NAME = "drdeck.toml"
+CONFIG_ENV = "DRDECK_CONFIG"
+
+# Cluster names become a path component and an S3 key part (<repo>/<cluster>/...).
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+TOP_KEYS = {"repositories", "clusters", "gpg", "runbooks", "journal", "notify"}
+REPOSITORY_KEYS = {
+    "s3": {"type", "bucket", "prefix", "endpoint_url", "region", "storage_class"},
+    "local": {"type", "path"},
+}
+CLUSTER_KEYS = {
+    "dsn", "dsn_env", "repository", "databases", "gpg_recipients", "rpo", "rto", "retention",
+}  # fmt: skip
+RETENTION_KEYS = {"daily", "weekly", "monthly", "monthly_storage_class"}
+WEBHOOK_KEYS = {"url", "events"}
+PASSWORD_HINT = "put the password in ~/.pgpass or PGPASSWORD, or use dsn_env"
+
+
+class ConfigInvalid(InvalidInput):
+    """A drdeck.toml that does not validate; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# --- discovery ------------------------------------------------------------------------
+
+
+def user_config_path() -> Path:
+    """drdeck.toml in the platform's user config directory (~/.config/drdeck on Linux)."""
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("drdeck", appauthor=False)) / CONFIG_NAME
+
+
+def search_paths() -> list[Path]:
+    """Where drdeck.toml is looked for when neither --config nor $DRDECK_CONFIG is given."""
+    return [Path.cwd() / CONFIG_NAME, user_config_path()]
+
+
+def find_config(explicit: str | None = None) -> Path | None:
+    """--config PATH, then $DRDECK_CONFIG, then ./drdeck.toml, then the user config dir.
+
+    A file named explicitly (either way) must exist. None when nothing is found.
+    """
+    if explicit is not None:
+        return _must_exist(explicit, f"--config {explicit}")
+    from_env = os.environ.get(CONFIG_ENV, "")
+    if from_env.strip():
+        return _must_exist(from_env, f"${CONFIG_ENV}={from_env}")
+    for candidate in search_paths():
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _must_exist(given: str, said: str) -> Path:
+    path = Path(given).expanduser()
+    if path.is_dir():
+        raise InvalidInput(f"{said}: is a directory, not a drdeck.toml file")
+    if not path.is_file():
+        raise InvalidInput(f"{said}: no such file")
+    return path
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+def load_config(explicit: str | None = None) -> Config:
+    """The configuration drdeck runs with: an empty Config when there is no drdeck.toml."""
+    path = find_config(explicit)
+    if path is None:
+        return Config(searched=tuple(search_paths()))
+    return load_config_file(path)
+
+
+def load_config_file(path: str | Path) -> Config:
+    path = Path(path)
+    shown = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigInvalid([Problem(shown, 1, 1, "no such file")]) from None
+    except IsADirectoryError:
+        raise ConfigInvalid([Problem(shown, 1, 1, "is a directory, not a file")]) from None
+    except OSError as exc:
+        raise ConfigInvalid([Problem(shown, 1, 1, f"cannot read: {exc.strerror}")]) from None
+    try:
+        source = data.decode("utf-8-sig")  # an editor's byte-order mark is not an error
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigInvalid([Problem(shown, line, 1, "not UTF-8 text")]) from None
+    return load_config_text(source, shown, path=path)
+
+
+def load_config_text(
+    source: str, shown_path: str = "<config>", path: Path | None = None
+) -> Config:
+    """Validate TOML text. Relative paths in it are taken from `path`'s directory (or cwd)."""
+    import tomllib
+
+    try:
+        document = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigInvalid([_syntax_problem(shown_path, exc, source)]) from None
+    except RecursionError:
+        raise ConfigInvalid([Problem(shown_path, 1, 1, "TOML nested too deeply")]) from None
+    base_dir = path.absolute().parent if path is not None else Path.cwd()
+    checker = _Checker(source, shown_path, base_dir)
+    config = checker.build(document, path)
+    if checker.problems:
+        problems = sorted(set(checker.problems), key=lambda p: (p.line, p.col, p.message))
+        raise ConfigInvalid(problems)
+    return config
+
+
+def _syntax_problem(path: str, exc: Exception, source: str) -> Problem:
+    text = str(exc)
+    message = re.sub(r"\s*\((at line \d+, column \d+|at end of document)\)", "", text)
+    match = re.search(r"\(at line (\d+), column (\d+)\)", text)
+    if match:
+        return Problem(path, int(match[1]), int(match[2]), f"TOML syntax: {message}")
+    lines = source.split("\n")  # "at end of document": where the reader ran out
+    last = len(lines) if lines[-1] else max(len(lines) - 1, 1)
+    return Problem(path, last, 1, f"TOML syntax: {message} (at the end of the file)")
+
+
+def _type_name(value: Any) -> str:
+    return {
+        str: "text", int: "a number", float: "a number", bool: "true/false", list: "a list",
+        dict: "a table",
+    }.get(type(value), "a date/time")  # fmt: skip
+
+
+def _closest(word: str, options: set[str]) -> str | None:
+    import difflib
+
+    matches = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.75)
+    return matches[0] if matches else None
+
+
+class _Checker:
+    def __init__(self, source: str, path: str, base_dir: Path):
+        self.source = source
+        self.path = path
+        self.base_dir = base_dir
+        self.problems: list[Problem] = []
+
+    def problem(self, where: KeyPath, message: str) -> None:
+        line, col = locate(self.source, where)
+        self.problems.append(Problem(self.path, line, col, message))
+
+    # --- small typed getters -----------------------------------------------------------
+
+    def unknown_keys(self, table: dict, allowed: set[str], where: KeyPath, what: str) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = _closest(key, allowed)
+                suffix = f" (did you mean {hint!r}?)" if hint else ""
+                self.problem((*where, key), f"unknown key {key!r} in {what}{suffix}")
+
+    def table(self, parent: dict, key: str, where: KeyPath) -> dict | None:
+        value = parent.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.problem((*where, key), f"{key} must be a table, not {_type_name(value)}")
+            return None
+        return value
+
+    def text(self, table: dict, key: str, where: KeyPath, required: bool = False,
+             empty_ok: bool = False) -> str | None:  # fmt: skip
+        if key not in table:
+            if required:
+                self.problem(where, f"missing required key {key!r}")
+            return None
+        value = table[key]
+        if not isinstance(value, str):
+            self.problem((*where, key), f"{key} must be text, not {_type_name(value)}")
+            return None
+        if not empty_ok and not value.strip():
+            self.problem((*where, key), f"{key} is empty")
+            return None
+        return value
+
+    def texts(self, table: dict, key: str, where: KeyPath, what: str, one: str) -> list[str]:
+        """A list of non-empty text; each bad element is reported where it stands."""
+        value = table.get(key, [])
+        if not isinstance(value, list):
+            self.problem((*where, key), f"{key} must be a list of {what}, not "
+                         f"{_type_name(value)}")
+            return []
+        result = []
+        for index, item in enumerate(value):
+            here = (*where, key, index)
+            if not isinstance(item, str):
+                self.problem(here, f"{key}[{index}] must be text ({one}), not "
+                             f"{_type_name(item)}")
+            elif not item.strip():
+                self.problem(here, f"{key}[{index}] is empty: write {one}")
+            else:
+                result.append(item)
+        return result
+
+    def count(self, table: dict, key: str, where: KeyPath, default: int, label: str) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if isinstance(value, bool):
+                shown = "true" if value else "false"
+            else:
+                shown = repr(value) if isinstance(value, int | float) else _type_name(value)
+            self.problem((*where, key), f"{label} must be a whole number, 0 or more, not {shown}")
+            return default
+        return value
+
+    def duration(self, table: dict, key: str, where: KeyPath) -> float | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            self.problem((*where, key), f"{key} must be a duration in quotes, like \"{value}s\"")
+            return None
+        text = self.text(table, key, where)
+        if text is None:
+            return None
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            self.problem((*where, key), f"bad duration for {key}: {exc}")
+            return None
+
+    def local_path(self, text: str) -> Path:
+        """~ expanded; a relative path is relative to the config file's directory."""
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def named_tables(self, doc: dict, key: str, singular: str) -> dict[str, dict]:
+        """[key.NAME] tables with valid names."""
+        tables = self.table(doc, key, ()) or {}
+        result = {}
+        for name, spec in tables.items():
+            where: KeyPath = (key, name)
+            if not NAME.fullmatch(name):
+                self.problem(where, f"{singular} name {name!r}: use letters, digits, '-', '_' "
+                             "and '.', starting with a letter or digit")
+            elif not isinstance(spec, dict):
+                self.problem(where, f"[{key}.{name}] must be a table, not {_type_name(spec)}")
+            else:
+                result[name] = spec
+        return result
+
+    # --- the document ------------------------------------------------------------------
+
+    def build(self, doc: dict, path: Path | None) -> Config:
+        self.unknown_keys(doc, TOP_KEYS, (), "drdeck.toml")
+        repositories = self.repositories(doc)
+        clusters = self.clusters(doc, repositories)
+        gpg = self.table(doc, "gpg", ()) or {}
+        self.unknown_keys(gpg, {"home"}, ("gpg",), "[gpg]")
+        home = self.text(gpg, "home", ("gpg",))
+        runbooks = self.table(doc, "runbooks", ()) or {}
+        self.unknown_keys(runbooks, {"dirs"}, ("runbooks",), "[runbooks]")
+        dirs = self.texts(runbooks, "dirs", ("runbooks",), "directories", "a directory path")
+        return Config(
+            path=path,
+            repositories={r.name: r for r in repositories.values() if r is not None},
+            clusters=clusters,
+            gpg_home=self.local_path(home) if home is not None else None,
+            runbook_dirs=tuple(self.local_path(d) for d in dirs),
+            journal_url=self.journal(doc),
+            notify=self.notify(doc),
+        )
+
+    def repositories(self, doc: dict) -> dict[str, Repository | None]:
+        """Every named repository; None for one that is named but broken."""
+        result: dict[str, Repository | None] = {}
+        for name, spec in self.named_tables(doc, "repositories", "repository").items():
+            result[name] = self.repository(name, spec)
+        return result
+
+    def repository(self, name: str, spec: dict) -> Repository | None:
+        where: KeyPath = ("repositories", name)
+        before = len(self.problems)
+        kind = self.text(spec, "type", where)
+        if "type" not in spec:
+            self.problem(where, "missing required key 'type' (s3 or local)")
+        elif kind is not None and kind not in REPOSITORY_TYPES:
+            self.problem((*where, "type"),
+                         f"type {kind!r} is not one of: {', '.join(REPOSITORY_TYPES)}")
+        if kind not in REPOSITORY_TYPES:
+            self.unknown_keys(spec, set().union(*REPOSITORY_KEYS.values()), where,
+                              f"[repositories.{name}]")
+            return None
+        allowed = REPOSITORY_KEYS[kind]
+        for key in spec:
+            other = next((t for t, keys in REPOSITORY_KEYS.items() if key in keys), None)
+            if key not in allowed and other is not None:
+                self.problem((*where, key),
+                             f"{key} goes with type = \"{other}\", not \"{kind}\"")
+            elif key not in allowed:
+                self.unknown_keys({key: None}, allowed, where, f"[repositories.{name}]")
+        if kind == "local":
+            if "path" not in spec:
+                self.problem(where, "a local repository needs path = \"DIRECTORY\"")
+            path = self.text(spec, "path", where)
+            if len(self.problems) > before or path is None:
+                return None
+            return Repository(name, kind, path=self.local_path(path))
+        if "bucket" not in spec:
+            self.problem(where, "an s3 repository needs bucket = \"BUCKET\"")
+        bucket = self.text(spec, "bucket", where)
+        prefix = self.text(spec, "prefix", where, empty_ok=True) or ""
+        endpoint_url = self.text(spec, "endpoint_url", where)
+        if endpoint_url is not None and not re.match(r"https?://[^/\s]", endpoint_url):
+            self.problem((*where, "endpoint_url"),
+                         f"endpoint_url {endpoint_url!r} must start with http:// or https://")
+        region = self.text(spec, "region", where)
+        storage_class = self.text(spec, "storage_class", where)
+        if len(self.problems) > before:
+            return None
+        return Repository(name, kind, bucket=bucket, prefix=prefix.strip("/"),
+                          endpoint_url=endpoint_url, region=region,
+                          storage_class=storage_class)
+
+    def clusters(
+        self, doc: dict, repositories: dict[str, Repository | None]
+    ) -> dict[str, ClusterConfig]:
+        result = {}
+        for name, spec in self.named_tables(doc, "clusters", "cluster").items():
+            cluster = self.cluster(name, spec, repositories)
+            if cluster is not None:
+                result[name] = cluster
+        return result
+
+    def cluster(
+        self, name: str, spec: dict, repositories: dict[str, Repository | None]
+    ) -> ClusterConfig | None:
+        where: KeyPath = ("clusters", name)
+        before = len(self.problems)
+        self.unknown_keys(spec, CLUSTER_KEYS, where, f"[clusters.{name}]")
+        dsn = self.text(spec, "dsn", where)
+        dsn_env = self.text(spec, "dsn_env", where)
+        if "dsn" not in spec and "dsn_env" not in spec:
+            self.problem(where, "a cluster needs dsn = \"postgresql://...\" or "
+                         "dsn_env = \"VARIABLE\"")
+        elif "dsn" in spec and "dsn_env" in spec:
+            self.problem((*where, "dsn_env"), "give either dsn or dsn_env, not both")
+        if dsn is not None and dsn_password(dsn) is not None:
+            self.problem((*where, "dsn"), f"dsn contains a password: {PASSWORD_HINT} "
+                         "(secrets never live in drdeck.toml)")
+        if dsn_env is not None and not ENV_NAME.fullmatch(dsn_env):
+            self.problem((*where, "dsn_env"), f"dsn_env {dsn_env!r} is not an environment "
+                         "variable name (letters, digits and '_')")
+        repository_name = self.text(spec, "repository", where)
+        repository = None
+        if repository_name is not None:
+            if repository_name not in repositories:
+                hint = _closest(repository_name, set(repositories))
+                known = ", ".join(repositories) or "none"
+                suffix = f"did you mean {hint!r}? " if hint else ""
+                self.problem((*where, "repository"),
+                             f"unknown repository {repository_name!r} ({suffix}known: {known})")
+            repository = repositories.get(repository_name)
+        databases = self.texts(spec, "databases", where, "database names", "a database name")
+        raw = spec.get("databases")
+        for index, database in enumerate(raw if isinstance(raw, list) else []):
+            if isinstance(database, str) and database in raw[:index]:
+                self.problem((*where, "databases", index), f"duplicate database {database!r}")
+        recipients = self.texts(spec, "gpg_recipients", where, "gpg recipients",
+                                "a key id, fingerprint or email")
+        rpo = self.duration(spec, "rpo", where)
+        rto = self.duration(spec, "rto", where)
+        retention = self.retention(spec, where, repository)
+        if len(self.problems) > before:
+            return None
+        return ClusterConfig(
+            name=name, dsn=dsn, dsn_env=dsn_env, repository=repository_name,
+            databases=tuple(databases), gpg_recipients=tuple(recipients),
+            rpo=rpo, rto=rto, retention=retention,
+        )  # fmt: skip
+
+    def retention(
+        self, spec: dict, where: KeyPath, repository: Repository | None
+    ) -> Retention:
+        if "retention" not in spec:
+            return Retention()
+        value = spec["retention"]
+        here = (*where, "retention")
+        if not isinstance(value, dict):
+            self.problem(here, "retention must be a table like "
+                         "{ daily = 7, weekly = 4, monthly = 6 }, not " + _type_name(value))
+            return Retention()
+        self.unknown_keys(value, RETENTION_KEYS, here, "retention")
+        defaults = Retention()
+        counts = {
+            key: self.count(value, key, here, getattr(defaults, key), f"retention.{key}")
+            for key in ("daily", "weekly", "monthly")
+        }
+        if not any(counts.values()):
+            self.problem(here, "retention keeps nothing: daily, weekly and monthly are all 0")
+        storage_class = self.text(value, "monthly_storage_class", here)
+        if storage_class is not None and repository is not None and repository.type != "s3":
+            self.problem((*here, "monthly_storage_class"),
+                         "monthly_storage_class needs an s3 repository; "
+                         f"{repository.name!r} is {repository.type}")
+        return Retention(**counts, monthly_storage_class=storage_class)
+
+    def journal(self, doc: dict) -> str | None:
+        journal = self.table(doc, "journal", ()) or {}
+        self.unknown_keys(journal, {"url"}, ("journal",), "[journal]")
+        url = self.text(journal, "url", ("journal",))
+        if url is not None and dsn_password(url) is not None:
+            self.problem(("journal", "url"), "url contains a password: put it in ~/.pgpass "
+                         "or PGPASSWORD (secrets never live in drdeck.toml)")
+            return None
+        return url
+
+    def notify(self, doc: dict) -> Notify:
+        notify = self.table(doc, "notify", ()) or {}
+        self.unknown_keys(notify, {"webhooks"}, ("notify",), "[notify]")
+        raw = notify.get("webhooks", [])
+        if not isinstance(raw, list):
+            self.problem(("notify", "webhooks"), "webhooks must be a list of tables like "
+                         "{ url = \"https://...\", events = [...] }")
+            return Notify()
+        webhooks = []
+        for index, item in enumerate(raw):
+            here: KeyPath = ("notify", "webhooks", index)
+            if not isinstance(item, dict):
+                self.problem(here, f"each webhook must be a table, not {_type_name(item)}")
+                continue
+            self.unknown_keys(item, WEBHOOK_KEYS, here, "a webhook")
+            url = self.text(item, "url", here, required=True)
+            events = self.texts(item, "events", here, "event names", "an event name")
+            if url is not None:
+                webhooks.append(Webhook(url, tuple(events)))
+        return Notify(tuple(webhooks))

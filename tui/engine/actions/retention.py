@@ -1,0 +1,93 @@
+"""`retention.prune`: grandfather-father-son over a cluster's snapshots.
+
+Without `delete = true` it only lists what it keeps (and why) and what it would
+delete; a runbook puts the deleting step behind a confirmation. Incomplete
+snapshots (an upload may be under way) are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tui.engine.actions.base import Action, ActionResult, Arg
+from tui.engine.actions.snapshot import CLUSTER
+from tui.engine.context import StepContext
+
+
+class RetentionPrune(Action):
+    produces_output = True
+    name = "retention.prune"
+    summary = "keep daily/weekly/monthly snapshots, delete the rest"
+    args = {
+        "cluster": CLUSTER,
+        "database": Arg("text", help="one database (default: all of the cluster's)",
+                        default=""),
+        "delete": Arg("bool", help="really delete (default: only list)", default=False),
+    }
+
+    def describe(self, args: dict[str, Any]) -> str:
+        verb = "delete" if args.get("delete") else "list (delete nothing)"
+        return f"retention of cluster {args.get('cluster') or '(default)'}: {verb}"
+
+    async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
+        from tui.catalog.inventory import now_utc, read_cluster
+        from tui.catalog.layout import manifest_key
+        from tui.catalog.retention import Policy, plan, summarise
+        from tui.storage import open_store
+
+        config = ctx.config
+        cluster = config.cluster(args.get("cluster") or None)
+        store = open_store(config.repository_for(cluster))
+        inventory = await asyncio.to_thread(read_cluster, store, cluster.name, cluster.rpo)
+        if inventory.error:
+            raise OSError(inventory.error)
+        retention = cluster.retention
+        policy = Policy(retention.daily, retention.weekly, retention.monthly,
+                        retention.monthly_storage_class)
+        databases = [args["database"]] if args.get("database") else sorted(
+            {s.database for s in inventory.snapshots})
+        deleting = bool(args.get("delete"))
+        deleted = moved = 0
+        for database in databases:
+            decisions = plan(inventory.complete(database), policy,
+                             taken_at=lambda s: s.taken_at,
+                             storage_class=lambda s: getattr(s.dump, "storage_class", None),
+                             now=now_utc())
+            ctx.output(f"── {cluster.name}/{database}")
+            for line in summarise(decisions).splitlines():
+                ctx.output(line)
+            for decision in decisions:
+                snap = decision.snapshot
+                if decision.keep:
+                    why = ", ".join(decision.reasons)
+                    move = f"  → {decision.move_to}" if decision.move_to else ""
+                    ctx.output(f"keep    {snap.stamp}  {why}{move}")
+                    if deleting and decision.move_to:
+                        await asyncio.to_thread(store.set_storage_class, snap.dump.key,
+                                                decision.move_to)
+                        moved += 1
+                    continue
+                ctx.output(f"{'delete ' if deleting else 'would delete'}  {snap.stamp}")
+                if deleting:
+                    # the manifest goes first: a snapshot half-deleted by a crash then
+                    # shows as incomplete, never as a good snapshot missing its dump
+                    for key in (manifest_key(cluster.name, database, snap.stamp), snap.dump.key):
+                        await asyncio.to_thread(store.delete, key)
+                    await asyncio.to_thread(_delete_verifications, store, cluster.name,
+                                            database, snap.stamp)
+                    deleted += 1
+        incomplete = [s for s in inventory.snapshots if not s.complete]
+        for snap in incomplete:
+            ctx.output(f"left alone (incomplete): {snap.database}/{snap.stamp}: {snap.problem}")
+        if deleting:
+            ctx.output(f"deleted {deleted} snapshots, moved {moved} to colder storage")
+        return ActionResult(output=str(deleted))
+
+
+def _delete_verifications(store: Any, cluster: str, database: str, stamp: str) -> None:
+    from tui.catalog.layout import snapshots_prefix
+
+    prefix = f"{snapshots_prefix(cluster, database)}{stamp}.verified/"
+    for obj in list(store.list(prefix)):
+        store.delete(obj.key)

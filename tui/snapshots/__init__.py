@@ -1,0 +1,1 @@
+"""Logical snapshots: pg_dump -> gpg -> repository, and back."""

@@ -1,0 +1,131 @@
+"""Fetch a snapshot: repository -> sha256 -> gpg --decrypt -> a local dump file, in one pass.
+
+    store (ranged reads, resumed on error) ──▶ us (sha256) ──▶ gpg --decrypt ──▶ file
+
+pg_restore -j needs a regular file, so the decrypted dump is the one local
+copy. It is written as `<name>.partial` and renamed only once the stored
+object's checksum matches the manifest and gpg's integrity check passed: a
+corrupt or truncated snapshot is caught here, before anything is restored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from tui.catalog.manifest import Manifest
+from tui.crypto import decrypt_argv, explain_gpg_failure, passphrase_from_environment
+from tui.errors import DrdeckError
+from tui.snapshots.pipes import Reporter, Throttled, collect_stderr, from_thread, reap, spawn
+from tui.units import format_bytes
+
+
+class FetchFailed(DrdeckError):
+    pass
+
+
+async def fetch_snapshot(manifest: Manifest, store: Any, dest: Path, reporter: Reporter,
+                         gpg_home: str | None = None) -> Path:
+    """The decrypted dump at `dest` (mode 0600), proven intact; raises FetchFailed."""
+    stored = await asyncio.to_thread(store.stat, manifest.object)
+    where = f"{store.description}/{manifest.object}"
+    if stored is None:
+        raise FetchFailed(f"{where} is missing: the manifest exists but the dump does not")
+    if stored.size != manifest.stored_size:
+        raise FetchFailed(
+            f"{where} is {stored.size:,} bytes but its manifest says {manifest.stored_size:,}: "
+            "truncated or replaced; it will not be restored")
+    reporter.output(f"fetching {where} ({format_bytes(stored.size)})")
+    partial = dest.with_name(dest.name + ".partial")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    decrypt = None
+    try:
+        if manifest.encrypted:
+            decrypt = await _start_decrypt(fd, gpg_home)
+        digest, complete = await _download(manifest, store, fd, decrypt, reporter)
+        gpg_error = None
+        if decrypt is not None:
+            assert decrypt.stdin is not None
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                decrypt.stdin.close()
+            errors, code = await asyncio.gather(collect_stderr(decrypt), decrypt.wait())
+            if code != 0:
+                gpg_error = explain_gpg_failure("\n".join(errors), gpg_home)
+        if gpg_error:  # gpg stops early on a wrong key or corrupt data: its reason comes first
+            raise FetchFailed(f"{where}: {gpg_error}; it will not be restored")
+        if not complete or digest != manifest.sha256_stored:
+            raise FetchFailed(
+                f"{where} is corrupt: its sha256 is {digest[:16]}…, the manifest says "
+                f"{manifest.sha256_stored[:16]}…; it will not be restored")
+        os.fsync(fd)
+    except BaseException:
+        await reap(decrypt)
+        os.close(fd)
+        partial.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(partial, dest)
+    reporter.output(f"checksum and integrity verified; dump at {dest}")
+    return dest
+
+
+async def _start_decrypt(fd: int, gpg_home: str | None) -> asyncio.subprocess.Process:
+    passphrase = passphrase_from_environment()
+    if passphrase is None:
+        return await spawn(decrypt_argv(gpg_home), stdin=asyncio.subprocess.PIPE, stdout=fd)
+    # The passphrase reaches gpg through a pipe of its own: never argv, never a file.
+    read_end, write_end = os.pipe()
+    os.write(write_end, passphrase.encode() + b"\n")
+    os.close(write_end)
+    try:
+        return await asyncio.create_subprocess_exec(
+            *decrypt_argv(gpg_home, passphrase_fd=read_end), stdin=asyncio.subprocess.PIPE,
+            stdout=fd, stderr=asyncio.subprocess.PIPE, pass_fds=(read_end,),
+            start_new_session=True)
+    finally:
+        os.close(read_end)
+
+
+async def _download(manifest: Manifest, store: Any, fd: int,
+                    decrypt: asyncio.subprocess.Process | None,
+                    reporter: Reporter) -> tuple[str, bool]:
+    """Stream the stored object into gpg (or the file): (its sha256, whether all of it came)."""
+    loop = asyncio.get_running_loop()
+    digest = hashlib.sha256()
+    done = 0
+    progress = Throttled(reporter, manifest.stored_size, "bytes")
+
+    def on_retry(attempt: int, error: Exception, delay: float) -> None:
+        loop.call_soon_threadsafe(
+            reporter.output, f"download interrupted ({error}); resuming in {delay:g}s "
+            f"(retry {attempt})", "stderr")
+
+    def chunks():
+        return store.iter_chunks(manifest.object, on_retry=on_retry)
+
+    async for chunk in from_thread(chunks):
+        digest.update(chunk)
+        done += len(chunk)
+        if decrypt is not None:
+            assert decrypt.stdin is not None
+            try:
+                decrypt.stdin.write(chunk)
+                await decrypt.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                return digest.hexdigest(), False  # gpg gave up: its message says why
+        else:
+            _write_all(fd, chunk)
+        progress(done)
+    progress(done, final=True)
+    return digest.hexdigest(), True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -1,0 +1,54 @@
+"""From the names a runbook gives (cluster, database, snapshot) to the things they mean."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from tui.catalog.inventory import ClusterInventory, Snapshot, read_cluster
+from tui.config import ClusterConfig, Config
+from tui.errors import InvalidInput
+from tui.postgres.dsn import with_database
+
+
+@dataclass(frozen=True)
+class Target:
+    config: Config
+    cluster: ClusterConfig
+    database: str
+    store: Any
+
+    @property
+    def gpg_home(self) -> str | None:
+        return str(self.config.gpg_home) if self.config.gpg_home else None
+
+    def server_dsn(self) -> str:
+        """The cluster's server (its configured DSN, whichever database that names)."""
+        return self.cluster.resolve_dsn()
+
+    def database_dsn(self) -> str:
+        return with_database(self.server_dsn(), self.database)
+
+    async def inventory(self) -> ClusterInventory:
+        return await asyncio.to_thread(read_cluster, self.store, self.cluster.name,
+                                       self.cluster.rpo)
+
+    async def snapshot(self, ref: str = "latest") -> Snapshot:
+        inventory = await self.inventory()
+        if inventory.error:
+            raise InvalidInput(f"cannot read the repository: {inventory.error}")
+        return inventory.find(self.database, ref or "latest")
+
+
+def resolve(config: Config, cluster: str = "", database: str = "") -> Target:
+    from tui.storage import open_store
+
+    chosen = config.cluster(cluster or None)
+    if not database:
+        if not chosen.databases:
+            raise InvalidInput(f"cluster {chosen.name!r} lists no databases: add "
+                               f"databases = [...] to it, or pass -p database=NAME")
+        database = chosen.databases[0]
+    store = open_store(config.repository_for(chosen))
+    return Target(config, chosen, database, store)
