@@ -133,7 +133,7 @@ def read_cluster(store: Any, cluster: str, rpo_s: float | None = None) -> Cluste
     def read_manifest(ident: tuple[str, str]) -> tuple[tuple[str, str], Any]:
         key = manifest_keys[ident]
         try:
-            return ident, Manifest.from_json(store.read_bytes(key), f"{store.description}/{key}")
+            return ident, Manifest.from_json(store.read_bytes(key), store.location(key))
         except (ManifestInvalid, DrdeckError) as exc:
             return ident, exc
 

@@ -71,7 +71,7 @@ async def create_snapshot(plan: SnapshotPlan, store: Any, reporter: Reporter,
         server_version = (await (await conn.execute("show server_version")).fetchone())[0]
         exported = (await (await conn.execute("select pg_export_snapshot()")).fetchone())[0]
         reporter.output(f"dumping {plan.database} (PostgreSQL {server_version}) to "
-                        f"{store.description}/{key}")
+                        f"{store.location(key)}")
         counting = asyncio.ensure_future(count_rows(conn))
         try:
             result = await _dump_and_store(plan, store, key, exported, fingerprints, reporter,

@@ -32,7 +32,7 @@ async def fetch_snapshot(manifest: Manifest, store: Any, dest: Path, reporter: R
                          gpg_home: str | None = None) -> Path:
     """The decrypted dump at `dest` (mode 0600), proven intact; raises FetchFailed."""
     stored = await asyncio.to_thread(store.stat, manifest.object)
-    where = f"{store.description}/{manifest.object}"
+    where = store.location(manifest.object)
     if stored is None:
         raise FetchFailed(f"{where} is missing: the manifest exists but the dump does not")
     if stored.size != manifest.stored_size:
