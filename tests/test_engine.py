@@ -435,3 +435,14 @@ default = false
     _, rec = run_text(text, tmp_path, params={"replace": "true"})
     assert rec.lines() == ["dropping"]
     assert rec.finished("keep").status == "skipped"
+
+
+def test_a_failure_retrying_cannot_fix_is_not_retried(tmp_path: Path) -> None:
+    text = HEADER + shell_step("broken", "echo ${env.DRDECK_TEST_NEVER_SET}",
+                               'retries = 3\nretry_delay = "5s"')
+    started = time.monotonic()
+    _result, rec = run_text(text, tmp_path, env={"PATH": os.environ["PATH"]})
+    assert time.monotonic() - started < 3, "no automatic retry may wait for a permanent failure"
+    finished = rec.finished("broken")
+    assert finished.attempts == 1 and rec.of("attempt_failed") == []
+    assert "DRDECK_TEST_NEVER_SET is not set" in finished.error

@@ -13,11 +13,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tui.errors import DrdeckError
+from tui.errors import PermanentFailure
 
 
-class CryptoError(DrdeckError):
-    pass
+class CryptoError(PermanentFailure):
+    """A missing or unusable key: retrying will not find one."""
 
 
 @dataclass(frozen=True)

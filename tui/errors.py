@@ -18,12 +18,21 @@ class DrdeckError(Exception):
     """An error with a message written for the operator."""
 
     exit_code = EXIT_FAILED
+    #: whether trying again could help (a network blip) or not (a wrong key)
+    retryable = True
+
+
+class PermanentFailure(DrdeckError):
+    """Trying again cannot help: corrupt data, a wrong key, a refused target."""
+
+    retryable = False
 
 
 class InvalidInput(DrdeckError):
     """Usage, runbook, configuration or parameter errors: exit 2."""
 
     exit_code = EXIT_INVALID
+    retryable = False
 
 
 @dataclass(frozen=True)

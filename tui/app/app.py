@@ -52,12 +52,16 @@ class DrdeckApp(App[None]):
         run_id: str | None = None,
         cursor_blink: bool = True,
         config: Any = None,
+        utc_now: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__()
         from tui.config import Config
 
         self.config = config if config is not None else Config()
         self.cursor_blink = cursor_blink
+        from tui.catalog.inventory import now_utc
+
+        self.utc_now = utc_now or now_utc
         self.mode = mode
         self.clock = clock
         self.wall_clock = wall_clock
@@ -82,6 +86,27 @@ class DrdeckApp(App[None]):
 
     def open_briefing(self, runbook: Runbook, given: dict[str, str] | None = None) -> None:
         self.push_screen(BriefingScreen(runbook, given))
+
+    def open_inventory(self) -> None:
+        from .screens.inventory import InventoryScreen
+
+        self.push_screen(InventoryScreen())
+
+    def open_runbook_named(self, name: str, given: dict[str, str]) -> None:
+        """Open a runbook's briefing with some parameters filled (from the inventory)."""
+        from tui.errors import DrdeckError
+        from tui.runbook.discovery import find_runbook
+        from tui.runbook.loader import load_runbook
+
+        found = next((f for f in (self._runbooks or []) if f.path.stem == name), None)
+        try:
+            runbook = found.runbook if found and found.runbook else load_runbook(
+                find_runbook(name, self._runbook_dirs))
+        except DrdeckError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        known = {k: v for k, v in given.items() if k in runbook.params}
+        self.open_briefing(runbook, known)
 
     def start_run(self, runbook: Runbook, values: dict[str, Any]) -> None:
         screen = RunScreen(runbook, values, mode=self.mode, run_id=self._run_id,
@@ -142,7 +167,7 @@ class DrdeckApp(App[None]):
             HomeScreen: "home",
             BriefingScreen: "briefing",
             RunScreen: "run",
-        }.get(type(screen), type(screen).__name__)
+        }.get(type(screen), type(screen).__name__.removesuffix("Screen").lower())
         self.push_screen(HelpScreen(screen, title, getattr(screen, "help_notes", "")))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

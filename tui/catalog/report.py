@@ -16,6 +16,31 @@ from tui.config import ClusterConfig
 FORMAT = 1
 
 
+def load_inventories(config: Any, names: list[str] | None = None,
+                     now: datetime | None = None) -> tuple[list[ClusterInventory], datetime]:
+    """Every named cluster's inventory (default: all), read in parallel: each is a listing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tui.catalog.inventory import now_utc, read_cluster
+    from tui.storage import open_store
+
+    now = now or now_utc()
+    clusters = [config.cluster(name) for name in (names or list(config.clusters))]
+
+    def read(cluster: ClusterConfig) -> ClusterInventory:
+        try:
+            store = open_store(config.repository_for(cluster))
+        except Exception as exc:  # a misconfigured repository is shown, not fatal
+            return ClusterInventory(cluster.name, cluster.repository or "-", cluster.rpo,
+                                    error=str(exc))
+        inventory = read_cluster(store, cluster.name, cluster.rpo)
+        retention_classes(inventory, cluster, now)
+        return inventory
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(read, clusters)), now
+
+
 def retention_classes(inventory: ClusterInventory, cluster: ClusterConfig,
                       now: datetime) -> None:
     """Mark each complete snapshot with the retention classes that keep it, or "expires"."""

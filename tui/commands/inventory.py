@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from argparse import Namespace
-from concurrent.futures import ThreadPoolExecutor
 
 from tui.durations import format_duration
 from tui.errors import EXIT_FAILED, EXIT_OK
@@ -13,34 +12,15 @@ from tui.errors import EXIT_FAILED, EXIT_OK
 VERIFIED_MARK = {True: "✓", False: "✗"}
 
 
-def load_all(config, names: list[str]):
-    """Every named cluster's inventory, read in parallel (each is a bucket listing)."""
-    from tui.catalog.inventory import now_utc, read_cluster
-    from tui.catalog.report import retention_classes
-    from tui.storage import open_store
-
-    now = now_utc()
-    clusters = [config.cluster(name) for name in names]
-
-    def read(cluster):
-        inventory = read_cluster(open_store(config.repository_for(cluster)), cluster.name,
-                                 cluster.rpo)
-        retention_classes(inventory, cluster, now)
-        return inventory
-
-    with ThreadPoolExecutor(4) as pool:
-        return list(pool.map(read, clusters)), now
-
-
 def inventory_command(args: Namespace) -> int:
-    from tui.catalog.report import inventory_json
+    from tui.catalog.report import inventory_json, load_inventories
     from tui.config import load_config
 
     config = load_config(args.config)
     names = [config.cluster(args.cluster).name] if args.cluster else list(config.clusters)
     if not names:
         config.cluster()  # raises the "no clusters configured" message
-    inventories, now = load_all(config, names)
+    inventories, now = load_inventories(config, names)
     if args.json:
         json.dump(inventory_json(inventories, now), sys.stdout, indent=2)
         sys.stdout.write("\n")

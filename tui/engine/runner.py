@@ -36,7 +36,7 @@ from tui.engine.operator import (
 )
 from tui.engine.process import ProcessNotFound
 from tui.engine.render import render_args, render_command, render_query
-from tui.errors import InvalidInput
+from tui.errors import DrdeckError, InvalidInput
 from tui.paths import private_dir, state_dir
 from tui.postgres.query import QueryFailed, run_query
 from tui.redact import Redactor
@@ -47,6 +47,12 @@ Subscriber = Callable[[ev.Event], None]
 
 _TAIL_LINES = 50
 _SECRET_ENV_HINTS = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "PRIVATE", "CREDENTIAL")
+
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+    retryable: bool = True  # False: automatic retries are skipped (a person may still retry)
 
 
 class _Aborted(Exception):
@@ -298,12 +304,12 @@ class Runner:
             delay = step.retry_delay
             while True:
                 record.attempts += 1
-                error = await self._abortable(self._attempt(step, action, record.attempts))
-                if error is None:
+                failure = await self._abortable(self._attempt(step, action, record.attempts))
+                if failure is None:
                     self._finish_step(record, "succeeded", started)
                     return "ok"
-                record.error = error
-                if automatic_left > 0:
+                error = record.error = failure.message
+                if automatic_left > 0 and failure.retryable:
                     automatic_left -= 1
                     self.emit(ev.AttemptFailed(step=step.id, attempt=record.attempts,
                                                error=error, retry_in_s=delay))
@@ -366,8 +372,9 @@ class Runner:
             reason=self.redact(record.reason) if record.reason else None,
         ))
 
-    async def _attempt(self, step: Step, action: type[Action], attempt: int) -> str | None:
-        """One attempt: render, run, check. Returns None on success, else the reason."""
+    async def _attempt(self, step: Step, action: type[Action],
+                       attempt: int) -> _Failure | None:
+        """One attempt: render, run, check. Returns None on success, else why it failed."""
         record = self._records[step.id]
         record.checks = []
         instance = action()
@@ -375,7 +382,7 @@ class Runner:
             args = render_args(action, step.args, self.lookup)
         except (TemplateError, ValueError) as exc:
             self._emit_started(step, attempt, "")
-            return f"cannot prepare the step: {exc}"
+            return _Failure(f"cannot prepare the step: {exc}", retryable=False)
         if isinstance(args.get("dsn"), str):
             self.redact.add_dsn(args["dsn"])
         self._emit_started(step, attempt, instance.describe(args))
@@ -387,18 +394,22 @@ class Runner:
                 failures = ctx.failed_checks + await self._judge(step, args, result)
         except TimeoutError:
             if budget.expired():
-                return f"timed out after {format_duration(timeout)}"
-            return "timed out"
+                return _Failure(f"timed out after {format_duration(timeout)}")
+            return _Failure("timed out")
+        except DrdeckError as exc:
+            return _Failure(str(exc), exc.retryable)
         except (StepFailed, QueryFailed, ProcessNotFound, TemplateError) as exc:
-            return str(exc)
+            return _Failure(str(exc))
         except OSError as exc:
-            return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            return _Failure(f"{exc.strerror or exc}"
+                            + (f": {exc.filename}" if exc.filename else ""))
         except Exception as exc:  # a bug in an action must not take the whole run down
-            return f"internal error in the {step.action} action: {type(exc).__name__}: {exc}"
+            return _Failure(f"internal error in the {step.action} action: "
+                            f"{type(exc).__name__}: {exc}", retryable=False)
         if failures:
             shown = ", ".join(failures[:5])
             more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
-            return f"check failed: {shown}{more}"
+            return _Failure(f"check failed: {shown}{more}")
         if step.capture:
             self._outputs[step.id] = result.output or ""
         return None

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tui.errors import DrdeckError
+from tui.errors import DrdeckError, PermanentFailure
 from tui.postgres.binaries import pg_bin
 from tui.postgres.dsn import describe, for_child_process, with_database
 from tui.snapshots.pipes import Reporter, Throttled, reap, spawn
@@ -22,8 +22,12 @@ _TOC_ENTRY = re.compile(r"^(\d+);")
 _DONE = re.compile(r"pg_restore: (?:processing|finished) item (\d+) ")
 
 
-class RestoreFailed(DrdeckError):
+class RestoreFailed(PermanentFailure):
     pass
+
+
+class ServerUnreachable(DrdeckError):
+    """A connection failed: worth retrying (a server restarting, a network blip)."""
 
 
 async def toc_items(dump: Path, env: dict[str, str]) -> set[int]:
@@ -96,7 +100,7 @@ async def server_identity(dsn: str) -> ServerIdentity:
                 "select system_identifier, current_setting('server_version') "
                 "from pg_control_system()")).fetchone()
     except psycopg.Error as exc:
-        raise RestoreFailed(f"cannot connect to {describe(dsn)}: {_first_line(exc)}") from None
+        raise ServerUnreachable(f"cannot connect to {describe(dsn)}: {_first_line(exc)}") from None
     return ServerIdentity(int(row[0]), row[1])
 
 
@@ -109,8 +113,8 @@ async def database_exists(server_dsn: str, name: str) -> bool:
             row = await (await conn.execute(
                 "select count(*) from pg_database where datname = %s", (name,))).fetchone()
     except psycopg.Error as exc:
-        raise RestoreFailed(f"cannot connect to {describe(server_dsn)}: "
-                            f"{_first_line(exc)}") from None
+        raise ServerUnreachable(f"cannot connect to {describe(server_dsn)}: "
+                                f"{_first_line(exc)}") from None
     return bool(row[0])
 
 

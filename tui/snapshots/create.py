@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -185,7 +186,8 @@ async def _dump_and_store(plan: SnapshotPlan, store: Any, key: str, exported: st
 def _pg_dump_version() -> str:
     result = subprocess.run([pg_bin("pg_dump"), "--version"], capture_output=True, text=True,
                             check=False)
-    return result.stdout.strip().rsplit(" ", 1)[-1] if result.returncode == 0 else "unknown"
+    match = re.search(r"\)\s+(\d+(?:\.\d+)*)", result.stdout)
+    return match[1] if result.returncode == 0 and match else "unknown"
 
 
 def _delete_quietly(store: Any, key: str) -> None:

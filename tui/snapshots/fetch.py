@@ -19,12 +19,12 @@ from typing import Any
 
 from tui.catalog.manifest import Manifest
 from tui.crypto import decrypt_argv, explain_gpg_failure, passphrase_from_environment
-from tui.errors import DrdeckError
+from tui.errors import PermanentFailure
 from tui.snapshots.pipes import Reporter, Throttled, collect_stderr, from_thread, reap, spawn
 from tui.units import format_bytes
 
 
-class FetchFailed(DrdeckError):
+class FetchFailed(PermanentFailure):
     pass
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, Markdown, Select, Static, Switch
@@ -45,6 +47,13 @@ class ParamField(Vertical):
             options = [(c, c) for c in param.choices]
             value = self.initial if self.initial in param.choices else Select.BLANK
             yield Select(options, value=value, id=field_id, allow_blank=True)
+        elif param.type == "snapshot":
+            # the inventory fills this in once it is read; until then, what we were given
+            initial = self.initial or "latest"
+            options = [("latest (the newest complete snapshot)", "latest")]
+            if initial != "latest":
+                options.append((initial, initial))
+            yield Select(options, value=initial, id=field_id, allow_blank=False)
         elif param.type == "bool":
             yield Switch(value=self.initial in ("true", "yes", "on", "1"), id=field_id)
         else:
@@ -83,6 +92,22 @@ class ParamField(Vertical):
 
     def focus_input(self) -> None:
         self.query_one(f"#param-{self.param.name}").focus()
+
+    def offer(self, options: list[tuple[str, str]]) -> None:
+        """Snapshot choices from the inventory; the current choice stays selected."""
+        select = self.query_one(f"#param-{self.param.name}", Select)
+        current = select.value
+        values = {value for _, value in options}
+        if current not in values and current is not Select.BLANK:
+            options = [*options, (str(current), str(current))]
+        select.set_options(options)
+        select.value = current
+
+
+class SnapshotsListed(Message):
+    def __init__(self, options: list[tuple[str, str]], note: str = "") -> None:
+        super().__init__()
+        self.options, self.note = options, note
 
 
 class BriefingScreen(Screen[None]):
@@ -130,6 +155,43 @@ class BriefingScreen(Screen[None]):
                 break
         else:
             self.query_one("#start", Button).focus()
+        if any(f.param.type == "snapshot" for f in fields):
+            self.list_snapshots(self._value("cluster"), self._value("database"))
+
+    def _value(self, name: str) -> str:
+        field = next((f for f in self.query(ParamField) if f.param.name == name), None)
+        return (field.raw or "") if field else ""
+
+    @work(thread=True, exclusive=True, group="snapshots")
+    def list_snapshots(self, cluster: str, database: str) -> None:
+        from tui.catalog.inventory import now_utc
+        from tui.durations import format_duration
+        from tui.snapshots.targets import resolve
+
+        try:
+            target = resolve(self.app.config, cluster, database)
+            from tui.catalog.inventory import read_cluster
+
+            inventory = read_cluster(target.store, target.cluster.name, target.cluster.rpo)
+        except Exception as exc:  # a form field can say it; the run would say it again
+            self.post_message(SnapshotsListed([], f"cannot list snapshots: {exc}"))
+            return
+        now = now_utc()
+        options = [("latest (the newest complete snapshot)", "latest")]
+        for snap in inventory.complete(target.database):
+            verified = snap.last_verification
+            mark = ("✓ verified" if verified.ok else "✗ verification failed") if verified \
+                else "not verified"
+            options.append((f"{snap.stamp}  {format_duration(snap.age_s(now))} old  {mark}",
+                            snap.stamp))
+        self.post_message(SnapshotsListed(options))
+
+    def on_snapshots_listed(self, message: SnapshotsListed) -> None:
+        for field in self.query(ParamField):
+            if field.param.type == "snapshot":
+                field.offer(message.options)
+                if message.note:
+                    field.show_error(message.note)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._revalidate(event.input)
@@ -138,6 +200,8 @@ class BriefingScreen(Screen[None]):
         self._revalidate(event.select)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id in ("param-cluster", "param-database"):
+            self.list_snapshots(self._value("cluster"), self._value("database"))
         self.focus_next()
 
     def _revalidate(self, widget: Widget) -> None:

@@ -36,7 +36,10 @@ def runbook_markdown(runbook: Runbook) -> str:
         if step.action == "manual":
             notes.append("you")
         if step.confirm or step.confirm_input:
-            notes.append("asks to confirm")
+            notes.append("asks to confirm" + (f" when {step.confirm_when}"
+                                              if step.confirm_when else ""))
+        if step.when:
+            notes.append(f"only when {step.when}")
         suffix = f" _({', '.join(notes)})_" if notes else ""
         steps.append(f"{index}. {step.title}{suffix}")
     parts.append("**Steps**\n\n" + "\n".join(steps))
@@ -62,6 +65,7 @@ class HomeScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "open", "open", priority=False),
         Binding("slash", "filter", "filter"),
+        Binding("i", "inventory", "inventory"),
         Binding("m", "toggle_mode", "mode"),
         Binding("escape", "clear_filter", "clear filter", show=False),
     ]
@@ -164,6 +168,9 @@ class HomeScreen(Screen[None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
             self.query_one(DataTable).focus()
+
+    def action_inventory(self) -> None:
+        self.app.open_inventory()
 
     def action_toggle_mode(self) -> None:
         self.app.mode = "incident" if self.app.mode == "drill" else "drill"

@@ -1,0 +1,90 @@
+"""The Inventory screen: snapshots at a glance, and restore or verify from there."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from repo_support import fake_snapshot
+
+from tui.app.screens.briefing import BriefingScreen, ParamField
+from tui.app.screens.inventory import InventoryScreen
+from tui.config import load_config_text
+from tui.runbook.discovery import SHIPPED_DIR, load_directory
+from tui.storage import LocalStore
+
+from app_support import TERMINAL, frozen_app, live_app, wait_for
+
+NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def config(tmp_path: Path):
+    repo = tmp_path / "repo"
+    store = LocalStore(repo)
+    for days, verified in ((0, ("full", True)), (1, ("list", True)), (2, None),
+                           (3, ("full", False))):
+        fake_snapshot(store, "prod", "app", NOW - timedelta(days=days, hours=12),
+                      verified=verified)
+    fake_snapshot(store, "prod", "app", NOW - timedelta(hours=2), manifest=False)
+    fake_snapshot(store, "prod", "billing", NOW - timedelta(days=1, hours=1),
+                  encrypted=False, tables={"public.invoices": 5_120})
+    return load_config_text(f"""
+[repositories.nearby]
+type = "local"
+path = "{repo}"
+
+[clusters.prod]
+dsn = "host=/nonexistent dbname=app"
+repository = "nearby"
+databases = ["app", "billing"]
+rpo = "1h"
+""")
+
+
+def inventory(pilot) -> InventoryScreen:
+    return next(s for s in pilot.app.screen_stack if isinstance(s, InventoryScreen))
+
+
+def test_inventory_screen(snap_compare, config) -> None:
+    """RPO state, snapshots newest first (one incomplete, one unencrypted), the manifest."""
+
+    async def open_inventory(pilot) -> None:
+        await pilot.pause()
+        await pilot.press("i")
+        await wait_for(pilot, lambda: inventory(pilot).inventories)
+
+    app = frozen_app(config=config, utc_now=lambda: NOW,
+                     runbooks=load_directory(SHIPPED_DIR))
+    assert snap_compare(app, terminal_size=TERMINAL, run_before=open_inventory)
+
+
+async def test_restore_and_verify_open_with_the_snapshot_filled_in(config) -> None:
+    app = live_app(config=config, utc_now=lambda: NOW, runbooks=load_directory(SHIPPED_DIR))
+    async with app.run_test(size=TERMINAL) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: inventory(pilot).inventories)
+        screen = inventory(pilot)
+        assert "RPO BREACHED" in str(screen.query_one("#rpo-line").render())
+        stamps = [s.stamp for s in screen._shown]
+        assert len(stamps) == 6 and stamps == sorted(stamps, reverse=True)
+
+        await pilot.press("down", "R")  # the second row: app, this morning (the first is
+        await wait_for(pilot, lambda: isinstance(app.screen, BriefingScreen))  # incomplete)
+        assert app.screen.runbook.name == "snapshot-restore"
+        fields = {f.param.name: f for f in app.screen.query(ParamField)}
+        assert fields["snapshot"].raw == stamps[1] == "20261127T030000Z"
+        assert (fields["cluster"].raw, fields["database"].raw) == ("prod", "app")
+
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, InventoryScreen))
+        await pilot.press("v")
+        await wait_for(pilot, lambda: isinstance(app.screen, BriefingScreen))
+        assert app.screen.runbook.name == "verify-backup"
+
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, InventoryScreen))
+        await pilot.press("up", "R")  # the incomplete one is refused
+        await pilot.pause()
+        assert isinstance(app.screen, InventoryScreen)

@@ -1,0 +1,299 @@
+"""Inventory: what can we restore, and to when? One table per cluster, the manifest beside it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static, Tab, Tabs
+
+from tui.catalog.inventory import ClusterInventory, Snapshot
+from tui.durations import format_duration
+from tui.units import format_bytes
+
+from .._shared import DeckInput
+from ..widgets.breadcrumb import Breadcrumb
+
+COLUMNS = ("Taken (UTC)", "Database", "Stored", "Age", "Retention", "Encrypted", "Verified")
+
+
+class InventoryLoaded(Message):
+    def __init__(self, inventories: list[ClusterInventory] | None, now: datetime | None,
+                 error: str | None = None) -> None:
+        super().__init__()
+        self.inventories, self.now, self.error = inventories, now, error
+
+
+def rpo_line(inventory: ClusterInventory, now: datetime, repository: str) -> Text:
+    """prod  offsite (s3)   newest 23m old · RPO 1h · ✓ ok — the state at a glance."""
+    state, age = inventory.rpo_state(now)
+    text = Text()
+    text.append(inventory.name, style="bold")
+    text.append(f"  repository {repository}   ", style="dim")
+    if inventory.error:
+        text.append(f"✗ cannot read the repository: {inventory.error}", style="bold red")
+        return text
+    text.append(f"newest {format_duration(age)} old" if age is not None else "no snapshot")
+    if inventory.rpo_s:
+        text.append(f" · RPO {format_duration(inventory.rpo_s)} · ")
+        mark = {"ok": ("✓ ok", "bold green"), "breached": ("✗ RPO BREACHED", "bold red"),
+                "no snapshot": ("✗ no snapshot", "bold red")}.get(state, (state, ""))
+        text.append(mark[0], style=mark[1])
+    incomplete = len([s for s in inventory.snapshots if not s.complete])
+    count = len(inventory.complete())
+    text.append(f"   {count} snapshot{'s' if count != 1 else ''}", style="dim")
+    if incomplete or inventory.incomplete_uploads:
+        text.append(f", {incomplete + len(inventory.incomplete_uploads)} incomplete",
+                    style="yellow")
+    return text
+
+
+def verified_cell(snapshot: Snapshot) -> Text:
+    record = snapshot.last_verification
+    if record is None:
+        return Text("never", style="yellow")
+    when = record.at[:16].replace("T", " ")
+    return Text(f"{'✓' if record.ok else '✗'} {when} ({record.how})",
+                style="green" if record.ok else "bold red")
+
+
+def manifest_view(snapshot: Snapshot, now: datetime) -> Group:
+    manifest = snapshot.manifest
+    head = Text()
+    head.append(f"{snapshot.database} @ {snapshot.stamp}", style="bold")
+    if not snapshot.complete:
+        head.append(f"\n✗ incomplete: {snapshot.problem}", style="bold red")
+    if manifest is None:
+        return Group(head)
+    head.append(f"\nsha256 {manifest.sha256_stored[:16]}…   PostgreSQL {manifest.server_version}"
+                f"   pg_dump {manifest.pg_dump_version}   dumped in "
+                f"{format_duration(manifest.dump_seconds)}")
+    head.append(f"\n{format_bytes(manifest.plaintext_size)} dump, "
+                f"{format_bytes(manifest.stored_size)} stored, ")
+    head.append("encrypted for " + ", ".join(r[-16:] for r in manifest.recipients)
+                if manifest.encrypted else "NOT ENCRYPTED",
+                style="" if manifest.encrypted else "bold red")
+    tables = Table(box=None, padding=(0, 2), show_header=True, header_style="bold")
+    tables.add_column(f"{len(manifest.tables)} tables")
+    tables.add_column("rows", justify="right")
+    for name, rows in sorted(manifest.tables.items(), key=lambda kv: -kv[1]):
+        tables.add_row(name, f"{rows:,}")
+    if manifest.large_objects:
+        tables.add_row("(large objects)", f"{manifest.large_objects:,}")
+    history = Text("\nverifications: ", style="bold")
+    if not snapshot.verifications:
+        history.append("none yet (v verifies it now)", style="yellow")
+    for record in sorted(snapshot.verifications, key=lambda r: r.at, reverse=True)[:5]:
+        history.append(f"\n  {'✓' if record.ok else '✗'} {record.at[:19]} {record.how} by "
+                       f"{record.by}: {record.detail}", style="" if record.ok else "red")
+    return Group(head, Text(), tables, history)
+
+
+class InventoryScreen(Screen[None]):
+    BINDINGS = [
+        Binding("v", "verify", "verify"),
+        Binding("R", "restore", "restore this one"),
+        Binding("slash", "filter", "filter"),
+        Binding("r", "reload", "reload"),
+        Binding("escape", "back", "back"),
+    ]
+
+    help_notes = ("Snapshots are newest first; click a column header to sort by it. "
+                  "Verify opens the verify-backup runbook, restore opens snapshot-restore, "
+                  "both with this snapshot filled in.")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inventories: list[ClusterInventory] = []
+        self.now: datetime | None = None
+        self._shown: list[Snapshot] = []
+        self._sort: tuple[int, bool] = (0, True)
+
+    def compose(self) -> ComposeResult:
+        yield Breadcrumb(id="crumb")
+        yield Tabs(id="clusters")
+        yield Static("loading the inventory…", id="rpo-line")
+        with Vertical(id="inventory-list", classes="panel"):
+            yield DeckInput(id="filter", placeholder="filter by database, id, retention "
+                            "(esc: clear)")
+            yield DataTable(id="snapshots", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="manifest", classes="panel"):
+            yield Static(id="manifest-body")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        crumb = self.query_one(Breadcrumb)
+        crumb.mode, crumb.parts = self.app.mode, ("inventory",)
+        self.query_one("#inventory-list").border_title = "Snapshots"
+        self.query_one("#manifest").border_title = "Manifest"
+        table = self.query_one(DataTable)
+        table.add_columns(*COLUMNS)
+        table.focus()
+        self.load()
+
+    @work(thread=True, exclusive=True, group="inventory")
+    def load(self) -> None:
+        from tui.catalog.report import load_inventories
+
+        config = self.app.config
+        if not config.clusters:
+            where = f"in {config.path}" if config.path else "(no drdeck.toml found)"
+            self.post_message(InventoryLoaded(None, None, f"no clusters are configured "
+                                              f"{where}; see the README's Configuration"))
+            return
+        try:
+            inventories, now = load_inventories(config, now=self.app.utc_now())
+        except Exception as exc:  # shown on screen; the app keeps running
+            self.post_message(InventoryLoaded(None, None, str(exc)))
+            return
+        self.post_message(InventoryLoaded(inventories, now))
+
+    def on_inventory_loaded(self, message: InventoryLoaded) -> None:
+        if message.error:
+            self.query_one("#rpo-line", Static).update(Text(message.error, style="bold red"))
+            return
+        self.inventories, self.now = message.inventories or [], message.now
+        tabs = self.query_one(Tabs)
+        current = tabs.active
+        tabs.clear()
+        for inventory in self.inventories:
+            tabs.add_tab(Tab(inventory.name, id=f"cluster-{inventory.name}"))
+        if current:
+            tabs.active = current
+        self._fill()
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        self._fill()
+
+    @property
+    def cluster(self) -> ClusterInventory | None:
+        active = self.query_one(Tabs).active
+        for inventory in self.inventories:
+            if f"cluster-{inventory.name}" == active:
+                return inventory
+        return self.inventories[0] if self.inventories else None
+
+    def _fill(self) -> None:
+        inventory, now = self.cluster, self.now
+        table = self.query_one(DataTable)
+        table.clear()
+        self._shown = []
+        if inventory is None or now is None:
+            return
+        self.query_one("#rpo-line", Static).update(
+            rpo_line(inventory, now, self._repository_label(inventory.name)))
+        self.query_one(Breadcrumb).parts = ("inventory", inventory.name)
+        needle = self.query_one("#filter", DeckInput).value.casefold()
+        rows = [s for s in inventory.snapshots
+                if not needle or needle in f"{s.database} {s.stamp} {s.retention}".casefold()]
+        column, reverse = self._sort
+        rows.sort(key=lambda s: self._sort_key(s, column), reverse=reverse)
+        for snapshot in rows:
+            self._shown.append(snapshot)
+            table.add_row(*self._cells(snapshot, now))
+        self._show_manifest(0)
+
+    def _repository_label(self, cluster: str) -> str:
+        try:
+            repository = self.app.config.repository_for(cluster)
+        except Exception:  # shown as the inventory's own error line
+            return "?"
+        return f"{repository.name} ({repository.type})"
+
+    @staticmethod
+    def _sort_key(snapshot: Snapshot, column: int) -> Any:
+        manifest = snapshot.manifest
+        return [
+            snapshot.stamp, snapshot.database,
+            manifest.stored_size if manifest else -1, snapshot.stamp,
+            snapshot.retention or "", str(snapshot.encrypted),
+            snapshot.last_verification.at if snapshot.last_verification else "",
+        ][column]
+
+    @staticmethod
+    def _cells(snapshot: Snapshot, now: datetime) -> list[Any]:
+        manifest = snapshot.manifest
+        taken = Text(snapshot.taken_at.strftime("%Y-%m-%d %H:%M:%S"))
+        if not snapshot.complete:
+            taken = Text(f"✗ {taken.plain}", style="bold red")
+        stored = format_bytes(manifest.stored_size if manifest else (
+            snapshot.dump.size if snapshot.dump else None))
+        encrypted = {True: Text("✓", style="green"), False: Text("✗ NO", style="bold red"),
+                     None: Text("?")}[snapshot.encrypted]
+        retention = snapshot.retention or ("incomplete" if not snapshot.complete else "-")
+        return [taken, snapshot.database, stored, format_duration(snapshot.age_s(now)),
+                retention, encrypted, verified_cell(snapshot)]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_manifest(event.cursor_row)
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        column, reverse = self._sort
+        self._sort = (event.column_index, not reverse if column == event.column_index else False)
+        self._fill()
+
+    def _show_manifest(self, row: int) -> None:
+        body = self.query_one("#manifest-body", Static)
+        if not self._shown or self.now is None:
+            body.update(Text("no snapshots", style="dim"))
+            return
+        body.update(manifest_view(self._shown[min(row, len(self._shown) - 1)], self.now))
+
+    @property
+    def selected(self) -> Snapshot | None:
+        if not self._shown:
+            return None
+        return self._shown[min(self.query_one(DataTable).cursor_row, len(self._shown) - 1)]
+
+    def _open(self, runbook: str, extra: dict[str, str] | None = None) -> None:
+        snapshot = self.selected
+        if snapshot is None:
+            self.notify("no snapshot selected", severity="warning")
+            return
+        if not snapshot.complete:
+            self.notify(f"this snapshot is incomplete: {snapshot.problem}", severity="error")
+            return
+        given = {"cluster": snapshot.cluster, "database": snapshot.database,
+                 "snapshot": snapshot.stamp, **(extra or {})}
+        self.app.open_runbook_named(runbook, given)
+
+    def action_verify(self) -> None:
+        self._open("verify-backup")
+
+    def action_restore(self) -> None:
+        self._open("snapshot-restore")
+
+    def action_reload(self) -> None:
+        self.query_one("#rpo-line", Static).update("loading the inventory…")
+        self.load()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", DeckInput)
+        box.add_class("visible")
+        box.focus()
+
+    def on_input_changed(self, event: DeckInput.Changed) -> None:
+        if event.input.id == "filter":
+            self._fill()
+
+    def on_input_submitted(self, event: DeckInput.Submitted) -> None:
+        if event.input.id == "filter":
+            self.query_one(DataTable).focus()
+
+    def action_back(self) -> None:
+        box = self.query_one("#filter", DeckInput)
+        if box.has_class("visible"):
+            box.value = ""
+            box.remove_class("visible")
+            self.query_one(DataTable).focus()
+            return
+        self.app.pop_screen()
