@@ -7,104 +7,22 @@ credentials go to a second moto server (its own process) that checks signatures.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from tui.storage import S3Store, StorageError
 
+from harness.relay import CuttingRelay
 from harness.s3 import S3Endpoint
 
 MiB = 1 << 20
-
-
-class CuttingRelay:
-    """Forwards TCP connections to ``upstream`` and cuts the first ``cuts`` responses.
-
-    A cut response gets its first ``cut_at`` bytes (headers included), or, with
-    ``cut_at=None``, exactly its headers; then the connection closes, as when a
-    link drops. Later connections pass untouched. ``requests`` keeps each
-    request's first line and Range header.
-    """
-
-    def __init__(self, upstream: str, cut_at: int | None, cuts: int):
-        address = urlsplit(upstream)
-        self.upstream = (address.hostname or "127.0.0.1", address.port or 80)
-        self.cut_at = cut_at
-        self.cuts_left = cuts
-        self.requests: list[str] = []
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stop_listening(self) -> None:
-        """From now on, connections are refused: the server is gone."""
-        # close() alone leaves the socket listening while accept() blocks on it.
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-
-    def close(self) -> None:
-        self.stop_listening()
-        with self._lock:
-            for sock in self._sockets:
-                with contextlib.suppress(OSError):
-                    sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            with self._lock:
-                self._sockets += [client, server]
-            threading.Thread(target=self._requests, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._responses, args=(server, client), daemon=True).start()
-
-    def _requests(self, client: socket.socket, server: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := client.recv(65536):
-                head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-                if head and head[0].split(" ")[0] in ("GET", "HEAD", "PUT", "POST", "DELETE"):
-                    ranges = [line for line in head if line.lower().startswith("range:")]
-                    self.requests.append(" ".join([head[0].rsplit(" ", 1)[0], *ranges]))
-                server.sendall(data)
-        with contextlib.suppress(OSError):
-            server.shutdown(socket.SHUT_WR)
-
-    def _responses(self, server: socket.socket, client: socket.socket) -> None:
-        with self._lock:
-            cut = self.cuts_left > 0
-            self.cuts_left -= cut
-        received = b""
-        with contextlib.suppress(OSError):
-            while data := server.recv(65536):
-                if cut:
-                    received += data
-                    limit = self.cut_at
-                    if limit is None and b"\r\n\r\n" in received:
-                        limit = received.index(b"\r\n\r\n") + 4
-                    if limit is not None and len(received) >= limit:
-                        client.sendall(received[len(received) - len(data):limit])
-                        break
-                client.sendall(data)
-        for sock in (client, server):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
 
 
 @pytest.fixture

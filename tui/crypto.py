@@ -107,7 +107,8 @@ def explain_gpg_failure(stderr: str, home: str | Path | None) -> str:
     if "bad passphrase" in text or ("passphrase" in text and "fail" in text):
         return ("the secret key needs a passphrase: set DRDECK_GPG_PASSPHRASE, or use a "
                 "key without one for unattended restores")
-    if "mdc" in text or "integrity" in text or "corrupt" in text or "invalid packet" in text:
+    if any(word in text for word in ("mdc", "integrity", "corrupt", "invalid packet",
+                                     "manipulated", "bad key", "decryption failed")):
         return "the encrypted data is corrupt: gpg's integrity check failed"
     if "no valid openpgp data" in text:
         return "the object is not GnuPG-encrypted data (wrong object, or truncated)"

@@ -91,8 +91,11 @@ class ClusterInventory:
         candidates = self.complete(database)
         if ref in ("", "latest"):
             if not candidates:
+                newest = next((s for s in self.snapshots if s.database == database), None)
+                why = (f"; the newest, {newest.stamp}, is not usable: {newest.problem}"
+                       if newest else "")
                 raise SnapshotNotFound(f"no complete snapshot of {database} in cluster "
-                                       f"{self.name} ({self.repository})")
+                                       f"{self.name} ({self.repository}){why}")
             return candidates[0]
         for snapshot in self.snapshots:
             if snapshot.database == database and snapshot.stamp == ref:

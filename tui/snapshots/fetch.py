@@ -56,12 +56,14 @@ async def fetch_snapshot(manifest: Manifest, store: Any, dest: Path, reporter: R
             errors, code = await asyncio.gather(collect_stderr(decrypt), decrypt.wait())
             if code != 0:
                 gpg_error = explain_gpg_failure("\n".join(errors), gpg_home)
-        if gpg_error:  # gpg stops early on a wrong key or corrupt data: its reason comes first
-            raise FetchFailed(f"{where}: {gpg_error}; it will not be restored")
-        if not complete or digest != manifest.sha256_stored:
+        if complete and digest != manifest.sha256_stored:  # the plainest proof comes first
             raise FetchFailed(
                 f"{where} is corrupt: its sha256 is {digest[:16]}…, the manifest says "
                 f"{manifest.sha256_stored[:16]}…; it will not be restored")
+        if gpg_error:  # gpg stopped early: a wrong key, or data it could not read
+            raise FetchFailed(f"{where}: {gpg_error}; it will not be restored")
+        if not complete:
+            raise FetchFailed(f"{where}: the download ended early; it will not be restored")
         os.fsync(fd)
     except BaseException:
         await reap(decrypt)

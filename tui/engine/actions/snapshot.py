@@ -43,12 +43,15 @@ class SnapshotCreate(Action):
         if encrypt is None:
             if not target.cluster.gpg_recipients:
                 raise StepFailed(
-                    f"cluster {target.cluster.name!r} has no gpg_recipients: add them to "
-                    "drdeck.toml, or set encrypt = false to store unencrypted snapshots")
+                    f"cluster {target.cluster.name!r} has no gpg_recipients to encrypt for: add "
+                    "them to drdeck.toml, or set encrypt = false (-p encrypt=false) to store an "
+                    "unencrypted snapshot")
             encrypt = True
         elif encrypt and not target.cluster.gpg_recipients:
-            raise StepFailed(f"encrypt = true, but cluster {target.cluster.name!r} has no "
-                             "gpg_recipients")
+            raise StepFailed(
+                f"cluster {target.cluster.name!r} has no gpg_recipients to encrypt for: add "
+                "them to drdeck.toml, or set encrypt = false (-p encrypt=false) to store an "
+                "unencrypted snapshot")
         plan = SnapshotPlan(target.cluster.name, target.database, target.database_dsn(),
                             encrypt, target.cluster.gpg_recipients, target.gpg_home)
         manifest = await create_snapshot(plan, target.store, ctx, ctx.child_env())
