@@ -88,3 +88,41 @@ async def test_restore_and_verify_open_with_the_snapshot_filled_in(config) -> No
         await pilot.press("up", "R")  # the incomplete one is refused
         await pilot.pause()
         assert isinstance(app.screen, InventoryScreen)
+
+
+async def test_a_snapshot_is_restored_from_the_inventory(pg_cluster, gpg_home,
+                                                         tmp_path: Path) -> None:
+    from tui.app.screens.run import RunScreen
+    from tui.app.screens.summary import RunSummary
+    from tui.config import load_config
+
+    from backup_support import Deck, content_of, local_repository, seed_app, write_config
+
+    seed_app(pg_cluster)
+    path = write_config(tmp_path / "drdeck.toml", cluster=pg_cluster,
+                        repository=local_repository(tmp_path / "repo"),
+                        gpg_home=gpg_home.path, recipients=[gpg_home.fingerprint])
+    deck = Deck(path, tmp_path / "state")
+    assert deck.run("run", "snapshot-backup", "--headless").returncode == 0
+    before = content_of(pg_cluster, "app")
+
+    app = live_app(config=load_config(str(path)), runbooks=load_directory(SHIPPED_DIR))
+    async with app.run_test(size=TERMINAL) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: inventory(pilot).inventories)
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, BriefingScreen))
+        fields = {f.param.name: f for f in app.screen.query(ParamField)}
+        fields["target_db"].focus_input()
+        await pilot.press(*"app_from_the_app", "ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+        run = app.screen
+        await wait_for(pilot, lambda: run._waiting_for("manual"), timeout=60,
+                       what="the manual switch-over step")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunSummary))
+        assert run.state.finished.status == "succeeded"
+        checks = {c.name: c.ok for c in run.state.all_checks}
+        assert checks["every table's row count matches the snapshot"] is True
+        assert run.state.steps["restore"].progress is not None
+    assert content_of(pg_cluster, "app_from_the_app") == before
