@@ -28,6 +28,8 @@ BENCHMARKS = {
     "startup": "bench.startup",
     "engine": "bench.engine",
     "tui": "bench.tui",
+    "snapshot-restore": "bench.snapshot_restore",
+    "snapshot-memory": "bench.snapshot_memory",
 }
 
 COLUMNS = ("benchmark", "measured", "baseline", "slowdown", "target", "result", "reproduce")

@@ -174,3 +174,36 @@ def read_cluster(store: Any, cluster: str, rpo_s: float | None = None) -> Cluste
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def read_snapshot(store: Any, cluster: str, database: str, stamp: str) -> Snapshot:
+    """One snapshot by id, checked like the inventory checks it; SnapshotNotFound if unusable."""
+    from tui.catalog.layout import manifest_key, snapshots_prefix
+
+    snapshot = Snapshot(cluster, database, stamp)
+    key = manifest_key(cluster, database, stamp)
+    try:
+        snapshot.manifest = Manifest.from_json(store.read_bytes(key), store.location(key))
+    except ManifestInvalid as exc:
+        snapshot.problem = f"manifest unreadable: {exc}"
+    except DrdeckError as exc:
+        if type(exc).__name__ != "ObjectNotFound":
+            raise
+        dumps = [o for o in store.list(f"{snapshots_prefix(cluster, database)}{stamp}.")
+                 if parse_key(o.key) and parse_key(o.key).part == "dump"]
+        if not dumps:
+            raise SnapshotNotFound(f"no snapshot {stamp!r} of {database} in cluster "
+                                   f"{cluster}") from None
+        snapshot.dump = dumps[0]
+        snapshot.problem = "no manifest: an incomplete or interrupted upload"
+    if snapshot.manifest is not None:
+        snapshot.dump = store.stat(snapshot.manifest.object)
+        if snapshot.dump is None:
+            snapshot.problem = "the manifest exists but the dump is missing"
+        elif snapshot.dump.size != snapshot.manifest.stored_size:
+            snapshot.problem = (f"the dump is {snapshot.dump.size:,} bytes, the manifest says "
+                                f"{snapshot.manifest.stored_size:,}")
+    if not snapshot.complete:
+        raise SnapshotNotFound(f"snapshot {stamp} of {database} is not usable: "
+                               f"{snapshot.problem}")
+    return snapshot

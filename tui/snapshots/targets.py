@@ -6,7 +6,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from tui.catalog.inventory import ClusterInventory, Snapshot, read_cluster
+from tui.catalog.inventory import ClusterInventory, Snapshot, read_cluster, read_snapshot
+from tui.catalog.layout import is_stamp
 from tui.config import ClusterConfig, Config
 from tui.errors import InvalidInput
 from tui.postgres.dsn import with_database
@@ -35,20 +36,33 @@ class Target:
                                        self.cluster.rpo)
 
     async def snapshot(self, ref: str = "latest") -> Snapshot:
+        if is_stamp(ref or ""):
+            # a known id: its manifest and dump, not the whole listing (round trips on S3)
+            return await asyncio.to_thread(read_snapshot, self.store, self.cluster.name,
+                                           self.database, ref)
         inventory = await self.inventory()
         if inventory.error:
             raise InvalidInput(f"cannot read the repository: {inventory.error}")
         return inventory.find(self.database, ref or "latest")
 
 
-def resolve(config: Config, cluster: str = "", database: str = "") -> Target:
+_stores: dict[Any, Any] = {}
+
+
+def store_for(repository: Any) -> Any:
+    """One store (and S3 client) per repository for the whole run, not one per step."""
     from tui.storage import open_store
 
+    if repository not in _stores:
+        _stores[repository] = open_store(repository)
+    return _stores[repository]
+
+
+def resolve(config: Config, cluster: str = "", database: str = "") -> Target:
     chosen = config.cluster(cluster or None)
     if not database:
         if not chosen.databases:
             raise InvalidInput(f"cluster {chosen.name!r} lists no databases: add "
                                f"databases = [...] to it, or pass -p database=NAME")
         database = chosen.databases[0]
-    store = open_store(config.repository_for(chosen))
-    return Target(config, chosen, database, store)
+    return Target(config, chosen, database, store_for(config.repository_for(chosen)))

@@ -8,7 +8,7 @@ Importing this package is cheap: boto3 loads when the first S3 store is made.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import (
     IncompleteUpload,
@@ -20,7 +20,19 @@ from .base import (
     StoredObject,
 )
 from .local import LocalStore
-from .s3 import S3Store
+
+if TYPE_CHECKING:
+    from .s3 import S3Store
+
+
+def __getattr__(name: str) -> Any:
+    # S3Store pulls in ssl, sockets and a thread pool: only for whoever uses S3.
+    # `drdeck wal fetch` on a local archive runs once per segment and must start fast.
+    if name == "S3Store":
+        from .s3 import S3Store
+
+        return S3Store
+    raise AttributeError(name)
 
 __all__ = [
     "IncompleteUpload",
@@ -47,6 +59,8 @@ def open_store(repository: Any) -> Store:
         bucket = getattr(repository, "bucket", None)
         if not bucket:
             raise StorageError(f"{which} is of type \"s3\" but has no bucket; set bucket = \"...\"")
+        from .s3 import S3Store
+
         return S3Store(
             bucket,
             prefix=getattr(repository, "prefix", None) or "",

@@ -1,0 +1,83 @@
+"""`drdeck wal push|fetch|prefetch`: archive_command and restore_command.
+
+These run once per WAL segment, as the postgres OS user, so they import as
+little as they can and say what went wrong on stderr, where PostgreSQL logs it.
+
+Exit codes follow restore_command's contract: 0 restored, 1 not in the
+archive (recovery ends there, as it should at the end of the archive), and
+126 when the archive cannot be read at all: PostgreSQL treats an exit code
+above 125 as fatal and stops recovery, rather than silently promoting at the
+wrong point because a bucket was unreachable.
+"""
+
+from __future__ import annotations
+
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+EXIT_NOT_FOUND = 1
+EXIT_ARCHIVE_UNREADABLE = 126
+
+
+def _target(args: Namespace):
+    from tui.config import load_config
+    from tui.storage import open_store
+
+    config = load_config(args.config)
+    cluster = config.cluster(args.cluster)
+    store = open_store(config.repository_for(cluster))
+    gpg_home = str(config.gpg_home) if config.gpg_home else None
+    return cluster, store, gpg_home
+
+
+def push_command(args: Namespace) -> int:
+    from tui.wal.archive import push
+
+    cluster, store, gpg_home = _target(args)
+    message = push(store, cluster.name, Path(args.path), recipients=cluster.gpg_recipients,
+                   gpg_home=gpg_home)
+    if args.verbose:
+        print(message, file=sys.stderr)
+    return 0
+
+
+def fetch_command(args: Namespace) -> int:
+    from tui.errors import DrdeckError
+    from tui.wal.archive import fetch
+    from tui.wal.prefetch import start_prefetcher, take_from_spool
+
+    dest = Path(args.dest)
+    spool = Path(args.spool) if args.spool else None
+    if spool is not None and take_from_spool(spool, args.name, dest):
+        return 0
+    try:
+        cluster, store, gpg_home = _target(args)
+        found = fetch(store, cluster.name, args.name, dest, gpg_home,
+                      encrypted_first=bool(cluster.gpg_recipients))
+    except DrdeckError as exc:
+        print(f"drdeck wal fetch {args.name}: {exc}", file=sys.stderr)
+        return EXIT_ARCHIVE_UNREADABLE
+    if not found:
+        return EXIT_NOT_FOUND
+    if spool is not None and args.prefetch > 0 and _is_segment(args.name):
+        prefix = [sys.executable, "-m", "tui"] + (["--config", args.config] if args.config
+                                                    else [])
+        start_prefetcher(prefix, ["--cluster", cluster.name], spool, args.name,
+                         dest.stat().st_size, args.prefetch)
+    return 0
+
+
+def prefetch_command(args: Namespace) -> int:
+    from tui.wal.prefetch import run_prefetcher
+
+    cluster, store, gpg_home = _target(args)
+    run_prefetcher(store, cluster.name, Path(args.spool), args.after, args.segment_size,
+                   args.depth, gpg_home, bool(cluster.gpg_recipients))
+    return 0
+
+
+def _is_segment(name: str) -> bool:
+    from tui.wal.names import is_segment
+
+    return is_segment(name)

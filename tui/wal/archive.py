@@ -1,0 +1,107 @@
+"""Push and fetch WAL files: what archive_command and restore_command run.
+
+    <repository>/<cluster>/wal/<name>[.gpg]
+
+A segment is at most wal_segment_size (16 MiB by default), so it is read and
+written whole. Pushing is idempotent as PostgreSQL's documentation demands:
+the same file pushed twice succeeds; a different file under a name already
+archived fails loudly and changes nothing. Fetching a name that is not in the
+archive exits non-zero, which is how recovery learns it has reached the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tui.crypto import decrypt_argv, encrypt_argv, explain_gpg_failure
+from tui.errors import DrdeckError, PermanentFailure
+from tui.storage.base import ObjectNotFound
+
+
+class WalConflict(PermanentFailure):
+    pass
+
+
+class WalError(DrdeckError):
+    pass
+
+
+def wal_prefix(cluster: str) -> str:
+    return f"{cluster}/wal/"
+
+
+def wal_key(cluster: str, name: str, encrypted: bool) -> str:
+    return f"{wal_prefix(cluster)}{name}{'.gpg' if encrypted else ''}"
+
+
+def push(store: Any, cluster: str, path: Path, *, recipients: tuple[str, ...] = (),
+         gpg_home: str | None = None) -> str:
+    """Archive one file; returns what happened, in words."""
+    name = path.name
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise WalError(f"cannot read {path}: {exc.strerror}") from None
+    encrypted = bool(recipients)
+    for was_encrypted in (encrypted, not encrypted):
+        key = wal_key(cluster, name, was_encrypted)
+        if store.stat(key) is None:
+            continue
+        archived = _plain(store.read_bytes(key), was_encrypted, gpg_home, store.location(key))
+        if archived == data:
+            return f"{name} was already archived, with the same content"
+        raise WalConflict(
+            f"{name} is already archived at {store.location(key)} with DIFFERENT content; "
+            "refusing to overwrite it. Is another cluster archiving into the same place?")
+    payload = _gpg(encrypt_argv(list(recipients), gpg_home), data, gpg_home) if encrypted \
+        else data
+    store.write_bytes(wal_key(cluster, name, encrypted), payload)
+    return f"{name} archived{' (encrypted)' if encrypted else ''}"
+
+
+def fetch(store: Any, cluster: str, name: str, dest: Path, gpg_home: str | None = None,
+          encrypted_first: bool = True) -> bool:
+    """Restore one file to `dest`; False when the archive does not have it."""
+    for encrypted in (encrypted_first, not encrypted_first):
+        key = wal_key(cluster, name, encrypted)
+        try:
+            raw = store.read_bytes(key)
+        except ObjectNotFound:
+            continue
+        write_atomically(dest, _plain(raw, encrypted, gpg_home, store.location(key)))
+        return True
+    return False
+
+
+def write_atomically(dest: Path, data: bytes) -> None:
+    """Recovery must never read a half-written segment: write beside it, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _plain(raw: bytes, encrypted: bool, gpg_home: str | None, where: str) -> bytes:
+    if not encrypted:
+        return raw
+    try:
+        return _gpg(decrypt_argv(gpg_home), raw, gpg_home)
+    except WalError as exc:
+        raise WalError(f"{where}: {exc}") from None
+
+
+def _gpg(argv: list[str], data: bytes, gpg_home: str | None) -> bytes:
+    result = subprocess.run(argv, input=data, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise WalError(explain_gpg_failure(result.stderr.decode(errors="replace"), gpg_home))
+    return result.stdout

@@ -1,0 +1,107 @@
+"""Prefetch WAL into a spool directory, so recovery never waits on one round trip per segment.
+
+restore_command runs once per segment, one after the other. Without help,
+replay from S3 is bound by a download per 16 MiB. A prefetcher started on the
+first fetch downloads (and decrypts) the next segments in parallel into the
+spool; each later fetch finds its segment there and only renames it. One
+prefetcher per spool (a lock file), bounded to `depth` segments ahead; it
+stops at the end of the archive, or when recovery stops asking.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tui.wal.archive import fetch
+from tui.wal.names import Segment
+
+LOCK = ".prefetch.lock"
+IDLE_EXIT_S = 120.0  # recovery stopped asking: the prefetcher leaves
+WORKERS = 4
+
+
+def take_from_spool(spool: Path, name: str, dest: Path) -> bool:
+    try:
+        os.replace(spool / name, dest)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def start_prefetcher(command: list[str], options: list[str], spool: Path, after: str,
+                     size: int, depth: int) -> None:
+    """Spawn a detached prefetcher unless one already holds the spool's lock."""
+    if _locked(spool):
+        return
+    subprocess.Popen(
+        [*command, "wal", "prefetch", *options, "--spool", str(spool), "--after", after,
+         "--segment-size", str(size), "--depth", str(depth)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True,
+    )
+
+
+def _locked(spool: Path) -> bool:
+    spool.mkdir(parents=True, exist_ok=True)
+    with open(spool / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def run_prefetcher(store: Any, cluster: str, spool: Path, after: str, size: int, depth: int,
+                   gpg_home: str | None, encrypted_first: bool) -> None:
+    """Keep up to `depth` segments after the one recovery last took, until the archive ends."""
+    handle = open(spool / LOCK, "a+")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # another prefetcher got there first
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    current = Segment.parse(after, size)
+    wanted = current.next()
+    idle_since = time.monotonic()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        while time.monotonic() - idle_since < IDLE_EXIT_S:
+            ahead = _spooled(spool)
+            if len(ahead) >= depth:
+                time.sleep(0.02)
+                if len(_spooled(spool)) < len(ahead):
+                    idle_since = time.monotonic()  # recovery is consuming
+                continue
+            batch = []
+            while len(ahead) + len(batch) < depth:
+                batch.append(wanted)
+                wanted = wanted.next()
+            found = list(pool.map(lambda seg: _one(store, cluster, spool, seg, gpg_home,
+                                                   encrypted_first), batch))
+            if not all(found):
+                return  # the end of the archive (or a gap): recovery ends there too
+            idle_since = time.monotonic()
+
+
+def _spooled(spool: Path) -> list[str]:
+    return [p for p in os.listdir(spool) if not p.startswith(".")]
+
+
+def _one(store: Any, cluster: str, spool: Path, segment: Segment, gpg_home: str | None,
+         encrypted_first: bool) -> bool:
+    target = spool / segment.name
+    if target.exists():
+        return True
+    try:
+        return fetch(store, cluster, segment.name, target, gpg_home, encrypted_first)
+    except Exception as exc:  # the foreground fetch will meet it again and report it
+        print(f"prefetch of {segment.name} failed: {exc}", file=sys.stderr)
+        return False
