@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from repo_support import fake_snapshot
 
 from tui.app.screens.briefing import BriefingScreen, ParamField
 from tui.app.screens.inventory import InventoryScreen
@@ -15,6 +14,7 @@ from tui.runbook.discovery import SHIPPED_DIR, load_directory
 from tui.storage import LocalStore
 
 from app_support import TERMINAL, frozen_app, live_app, wait_for
+from repo_support import fake_snapshot
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
 

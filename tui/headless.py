@@ -139,6 +139,11 @@ class HumanPrinter:
         mark = self.style("✓", "32") if e.ok else self.style("✗", "1;31")
         self._write(f"  {mark} check {e.name}: {e.detail}")
 
+    def _on_measure(self, e: ev.Measure) -> None:
+        shown = format_duration(e.value) if e.unit == "s" else f"{e.value:g} {e.unit}"
+        detail = f" ({e.detail})" if e.detail else ""
+        self._write(self.style(f"  ◆ {e.name.replace('_', ' ')}: {shown}{detail}", "1;35"))
+
     def _on_attempt_failed(self, e: ev.AttemptFailed) -> None:
         self._write(self.style(
             f"  ! attempt {e.attempt} failed: {e.error}; retrying in "

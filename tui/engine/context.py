@@ -65,6 +65,7 @@ class StepContext:
         base_env: dict[str, str],
         emit_check: Callable[[str, bool, str], None] | None = None,
         config: Any = None,
+        emit_measure: Callable[[str, float, str, str], None] | None = None,
     ):
         self.step = step
         self.run = run
@@ -74,6 +75,7 @@ class StepContext:
         self._ask_manual = ask_manual
         self._base_env = base_env
         self._emit_check = emit_check
+        self._emit_measure = emit_measure
         self._meter = RateMeter()
         self.config = config
         self.failed_checks: list[str] = []
@@ -92,6 +94,11 @@ class StepContext:
 
     def milestone(self, name: str) -> None:
         self._emit_milestone(name)
+
+    def measure(self, name: str, value: float, unit: str = "s", detail: str = "") -> None:
+        """A number worth keeping with the run (achieved RPO, bytes restored, ...)."""
+        if self._emit_measure is not None:
+            self._emit_measure(name, value, unit, detail)
 
     def check(self, name: str, ok: bool, detail: str) -> None:
         """A named check the action judged itself (one per table compared, say).

@@ -121,6 +121,18 @@ class CheckResult(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class Measure(Event):
+    """A number the run measured and keeps: the achieved RPO of a restore, say."""
+
+    kind: ClassVar[str] = "measure"
+    step: str
+    name: str  # e.g. achieved_rpo
+    value: float
+    unit: str  # e.g. s
+    detail: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
 class AttemptFailed(Event):
     """One attempt failed and another follows after `retry_in_s`."""
 

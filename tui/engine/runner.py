@@ -122,6 +122,7 @@ class Runner:
         self._records = {s.id: StepRecord(s.id, s.title) for s in runbook.steps}
         self._outputs: dict[str, str] = {}
         self._milestones: list[ev.Milestone] = []
+        self.measures: list[ev.Measure] = []
         self._rto_s: float | None = None
         self._start = 0.0
         self._current: asyncio.Task[Any] | None = None
@@ -461,6 +462,8 @@ class Runner:
             base_env=self.env,
             emit_check=lambda name, ok, detail: self._record_check(step, name, ok, detail),
             config=self.config,
+            emit_measure=lambda name, value, unit, detail: self._record_measure(
+                step, name, value, unit, detail),
         )
 
     # --- checks -----------------------------------------------------------------------
@@ -499,6 +502,13 @@ class Runner:
         outcome = await run_process(command.argv, on_line=lambda *_: None, env=self.env,
                                     cwd=str(self.workdir), capture_stdout=True)
         return Observed(text=outcome.stdout or "", exit_code=outcome.exit_code)
+
+    def _record_measure(self, step: Step, name: str, value: float, unit: str,
+                        detail: str) -> None:
+        event = ev.Measure(step=step.id, name=name, value=value, unit=unit,
+                           detail=self.redact(detail))
+        self.measures.append(event)
+        self.emit(event)
 
     def _record_check(self, step: Step, name: str, ok: bool, detail: str) -> None:
         event = ev.CheckResult(step=step.id, name=name, ok=ok, detail=self.redact(detail))

@@ -59,6 +59,7 @@ class RunState:
     waiting: ev.OperatorWait | None = None
     waiting_since: float | None = None
     milestones: list[ev.Milestone] = field(default_factory=list)
+    measures: list[ev.Measure] = field(default_factory=list)
     finished: ev.RunFinished | None = None
     output_lines: int = 0
 
@@ -166,6 +167,9 @@ class RunState:
 
     def _on_milestone(self, e: ev.Milestone, now: float) -> None:
         self.milestones.append(e)
+
+    def _on_measure(self, e: ev.Measure, now: float) -> None:
+        self.measures.append(e)
 
     def _on_run_finished(self, e: ev.RunFinished, now: float) -> None:
         self.finished = e

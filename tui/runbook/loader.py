@@ -355,6 +355,8 @@ class _Checker:
                     self.problem(where, f"the {action.name} action needs with.{key}: {spec.help}")
                 continue
             self.arg(spec.kind, args[key], (*where, key), names)
+        if action.name == "sql" and ("query" in args) == ("operator_query" in args):
+            self.problem(where, "an sql step needs either with.query or with.operator_query")
         if action.name == "wait" and ("query" in args) == ("command" in args):
             self.problem(where, "a wait step polls either a query (with a dsn) or a command")
         if action.name == "wait" and "query" in args and "dsn" not in args:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import re
 import subprocess
 from dataclasses import dataclass
@@ -22,12 +21,13 @@ from typing import Any
 
 from tui.catalog.layout import dump_key, manifest_key, stamp_of
 from tui.catalog.manifest import Manifest
-from tui.crypto import encrypt_argv, resolve_recipients
+from tui.crypto import resolve_recipients
 from tui.errors import DrdeckError
 from tui.postgres.binaries import pg_bin
 from tui.postgres.dsn import for_child_process
 from tui.postgres.rowcounts import count_rows
-from tui.snapshots.pipes import CHUNK, Reporter, Throttled, collect_stderr, reap, spawn
+from tui.snapshots.pipes import Reporter
+from tui.snapshots.stream import Stored, StreamFailed, store_output
 from tui.units import format_bytes
 
 
@@ -107,80 +107,18 @@ async def create_snapshot(plan: SnapshotPlan, store: Any, reporter: Reporter,
     return manifest
 
 
-@dataclass(frozen=True)
-class _Stored:
-    plaintext_size: int
-    stored_size: int
-    sha256_plaintext: str
-    sha256_stored: str
-
-
 async def _dump_and_store(plan: SnapshotPlan, store: Any, key: str, exported: str,
                           fingerprints: list[str], reporter: Reporter,
-                          env: dict[str, str]) -> _Stored:
+                          env: dict[str, str]) -> Stored:
     target = for_child_process(plan.dsn, env)
-    dump = encrypt = None
-    writer = await asyncio.to_thread(store.open_writer, key)
     try:
-        dump = await spawn([pg_bin("pg_dump"), "--format=custom", f"--snapshot={exported}",
-                            f"--dbname={target.dsn}"], env=target.env)
-        if plan.encrypt:
-            encrypt = await spawn(encrypt_argv(fingerprints, plan.gpg_home),
-                                  stdin=asyncio.subprocess.PIPE)
-        plain, stored = hashlib.sha256(), hashlib.sha256()
-        sizes = {"plain": 0, "stored": 0}
-        progress = Throttled(reporter, None, "bytes")
-
-        async def upload(source: asyncio.StreamReader, digest: Any, counter: str) -> None:
-            buffer = bytearray()
-            while chunk := await source.read(CHUNK):
-                digest.update(chunk)
-                sizes[counter] += len(chunk)
-                buffer += chunk
-                if len(buffer) >= CHUNK:
-                    await asyncio.to_thread(writer.write, bytes(buffer))
-                    buffer.clear()
-                    progress(sizes["stored"], f"{format_bytes(sizes['plain'])} dumped")
-            if buffer:
-                await asyncio.to_thread(writer.write, bytes(buffer))
-
-        async def into_gpg() -> None:
-            assert dump.stdout is not None and encrypt is not None and encrypt.stdin is not None
-            while chunk := await dump.stdout.read(CHUNK):
-                plain.update(chunk)
-                sizes["plain"] += len(chunk)
-                encrypt.stdin.write(chunk)
-                await encrypt.stdin.drain()
-            encrypt.stdin.close()
-
-        def warn(line: str) -> None:
-            reporter.output(line, "stderr")
-
-        jobs = [collect_stderr(dump, warn)]
-        if encrypt is not None:
-            jobs += [into_gpg(), upload(encrypt.stdout, stored, "stored"),
-                     collect_stderr(encrypt, warn)]
-        else:
-            jobs.append(upload(dump.stdout, plain, "plain"))
-        outcome = await asyncio.gather(*jobs)
-        dump_code = await dump.wait()
-        if dump_code != 0:
-            raise SnapshotFailed(f"pg_dump failed (exit {dump_code}): "
-                                 + (outcome[0][-1] if outcome[0] else "no message"))
-        if encrypt is not None:
-            code = await encrypt.wait()
-            if code != 0:
-                raise SnapshotFailed(f"gpg failed to encrypt (exit {code}): "
-                                     + (outcome[-1][-1] if outcome[-1] else "no message"))
-        else:
-            stored, sizes["stored"] = plain, sizes["plain"]
-        progress(sizes["stored"], f"{format_bytes(sizes['plain'])} dumped", final=True)
-        await asyncio.to_thread(writer.commit)
-        return _Stored(sizes["plain"], sizes["stored"], plain.hexdigest(), stored.hexdigest())
-    except BaseException:
-        await reap(dump, encrypt)
-        await asyncio.to_thread(writer.abort)
-        raise
+        return await store_output(
+            [pg_bin("pg_dump"), "--format=custom", f"--snapshot={exported}",
+             f"--dbname={target.dsn}"], target.env, store, key,
+            fingerprints=fingerprints if plan.encrypt else (), gpg_home=plan.gpg_home,
+            reporter=reporter, what="dumped")
+    except StreamFailed as exc:
+        raise SnapshotFailed(str(exc)) from None
 
 
 def _pg_dump_version() -> str:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +29,58 @@ class FetchFailed(PermanentFailure):
     pass
 
 
+@dataclass(frozen=True)
+class StoredItem:
+    """What is needed to fetch and prove one stored object (a snapshot, a base backup)."""
+
+    key: str
+    size: int
+    sha256: str
+    encrypted: bool
+
+
 async def fetch_snapshot(manifest: Manifest, store: Any, dest: Path, reporter: Reporter,
                          gpg_home: str | None = None) -> Path:
     """The decrypted dump at `dest` (mode 0600), proven intact; raises FetchFailed."""
-    stored = await asyncio.to_thread(store.stat, manifest.object)
-    where = store.location(manifest.object)
-    if stored is None:
-        raise FetchFailed(f"{where} is missing: the manifest exists but the dump does not")
-    if stored.size != manifest.stored_size:
-        raise FetchFailed(
-            f"{where} is {stored.size:,} bytes but its manifest says {manifest.stored_size:,}: "
-            "truncated or replaced; it will not be restored")
-    reporter.output(f"fetching {where} ({format_bytes(stored.size)})")
+    item = StoredItem(manifest.object, manifest.stored_size, manifest.sha256_stored,
+                      manifest.encrypted)
     partial = dest.with_name(dest.name + ".partial")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        await stream_object(item, store, fd, reporter, gpg_home)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        partial.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(partial, dest)
+    reporter.output(f"checksum and integrity verified; dump at {dest}")
+    return dest
+
+
+async def stream_object(item: StoredItem, store: Any, out_fd: int, reporter: Reporter,
+                        gpg_home: str | None = None) -> None:
+    """Download `item`, decrypting it into `out_fd` (a file or a pipe to tar).
+
+    Raises FetchFailed, after everything written to `out_fd`, when the object is
+    missing, of the wrong size, corrupt, or not decryptable with the keys at hand.
+    """
+    stored = await asyncio.to_thread(store.stat, item.key)
+    where = store.location(item.key)
+    if stored is None:
+        raise FetchFailed(f"{where} is missing: the manifest exists but the object does not")
+    if stored.size != item.size:
+        raise FetchFailed(
+            f"{where} is {stored.size:,} bytes but its manifest says {item.size:,}: "
+            "truncated or replaced; it will not be restored")
+    reporter.output(f"fetching {where} ({format_bytes(stored.size)})")
     decrypt = None
     try:
-        if manifest.encrypted:
-            decrypt = await _start_decrypt(fd, gpg_home)
-        digest, complete = await _download(manifest, store, fd, decrypt, reporter)
+        if item.encrypted:
+            decrypt = await _start_decrypt(out_fd, gpg_home)
+        digest, complete = await _download(item, store, out_fd, decrypt, reporter)
         gpg_error = None
         if decrypt is not None:
             assert decrypt.stdin is not None
@@ -56,24 +89,17 @@ async def fetch_snapshot(manifest: Manifest, store: Any, dest: Path, reporter: R
             errors, code = await asyncio.gather(collect_stderr(decrypt), decrypt.wait())
             if code != 0:
                 gpg_error = explain_gpg_failure("\n".join(errors), gpg_home)
-        if complete and digest != manifest.sha256_stored:  # the plainest proof comes first
+        if complete and digest != item.sha256:  # the plainest proof comes first
             raise FetchFailed(
                 f"{where} is corrupt: its sha256 is {digest[:16]}…, the manifest says "
-                f"{manifest.sha256_stored[:16]}…; it will not be restored")
+                f"{item.sha256[:16]}…; it will not be restored")
         if gpg_error:  # gpg stopped early: a wrong key, or data it could not read
             raise FetchFailed(f"{where}: {gpg_error}; it will not be restored")
         if not complete:
             raise FetchFailed(f"{where}: the download ended early; it will not be restored")
-        os.fsync(fd)
     except BaseException:
         await reap(decrypt)
-        os.close(fd)
-        partial.unlink(missing_ok=True)
         raise
-    os.close(fd)
-    os.replace(partial, dest)
-    reporter.output(f"checksum and integrity verified; dump at {dest}")
-    return dest
 
 
 async def _start_decrypt(fd: int, gpg_home: str | None) -> asyncio.subprocess.Process:
@@ -93,14 +119,14 @@ async def _start_decrypt(fd: int, gpg_home: str | None) -> asyncio.subprocess.Pr
         os.close(read_end)
 
 
-async def _download(manifest: Manifest, store: Any, fd: int,
+async def _download(item: StoredItem, store: Any, fd: int,
                     decrypt: asyncio.subprocess.Process | None,
                     reporter: Reporter) -> tuple[str, bool]:
     """Stream the stored object into gpg (or the file): (its sha256, whether all of it came)."""
     loop = asyncio.get_running_loop()
     digest = hashlib.sha256()
     done = 0
-    progress = Throttled(reporter, manifest.stored_size, "bytes")
+    progress = Throttled(reporter, item.size, "bytes")
 
     def on_retry(attempt: int, error: Exception, delay: float) -> None:
         loop.call_soon_threadsafe(
@@ -108,7 +134,7 @@ async def _download(manifest: Manifest, store: Any, fd: int,
             f"(retry {attempt})", "stderr")
 
     def chunks():
-        return store.iter_chunks(manifest.object, on_retry=on_retry)
+        return store.iter_chunks(item.key, on_retry=on_retry)
 
     async for chunk in from_thread(chunks):
         digest.update(chunk)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from tui.engine.actions.base import Action
 from tui.engine.actions.manual import Manual
 from tui.engine.actions.milestone import MilestoneAction
+from tui.engine.actions.neon import NeonRestoreBranch
+from tui.engine.actions.pitr import BaseBackupCreate, PitrPreflight, PitrRestore
 from tui.engine.actions.restore import PgRestore, RestorePreflight
 from tui.engine.actions.retention import RetentionPrune
 from tui.engine.actions.shell import Shell
@@ -23,6 +25,8 @@ ACTIONS: dict[str, type[Action]] = {
         Shell, Sql, Wait, Manual, MilestoneAction,
         SnapshotCreate, SnapshotFetch, SnapshotVerify, SnapshotCompare,
         RestorePreflight, PgRestore, RetentionPrune,
+        BaseBackupCreate, PitrPreflight, PitrRestore,
+        NeonRestoreBranch,
     )
 }
 

@@ -17,15 +17,19 @@ class Sql(Action):
     summary = "Run an SQL query"
     args = {
         "dsn": Arg("text", required=True, help="connection string"),
-        "query": Arg("sql", required=True, help="the query; ${...} values are bound parameters"),
+        "query": Arg("sql", help="the query; ${...} values are bound parameters"),
+        "operator_query": Arg("text", help="SQL the operator wrote (a parameter), run as it "
+                              "is: for checks a person types in, never for untrusted input"),
         "params": Arg("sql_params", help="named parameters for %(name)s placeholders"),
     }
 
     def describe(self, args: dict[str, Any]) -> str:
-        return args["query"].display
+        query = args.get("query")
+        return query.display if query is not None else args.get("operator_query", "")
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
-        result = await run_query(args["dsn"], args["query"], on_notice=ctx.output)
+        query = args.get("query") or args.get("operator_query")
+        result = await run_query(args["dsn"], query, on_notice=ctx.output)
         for line in result.table_lines():
             ctx.output(line)
         first = result.first

@@ -1,0 +1,111 @@
+"""A cluster that archives its WAL through `drdeck wal push`, as production would.
+
+archive_command runs as the postgres OS user, so everything it touches must be
+reachable by that user: the interpreter (under /root when tests run as root),
+the configuration, the repository and the GnuPG home.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tui.postgres.cluster import LocalCluster, server_account
+
+from backup_support import Deck
+
+
+def let_the_server_account_run_drdeck() -> None:
+    """Give `o+x` (traverse only) to the directories above our interpreter and code."""
+    if server_account() is None:
+        return
+    for start in (Path(os.path.realpath(sys.executable)),
+                  Path(__file__).resolve().parent.parent):
+        for directory in start.parents:
+            mode = directory.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                directory.chmod(mode | stat.S_IXOTH)
+
+
+def give_to_server(path: Path) -> None:
+    account = server_account()
+    if account is None:
+        return
+    for root, dirs, files in os.walk(path):
+        os.chown(root, account.uid, account.gid)
+        for name in dirs + files:
+            os.chown(Path(root) / name, account.uid, account.gid, follow_symlinks=False)
+
+
+@dataclass
+class ArchivingSetup:
+    base: Path
+    config: Path
+    repo: Path
+    deck: Deck
+
+    def archive_command(self) -> str:
+        return " ".join([shlex.quote(sys.executable), "-m", "tui", "--config",
+                         shlex.quote(str(self.config)), "wal", "push", "--cluster", "prod",
+                         "%p"])
+
+
+def archiving_setup(state_dir: Path, *, recipients: list[str], gpg_home: Path | None,
+                    env: dict[str, str] | None = None, repository: str | None = None,
+                    dsn_placeholder: str = "@DSN@") -> ArchivingSetup:
+    """A private directory the postgres user can use: config, local repository."""
+    let_the_server_account_run_drdeck()
+    base = Path(tempfile.mkdtemp(prefix="drdeck-pitr-"))
+    base.chmod(0o755)
+    repo = base / "repo"
+    repo.mkdir()
+    give_to_server(repo)
+    config = base / "drdeck.toml"
+    gpg = f'[gpg]\nhome = "{gpg_home}"\n\n' if gpg_home else ""
+    recipients_toml = ", ".join(f'"{r}"' for r in recipients)
+    repository = repository or f'[repositories.backups]\ntype = "local"\npath = "{repo}"'
+    config.write_text(f"""{repository}
+
+{gpg}[clusters.prod]
+dsn = "{dsn_placeholder}"
+repository = "backups"
+databases = ["app"]
+gpg_recipients = [{recipients_toml}]
+rpo = "5m"
+rto = "1h"
+""")
+    config.chmod(0o644)
+    return ArchivingSetup(base, config, repo, Deck(config, state_dir, env or {}))
+
+
+def point_config_at(setup: ArchivingSetup, cluster: Any) -> None:
+    setup.config.write_text(setup.config.read_text().replace("@DSN@", cluster.dsn("app")))
+
+
+def wait_archived(cluster: Any, timeout: float = 30) -> str:
+    """Switch to a new segment and wait until the old one is archived; its name."""
+    cluster.execute("select pg_switch_wal()")
+    wanted = cluster.scalar("select pg_walfile_name(pg_current_wal_lsn() - 1)")
+    deadline = time.monotonic() + timeout
+    while True:
+        row = cluster.execute("select last_archived_wal, last_failed_wal, failed_count "
+                              "from pg_stat_archiver")[0]
+        if row[0] is not None and row[0] >= wanted:
+            return wanted
+        if time.monotonic() > deadline:
+            log = Path(cluster.log_file).read_text()[-2000:]
+            raise AssertionError(f"{wanted} not archived (archiver: {row}); log:\n{log}")
+        time.sleep(0.1)
+
+
+def stop_restored(data_dir: Path) -> None:
+    """The restored server keeps running after the run: tests stop it."""
+    if (data_dir / "postmaster.pid").exists():
+        LocalCluster(data_dir, 1, data_dir.parent, data_dir / "x.log").stop("immediate")

@@ -1,0 +1,146 @@
+"""Point-in-time recovery end to end: WAL archived by `drdeck wal push`, a base backup, a
+write load with known commit times, then a restore to a moment in the middle of it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tui.postgres.binaries import pg_bin
+from tui.postgres.cluster import free_port
+
+from pitr_support import (
+    archiving_setup,
+    give_to_server,
+    point_config_at,
+    stop_restored,
+    wait_archived,
+)
+
+ROWS = 30
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A cluster with base backup and archived WAL, and the commit time of every event."""
+    from harness.gpg import scratch_gpg_home
+    from harness.postgres import scratch_cluster
+
+    state = tmp_path_factory.mktemp("state")
+    with scratch_gpg_home() as gpg:
+        give_to_server(gpg.path)
+        setup = archiving_setup(state, recipients=[gpg.fingerprint], gpg_home=gpg.path)
+        command = setup.archive_command()
+        with scratch_cluster(wal_segsize_mb=1, archive_mode="on", archive_command=command,
+                             track_commit_timestamp="on") as cluster:
+            cluster.execute("create database app")
+            subprocess.run([pg_bin("pgbench"), "-i", "-s", "1", "-q", cluster.dsn("app")],
+                           check=True, capture_output=True)
+            cluster.execute("create table events (n int primary key, at timestamptz)",
+                            dbname="app")
+            point_config_at(setup, cluster)
+            wait_archived(cluster)
+            backup = setup.deck.run("run", "base-backup", "--headless")
+            assert backup.returncode == 0, backup.stdout + backup.stderr
+            commits = []
+            for n in range(1, ROWS + 1):
+                cluster.execute("insert into events values (%s, clock_timestamp())", (n,),
+                                dbname="app")
+                commits.append(cluster.scalar(
+                    "select pg_xact_commit_timestamp(xmin) from events where n = %s", (n,),
+                    dbname="app"))
+                # some pgbench writes between the events: WAL that replay must cross
+                cluster.execute("update pgbench_accounts set abalance = abalance + 1 "
+                                "where aid <= 2000", dbname="app")
+                if n % 5 == 0:
+                    wait_archived(cluster)
+            last = wait_archived(cluster)
+            yield {"setup": setup, "cluster": cluster, "commits": commits, "last": last,
+                   "gpg": gpg}
+
+
+def restore(world, target: str, *extra: str, data_dir: Path | None = None):
+    data_dir = data_dir or world["setup"].base / f"restored-{free_port()}"
+    proc, events = world["setup"].deck.run_json(
+        "run", "pitr-restore", "-p", f"target={target}", "-p", f"data_dir={data_dir}",
+        "-p", f"port={free_port()}", "--yes", *extra)
+    return proc, events, data_dir
+
+
+def checks(events) -> dict[str, bool]:
+    return {e["name"]: e["ok"] for e in events if e["event"] == "check"}
+
+
+def test_restore_to_a_time_in_the_middle_of_the_load(world) -> None:
+    commits = world["commits"]
+    middle = ROWS // 2
+    target = commits[middle - 1] + (commits[middle] - commits[middle - 1]) / 2
+    proc, events, data_dir = restore(world, target.isoformat())
+    try:
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+        assert checks(events)["target inside the recoverable window"] is True
+        assert checks(events)["out of recovery on a new timeline"] is True
+        assert checks(events)["the last replayed commit is at or before the target"] is True
+        rpo = next(e for e in events if e["event"] == "measure" and e["name"] == "achieved_rpo")
+        assert 0 <= rpo["value"] < 1.0
+        progress = [e for e in events if e["event"] == "progress" and e["step"] == "restore"]
+        assert progress and progress[-1]["done"] == progress[-1]["total"]
+        import psycopg
+
+        announced = next(e["line"] for e in events
+                         if e["event"] == "output" and e["step"] == "restore"
+                         and e["line"].startswith("recovered and promoted"))
+        with psycopg.connect(announced.split("connect with ", 1)[1]) as conn:
+            count = conn.execute("select count(*), max(n) from events").fetchone()
+        assert count == (middle, middle)
+    finally:
+        stop_restored(data_dir)
+
+
+def test_a_target_before_the_base_backup_is_refused(world) -> None:
+    too_early = world["commits"][0] - timedelta(hours=1)
+    proc, events, data_dir = restore(world, too_early.isoformat())
+    assert proc.returncode == 1
+    error = next(e for e in events if e["event"] == "step_finished")["error"]
+    assert "the earliest point you can reach is" in error
+    assert not data_dir.exists()
+
+
+def test_a_target_after_the_archive_is_refused(world) -> None:
+    too_late = world["commits"][-1] + timedelta(hours=1)
+    proc, events, data_dir = restore(world, too_late.isoformat())
+    assert proc.returncode == 1
+    error = next(e for e in events if e["event"] == "step_finished")["error"]
+    assert "the newest point you can reach is" in error
+    assert not data_dir.exists()
+
+
+def test_a_non_empty_data_directory_is_refused(world) -> None:
+    data_dir = world["setup"].base / "occupied"
+    data_dir.mkdir()
+    (data_dir / "PG_VERSION").write_text("15\n")
+    proc, events, _ = restore(world, world["commits"][5].isoformat(), data_dir=data_dir)
+    assert proc.returncode == 1
+    error = next(e for e in events if e["event"] == "step_finished")["error"]
+    assert f"{data_dir} is not empty" in error
+    assert (data_dir / "PG_VERSION").read_text() == "15\n"
+
+
+def test_a_missing_middle_segment_is_reported_as_a_gap(world, tmp_path: Path) -> None:
+    repo = world["setup"].repo
+    wal = sorted((repo / "prod" / "wal").glob("0000000100000000000000*.gpg"))
+    victim = wal[len(wal) // 2 + 2]
+    hidden = tmp_path / victim.name
+    shutil.move(victim, hidden)
+    try:
+        proc, events, _ = restore(world, world["commits"][-1].isoformat())
+        assert proc.returncode == 1
+        lines = [e["line"] for e in events if e["event"] == "output"]
+        assert any("WAL gap" in line and victim.name.removesuffix(".gpg") in line
+                   for line in lines), lines
+    finally:
+        shutil.move(hidden, victim)

@@ -1,0 +1,251 @@
+"""PITR actions: take a base backup; check a recovery target; restore to it, live.
+
+The work is in tui.pitr: these read the arguments, the cluster's configuration
+and the repository, and report what they see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tui.engine.actions.base import Action, ActionResult, Arg
+from tui.engine.actions.snapshot import CLUSTER
+from tui.engine.context import StepContext
+from tui.units import format_bytes
+
+TARGET_ARGS = {
+    "cluster": CLUSTER,
+    "target": Arg("text", help="a time with a time zone, an LSN, an xid, a restore point, "
+                  "immediate or latest", default="latest"),
+    "target_kind": Arg("text", help="time | lsn | xid | name | immediate | latest (default: "
+                       "inferred)", default=""),
+    "inclusive": Arg("bool", help="stop just after the target (default) or just before",
+                     default=True),
+    "timeline": Arg("text", help="recovery_target_timeline (default latest)", default="latest"),
+}
+
+
+def _resolve(ctx: StepContext, args: dict[str, Any]):
+    from tui.snapshots.targets import store_for
+
+    cluster = ctx.config.cluster(args.get("cluster") or None)
+    store = store_for(ctx.config.repository_for(cluster))
+    gpg_home = str(ctx.config.gpg_home) if ctx.config.gpg_home else None
+    return cluster, store, gpg_home
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+
+
+class BaseBackupCreate(Action):
+    name = "basebackup.create"
+    summary = "pg_basebackup -> gpg -> repository, manifest last"
+    produces_output = True
+    args = {
+        "cluster": CLUSTER,
+        "wait_for_wal": Arg("duration", help="how long to wait for the WAL that makes the "
+                            "backup consistent to be archived (default 2m)", default=120.0),
+    }
+
+    def describe(self, args: dict[str, Any]) -> str:
+        return (f"pg_basebackup -Ft -D - -X fetch | gpg --encrypt | upload  "
+                f"[cluster {args.get('cluster') or '(default)'}]")
+
+    async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
+        from tui.pitr.basebackup import BasePlan, create_base_backup
+        from tui.pitr.window import read_archive
+
+        cluster, store, gpg_home = _resolve(ctx, args)
+        fingerprints: tuple[str, ...] = ()
+        if cluster.gpg_recipients:
+            from tui.crypto import resolve_recipients
+
+            found = await asyncio.to_thread(resolve_recipients, list(cluster.gpg_recipients),
+                                            gpg_home)
+            fingerprints = tuple(r.fingerprint for r in found)
+        else:
+            ctx.output("WARNING: this base backup is NOT encrypted (no gpg_recipients)")
+        plan = BasePlan(cluster.name, cluster.resolve_dsn(), fingerprints, gpg_home)
+        manifest = await create_base_backup(plan, store, ctx, ctx.child_env())
+        # the window starts at this backup only once the archive continues from it
+        wanted = manifest.last_segment
+        deadline = asyncio.get_running_loop().time() + float(args.get("wait_for_wal", 120))
+        while True:
+            archive = await asyncio.to_thread(read_archive, store, cluster.name,
+                                              manifest.wal_segment_size)
+            if wanted.number in archive.segments.get(wanted.timeline, set()):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                ctx.check("the WAL that makes the backup consistent is archived", False,
+                          f"{wanted.name} is not in the archive: check archive_command")
+                return ActionResult(output=manifest.stamp)
+            await asyncio.sleep(1)
+        ctx.check("the WAL that makes the backup consistent is archived", True, wanted.name)
+        return ActionResult(output=manifest.stamp)
+
+
+class PitrPreflight(Action):
+    name = "pitr.preflight"
+    summary = "check the target against the recoverable window before anything is written"
+    produces_output = True
+    args = {
+        **TARGET_ARGS,
+        "data_dir": Arg("text", required=True, help="the new data directory"),
+        "port": Arg("int", required=True, help="the restored server's port"),
+    }
+
+    def describe(self, args: dict[str, Any]) -> str:
+        return f"check {args.get('target') or 'latest'} against the recoverable window"
+
+    async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
+        plan = await preflight(ctx, args)
+        return ActionResult(output=plan.base.stamp)
+
+
+async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True):
+    """Every check before anything is written; `report` names each as a check."""
+    from tui.pitr.restore import check_data_dir, check_port
+    from tui.pitr.target import parse_target, plan_recovery
+    from tui.pitr.window import picture
+
+    cluster, store, gpg_home = _resolve(ctx, args)
+    target = parse_target(str(args.get("target") or "latest"), args.get("target_kind", ""),
+                          bool(args.get("inclusive", True)))
+    seen = await asyncio.to_thread(picture, store, cluster.name, gpg_home)
+    def check(name: str, detail: str) -> None:
+        if report:
+            ctx.check(name, True, detail)
+
+    for gap in seen.gaps:
+        ctx.output(f"WARNING: {gap.describe()}")
+    for problem in seen.problems:
+        ctx.output(f"WARNING: {problem}")
+    ctx.output(f"recoverable: {seen.describe_windows()}")
+    plan = plan_recovery(target, seen)
+    base = plan.base
+    check("target inside the recoverable window",
+          f"{target.describe()} in {_when(plan.window.start)} .. {_when(plan.window.end)}")
+    check("WAL continuous from the base backup",
+          f"{base.first_segment.name} .. {plan.window.last_segment}")
+    ctx.output(f"base backup {base.stamp}: ended {_when(base.stopped)}, "
+               f"{format_bytes(base.stored_size)}, timeline {base.timeline}")
+    data_dir = Path(str(args["data_dir"])).expanduser()
+    check_data_dir(data_dir)
+    check("data directory empty", str(data_dir))
+    check_port(int(args["port"]))
+    check("port free", str(args["port"]))
+    return plan
+
+
+class PitrRestore(Action):
+    name = "pitr.restore"
+    summary = "base backup -> new data directory -> recovery to the target, followed live"
+    produces_output = True
+    default_timeout = None
+    args = {
+        **TARGET_ARGS,
+        "data_dir": Arg("text", required=True, help="the new data directory"),
+        "port": Arg("int", required=True, help="the restored server's port"),
+        "prefetch": Arg("int", help="WAL segments to fetch ahead (default 16)", default=16),
+    }
+
+    def describe(self, args: dict[str, Any]) -> str:
+        return (f"restore into {args.get('data_dir')} on port {args.get('port')}, "
+                f"recover to {args.get('target') or 'latest'}")
+
+    async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
+        from tui.pitr.follow import Goal, follow
+        from tui.pitr.restore import (
+            SPOOL,
+            Placement,
+            configure,
+            new_socket_dir,
+            prepare_data_dir,
+            unpack_base,
+        )
+        from tui.postgres.cluster import server_account
+        from tui.postgres.dsn import with_database
+        from tui.wal.feeder import WalFeeder, restore_command
+        from tui.wal.names import parse_lsn
+
+        # checked again, silently: time has passed since the pre-flight step
+        plan = await preflight(ctx, args, report=False)
+        cluster_config, store, gpg_home = _resolve(ctx, args)
+        base, target = plan.base, plan.target
+        data_dir = Path(str(args["data_dir"])).expanduser().absolute()
+        prepare_data_dir(data_dir)
+        ctx.output(f"unpacking base backup {base.stamp} into {data_dir}")
+        await unpack_base(base, store, data_dir, ctx, gpg_home)
+        placement = Placement(data_dir, int(args["port"]), new_socket_dir())
+        server = placement.cluster
+        account = server_account()
+        feeder = WalFeeder(store, cluster_config.name, data_dir / SPOOL, gpg_home=gpg_home,
+                           encrypted_first=bool(cluster_config.gpg_recipients),
+                           depth=int(args.get("prefetch", 16)),
+                           owner=(account.uid, account.gid) if account else None, reporter=ctx)
+        feeder.prepare()
+        command = restore_command(feeder.spool)
+        configure(server, target, command=command, timeline=str(args.get("timeline") or ""))
+        ctx.output(f"starting PostgreSQL on port {placement.port} to recover to "
+                   f"{target.describe()} (WAL fed by drdeck through {feeder.spool})")
+        feeding = asyncio.ensure_future(feeder.run())
+        try:
+            await asyncio.to_thread(server.start, wait=False)
+            dsn = with_database(server.dsn(user=_user(cluster_config.resolve_dsn())),
+                                _database(cluster_config.resolve_dsn()))
+            goal = Goal(parse_lsn(base.start_lsn), plan.window.end_lsn, base.stopped,
+                        target.moment)
+            state = await follow(dsn, server.log_file, goal, ctx, server.is_running)
+        except BaseException:
+            await asyncio.to_thread(server.stop, "fast")  # never leave a half-recovered server
+            raise
+        finally:
+            feeding.cancel()
+            await feeder.close()
+            _clear(feeder.spool)
+        ctx.output(f"{state.restored_segments} WAL files restored from the archive")
+        _verify(ctx, base, target, state)
+        ctx.output(f"recovered and promoted: connect with {dsn}")
+        return ActionResult(output=dsn)
+
+
+def _clear(spool: Path) -> None:
+    import shutil
+
+    shutil.rmtree(spool, ignore_errors=True)
+
+
+def _user(dsn: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return str(conninfo_to_dict(dsn).get("user") or "postgres")
+
+
+def _database(dsn: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(dsn)
+    return str(params.get("dbname") or params.get("user") or "postgres")
+
+
+def _verify(ctx: StepContext, base: Any, target: Any, state: Any) -> None:
+    ctx.check("out of recovery on a new timeline", state.new_timeline is not None
+              and state.new_timeline > base.timeline,
+              f"timeline {state.new_timeline} (the backup was on {base.timeline})")
+    last = state.stop_time if state.stopped and "after" in state.stopped else None
+    last = last or state.last_transaction or state.replay_time
+    if target.kind == "time" and target.moment is not None:
+        ok = last is None or last <= target.moment
+        ctx.check("the last replayed commit is at or before the target", ok,
+                  f"last commit {_when(last)}; target {target.describe()}")
+        if last is not None:
+            rpo = (target.moment - last).total_seconds()
+            ctx.measure("achieved_rpo", max(0.0, rpo), "s",
+                        f"target {target.describe()} minus the last replayed commit "
+                        f"{last.astimezone(UTC).isoformat()}")
+    if state.stopped:
+        ctx.output(f"recovery stopped {state.stopped}")

@@ -1,0 +1,1 @@
+"""Point-in-time recovery: base backups, the recoverable window, guided restores."""

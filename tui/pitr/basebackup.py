@@ -1,0 +1,207 @@
+"""Base backups: pg_basebackup as a tar stream -> gpg -> repository, manifest last.
+
+    <cluster>/base/<stamp>/base.tar.gpg   the data directory (base.tar if unencrypted)
+    <cluster>/base/<stamp>/manifest.json  start/stop LSN and time, timeline, system id, ...
+
+Taken with `-X fetch`, the archive holds the WAL from its start to its stop
+LSN, so it is consistent on its own; the WAL archive carries it from there
+to any later point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tui.catalog.layout import is_stamp, stamp_of
+from tui.errors import DrdeckError
+from tui.postgres.binaries import pg_bin
+from tui.postgres.dsn import for_child_process
+from tui.snapshots.pipes import Reporter
+from tui.snapshots.stream import StreamFailed, store_output
+from tui.units import format_bytes
+from tui.wal.names import Segment, parse_lsn
+
+FORMAT_VERSION = 1
+_START = re.compile(r"write-ahead log start point: ([0-9A-F]+/[0-9A-F]+) on timeline (\d+)")
+_END = re.compile(r"write-ahead log end point: ([0-9A-F]+/[0-9A-F]+)")
+
+
+class BaseBackupFailed(DrdeckError):
+    pass
+
+
+def base_prefix(cluster: str) -> str:
+    return f"{cluster}/base/"
+
+
+def base_object_key(cluster: str, stamp: str, encrypted: bool) -> str:
+    return f"{base_prefix(cluster)}{stamp}/base.tar{'.gpg' if encrypted else ''}"
+
+
+def base_manifest_key(cluster: str, stamp: str) -> str:
+    return f"{base_prefix(cluster)}{stamp}/manifest.json"
+
+
+@dataclass(frozen=True)
+class BaseManifest:
+    cluster: str
+    stamp: str
+    object: str
+    started_at: str
+    stopped_at: str
+    start_lsn: str
+    stop_lsn: str
+    timeline: int
+    system_identifier: str
+    server_version: str
+    wal_segment_size: int
+    encrypted: bool
+    recipients: tuple[str, ...]
+    plaintext_size: int
+    stored_size: int
+    sha256_stored: str
+    sha256_plaintext: str
+    format: int = FORMAT_VERSION
+    kind: str = "base"
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["recipients"] = list(self.recipients)
+        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str) -> BaseManifest:
+        try:
+            data = json.loads(raw)
+            if data.get("kind") != "base" or data.get("format") != FORMAT_VERSION:
+                raise ValueError(f"format {data.get('format')!r} of kind {data.get('kind')!r}")
+            data["recipients"] = tuple(data.get("recipients", ()))
+            manifest = cls(**data)
+            parse_lsn(manifest.start_lsn), parse_lsn(manifest.stop_lsn)
+            datetime.fromisoformat(manifest.stopped_at)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise BaseBackupFailed(f"{where}: not a valid base backup manifest ({exc})") from None
+        return manifest
+
+    @property
+    def stopped(self) -> datetime:
+        return datetime.fromisoformat(self.stopped_at)
+
+    @property
+    def first_segment(self) -> Segment:
+        return Segment.of_lsn(self.timeline, parse_lsn(self.start_lsn), self.wal_segment_size)
+
+    @property
+    def last_segment(self) -> Segment:
+        """The segment holding the stop LSN: recovery needs WAL up to it to be consistent."""
+        return Segment.of_lsn(self.timeline, parse_lsn(self.stop_lsn) - 1, self.wal_segment_size)
+
+
+@dataclass(frozen=True)
+class BasePlan:
+    cluster: str
+    dsn: str  # the server (any database)
+    fingerprints: tuple[str, ...]  # empty: unencrypted
+    gpg_home: str | None
+
+
+async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter,
+                             env: dict[str, str]) -> BaseManifest:
+    identity = await _identity(plan.dsn)
+    started = datetime.now(UTC)
+    stamp = stamp_of(started)
+    key = base_object_key(plan.cluster, stamp, bool(plan.fingerprints))
+    points: dict[str, str] = {}
+
+    def watch(line: str) -> None:
+        if match := _START.search(line):
+            points["start"], points["timeline"] = match[1], match[2]
+        elif match := _END.search(line):
+            points["stop"] = match[1]
+
+    target = for_child_process(plan.dsn, env)
+    reporter.output(f"pg_basebackup of {identity['system_identifier']} (PostgreSQL "
+                    f"{identity['server_version']}) to {store.location(key)}")
+    try:
+        stored = await store_output(
+            [pg_bin("pg_basebackup"), f"--dbname={target.dsn}", "--pgdata=-", "--format=tar",
+             "--wal-method=fetch", "--checkpoint=fast", "--verbose", "--no-manifest",
+             f"--label=drdeck {stamp}"],
+            target.env, store, key, fingerprints=plan.fingerprints, gpg_home=plan.gpg_home,
+            reporter=reporter, what="read from the server", on_stderr=watch)
+    except StreamFailed as exc:
+        raise BaseBackupFailed(str(exc)) from None
+    stopped = datetime.now(UTC)
+    if "start" not in points or "stop" not in points:
+        await asyncio.to_thread(store.delete, key)
+        raise BaseBackupFailed("pg_basebackup did not report its start and end points")
+    manifest = BaseManifest(
+        cluster=plan.cluster, stamp=stamp, object=key, started_at=started.isoformat(),
+        stopped_at=stopped.isoformat(), start_lsn=points["start"], stop_lsn=points["stop"],
+        timeline=int(points["timeline"]), system_identifier=identity["system_identifier"],
+        server_version=identity["server_version"],
+        wal_segment_size=int(identity["wal_segment_size"]), encrypted=bool(plan.fingerprints),
+        recipients=plan.fingerprints, plaintext_size=stored.plaintext_size,
+        stored_size=stored.stored_size, sha256_stored=stored.sha256_stored,
+        sha256_plaintext=stored.sha256_plaintext,
+    )
+    await asyncio.to_thread(store.write_bytes, base_manifest_key(plan.cluster, stamp),
+                            manifest.to_json())
+    reporter.output(f"base backup {stamp}: WAL {manifest.start_lsn} .. {manifest.stop_lsn} on "
+                    f"timeline {manifest.timeline}, {format_bytes(stored.stored_size)} stored")
+    return manifest
+
+
+async def _identity(dsn: str) -> dict[str, str]:
+    import psycopg
+
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True,
+                                                         connect_timeout=10) as conn:
+            row = await (await conn.execute(
+                "select system_identifier::text, current_setting('server_version'), "
+                "(select setting from pg_settings where name = 'wal_segment_size') "
+                "from pg_control_system()")).fetchone()
+    except psycopg.Error as exc:
+        text = str(exc).strip().splitlines()
+        raise BaseBackupFailed(f"cannot connect: {text[0] if text else exc}") from None
+    return {"system_identifier": row[0], "server_version": row[1],
+            "wal_segment_size": row[2]}
+
+
+def read_base_backups(store: Any, cluster: str) -> list[tuple[BaseManifest | None, str, str]]:
+    """Every base backup as (manifest or None, stamp, problem), newest first."""
+    found: dict[str, dict[str, Any]] = {}
+    for obj in store.list(base_prefix(cluster)):
+        rest = obj.key[len(base_prefix(cluster)):]
+        stamp, _, name = rest.partition("/")
+        if not is_stamp(stamp):
+            continue
+        entry = found.setdefault(stamp, {})
+        entry[name] = obj
+    result = []
+    for stamp in sorted(found, reverse=True):
+        entry = found[stamp]
+        if "manifest.json" not in entry:
+            result.append((None, stamp, "no manifest: an incomplete or interrupted upload"))
+            continue
+        key = base_manifest_key(cluster, stamp)
+        try:
+            manifest = BaseManifest.from_json(store.read_bytes(key), store.location(key))
+        except DrdeckError as exc:
+            result.append((None, stamp, str(exc)))
+            continue
+        stored = entry.get(manifest.object.rsplit("/", 1)[-1])
+        if stored is None:
+            result.append((manifest, stamp, "the manifest exists but the backup is missing"))
+        elif stored.size != manifest.stored_size:
+            result.append((manifest, stamp, f"the backup is {stored.size:,} bytes, the "
+                                            f"manifest says {manifest.stored_size:,}"))
+        else:
+            result.append((manifest, stamp, ""))
+    return result

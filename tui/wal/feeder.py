@@ -1,0 +1,141 @@
+"""Feed WAL to a recovering server from the restore itself, through a spool directory.
+
+During a guided PITR, drdeck (the operator's process, which holds the
+repository credentials and the decryption key) fetches and decrypts segments;
+the server's restore_command, running as the postgres OS user, only moves
+files out of the spool. So neither the keys nor the cloud credentials ever
+need to be readable by the postgres account, and no Python starts per segment.
+
+    restore_command:  %f in the spool?  ── yes ─▶ mv it to %p
+                                          └─ no ──▶ leave .want.%f, wait for %f or %f.missing
+    feeder:           serves .want files, and keeps `depth` segments ready ahead
+
+If the feeder stops answering, restore_command gives up with exit 126, which
+PostgreSQL treats as fatal: recovery stops rather than ending early at a
+point nobody chose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from tui.wal.archive import fetch
+from tui.wal.names import Segment, is_segment
+
+WANT = ".want."
+MISSING = ".missing"
+POLL_S = 0.02
+
+
+def restore_command(spool: Path, wait_s: int = 600) -> str:
+    """The shell line PostgreSQL runs for each file it needs."""
+    s = shlex.quote(str(spool)).replace("%", "%%")
+    ticks = wait_s * 20
+    return (
+        f'f={s}/"%f"; '
+        f'if [ ! -f "$f" ]; then '
+        f'touch {s}/"{WANT}%f"; i=0; '
+        f'while [ ! -f "$f" ] && [ ! -f "$f{MISSING}" ] && [ $i -lt {ticks} ]; '
+        f'do sleep 0.05; i=$((i+1)); done; '
+        f'fi; '
+        f'if [ -f "$f" ]; then exec mv -f "$f" "%p"; fi; '
+        f'if [ -f "$f{MISSING}" ]; then rm -f "$f{MISSING}"; exit 1; fi; '
+        f'echo "drdeck stopped feeding WAL (waited {wait_s}s for %f)" >&2; exit 126'
+    )
+
+
+class WalFeeder:
+    def __init__(self, store: Any, cluster: str, spool: Path, *, gpg_home: str | None,
+                 encrypted_first: bool, depth: int = 16, owner: tuple[int, int] | None = None,
+                 reporter: Any = None):
+        self.store, self.cluster, self.spool = store, cluster, spool
+        self.gpg_home, self.encrypted_first = gpg_home, encrypted_first
+        self.depth, self.owner, self.reporter = depth, owner, reporter
+        self.served = 0
+        self._ahead: Segment | None = None
+        self._end_of_archive = False
+        self._tasks: dict[str, asyncio.Task[bool]] = {}
+
+    def prepare(self) -> None:
+        self.spool.mkdir(mode=0o700, exist_ok=True)
+        self._give(self.spool)
+
+    async def run(self) -> None:
+        """Serve until cancelled (when recovery is over)."""
+        while True:
+            for entry in os.listdir(self.spool):
+                if entry.startswith(WANT):
+                    name = entry[len(WANT):]
+                    await self._serve(name)
+                    (self.spool / entry).unlink(missing_ok=True)
+            self._prefetch()
+            await asyncio.sleep(POLL_S)
+
+    async def _serve(self, name: str) -> None:
+        task = self._tasks.pop(name, None) or self._start(name)
+        found = await task
+        if not found:
+            marker = self.spool / f"{name}{MISSING}"
+            marker.touch()
+            self._give(marker)
+            if is_segment(name):
+                self._end_of_archive = True
+            return
+        self.served += 1
+        if is_segment(name):
+            size = (self.spool / name).stat().st_size if (self.spool / name).exists() else 0
+            if size:
+                segment = Segment.parse(name, size)
+                if self._ahead is None or self._ahead.timeline != segment.timeline or \
+                        self._ahead.number <= segment.number:
+                    self._ahead = segment
+                    self._end_of_archive = False
+
+    def _start(self, name: str) -> asyncio.Task[bool]:
+        return asyncio.ensure_future(asyncio.to_thread(self._fetch, name))
+
+    def _fetch(self, name: str) -> bool:
+        target = self.spool / name
+        if target.exists():
+            return True
+        try:
+            found = fetch(self.store, self.cluster, name, target, self.gpg_home,
+                          self.encrypted_first)
+        except Exception as exc:  # told to the operator; the server will ask again
+            if self.reporter is not None:
+                self.reporter.output(f"fetching {name} failed: {exc}", "stderr")
+            return False
+        if found:
+            self._give(target)
+        return found
+
+    def _prefetch(self) -> None:
+        """Keep up to `depth` segments after the last one served on their way or ready."""
+        if self._ahead is None or self._end_of_archive:
+            return
+        for name, task in list(self._tasks.items()):
+            if task.done() and not task.result():
+                self._tasks.pop(name)
+                self._end_of_archive = True  # the archive ends here: stop reaching further
+                return
+        ready = len([e for e in os.listdir(self.spool) if not e.startswith(".")])
+        segment = self._ahead
+        while ready + len([t for t in self._tasks.values() if not t.done()]) < self.depth:
+            segment = segment.next()
+            if segment.name in self._tasks or (self.spool / segment.name).exists():
+                continue
+            self._tasks[segment.name] = self._start(segment.name)
+            ready += 1
+
+    def _give(self, path: Path) -> None:
+        if self.owner is not None:
+            os.chown(path, *self.owner)
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()
