@@ -126,3 +126,27 @@ async def test_a_snapshot_is_restored_from_the_inventory(pg_cluster, gpg_home,
         assert checks["every table's row count matches the snapshot"] is True
         assert run.state.steps["restore"].progress is not None
     assert content_of(pg_cluster, "app_from_the_app") == before
+
+
+async def test_the_point_in_time_side_and_restore_to_a_point(config, tmp_path: Path) -> None:
+    from repo_support import fake_base_backup
+
+    store = LocalStore(config.repositories["nearby"].path)
+    stamp = fake_base_backup(store, "prod", NOW - timedelta(days=2), segments=8, gap_at=5)
+    app = live_app(config=config, utc_now=lambda: NOW, runbooks=load_directory(SHIPPED_DIR))
+    async with app.run_test(size=TERMINAL) as pilot:
+        await pilot.press("i")
+        await wait_for(pilot, lambda: inventory(pilot).inventories)
+        screen = inventory(pilot)
+        line = str(screen.query_one("#window-line").render())
+        assert "Recoverable" in line and "1 gap" in line
+        wal = str(screen.query_one("#wal-body").render())
+        assert "WAL gap on timeline 1: 000000010000000000000007 missing" in wal
+        bases = screen.query_one("#bases")
+        assert bases.row_count == 1 and str(bases.get_row_at(0)[0]) == stamp
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, BriefingScreen))
+        assert app.screen.runbook.name == "pitr-restore"
+        fields = {f.param.name: f for f in app.screen.query(ParamField)}
+        assert fields["cluster"].raw == "prod"
+        assert fields["target"].raw.startswith((NOW - timedelta(days=2)).date().isoformat())

@@ -65,6 +65,7 @@ class ClusterInventory:
     snapshots: list[Snapshot] = field(default_factory=list)  # newest first
     incomplete_uploads: list[Any] = field(default_factory=list)
     error: str | None = None  # the repository could not be read
+    pitr: Any = None  # the point-in-time picture (tui.pitr.window), when there is one
 
     def complete(self, database: str | None = None) -> list[Snapshot]:
         return [s for s in self.snapshots

@@ -35,10 +35,28 @@ def load_inventories(config: Any, names: list[str] | None = None,
                                     error=str(exc))
         inventory = read_cluster(store, cluster.name, cluster.rpo)
         retention_classes(inventory, cluster, now)
+        inventory.pitr = read_pitr(store, cluster.name, config)
         return inventory
 
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(read, clusters)), now
+
+
+def read_pitr(store: Any, cluster: str, config: Any) -> Any:
+    """The recovery picture when the repository holds base backups or WAL; else None."""
+    from tui.errors import DrdeckError
+    from tui.pitr.basebackup import base_prefix
+    from tui.pitr.window import picture
+    from tui.wal.archive import wal_prefix
+
+    try:
+        if not any(True for _ in store.list(base_prefix(cluster))) and \
+                not any(True for _ in store.list(wal_prefix(cluster))):
+            return None
+        gpg_home = str(config.gpg_home) if config.gpg_home else None
+        return picture(store, cluster, gpg_home)
+    except DrdeckError:
+        return None
 
 
 def retention_classes(inventory: ClusterInventory, cluster: ClusterConfig,
@@ -83,6 +101,41 @@ def snapshot_json(snapshot: Snapshot, now: datetime) -> dict[str, Any]:
     }
 
 
+def pitr_json(picture: Any) -> dict[str, Any] | None:
+    """The point-in-time side: base backups, WAL per timeline, windows, gaps."""
+    if picture is None:
+        return None
+    archive = picture.archive
+    timelines = {}
+    for timeline in archive.timelines:
+        numbers = sorted(archive.segments.get(timeline, ()))
+        timelines[str(timeline)] = {
+            "segments": len(numbers),
+            "first": archive.names.get((timeline, numbers[0])) if numbers else None,
+            "last": archive.names.get((timeline, numbers[-1])) if numbers else None,
+            "history": timeline in archive.histories,
+        }
+    return {
+        "windows": [{
+            "start": w.start.isoformat(), "end": w.end.isoformat() if w.end else None,
+            "timeline": w.timeline, "base_backup": w.base.stamp,
+            "base_backups": [b.stamp for b in w.bases], "last_segment": w.last_segment,
+        } for w in picture.windows],
+        "base_backups": [{
+            "id": stamp, "complete": not problem, "problem": problem or None,
+            "started_at": m.started_at if m else None, "stopped_at": m.stopped_at if m else None,
+            "start_lsn": m.start_lsn if m else None, "stop_lsn": m.stop_lsn if m else None,
+            "timeline": m.timeline if m else None, "stored_size": m.stored_size if m else None,
+            "encrypted": m.encrypted if m else None,
+        } for m, stamp, problem in picture.base_backups],
+        "wal": {"timelines": timelines},
+        "gaps": [{"timeline": g.timeline, "missing_from": g.missing_from,
+                  "missing_to": g.missing_to, "resumes_at": g.resumes_at}
+                 for g in picture.gaps],
+        "problems": picture.problems,
+    }
+
+
 def cluster_json(inventory: ClusterInventory, now: datetime) -> dict[str, Any]:
     state, age = inventory.rpo_state(now)
     return {
@@ -98,6 +151,7 @@ def cluster_json(inventory: ClusterInventory, now: datetime) -> dict[str, Any]:
              "detail": u.detail}
             for u in inventory.incomplete_uploads
         ],
+        "pitr": pitr_json(getattr(inventory, "pitr", None)),
     }
 
 

@@ -61,3 +61,28 @@ def _print_cluster(inventory, now) -> None:
         print(line)
     for upload in inventory.incomplete_uploads:
         print(f"  incomplete upload: {upload.key} ({upload.detail})")
+    if inventory.pitr is not None:
+        _print_pitr(inventory.pitr)
+
+
+def _print_pitr(picture) -> None:
+    from tui.units import format_bytes
+
+    print(f"  point in time: recoverable {picture.describe_windows()}")
+    for manifest, stamp, problem in picture.base_backups:
+        if manifest is None:
+            print(f"    base backup {stamp}  INCOMPLETE: {problem}")
+            continue
+        ended = manifest.stopped.strftime("%Y-%m-%d %H:%M:%S")
+        state = f"  INCOMPLETE: {problem}" if problem else ""
+        print(f"    base backup {stamp}  ended {ended}  {format_bytes(manifest.stored_size)}  "
+              f"timeline {manifest.timeline}  LSN {manifest.start_lsn}..{manifest.stop_lsn}"
+              f"{state}")
+    archive = picture.archive
+    for timeline in archive.timelines:
+        count = len(archive.segments.get(timeline, ()))
+        print(f"    WAL timeline {timeline}: {count} segments")
+    for gap in picture.gaps:
+        print(f"    WARNING: {gap.describe()}")
+    for problem in picture.problems:
+        print(f"    WARNING: {problem}")

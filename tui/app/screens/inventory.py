@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static, Tab, Tabs
+from textual.widgets import DataTable, Footer, Static, Tab, TabbedContent, TabPane, Tabs
 
 from tui.catalog.inventory import ClusterInventory, Snapshot
 from tui.durations import format_duration
@@ -54,6 +54,67 @@ def rpo_line(inventory: ClusterInventory, now: datetime, repository: str) -> Tex
     if incomplete or inventory.incomplete_uploads:
         text.append(f", {incomplete + len(inventory.incomplete_uploads)} incomplete",
                     style="yellow")
+    return text
+
+
+def window_line(picture: Any, now: datetime, width: int = 60) -> Text:
+    """Recoverable  2026-10-29 03:00 ━━━━━━━━━━━━━━━━ now − 12s   timeline 1, no gaps"""
+    text = Text("Recoverable  ", style="bold")
+    if picture is None:
+        text.append("no base backups or WAL in the repository (point-in-time recovery is "
+                    "not set up)", style="dim")
+        return text
+    if not picture.windows:
+        text.append("✗ nothing: " + ("; ".join(picture.problems) or "no complete base "
+                                      "backup"), style="bold red")
+        return text
+    first = picture.windows[0].start
+    span = max(1.0, (now - first).total_seconds())
+    cells = [" "] * width
+    for window in picture.windows:
+        end = window.end or window.start
+        a = int((window.start - first).total_seconds() / span * (width - 1))
+        b = int((end - first).total_seconds() / span * (width - 1))
+        for i in range(max(0, a), min(width, b + 1)):
+            cells[i] = "━"
+    text.append(first.strftime("%Y-%m-%d %H:%M") + " ")
+    text.append("".join(cells), style="green")
+    latest = picture.latest
+    behind = format_duration((now - latest).total_seconds()) if latest else "?"
+    text.append(f" now − {behind}")
+    timelines = sorted({w.timeline for w in picture.windows})
+    gaps = f"{len(picture.gaps)} gap{'s' if len(picture.gaps) != 1 else ''}" \
+        if picture.gaps else "no gaps"
+    text.append(f"   timeline {', '.join(map(str, timelines))}, ", style="dim")
+    text.append(gaps, style="bold yellow" if picture.gaps else "dim")
+    return text
+
+
+def wal_view(picture: Any) -> Text:
+    text = Text()
+    if picture is None:
+        text.append("No WAL archive for this cluster. Set archive_command to\n"
+                    "  drdeck --config PATH wal push --cluster NAME %p\n"
+                    "and take a base backup (runbook base-backup).", style="dim")
+        return text
+    archive = picture.archive
+    for timeline in archive.timelines:
+        numbers = sorted(archive.segments.get(timeline, ()))
+        history = "  (history file)" if timeline in archive.histories else ""
+        if numbers:
+            text.append(f"timeline {timeline}: {len(numbers)} segments, "
+                        f"{archive.names[(timeline, numbers[0])]} .. "
+                        f"{archive.names[(timeline, numbers[-1])]}{history}\n")
+        else:
+            text.append(f"timeline {timeline}{history}\n")
+    for gap in picture.gaps:
+        text.append(f"✗ {gap.describe()}\n", style="bold red")
+    for window in picture.windows:
+        end = window.end.strftime("%Y-%m-%d %H:%M:%S") if window.end else "?"
+        text.append(f"window {window.start:%Y-%m-%d %H:%M:%S} → {end} UTC from base backup "
+                    f"{window.base.stamp}, ends at {window.last_segment}\n", style="green")
+    for problem in picture.problems:
+        text.append(f"! {problem}\n", style="yellow")
     return text
 
 
@@ -102,6 +163,7 @@ class InventoryScreen(Screen[None]):
     BINDINGS = [
         Binding("v", "verify", "verify"),
         Binding("R", "restore", "restore this one"),
+        Binding("p", "restore_point", "restore to a point"),
         Binding("slash", "filter", "filter"),
         Binding("r", "reload", "reload"),
         Binding("escape", "back", "back"),
@@ -122,12 +184,19 @@ class InventoryScreen(Screen[None]):
         yield Breadcrumb(id="crumb")
         yield Tabs(id="clusters")
         yield Static("loading the inventory…", id="rpo-line")
-        with Vertical(id="inventory-list", classes="panel"):
-            yield DeckInput(id="filter", placeholder="filter by database, id, retention "
-                            "(esc: clear)")
-            yield DataTable(id="snapshots", cursor_type="row", zebra_stripes=True)
-        with VerticalScroll(id="manifest", classes="panel"):
-            yield Static(id="manifest-body")
+        yield Static("", id="window-line")
+        with TabbedContent(id="kinds"):
+            with TabPane("Snapshots", id="tab-snapshots"):
+                with Vertical(id="inventory-list", classes="panel"):
+                    yield DeckInput(id="filter", placeholder="filter by database, id, "
+                                    "retention (esc: clear)")
+                    yield DataTable(id="snapshots", cursor_type="row", zebra_stripes=True)
+                with VerticalScroll(id="manifest", classes="panel"):
+                    yield Static(id="manifest-body")
+            with TabPane("Base backups", id="tab-bases"):
+                yield DataTable(id="bases", cursor_type="row", zebra_stripes=True)
+            with TabPane("WAL", id="tab-wal"), VerticalScroll():
+                yield Static(id="wal-body")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -135,8 +204,10 @@ class InventoryScreen(Screen[None]):
         crumb.mode, crumb.parts = self.app.mode, ("inventory",)
         self.query_one("#inventory-list").border_title = "Snapshots"
         self.query_one("#manifest").border_title = "Manifest"
-        table = self.query_one(DataTable)
+        table = self.query_one("#snapshots", DataTable)
         table.add_columns(*COLUMNS)
+        self.query_one("#bases", DataTable).add_columns(
+            "Base backup", "Ended (UTC)", "Stored", "Timeline", "LSN", "Encrypted", "State")
         table.focus()
         self.load()
 
@@ -184,7 +255,7 @@ class InventoryScreen(Screen[None]):
 
     def _fill(self) -> None:
         inventory, now = self.cluster, self.now
-        table = self.query_one(DataTable)
+        table = self.query_one("#snapshots", DataTable)
         table.clear()
         self._shown = []
         if inventory is None or now is None:
@@ -192,6 +263,9 @@ class InventoryScreen(Screen[None]):
         self.query_one("#rpo-line", Static).update(
             rpo_line(inventory, now, self._repository_label(inventory.name)))
         self.query_one(Breadcrumb).parts = ("inventory", inventory.name)
+        self.query_one("#window-line", Static).update(window_line(inventory.pitr, now))
+        self.query_one("#wal-body", Static).update(wal_view(inventory.pitr))
+        self._fill_bases(inventory)
         needle = self.query_one("#filter", DeckInput).value.casefold()
         rows = [s for s in inventory.snapshots
                 if not needle or needle in f"{s.database} {s.stamp} {s.retention}".casefold()]
@@ -208,6 +282,20 @@ class InventoryScreen(Screen[None]):
         except Exception:  # shown as the inventory's own error line
             return "?"
         return f"{repository.name} ({repository.type})"
+
+    def _fill_bases(self, inventory: ClusterInventory) -> None:
+        table = self.query_one("#bases", DataTable)
+        table.clear()
+        picture = inventory.pitr
+        for manifest, stamp, problem in (picture.base_backups if picture else []):
+            if manifest is None:
+                table.add_row(stamp, "-", "-", "-", "-", "-", Text(f"✗ {problem}", style="red"))
+                continue
+            state = Text(f"✗ {problem}", style="red") if problem else Text("✓", style="green")
+            table.add_row(stamp, manifest.stopped.strftime("%Y-%m-%d %H:%M:%S"),
+                          format_bytes(manifest.stored_size), str(manifest.timeline),
+                          f"{manifest.start_lsn}..{manifest.stop_lsn}",
+                          "✓" if manifest.encrypted else Text("✗ NO", style="bold red"), state)
 
     @staticmethod
     def _sort_key(snapshot: Snapshot, column: int) -> Any:
@@ -234,9 +322,12 @@ class InventoryScreen(Screen[None]):
                 retention, encrypted, verified_cell(snapshot)]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._show_manifest(event.cursor_row)
+        if event.data_table.id == "snapshots":
+            self._show_manifest(event.cursor_row)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        if event.data_table.id != "snapshots":
+            return
         column, reverse = self._sort
         self._sort = (event.column_index, not reverse if column == event.column_index else False)
         self._fill()
@@ -252,7 +343,8 @@ class InventoryScreen(Screen[None]):
     def selected(self) -> Snapshot | None:
         if not self._shown:
             return None
-        return self._shown[min(self.query_one(DataTable).cursor_row, len(self._shown) - 1)]
+        row = self.query_one("#snapshots", DataTable).cursor_row
+        return self._shown[min(row, len(self._shown) - 1)]
 
     def _open(self, runbook: str, extra: dict[str, str] | None = None) -> None:
         snapshot = self.selected
@@ -272,6 +364,18 @@ class InventoryScreen(Screen[None]):
     def action_restore(self) -> None:
         self._open("snapshot-restore")
 
+    def action_restore_point(self) -> None:
+        inventory = self.cluster
+        picture = inventory.pitr if inventory else None
+        if inventory is None or picture is None or not picture.windows:
+            self.notify("no recoverable window for this cluster: it needs a base backup and "
+                        "its WAL archive", severity="error")
+            return
+        given = {"cluster": inventory.name}
+        if picture.latest is not None:
+            given["target"] = picture.latest.isoformat()
+        self.app.open_runbook_named("pitr-restore", given)
+
     def action_reload(self) -> None:
         self.query_one("#rpo-line", Static).update("loading the inventory…")
         self.load()
@@ -287,13 +391,13 @@ class InventoryScreen(Screen[None]):
 
     def on_input_submitted(self, event: DeckInput.Submitted) -> None:
         if event.input.id == "filter":
-            self.query_one(DataTable).focus()
+            self.query_one("#snapshots", DataTable).focus()
 
     def action_back(self) -> None:
         box = self.query_one("#filter", DeckInput)
         if box.has_class("visible"):
             box.value = ""
             box.remove_class("visible")
-            self.query_one(DataTable).focus()
+            self.query_one("#snapshots", DataTable).focus()
             return
         self.app.pop_screen()
