@@ -22,6 +22,15 @@ from harness.s3 import S3Endpoint, moto_s3_server
 SLOW_FIXTURES = {"pg_cluster", "make_pg_cluster"}
 
 
+@pytest.fixture(autouse=True)
+def private_state(tmp_path_factory: pytest.TempPathFactory,
+                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own state directory: work directories and the journal."""
+    monkeypatch.setenv("DRDECK_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    monkeypatch.delenv("DRDECK_JOURNAL", raising=False)
+    monkeypatch.delenv("DRDECK_CONFIG", raising=False)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):

@@ -81,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-workdir", action="store_true",
                      help="keep the run's work directory after success")
 
+    resume = sub.add_parser(
+        "resume", parents=[per_command], help="continue an interrupted or failed run",
+        description="Continue a run from its first unfinished step, with the same "
+                    "parameters (secrets must be given again), as one run in the journal.")
+    resume.add_argument("run_id", metavar="RUN_ID")
+    resume.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a secret parameter, given again")
+    resume.add_argument("--yes", action="store_true",
+                        help="confirm steps and acknowledge manual steps without a person")
+    resume.add_argument("--json", action="store_true", help="JSON lines, one event per line")
+    resume.add_argument("--headless", action="store_true", help="never open the app")
+    resume.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
+
     validate = sub.add_parser("validate", help="check runbook files without running anything")
     validate.add_argument("paths", nargs="+", metavar="PATH")
 
@@ -144,6 +157,10 @@ def _main(argv: list[str] | None = None) -> int:
             from tui.commands.run import run_command
 
             return run_command(args)
+        if args.command == "resume":
+            from tui.commands.resume import resume_command
+
+            return resume_command(args)
         if args.command == "validate":
             from tui.commands.validate import validate_command
 

@@ -155,6 +155,9 @@ class HumanPrinter:
 
     def _on_step_finished(self, e: ev.StepFinished) -> None:
         s = self.style
+        if e.replayed:
+            self._write(s(f"↺ {e.step}  {e.status} before the run was resumed", "2"))
+            return
         colour = {"succeeded": "32", "failed": "1;31", "skipped": "33"}[e.status]
         took = format_duration(e.duration_s)
         line = f"{s(GLYPHS[e.status], colour)} {e.step}  {e.status}  {took}"

@@ -53,12 +53,16 @@ class DrdeckApp(App[None]):
         cursor_blink: bool = True,
         config: Any = None,
         utc_now: Callable[[], Any] | None = None,
+        journal: bool = True,
+        resume: Any = None,
     ) -> None:
         super().__init__()
         from tui.config import Config
 
         self.config = config if config is not None else Config()
         self.cursor_blink = cursor_blink
+        self.journal_enabled = journal
+        self._resume = resume
         from tui.catalog.inventory import now_utc
 
         self.utc_now = utc_now or now_utc
@@ -76,7 +80,12 @@ class DrdeckApp(App[None]):
     def on_mount(self) -> None:
         found = self._runbooks if self._runbooks is not None else discover(self._runbook_dirs)
         self.push_screen(HomeScreen(found))
-        if self._open_runbook is not None:
+        if self._resume is not None:
+            detail, runbook, params = self._resume
+            self.mode = detail.run.mode
+            self.push_screen(RunScreen(runbook, params, mode=self.mode, config=self.config,
+                                       resume=detail))
+        elif self._open_runbook is not None:
             if self._autostart is not None:
                 self.start_run(self._open_runbook, self._autostart)
             else:
@@ -86,6 +95,12 @@ class DrdeckApp(App[None]):
 
     def open_briefing(self, runbook: Runbook, given: dict[str, str] | None = None) -> None:
         self.push_screen(BriefingScreen(runbook, given))
+
+    def open_journal(self) -> Any:
+        """A journal connection for the app's own thread (workers open their own)."""
+        from tui.journal.store import open_journal
+
+        return open_journal(self.config)
 
     def open_inventory(self) -> None:
         from .screens.inventory import InventoryScreen

@@ -11,7 +11,8 @@ from tui.runbook.params import resolve
 
 def open_app(*, mode: str = "drill", runbook: Runbook | None = None,
              given: dict[str, str] | None = None, autostart: bool = False,
-             config: Any = None, config_path: str | None = None) -> int:
+             config: Any = None, config_path: str | None = None,
+             resume_run: str | None = None) -> int:
     """Run the app; the exit code follows the last run (0 when none failed)."""
     from tui.app.app import DrdeckApp
     from tui.config import load_config
@@ -25,8 +26,13 @@ def open_app(*, mode: str = "drill", runbook: Runbook | None = None,
             start = resolve(runbook, given or {})
         except InvalidInput:
             start = None  # something is missing: the briefing asks for it
+    resume = None
+    if resume_run is not None:
+        from tui.commands.resume import load_resumable
+
+        resume = load_resumable(config, resume_run, given or {})
     app = DrdeckApp(mode=mode, open_runbook=runbook, params=given, autostart=start,
-                    config=config, runbook_dirs=list(config.runbook_dirs))
+                    config=config, runbook_dirs=list(config.runbook_dirs), resume=resume)
     app.run()
     result = app.last_result
     if result is None:

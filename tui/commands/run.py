@@ -39,16 +39,23 @@ def _wants_app(args: Namespace) -> bool:
 
 
 def run_headless(runbook, params, *, yes: bool, as_json: bool, dry_run: bool, mode: str,
-                 keep_workdir: bool = False, config=None) -> int:
+                 keep_workdir: bool = False, config=None, resume=None) -> int:
     from tui.engine.runner import Runner
     from tui.headless import HeadlessOperator, HumanPrinter, JsonPrinter
 
     runner = Runner(runbook, params, HeadlessOperator(yes=yes), mode=mode, dry_run=dry_run,
-                    keep_workdir=keep_workdir, config=config)
+                    keep_workdir=keep_workdir, config=config,
+                    run_id=resume.run.id if resume else None, resume=resume)
+    journal = None
     if not dry_run:
         runner.check_environment()
-    runner.subscribe(JsonPrinter(sys.stdout) if as_json else HumanPrinter(sys.stdout))
-    result = asyncio.run(_run_with_signals(runner))
+        journal = record(runner, config, resume)
+    try:
+        runner.subscribe(JsonPrinter(sys.stdout) if as_json else HumanPrinter(sys.stdout))
+        result = asyncio.run(_run_with_signals(runner))
+    finally:
+        if journal is not None:
+            journal.close()
     if not as_json and result.workdir is not None and result.status != "succeeded":
         print(f"work directory kept for inspection: {result.workdir}", file=sys.stderr)
     if result.interrupted:
@@ -66,3 +73,20 @@ async def _run_with_signals(runner):
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def record(runner, config, resume=None):
+    """Journal the run: its row and its lock first (refused if the target is taken)."""
+    from tui.journal.recorder import Recorder
+    from tui.journal.store import open_journal
+
+    journal = open_journal(config)
+    journal.mark_interrupted()
+    recorder = Recorder(journal, runner, resumed=resume)
+    try:
+        recorder.begin(runner.lock_key())
+    except BaseException:
+        journal.close()
+        raise
+    runner.subscribe(recorder)
+    return journal

@@ -55,7 +55,8 @@ def fetch_command(args: Namespace) -> int:
         cluster, store, gpg_home = _target(args)
         found = fetch(store, cluster.name, args.name, dest, gpg_home,
                       encrypted_first=bool(cluster.gpg_recipients))
-    except DrdeckError as exc:
+    except (DrdeckError, OSError) as exc:
+        # anything but "not in the archive" must stop recovery, not end it early
         print(f"drdeck wal fetch {args.name}: {exc}", file=sys.stderr)
         return EXIT_ARCHIVE_UNREADABLE
     if not found:

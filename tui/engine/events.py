@@ -173,6 +173,8 @@ class StepFinished(Event):
     error: str | None = None
     attempts: int = 1
     reason: str | None = None
+    captured: str | None = None  # what capture = true kept (secrets masked)
+    replayed: bool = False  # a resumed run re-announcing a step finished before
 
 
 @dataclass(slots=True, kw_only=True)

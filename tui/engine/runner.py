@@ -103,6 +103,7 @@ class Runner:
         keep_workdir: bool = False,
         env: dict[str, str] | None = None,
         config: Any = None,
+        resume: Any = None,
     ):
         from tui.config import Config
 
@@ -127,6 +128,7 @@ class Runner:
         self._start = 0.0
         self._current: asyncio.Task[Any] | None = None
         self._abort_reason: str | None = None
+        self.resume = resume  # a journal RunDetail: continue it from its first unfinished step
         self._register_secrets()
 
     # --- wiring -----------------------------------------------------------------------
@@ -194,9 +196,23 @@ class Runner:
 
     # --- the run ----------------------------------------------------------------------
 
+    def lock_key(self) -> str | None:
+        """The target this run works on (the runbook's `lock`), for the journal's lock."""
+        if not self.runbook.lock:
+            return None
+        try:
+            return self.redact(render_text(self.runbook.lock, self.lookup))
+        except TemplateError:
+            return self.runbook.lock
+
     async def run(self) -> RunResult:
         self._start = time.monotonic()
         self._started_at = datetime.now(UTC).isoformat()
+        if self.resume is not None:
+            # one run with its full history: the clock counts from the first start
+            first = datetime.fromisoformat(self.resume.run.started_at)
+            self._start -= (datetime.now(UTC) - first).total_seconds()
+            self._started_at = self.resume.run.started_at
         if not self.dry_run:
             private_dir(self.workdir)
         self.emit(ev.RunStarted(
@@ -205,7 +221,7 @@ class Runner:
             title=self.runbook.title,
             scenario=self.runbook.scenario,
             mode=self.mode,
-            params=self._shown_params(),
+            params=self.shown_params(),
             steps=[ev.StepInfo(id=s.id, title=s.title, action=s.action)
                    for s in self.runbook.steps],
             workdir=str(self.workdir),
@@ -216,9 +232,13 @@ class Runner:
         status = "succeeded"
         error: str | None = None
         try:
+            done_before = self._done_before()
             for step in self.runbook.steps:
                 if self.dry_run:
                     self._plan(step)
+                    continue
+                if step.id in done_before:
+                    self._replay(step, done_before[step.id])
                     continue
                 if self._abort_reason:
                     status = "aborted"
@@ -237,6 +257,27 @@ class Runner:
             self._finish_run("aborted", self._abort_reason)
             raise
         return self._finish_run(status, error)
+
+    def _done_before(self) -> dict[str, Any]:
+        if self.resume is None:
+            return {}
+        return {s.step_id: s for s in self.resume.steps
+                if s.status in ("succeeded", "skipped")}
+
+    def _replay(self, step: Step, before: Any) -> None:
+        """A step a resumed run finished before: announced again, not run again."""
+        record = self._records[step.id]
+        record.status, record.attempts = before.status, before.attempts
+        record.duration_s, record.reason = before.duration_s, before.reason
+        if before.captured is not None:
+            self._outputs[step.id] = before.captured
+        for milestone in (self.resume.milestones if self.resume else []):
+            if milestone["name"] == MILESTONE_SERVICE_RESTORED and self._rto_s is None:
+                self._rto_s = milestone["elapsed_s"]
+        self.emit(ev.StepFinished(step=step.id, status=before.status,
+                                  duration_s=before.duration_s or 0.0,
+                                  attempts=before.attempts, reason=before.reason,
+                                  replayed=True))
 
     def _finish_run(self, status: str, error: str | None) -> RunResult:
         duration = time.monotonic() - self._start
@@ -273,7 +314,7 @@ class Runner:
             workdir=self.workdir if self.workdir.exists() else None,
         )
 
-    def _shown_params(self) -> dict[str, str]:
+    def shown_params(self) -> dict[str, str]:
         shown = {}
         for name, value in self.params.items():
             param = self.runbook.params.get(name)
@@ -364,6 +405,7 @@ class Runner:
     def _finish_step(self, record: StepRecord, status: str, started: float) -> None:
         record.status = status
         record.duration_s = time.monotonic() - started
+        captured = self._outputs.get(record.id)
         self.emit(ev.StepFinished(
             step=record.id,
             status=status,
@@ -371,6 +413,7 @@ class Runner:
             error=self.redact(record.error) if record.error and status == "failed" else None,
             attempts=record.attempts,
             reason=self.redact(record.reason) if record.reason else None,
+            captured=self.redact(captured) if captured is not None else None,
         ))
 
     async def _attempt(self, step: Step, action: type[Action],

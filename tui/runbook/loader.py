@@ -38,7 +38,8 @@ STEP_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RESERVED_PARAM_NAMES = {"env", "run", "steps"}
 
-RUNBOOK_KEYS = {"name", "title", "scenario", "description", "rto", "rpo", "contacts"}
+RUNBOOK_KEYS = {"name", "title", "scenario", "description", "rto", "rpo", "contacts", "lock",
+                "cadence"}
 PARAM_KEYS = {"type", "help", "default", "choices"}
 STEP_KEYS = {
     "id", "title", "action", "with", "timeout", "retries", "retry_delay", "on_failure",
@@ -183,6 +184,10 @@ class _Checker:
             self.problem((), "missing required table [runbook] with name and title")
         header = self.header(head) if head is not None else None
         params = self.params(doc)
+        if header and header.get("lock"):
+            self.templates(header["lock"], ("runbook", "lock"), _Names(params,
+                                                                      self.broken_params),
+                           "text")
         steps = self.steps(doc, params)
         if self.problems or header is None:
             return None
@@ -212,6 +217,8 @@ class _Checker:
             "rto": self.duration(head, "rto", where),
             "rpo": self.duration(head, "rpo", where),
             "contacts": tuple(contacts),
+            "lock": self.text(head, "lock", where),
+            "cadence": self.duration(head, "cadence", where),
         }
         return None if name is None or title is None else header
 

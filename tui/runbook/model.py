@@ -121,6 +121,8 @@ class Runbook:
     rto: float | None = None
     rpo: float | None = None
     contacts: tuple[str, ...] = ()
+    lock: str | None = None  # the target a run works on: two runs on one target are refused
+    cadence: float | None = None  # how often a drill is due (seconds); None: monthly
     params: dict[str, Param] = field(default_factory=dict)
     steps: tuple[Step, ...] = ()
     path: Path | None = None

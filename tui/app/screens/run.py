@@ -55,14 +55,17 @@ class RunScreen(Screen[None]):
     ]
 
     def __init__(self, runbook: Runbook, params: dict[str, Any], *, mode: str,
-                 run_id: str | None = None, config: Any = None) -> None:
+                 run_id: str | None = None, config: Any = None, resume: Any = None) -> None:
         super().__init__()
         self.runbook = runbook
         self.mode = mode
         self.state = RunState()
-        self.runner = Runner(runbook, params, AppOperator(self), mode=mode, run_id=run_id,
-                             config=config)
-        self.runner.subscribe(self._receive)
+        self.runner = Runner(runbook, params, AppOperator(self), mode=mode,
+                             run_id=resume.run.id if resume else run_id, config=config,
+                             resume=resume)
+        self.config = config
+        self.resume = resume
+        self.journal: Any = None
         self._pending: list[ev.Event | str] = []
         self._request: OperatorRequest | None = None
         self._summary_shown = False
@@ -97,9 +100,32 @@ class RunScreen(Screen[None]):
         self.set_interval(FLUSH_INTERVAL_S, self._flush)
         self.set_interval(1.0, self._tick)
         self.query_one("#output").focus()
+        if not self._start_journal():
+            return
+        self.runner.subscribe(self._receive)
         # start once the screen is drawn: its first layout is not then paid during a flood
         self.call_after_refresh(self.run_worker, self._drive(), name="run", group="run",
                                 exclusive=True)
+
+    def _start_journal(self) -> bool:
+        """Record the run; refuse it (and say why) when another run holds its target."""
+        from tui.errors import DrdeckError
+        from tui.journal.recorder import Recorder
+
+        if not getattr(self.app, "journal_enabled", True):
+            return True
+        try:
+            self.journal = self.app.open_journal()
+            recorder = Recorder(self.journal, self.runner, resumed=self.resume)
+            recorder.begin(self.runner.lock_key())
+        except DrdeckError as exc:
+            self.app.notify(str(exc), title="the run was not started", severity="error",
+                            timeout=30)
+            self.state.finished = None
+            self.call_after_refresh(self.app.pop_screen)
+            return False
+        self.runner.subscribe(recorder)
+        return True
 
     def _preview_started(self) -> ev.RunStarted:
         """The step list is drawn before the engine's first event arrives."""
@@ -112,7 +138,12 @@ class RunScreen(Screen[None]):
         )
 
     async def _drive(self) -> None:
-        self.result = await self.runner.run()
+        try:
+            self.result = await self.runner.run()
+        finally:
+            if self.journal is not None:
+                self.journal.close()
+                self.journal = None
 
     @property
     def running(self) -> bool:

@@ -6,6 +6,7 @@ from tui.engine.actions.base import Action
 from tui.engine.actions.manual import Manual
 from tui.engine.actions.milestone import MilestoneAction
 from tui.engine.actions.neon import NeonRestoreBranch
+from tui.engine.actions.pgbackrest import PgbackrestPreflight, PgbackrestRestore
 from tui.engine.actions.pitr import BaseBackupCreate, PitrPreflight, PitrRestore
 from tui.engine.actions.restore import PgRestore, RestorePreflight
 from tui.engine.actions.retention import RetentionPrune
@@ -27,6 +28,7 @@ ACTIONS: dict[str, type[Action]] = {
         RestorePreflight, PgRestore, RetentionPrune,
         BaseBackupCreate, PitrPreflight, PitrRestore,
         NeonRestoreBranch,
+        PgbackrestPreflight, PgbackrestRestore,
     )
 }
 

@@ -1,0 +1,170 @@
+"""The journal recorder: a subscriber of the run's events that writes them down as they come.
+
+Every event is committed before the next step starts (most are committed at
+once), so a crash or a SIGKILL loses nothing that happened. Output is the
+exception: each step keeps its last lines, written at most once a second and
+when the step ends, because a flood of output is not a record.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import time
+from collections import deque
+from typing import Any
+
+from tui.engine import events as ev
+from tui.journal.store import Journal, RunDetail, RunRow, StepRow, now_iso
+
+TAIL_LINES = 40
+FLUSH_S = 1.0
+HEARTBEAT_S = 5.0
+
+
+def operator_identity() -> tuple[str, str]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    host = socket.gethostname()
+    return f"{user}@{host}", host
+
+
+class Recorder:
+    def __init__(self, journal: Journal, runner: Any, *, resumed: RunDetail | None = None):
+        self.journal = journal
+        self.runner = runner
+        self.resumed = resumed
+        self.lock_key: str | None = None
+        self._steps: dict[str, StepRow] = {}
+        self._tails: dict[str, deque[str]] = {}
+        self._dirty: set[str] = set()
+        self._flushed = time.monotonic()
+        self._heartbeat = time.monotonic()
+        if resumed is not None:
+            for step in resumed.steps:
+                self._steps[step.step_id] = step
+                self._tails[step.step_id] = deque(step.output_tail.splitlines(),
+                                                  maxlen=TAIL_LINES)
+
+    def begin(self, lock_key: str | None) -> None:
+        """Before the run starts: its row, and its lock on the target (or LockHeld)."""
+        runbook = self.runner.runbook
+        operator, host = operator_identity()
+        if self.resumed is None:
+            self.journal.insert_run(RunRow(
+                id=self.runner.run_id, runbook=runbook.name, runbook_sha256=runbook.sha256,
+                title=runbook.title, scenario=runbook.scenario, mode=self.runner.mode,
+                operator=operator, host=host, pid=os.getpid(), started_at=now_iso(),
+                heartbeat_at=now_iso(), status="running",
+                params_json=json.dumps(self.runner.shown_params(), sort_keys=True),
+                rto_target_s=runbook.rto, rpo_target_s=runbook.rpo, lock_key=lock_key,
+                dry_run=int(self.runner.dry_run)))
+        else:
+            self.journal.update_run(self.runner.run_id, status="running", ended_at=None,
+                                    error=None, host=host, pid=os.getpid(),
+                                    heartbeat_at=now_iso(),
+                                    resumes=self.resumed.run.resumes + 1, operator=operator)
+        if lock_key:
+            try:
+                self.journal.acquire_lock(lock_key, self.runner.run_id)
+            except BaseException:
+                self.journal.update_run(self.runner.run_id, status="refused",
+                                        ended_at=now_iso(),
+                                        error="another run holds the same target")
+                raise
+            self.lock_key = lock_key
+
+    def __call__(self, event: ev.Event) -> None:
+        handler = getattr(self, f"_on_{event.kind}", None)
+        if handler is not None:
+            handler(event)
+        now = time.monotonic()
+        if self._dirty and now - self._flushed >= FLUSH_S:
+            self._flush_tails()
+        if now - self._heartbeat >= HEARTBEAT_S:
+            self._heartbeat = now
+            self.journal.update_run(self.runner.run_id, heartbeat_at=now_iso())
+
+    # --- events -----------------------------------------------------------------------
+
+    def _step(self, step_id: str) -> StepRow:
+        if step_id not in self._steps:
+            ids = [s.id for s in self.runner.runbook.steps]
+            spec = self.runner.runbook.step(step_id)
+            self._steps[step_id] = StepRow(self.runner.run_id, step_id, ids.index(step_id),
+                                           spec.title, spec.action, "pending")
+            self._tails[step_id] = deque(maxlen=TAIL_LINES)
+        return self._steps[step_id]
+
+    def _on_run_started(self, e: ev.RunStarted) -> None:
+        for info in e.steps:
+            step = self._step(info.id)
+            if step.status == "pending":
+                self.journal.upsert_step(step)
+
+    def _on_step_started(self, e: ev.StepStarted) -> None:
+        step = self._step(e.step)
+        step.status, step.attempts, step.command = "running", e.attempt, e.command
+        step.started_at = step.started_at or now_iso()
+        self.journal.upsert_step(step)
+
+    def _on_output(self, e: ev.Output) -> None:
+        self._tails.setdefault(e.step, deque(maxlen=TAIL_LINES)).append(e.line)
+        self._dirty.add(e.step)
+
+    def _on_check(self, e: ev.CheckResult) -> None:
+        self.journal.add("checks", run_id=self.runner.run_id, step_id=e.step, name=e.name,
+                         ok=int(e.ok), detail=e.detail, at=now_iso())
+
+    def _on_measure(self, e: ev.Measure) -> None:
+        self.journal.add("measures", run_id=self.runner.run_id, step_id=e.step, name=e.name,
+                         value=e.value, unit=e.unit, detail=e.detail, at=now_iso())
+        if e.name == "achieved_rpo":
+            self.journal.update_run(self.runner.run_id, rpo_s=e.value)
+
+    def _on_milestone(self, e: ev.Milestone) -> None:
+        self.journal.add("milestones", run_id=self.runner.run_id, name=e.name,
+                         elapsed_s=e.elapsed_s, at=now_iso())
+
+    def _on_operator_wait(self, e: ev.OperatorWait) -> None:
+        step = self._step(e.step)
+        step.status = "waiting"
+        step.started_at = step.started_at or now_iso()
+        self.journal.upsert_step(step)
+
+    def _on_operator_answer(self, e: ev.OperatorAnswer) -> None:
+        step = self._step(e.step)
+        step.status = "running"
+        step.operator_wait_s += e.waited_s
+        self.journal.upsert_step(step)
+
+    def _on_step_finished(self, e: ev.StepFinished) -> None:
+        if e.replayed:
+            return
+        step = self._step(e.step)
+        step.status, step.duration_s, step.attempts = e.status, e.duration_s, e.attempts
+        step.error, step.reason, step.ended_at = e.error, e.reason, now_iso()
+        step.started_at = step.started_at or step.ended_at
+        step.captured = e.captured
+        step.output_tail = "\n".join(self._tails.get(e.step, ()))
+        self._dirty.discard(e.step)
+        self.journal.upsert_step(step)
+
+    def _on_run_finished(self, e: ev.RunFinished) -> None:
+        self._flush_tails()
+        self.journal.update_run(self.runner.run_id, status=e.status, ended_at=now_iso(),
+                                rto_s=e.rto_s, error=e.error, heartbeat_at=now_iso())
+        if self.lock_key:
+            self.journal.release_lock(self.lock_key, self.runner.run_id)
+
+    def _flush_tails(self) -> None:
+        for step_id in list(self._dirty):
+            step = self._step(step_id)
+            step.output_tail = "\n".join(self._tails[step_id])
+            self.journal.upsert_step(step)
+        self._dirty.clear()
+        self._flushed = time.monotonic()

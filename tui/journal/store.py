@@ -1,0 +1,364 @@
+"""Where the journal lives: a SQLite file (default, mode 0600) or a shared PostgreSQL database.
+
+Both speak the same SQL; the only difference the rest of drdeck sees is the
+URL. Every write commits at once: a crash or a SIGKILL loses nothing that was
+recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tui.errors import DrdeckError
+from tui.journal.schema import LATEST, MIGRATIONS
+
+HEARTBEAT_STALE = timedelta(minutes=2)  # a run on another host is presumed dead after this
+
+
+class JournalError(DrdeckError):
+    pass
+
+
+class LockHeld(DrdeckError):
+    """Another run holds the lock on the same target."""
+
+    retryable = False
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def default_path() -> Path:
+    from tui.paths import state_dir
+
+    return state_dir() / "journal.sqlite"
+
+
+@dataclass
+class RunRow:
+    id: str
+    runbook: str
+    runbook_sha256: str
+    title: str
+    scenario: str
+    mode: str
+    operator: str
+    host: str
+    pid: int
+    started_at: str
+    status: str
+    params_json: str
+    ended_at: str | None = None
+    heartbeat_at: str = ""
+    rto_s: float | None = None
+    rto_target_s: float | None = None
+    rpo_s: float | None = None
+    rpo_target_s: float | None = None
+    error: str | None = None
+    lock_key: str | None = None
+    resumes: int = 0
+    dry_run: int = 0
+
+    @property
+    def params(self) -> dict[str, str]:
+        return json.loads(self.params_json)
+
+    @property
+    def started(self) -> datetime:
+        return datetime.fromisoformat(self.started_at)
+
+    @property
+    def ended(self) -> datetime | None:
+        return datetime.fromisoformat(self.ended_at) if self.ended_at else None
+
+    @property
+    def duration_s(self) -> float | None:
+        return (self.ended - self.started).total_seconds() if self.ended else None
+
+
+@dataclass
+class StepRow:
+    run_id: str
+    step_id: str
+    position: int
+    title: str
+    action: str
+    status: str
+    attempts: int = 0
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = None
+    operator_wait_s: float = 0.0
+    error: str | None = None
+    reason: str | None = None
+    command: str | None = None
+    output_tail: str = ""
+    captured: str | None = None
+
+
+@dataclass
+class RunDetail:
+    run: RunRow
+    steps: list[StepRow] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    milestones: list[dict[str, Any]] = field(default_factory=list)
+    measures: list[dict[str, Any]] = field(default_factory=list)
+
+
+_RUN_FIELDS = list(RunRow.__dataclass_fields__)
+_STEP_FIELDS = list(StepRow.__dataclass_fields__)
+
+
+class Journal:
+    """One connection to the journal. Not shared between threads: open one per thread."""
+
+    def __init__(self, url: str | None = None):
+        self.url = url
+        self.postgres = bool(url) and url.startswith(("postgres://", "postgresql://"))
+        self.where = _shown_url(url) if self.postgres else str(Path(url) if url
+                                                              else default_path())
+        self._conn = self._connect()
+        self._migrate()
+
+    # --- plumbing -------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        if self.postgres:
+            import psycopg
+
+            try:
+                return psycopg.connect(self.url, connect_timeout=10)
+            except psycopg.Error as exc:
+                raise JournalError(f"cannot open the journal at {self.where}: "
+                                   f"{_first_line(exc)}") from None
+        path = Path(self.url) if self.url else default_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # created 0600 before SQLite opens it: run records name clusters and operators
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            conn = sqlite3.connect(path, timeout=10, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("pragma journal_mode = wal")
+            conn.execute("pragma synchronous = normal")
+            conn.execute("pragma busy_timeout = 10000")
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"cannot open the journal at {path}: {exc}") from None
+        for sidecar in ("-wal", "-shm"):
+            side = Path(f"{path}{sidecar}")
+            if side.exists():
+                side.chmod(0o600)
+        return conn
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.postgres else statement
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            if self.postgres:
+                with self._conn.cursor() as cur:
+                    cur.execute(self._sql(statement), params)
+                    rows = cur.fetchall() if cur.description else []
+                self._conn.commit()
+                return rows
+            cursor = self._conn.execute(statement, params)
+            return cursor.fetchall()
+        except Exception as exc:
+            if self.postgres:
+                self._conn.rollback()
+            raise JournalError(f"journal at {self.where}: {_first_line(exc)}") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Writes that must happen together (a lock check and its insert)."""
+        if self.postgres:
+            with self._conn.transaction():
+                yield
+            return
+        self._conn.execute("begin immediate")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("rollback")
+            raise
+        self._conn.execute("commit")
+
+    def _migrate(self) -> None:
+        self.execute("create table if not exists schema_version (version integer not null)")
+        rows = self.execute("select max(version) from schema_version")
+        current = rows[0][0] or 0
+        for version in range(current + 1, LATEST + 1):
+            for statement in MIGRATIONS[version - 1]:
+                self.execute(statement)
+            self.execute("insert into schema_version (version) values (?)", (version,))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # --- writing --------------------------------------------------------------------
+
+    def insert_run(self, run: RunRow) -> None:
+        values = [getattr(run, name) for name in _RUN_FIELDS]
+        self.execute(f"insert into runs ({', '.join(_RUN_FIELDS)}) values "
+                     f"({', '.join('?' * len(values))})", values)
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self.execute(f"update runs set {assignments} where id = ?", [*fields.values(), run_id])
+
+    def upsert_step(self, step: StepRow) -> None:
+        values = [getattr(step, name) for name in _STEP_FIELDS]
+        updates = ", ".join(f"{name} = excluded.{name}" for name in _STEP_FIELDS[2:])
+        self.execute(f"insert into steps ({', '.join(_STEP_FIELDS)}) values "
+                     f"({', '.join('?' * len(values))}) on conflict (run_id, step_id) do "
+                     f"update set {updates}", values)
+
+    def add(self, table: str, **values: Any) -> None:
+        names = list(values)
+        self.execute(f"insert into {table} ({', '.join(names)}) values "
+                     f"({', '.join('?' * len(names))})", list(values.values()))
+
+    # --- locks ----------------------------------------------------------------------
+
+    def acquire_lock(self, key: str, run_id: str) -> None:
+        """Take `key` for `run_id`, or raise LockHeld naming the run that holds it."""
+        with self.transaction():
+            rows = self.execute("select l.run_id, r.runbook, r.operator, r.started_at, "
+                                "r.status from locks l left join runs r on r.id = l.run_id "
+                                "where l.lock_key = ?", (key,))
+            if rows:
+                holder, runbook, operator, started, status = rows[0]
+                if status == "running" and holder != run_id:
+                    raise LockHeld(
+                        f"another run works on the same target ({key}): run {holder} of "
+                        f"{runbook}, started {started} by {operator}. Wait for it, or abort "
+                        f"it; a crashed run frees its lock when drdeck next starts")
+                self.execute("delete from locks where lock_key = ?", (key,))
+            self.execute("insert into locks (lock_key, run_id, taken_at) values (?, ?, ?)",
+                         (key, run_id, now_iso()))
+
+    def release_lock(self, key: str, run_id: str) -> None:
+        self.execute("delete from locks where lock_key = ? and run_id = ?", (key, run_id))
+
+    # --- housekeeping ---------------------------------------------------------------
+
+    def mark_interrupted(self) -> list[str]:
+        """Runs that were running when their process died are interrupted; their ids."""
+        host = socket.gethostname()
+        stale = (datetime.now(UTC) - HEARTBEAT_STALE).isoformat()
+        found = []
+        for run_id, run_host, pid, heartbeat in self.execute(
+                "select id, host, pid, heartbeat_at from runs where status = 'running'"):
+            dead = (not _alive(pid)) if run_host == host else heartbeat < stale
+            if dead:
+                found.append(run_id)
+        for run_id in found:
+            when = now_iso()
+            self.execute("update runs set status = 'interrupted', ended_at = ?, error = ? "
+                         "where id = ? and status = 'running'",
+                         (when, "the drdeck process ended without finishing the run", run_id))
+            self.execute("update steps set status = 'interrupted', ended_at = ? "
+                         "where run_id = ? and status in ('running', 'waiting')",
+                         (when, run_id))
+            self.execute("delete from locks where run_id = ?", (run_id,))
+        return found
+
+    # --- reading --------------------------------------------------------------------
+
+    def runs(self, runbook: str | None = None, limit: int | None = None,
+             statuses: Sequence[str] | None = None) -> list[RunRow]:
+        where, params = [], []
+        if runbook:
+            where.append("runbook = ?")
+            params.append(runbook)
+        if statuses:
+            where.append(f"status in ({', '.join('?' * len(statuses))})")
+            params.extend(statuses)
+        sql = f"select {', '.join(_RUN_FIELDS)} from runs"
+        if where:
+            sql += " where " + " and ".join(where)
+        sql += " order by started_at desc"
+        if limit:
+            sql += f" limit {int(limit)}"
+        return [RunRow(*row) for row in self.execute(sql, params)]
+
+    def run(self, run_id: str) -> RunDetail:
+        rows = self.execute(f"select {', '.join(_RUN_FIELDS)} from runs where id = ?",
+                            (run_id,))
+        if not rows:
+            prefix = self.execute(f"select {', '.join(_RUN_FIELDS)} from runs where id like ?",
+                                  (f"{run_id}%",))
+            if len(prefix) != 1:
+                raise JournalError(f"no run {run_id!r} in the journal at {self.where}")
+            rows = prefix
+        run = RunRow(*rows[0])
+        detail = RunDetail(run)
+        detail.steps = [StepRow(*row) for row in self.execute(
+            f"select {', '.join(_STEP_FIELDS)} from steps where run_id = ? order by position",
+            (run.id,))]
+        detail.checks = [dict(zip(("step_id", "name", "ok", "detail", "at"), row, strict=True))
+                         for row in self.execute("select step_id, name, ok, detail, at from "
+                                                 "checks where run_id = ? order by at",
+                                                 (run.id,))]
+        detail.milestones = [dict(zip(("name", "elapsed_s", "at"), row, strict=True))
+                             for row in self.execute("select name, elapsed_s, at from "
+                                                     "milestones where run_id = ? order by at",
+                                                     (run.id,))]
+        detail.measures = [dict(zip(("step_id", "name", "value", "unit", "detail", "at"), row,
+                                    strict=True))
+                           for row in self.execute("select step_id, name, value, unit, detail, "
+                                                   "at from measures where run_id = ? "
+                                                   "order by at", (run.id,))]
+        return detail
+
+    def last_runs(self) -> dict[str, RunRow]:
+        """The most recent finished, non-dry run of each runbook."""
+        latest: dict[str, RunRow] = {}
+        for run in self.runs():
+            if run.dry_run or run.status == "running":
+                continue
+            latest.setdefault(run.runbook, run)
+        return latest
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie has exited
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _shown_url(url: str | None) -> str:
+    from tui.redact import mask_credentials
+
+    return mask_credentials(url or "")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def open_journal(config: Any = None) -> Journal:
+    """The configured journal ([journal] url), else the SQLite file in the state directory."""
+    url = getattr(config, "journal_url", None) if config is not None else None
+    url = os.environ.get("DRDECK_JOURNAL") or url
+    return Journal(url)
