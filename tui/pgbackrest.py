@@ -246,15 +246,17 @@ class StanzaInfo:
     databases: list[dict[str, Any]]
     backups: list[BackupSet]  # oldest first
     archives: list[ArchiveRange]
+    problems: list[str] = field(default_factory=list)  # per repository, or per backup
 
 
-# pgBackRest's stanza status codes that mean "nothing to read", with what to do
+# pgBackRest's stanza status codes (command/info/info.c): 0 ok, 2 no valid backups and
+# 4 "different across repos" still describe what is there; the others mean it cannot be read
+_STATUS_OK, _STATUS_NO_BACKUP, _STATUS_MIXED = 0, 2, 4
 _STATUS_HELP = {
     1: "the stanza does not exist in the repository: check --stanza and the repository "
        "path in the configuration, or create it with 'pgbackrest --stanza={s} stanza-create'",
-    3: "the stanza's data is missing from the repository",
-    4: "the repository's cipher does not match the configuration's (repo1-cipher-type/pass)",
-    5: "the database does not match the stanza (a different system id or version)",
+    3: "the stanza's backup.info or archive.info is missing from the repository",
+    5: "the repositories hold different databases (system id or version) for this stanza",
 }
 
 
@@ -276,14 +278,19 @@ def parse_info(raw: bytes | str, stanza: str) -> StanzaInfo:
             raise PgbackrestError(f"pgbackrest info says nothing about stanza {stanza!r}")
         code = int(entry["status"]["code"])
         message = str(entry["status"].get("message", ""))
+        repos = [f"repo{r.get('key')}: {r.get('status', {}).get('message')}"
+                 for r in entry.get("repo", [])
+                 if r.get("status", {}).get("code", 0) not in (_STATUS_OK, _STATUS_NO_BACKUP)]
         if code in _STATUS_HELP:
             raise PgbackrestError(f"pgBackRest stanza {stanza!r}: {message}: "
                                   + _STATUS_HELP[code].format(s=stanza))
-        if code not in (0, 2):  # 2: "no valid backups", which is a fact, not an error
-            repos = "; ".join(f"repo{r.get('key')}: {r.get('status', {}).get('message')}"
-                              for r in entry.get("repo", []))
-            raise PgbackrestError(f"pgBackRest stanza {stanza!r}: {message} ({repos})")
-        backups = [_backup(b) for b in entry.get("backup", []) if not b.get("error")]
+        if code not in (_STATUS_OK, _STATUS_NO_BACKUP, _STATUS_MIXED):
+            raise PgbackrestError(f"pgBackRest stanza {stanza!r} cannot be read: {message} "
+                                  f"({'; '.join(repos) or 'no detail'})")
+        backups = [_backup(b) for b in entry.get("backup", [])]
+        problems = repos + [
+            f"backup {b['label']} has page checksum errors (pgBackRest's backup-error flag)"
+            for b in entry.get("backup", []) if b.get("error")]
         archives = [
             ArchiveRange(str(a["id"]), int(a["database"]["id"]),
                          int(a["database"].get("repo-key", 1)), a.get("min"), a.get("max"))
@@ -293,7 +300,8 @@ def parse_info(raw: bytes | str, stanza: str) -> StanzaInfo:
                       "system_id": d.get("system-id"), "repo": d.get("repo-key", 1)}
                      for d in entry.get("db", [])]
         return StanzaInfo(stanza, code, message, str(entry.get("cipher", "none")),
-                          databases, sorted(backups, key=lambda b: b.stop), archives)
+                          databases, sorted(backups, key=lambda b: b.stop), archives,
+                          problems)
     except PgbackrestError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -356,11 +364,11 @@ def read_stanza(pgbackrest: Pgbackrest, read_commit_times: bool = True) -> Stanz
     info = read_info(pgbackrest)
     if not info.backups:
         recovery = RecoveryPicture([], _new_archive(), [], [],
-                                   ["no backup in the stanza (pgBackRest: "
+                                   [*info.problems, "no backup in the stanza (pgBackRest: "
                                     f"{info.status or 'no valid backups'})"])
         return StanzaPicture(info, recovery, None)
     reader = _ArchiveReader(pgbackrest, info)
-    windows, gaps, problems, end_is = [], {}, [], {}
+    windows, gaps, problems, end_is = [], {}, list(info.problems), {}
     for (repo, archive_id), backups in reader.groups().items():
         listing = reader.listing(repo, archive_id)
         if listing is None:

@@ -26,7 +26,12 @@ def load_resumable(config, run_id: str, given: dict[str, str]):
     if run.status not in RESUMABLE:
         raise InvalidInput(f"run {run.id} is {run.status}: only an interrupted, failed or "
                            "aborted run can be resumed")
-    runbook = load_runbook(find_runbook(run.runbook, list(config.runbook_dirs)))
+    from pathlib import Path
+
+    path = Path(run.runbook_path) if run.runbook_path else None
+    if path is None or not path.is_file():
+        path = find_runbook(run.runbook, list(config.runbook_dirs))
+    runbook = load_runbook(path)
     if runbook.sha256 != run.runbook_sha256:
         raise InvalidInput(
             f"the runbook {run.runbook} has changed since run {run.id} started ({runbook.path}): "

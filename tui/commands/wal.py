@@ -45,7 +45,7 @@ def push_command(args: Namespace) -> int:
 def fetch_command(args: Namespace) -> int:
     from tui.errors import DrdeckError
     from tui.wal.archive import fetch
-    from tui.wal.prefetch import start_prefetcher, take_from_spool
+    from tui.wal.prefetch import note_request, start_prefetcher, take_from_spool
 
     dest = Path(args.dest)
     spool = Path(args.spool) if args.spool else None
@@ -61,6 +61,8 @@ def fetch_command(args: Namespace) -> int:
         return EXIT_ARCHIVE_UNREADABLE
     if not found:
         return EXIT_NOT_FOUND
+    if spool is not None:
+        note_request(spool, args.name)
     if spool is not None and args.prefetch > 0 and _is_segment(args.name):
         prefix = [sys.executable, "-m", "tui"] + (["--config", args.config] if args.config
                                                     else [])

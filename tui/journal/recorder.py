@@ -1,13 +1,14 @@
 """The journal recorder: a subscriber of the run's events that writes them down as they come.
 
-Every event is committed before the next step starts (most are committed at
-once), so a crash or a SIGKILL loses nothing that happened. Output is the
-exception: each step keeps its last lines, written at most once a second and
-when the step ends, because a flood of output is not a record.
+Every event is committed as it comes, so a crash or a SIGKILL loses nothing
+that happened. Output is kept as each step's last lines, written as soon as
+the event loop is free: after each chunk of a flood, at once for a line that
+comes alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import os
@@ -20,7 +21,6 @@ from tui.engine import events as ev
 from tui.journal.store import Journal, RunDetail, RunRow, StepRow, now_iso
 
 TAIL_LINES = 40
-FLUSH_S = 1.0
 HEARTBEAT_S = 5.0
 
 
@@ -62,7 +62,8 @@ class Recorder:
                 heartbeat_at=now_iso(), status="running",
                 params_json=json.dumps(self.runner.shown_params(), sort_keys=True),
                 rto_target_s=runbook.rto, rpo_target_s=runbook.rpo, lock_key=lock_key,
-                dry_run=int(self.runner.dry_run)))
+                dry_run=int(self.runner.dry_run),
+                runbook_path=str(runbook.path.resolve()) if runbook.path else None))
         else:
             self.journal.update_run(self.runner.run_id, status="running", ended_at=None,
                                     error=None, host=host, pid=os.getpid(),
@@ -83,8 +84,6 @@ class Recorder:
         if handler is not None:
             handler(event)
         now = time.monotonic()
-        if self._dirty and now - self._flushed >= FLUSH_S:
-            self._flush_tails()
         if now - self._heartbeat >= HEARTBEAT_S:
             self._heartbeat = now
             self.journal.update_run(self.runner.run_id, heartbeat_at=now_iso())
@@ -114,7 +113,22 @@ class Recorder:
 
     def _on_output(self, e: ev.Output) -> None:
         self._tails.setdefault(e.step, deque(maxlen=TAIL_LINES)).append(e.line)
+        if not self._dirty:
+            self._schedule_flush()
         self._dirty.add(e.step)
+
+    def _schedule_flush(self) -> None:
+        """Written as soon as the loop is free: once per chunk of a flood, at once otherwise."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush_tails()
+            return
+        loop.call_soon(self._flush_if_dirty)
+
+    def _flush_if_dirty(self) -> None:
+        if self._dirty:
+            self._flush_tails()
 
     def _on_check(self, e: ev.CheckResult) -> None:
         self.journal.add("checks", run_id=self.runner.run_id, step_id=e.step, name=e.name,

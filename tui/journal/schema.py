@@ -84,6 +84,9 @@ MIGRATIONS: list[list[str]] = [
             taken_at text not null
         )""",
     ],
+    [  # 2: where the runbook was read from, so a resume reads the same file
+        "alter table runs add column runbook_path text",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -18,13 +18,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tui.errors import DrdeckError
+from tui.errors import DrdeckError, InvalidInput
 from tui.journal.schema import LATEST, MIGRATIONS
 
 HEARTBEAT_STALE = timedelta(minutes=2)  # a run on another host is presumed dead after this
 
 
 class JournalError(DrdeckError):
+    pass
+
+
+class RunNotFound(InvalidInput):
     pass
 
 
@@ -68,6 +72,7 @@ class RunRow:
     lock_key: str | None = None
     resumes: int = 0
     dry_run: int = 0
+    runbook_path: str | None = None
 
     @property
     def params(self) -> dict[str, str]:
@@ -124,9 +129,12 @@ class Journal:
 
     def __init__(self, url: str | None = None):
         self.url = url
-        self.postgres = bool(url) and url.startswith(("postgres://", "postgresql://"))
+        # a URL, or a libpq key=value string ("host=... dbname=...")
+        self.postgres = bool(url) and (url.startswith(("postgres://", "postgresql://"))
+                                       or "dbname=" in url or "host=" in url)
         self.where = _shown_url(url) if self.postgres else str(Path(url) if url
                                                               else default_path())
+        self._in_transaction = False
         self._conn = self._connect()
         self._migrate()
 
@@ -168,12 +176,15 @@ class Journal:
                 with self._conn.cursor() as cur:
                     cur.execute(self._sql(statement), params)
                     rows = cur.fetchall() if cur.description else []
-                self._conn.commit()
+                if not self._in_transaction:
+                    self._conn.commit()
                 return rows
             cursor = self._conn.execute(statement, params)
             return cursor.fetchall()
+        except DrdeckError:
+            raise
         except Exception as exc:
-            if self.postgres:
+            if self.postgres and not self._in_transaction:
                 self._conn.rollback()
             raise JournalError(f"journal at {self.where}: {_first_line(exc)}") from None
 
@@ -181,8 +192,12 @@ class Journal:
     def transaction(self) -> Iterator[None]:
         """Writes that must happen together (a lock check and its insert)."""
         if self.postgres:
-            with self._conn.transaction():
-                yield
+            self._in_transaction = True
+            try:
+                with self._conn.transaction():
+                    yield
+            finally:
+                self._in_transaction = False
             return
         self._conn.execute("begin immediate")
         try:
@@ -300,7 +315,9 @@ class Journal:
             prefix = self.execute(f"select {', '.join(_RUN_FIELDS)} from runs where id like ?",
                                   (f"{run_id}%",))
             if len(prefix) != 1:
-                raise JournalError(f"no run {run_id!r} in the journal at {self.where}")
+                raise RunNotFound(f"no run {run_id!r} in the journal at {self.where}" +
+                                  (" (several runs start so: give more of the id)"
+                                   if prefix else ""))
             rows = prefix
         run = RunRow(*rows[0])
         detail = RunDetail(run)

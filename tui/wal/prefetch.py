@@ -10,6 +10,8 @@ stops at the end of the archive, or when recovery stops asking.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 import subprocess
@@ -19,20 +21,49 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tui.wal.archive import fetch
-from tui.wal.names import Segment
+from tui.wal.archive import fetch, write_atomically
+from tui.wal.names import Segment, is_segment
 
 LOCK = ".prefetch.lock"
+LAST = ".last-requested"  # the newest segment recovery asked for: nothing before it is needed
 IDLE_EXIT_S = 120.0  # recovery stopped asking: the prefetcher leaves
 WORKERS = 4
 
 
 def take_from_spool(spool: Path, name: str, dest: Path) -> bool:
+    note_request(spool, name)
+    source = spool / name
     try:
-        os.replace(spool / name, dest)
+        os.replace(source, dest)
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # across file systems rename says EXDEV before it looks for the file
+        if not source.exists():
+            return False
+        # the spool is on another file system than pg_wal: copy, then let go of it
+        write_atomically(dest, source.read_bytes())
+        source.unlink(missing_ok=True)
     return True
+
+
+def note_request(spool: Path, name: str) -> None:
+    """Remember what recovery asked for last, so the prefetcher never fetches behind it."""
+    if not is_segment(name) or not spool.is_dir():
+        return
+    with contextlib.suppress(OSError):
+        write_atomically(spool / LAST, name.encode())
+
+
+def _last_requested(spool: Path, size: int, timeline: int) -> Segment | None:
+    try:
+        name = (spool / LAST).read_text().strip()
+        segment = Segment.parse(name, size)
+    except (OSError, ValueError):
+        return None
+    return segment if segment.timeline == timeline else None
 
 
 def start_prefetcher(command: list[str], options: list[str], spool: Path, after: str,
@@ -74,6 +105,13 @@ def run_prefetcher(store: Any, cluster: str, spool: Path, after: str, size: int,
     idle_since = time.monotonic()
     with ThreadPoolExecutor(WORKERS) as pool:
         while time.monotonic() - idle_since < IDLE_EXIT_S:
+            last = _last_requested(spool, size, current.timeline)
+            if last is not None and last.number >= wanted.number:
+                wanted = last.next()  # recovery got ahead of us by itself: skip what it has
+            for stale in _spooled(spool):
+                if last is not None and is_segment(stale) and \
+                        Segment.parse(stale, size).number <= last.number:
+                    (spool / stale).unlink(missing_ok=True)
             ahead = _spooled(spool)
             if len(ahead) >= depth:
                 time.sleep(0.02)
