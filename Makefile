@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 system-tools:
-	@scripts/ensure-system-tools
+	@scripts/ensure-system-tools --with-pgbackrest
 
 test: system-tools .venv
 	$(VENV)/bin/python -m pytest -n 2 -q

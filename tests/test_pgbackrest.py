@@ -251,3 +251,28 @@ def test_restore_lines_and_options() -> None:
     assert restore_options(parse_target("latest"), "/new", backup, "/new.ts")[2:] == [
         "--type=default", "--pg1-path=/new", "--tablespace-map-all=/new.ts",
         "--log-level-console=detail"]
+
+
+def test_the_inventory_shows_a_configured_stanza(world, tmp_path) -> None:
+    stanza = world["stanza"]
+    config = tmp_path / "drdeck.toml"
+    config.write_text(f"""
+[repositories.none]
+type = "local"
+path = "{tmp_path / 'empty-repo'}"
+
+[clusters.prod]
+dsn = "{world['cluster'].dsn('app')}"
+repository = "none"
+pgbackrest = {{ stanza = "{stanza.name}", config = "{stanza.config}" }}
+""")
+    proc = Deck(config, tmp_path / "state").run("inventory", "--json")
+    assert proc.returncode == 0, proc.stderr
+    [cluster] = json.loads(proc.stdout)["clusters"]
+    report = cluster["pgbackrest"]
+    assert report["stanza"] == stanza.name and "error" not in report
+    assert [b["label"] for b in report["backups"]] == [world["label"]]
+    assert report["window"]["end"] is not None
+    human = Deck(config, tmp_path / "state").run("inventory")
+    assert f"pgBackRest stanza {stanza.name}:" in human.stdout
+    assert world["label"] in human.stdout

@@ -535,7 +535,7 @@ def _windows(reader: _ArchiveReader, repo: int, archive_id: str, listing: _Listi
     """
     from types import SimpleNamespace
 
-    from tui.pitr.window import Window, _contiguous_run
+    from tui.pitr.window import Window, contiguous_run
 
     size = reader.segment_size
     assert size is not None
@@ -544,7 +544,7 @@ def _windows(reader: _ArchiveReader, repo: int, archive_id: str, listing: _Listi
     for backup in backups:
         first = Segment.parse(backup.start_wal, size)
         last_needed = Segment.parse(backup.stop_wal, size)
-        run_end, timeline, gap = _contiguous_run(
+        run_end, timeline, gap = contiguous_run(
             listing.archive, SimpleNamespace(timeline=backup.timeline, first_segment=first))
         if run_end is None or run_end.number < last_needed.number:
             problems.append(f"backup {backup.label} is not restorable: the WAL from its start "

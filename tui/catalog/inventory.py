@@ -66,6 +66,7 @@ class ClusterInventory:
     incomplete_uploads: list[Any] = field(default_factory=list)
     error: str | None = None  # the repository could not be read
     pitr: Any = None  # the point-in-time picture (tui.pitr.window), when there is one
+    pgbackrest: dict[str, Any] | None = None  # what pgBackRest reports, when configured
 
     def complete(self, database: str | None = None) -> list[Snapshot]:
         return [s for s in self.snapshots

@@ -36,6 +36,8 @@ def load_inventories(config: Any, names: list[str] | None = None,
         inventory = read_cluster(store, cluster.name, cluster.rpo)
         retention_classes(inventory, cluster, now)
         inventory.pitr = read_pitr(store, cluster.name, config)
+        if cluster.pgbackrest is not None:
+            inventory.pgbackrest = read_pgbackrest(cluster.pgbackrest)
         return inventory
 
     with ThreadPoolExecutor(4) as pool:
@@ -57,6 +59,17 @@ def read_pitr(store: Any, cluster: str, config: Any) -> Any:
         return picture(store, cluster, gpg_home)
     except DrdeckError:
         return None
+
+
+def read_pgbackrest(source: Any) -> dict[str, Any]:
+    """What pgBackRest says about the cluster's stanza (see tui.pgbackrest), or the error."""
+    from tui.errors import DrdeckError
+    from tui.pgbackrest import inventory
+
+    try:
+        return inventory(source.stanza, source.config, source.os_user)
+    except DrdeckError as exc:
+        return {"kind": "pgbackrest", "stanza": source.stanza, "error": str(exc)}
 
 
 def retention_classes(inventory: ClusterInventory, cluster: ClusterConfig,
@@ -152,6 +165,7 @@ def cluster_json(inventory: ClusterInventory, now: datetime) -> dict[str, Any]:
             for u in inventory.incomplete_uploads
         ],
         "pitr": pitr_json(getattr(inventory, "pitr", None)),
+        "pgbackrest": getattr(inventory, "pgbackrest", None),
     }
 
 

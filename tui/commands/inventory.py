@@ -63,6 +63,23 @@ def _print_cluster(inventory, now) -> None:
         print(f"  incomplete upload: {upload.key} ({upload.detail})")
     if inventory.pitr is not None:
         _print_pitr(inventory.pitr)
+    if inventory.pgbackrest is not None:
+        _print_pgbackrest(inventory.pgbackrest)
+
+
+def _print_pgbackrest(report) -> None:
+    print(f"  pgBackRest stanza {report.get('stanza')}:")
+    if report.get("error"):
+        print(f"    cannot read it: {report['error']}")
+        return
+    window = report.get("window")
+    if window:
+        print(f"    recoverable {window['start']} to {window['end']}")
+    for backup in report.get("backups", []):
+        print(f"    {backup.get('type', '?'):<5} {backup.get('label')}  stopped "
+              f"{backup.get('stop')}")
+    for gap in report.get("gaps", []):
+        print(f"    WARNING: {gap}")
 
 
 def _print_pitr(picture) -> None:

@@ -22,6 +22,7 @@ from .model import (
     ClusterConfig,
     Config,
     Notify,
+    PgbackrestSource,
     Repository,
     Retention,
     Webhook,
@@ -43,6 +44,7 @@ REPOSITORY_KEYS = {
 }
 CLUSTER_KEYS = {
     "dsn", "dsn_env", "repository", "databases", "gpg_recipients", "rpo", "rto", "retention",
+    "pgbackrest",
 }  # fmt: skip
 RETENTION_KEYS = {"daily", "weekly", "monthly", "monthly_storage_class"}
 WEBHOOK_KEYS = {"url", "events"}
@@ -405,13 +407,32 @@ class _Checker:
         rpo = self.duration(spec, "rpo", where)
         rto = self.duration(spec, "rto", where)
         retention = self.retention(spec, where, repository)
+        pgbackrest = self.pgbackrest(spec, where)
         if len(self.problems) > before:
             return None
         return ClusterConfig(
             name=name, dsn=dsn, dsn_env=dsn_env, repository=repository_name,
             databases=tuple(databases), gpg_recipients=tuple(recipients),
-            rpo=rpo, rto=rto, retention=retention,
+            rpo=rpo, rto=rto, retention=retention, pgbackrest=pgbackrest,
         )  # fmt: skip
+
+    def pgbackrest(self, spec: dict, where: KeyPath) -> PgbackrestSource | None:
+        """`pgbackrest = { stanza = "main", config = "/etc/pgbackrest.conf" }`."""
+        if "pgbackrest" not in spec:
+            return None
+        value = spec["pgbackrest"]
+        here = (*where, "pgbackrest")
+        if not isinstance(value, dict):
+            self.problem(here, "pgbackrest must be a table: { stanza = \"...\", config = "
+                         "\"/etc/pgbackrest.conf\" }")
+            return None
+        self.unknown_keys(value, {"stanza", "config", "os_user"}, here, "pgbackrest")
+        stanza = self.text(value, "stanza", here, required=True)
+        config = self.text(value, "config", here)
+        os_user = self.text(value, "os_user", here)
+        if stanza is None:
+            return None
+        return PgbackrestSource(stanza, config, os_user)
 
     def retention(
         self, spec: dict, where: KeyPath, repository: Repository | None

@@ -37,6 +37,15 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class PgbackrestSource:
+    """A pgBackRest stanza that backs this cluster up: drdeck reads it, never writes it."""
+
+    stanza: str
+    config: str | None = None  # pgbackrest.conf (default: pgBackRest's own)
+    os_user: str | None = None  # run pgbackrest as this user (default: postgres when root)
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """One PostgreSQL cluster drdeck backs up and restores."""
 
@@ -49,6 +58,7 @@ class ClusterConfig:
     rpo: float | None = None  # seconds
     rto: float | None = None  # seconds
     retention: Retention = field(default_factory=Retention)
+    pgbackrest: PgbackrestSource | None = None
 
     @property
     def encrypted(self) -> bool:

@@ -149,7 +149,7 @@ def picture(store: Any, cluster: str, gpg_home: str | None = None,
     windows: list[Window] = []
     gaps: dict[tuple[int, int], Gap] = {}
     for base in complete:
-        run_end, timeline, gap = _contiguous_run(archive, base)
+        run_end, timeline, gap = contiguous_run(archive, base)
         if run_end is None or run_end.number < base.last_segment.number:
             problems.append(f"base backup {base.stamp} is not restorable: the WAL from its "
                             f"start ({base.first_segment.name}) to its end "
@@ -173,7 +173,7 @@ def picture(store: Any, cluster: str, gpg_home: str | None = None,
     return RecoveryPicture(backups, archive, windows, list(gaps.values()), problems)
 
 
-def _contiguous_run(archive: Archive, base: BaseManifest
+def contiguous_run(archive: Archive, base: BaseManifest
                     ) -> tuple[Segment | None, int, Gap | None]:
     """The last segment reachable without a gap from the base's first segment.
 

@@ -119,6 +119,8 @@ class _Checker:
         self.broken_params: set[str] = set()
 
     def problem(self, where: KeyPath, message: str) -> None:
+        # one line per problem: a key or value from the file may hold control characters
+        message = message.replace("\r", "\\r").replace("\n", "\\n")
         line, col = locate(self.source, where)
         self.problems.append(Problem(self.path, line, col, message))
 

@@ -118,6 +118,22 @@ def wal_view(picture: Any) -> Text:
     return text
 
 
+def pgbackrest_view(report: dict[str, Any]) -> Text:
+    text = Text(f"\n\npgBackRest stanza {report.get('stanza')}\n", style="bold")
+    if report.get("error"):
+        text.append(f"✗ {report['error']}\n", style="bold red")
+        return text
+    window = report.get("window")
+    if window:
+        text.append(f"recoverable {window['start']} → {window['end']}\n", style="green")
+    for backup in report.get("backups", []):
+        text.append(f"{backup.get('type', '?'):<5} {backup.get('label')}  stopped "
+                    f"{backup.get('stop')}\n")
+    for gap in report.get("gaps", []):
+        text.append(f"✗ {gap}\n", style="bold red")
+    return text
+
+
 def verified_cell(snapshot: Snapshot) -> Text:
     record = snapshot.last_verification
     if record is None:
@@ -264,7 +280,10 @@ class InventoryScreen(Screen[None]):
             rpo_line(inventory, now, self._repository_label(inventory.name)))
         self.query_one(Breadcrumb).parts = ("inventory", inventory.name)
         self.query_one("#window-line", Static).update(window_line(inventory.pitr, now))
-        self.query_one("#wal-body", Static).update(wal_view(inventory.pitr))
+        wal = wal_view(inventory.pitr)
+        if inventory.pgbackrest is not None:
+            wal.append(pgbackrest_view(inventory.pgbackrest))
+        self.query_one("#wal-body", Static).update(wal)
         self._fill_bases(inventory)
         needle = self.query_one("#filter", DeckInput).value.casefold()
         rows = [s for s in inventory.snapshots

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.engine.actions.base import Action, ActionResult, Arg, Command
-from tui.engine.actions.pitr import _verify, _when
+from tui.engine.actions.pitr import verify_recovery, when
 from tui.engine.context import StepContext
 from tui.units import format_bytes
 
@@ -92,8 +92,8 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
           f"stanza {pgbackrest.stanza}: {len(seen.backups)} backups, archive {ranges}")
     if report:
         for backup in seen.backups:
-            ctx.output(f"backup {backup.label} ({backup.type}): {_when(backup.start)} .. "
-                       f"{_when(backup.stop)}, {format_bytes(backup.size)}, WAL "
+            ctx.output(f"backup {backup.label} ({backup.type}): {when(backup.start)} .. "
+                       f"{when(backup.stop)}, {format_bytes(backup.size)}, WAL "
                        f"{backup.start_wal} .. {backup.stop_wal}")
     recovery = seen.recovery
     for gap in recovery.gaps:
@@ -103,18 +103,18 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     for window in recovery.windows:
         how = seen.end_is.get(window.last_segment, "")
         if how.startswith("archive time"):
-            ctx.output(f"WARNING: the window ending {_when(window.end)} ends at the {how}: "
+            ctx.output(f"WARNING: the window ending {when(window.end)} ends at the {how}: "
                        "the last commit could not be read here")
     if report:
         ctx.output(f"recoverable: {recovery.describe_windows()}")
     plan = plan_recovery(target, recovery)
     backup = plan.base
     check("target inside the recoverable window",
-          f"{target.describe()} in {_when(plan.window.start)} .. {_when(plan.window.end)}")
+          f"{target.describe()} in {when(plan.window.start)} .. {when(plan.window.end)}")
     check("WAL continuous from the backup", f"{backup.start_wal} .. {plan.window.last_segment}")
     if report:
         ctx.output(f"backup set {backup.label} ({backup.type}): consistent by "
-                   f"{_when(backup.stopped)}, {format_bytes(backup.size)}, timeline "
+                   f"{when(backup.stopped)}, {format_bytes(backup.size)}, timeline "
                    f"{backup.timeline}")
     data_dir = Path(str(args["data_dir"])).expanduser().absolute()
     check_data_dir(data_dir)
@@ -193,7 +193,7 @@ class PgbackrestRestore(Action):
             await asyncio.to_thread(server.stop, "fast")  # never leave a half-recovered server
             raise
         ctx.output(f"{state.restored_segments} WAL files restored from the archive")
-        _verify(ctx, backup, target, state)
+        verify_recovery(ctx, backup, target, state)
         ctx.output(f"recovered and promoted: connect with {dsn}")
         return ActionResult(output=dsn)
 

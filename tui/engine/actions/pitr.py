@@ -37,7 +37,7 @@ def _resolve(ctx: StepContext, args: dict[str, Any]):
     return cluster, store, gpg_home
 
 
-def _when(moment: datetime | None) -> str:
+def when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
 
 
@@ -128,10 +128,10 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     plan = plan_recovery(target, seen)
     base = plan.base
     check("target inside the recoverable window",
-          f"{target.describe()} in {_when(plan.window.start)} .. {_when(plan.window.end)}")
+          f"{target.describe()} in {when(plan.window.start)} .. {when(plan.window.end)}")
     check("WAL continuous from the base backup",
           f"{base.first_segment.name} .. {plan.window.last_segment}")
-    ctx.output(f"base backup {base.stamp}: ended {_when(base.stopped)}, "
+    ctx.output(f"base backup {base.stamp}: ended {when(base.stopped)}, "
                f"{format_bytes(base.stored_size)}, timeline {base.timeline}")
     data_dir = Path(str(args["data_dir"])).expanduser()
     check_data_dir(data_dir)
@@ -208,7 +208,7 @@ class PitrRestore(Action):
             await feeder.close()
             _clear(feeder.spool)
         ctx.output(f"{state.restored_segments} WAL files restored from the archive")
-        _verify(ctx, base, target, state)
+        verify_recovery(ctx, base, target, state)
         ctx.output(f"recovered and promoted: connect with {dsn}")
         return ActionResult(output=dsn)
 
@@ -232,7 +232,7 @@ def _database(dsn: str) -> str:
     return str(params.get("dbname") or params.get("user") or "postgres")
 
 
-def _verify(ctx: StepContext, base: Any, target: Any, state: Any) -> None:
+def verify_recovery(ctx: StepContext, base: Any, target: Any, state: Any) -> None:
     ctx.check("out of recovery on a new timeline", state.new_timeline is not None
               and state.new_timeline > base.timeline,
               f"timeline {state.new_timeline} (the backup was on {base.timeline})")
@@ -241,7 +241,7 @@ def _verify(ctx: StepContext, base: Any, target: Any, state: Any) -> None:
     if target.kind == "time" and target.moment is not None:
         ok = last is None or last <= target.moment
         ctx.check("the last replayed commit is at or before the target", ok,
-                  f"last commit {_when(last)}; target {target.describe()}")
+                  f"last commit {when(last)}; target {target.describe()}")
         if last is not None:
             rpo = (target.moment - last).total_seconds()
             ctx.measure("achieved_rpo", max(0.0, rpo), "s",
