@@ -4,6 +4,7 @@ a PostgreSQL cluster, a GnuPG home, and an S3-protocol server or a local directo
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -66,9 +67,13 @@ def test_backup_inventory_verify_restore_compare(deck: Deck) -> None:
     assert deck.cluster.scalar("select count(*) from pg_database where datname like "
                                "'drdeck_verify%'") == 0
 
+    incident = datetime.now(UTC)
     proc, events = deck.run_json("run", "snapshot-restore", "-p", "target_db=app_restored",
-                                 "--yes")
+                                 "-p", f"incident_time={incident.isoformat()}", "--yes")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    rpo = next(e for e in events if e["event"] == "measure" and e["name"] == "achieved_rpo")
+    taken = datetime.fromisoformat(snap["taken_at"])
+    assert rpo["value"] == pytest.approx((incident - taken).total_seconds(), abs=0.01)
     checks = {e["name"]: e["ok"] for e in events if e["event"] == "check"}
     assert checks["every table's row count matches the snapshot"] is True
     progress = [e for e in events if e["event"] == "progress" and e["step"] == "restore"]

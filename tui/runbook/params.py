@@ -46,6 +46,8 @@ def coerce(param: Param, raw: Any) -> Any:
         parse_duration(raw)
         return raw.strip()
     if kind == "timestamp":
+        if not raw.strip() and not param.required:
+            return ""  # an optional moment left blank
         return parse_timestamp(raw)
     if kind == "choice":
         if raw not in param.choices:

@@ -26,6 +26,8 @@ class RestorePreflight(Action):
         "target_dsn": TARGET_DSN,
         "target_db": TARGET_DB,
         "replace": REPLACE,
+        "incident_time": Arg("text", help="when the incident began: the achieved RPO is this "
+                             "minus the snapshot's time", default=""),
     }
 
     def describe(self, args: dict[str, Any]) -> str:
@@ -53,6 +55,17 @@ class RestorePreflight(Action):
         await refuse_unsafe_target(target.server_dsn(), target.database, server,
                                    args["target_db"], bool(args.get("replace")))
         ctx.output(f"restore target: {args['target_db']} on {describe(server)}")
+        incident = str(args.get("incident_time") or "").strip()
+        if incident:
+            from tui.runbook.params import parse_timestamp
+
+            moment = parse_timestamp(incident)
+            lost = (moment - snapshot.taken_at).total_seconds()
+            ctx.measure("achieved_rpo", max(0.0, lost), "s",
+                        f"incident {moment.isoformat()} minus snapshot {snapshot.stamp}")
+            if lost < 0:
+                ctx.output("WARNING: this snapshot was taken after the incident began: "
+                           "it may hold what the incident did")
         ctx.check("snapshot is complete and readable", True, snapshot.stamp)
         ctx.check("target is not the source database", True, args["target_db"])
         return ActionResult(output=snapshot.stamp)
