@@ -135,6 +135,92 @@ def build_parser() -> argparse.ArgumentParser:
                     "cluster's RPO. --json is a stable contract (docs/inventory-json.md).")
     inventory.add_argument("--cluster", metavar="NAME", help="one cluster (default: all)")
     inventory.add_argument("--json", action="store_true", help="machine-readable output")
+
+    from tui.commands.status import THRESHOLDS_HELP
+
+    status = sub.add_parser(
+        "status", parents=[per_command], help="is every cluster restorable within its targets?",
+        description="Per cluster: the newest snapshot's age and the WAL archive lag against\n"
+                    "the RPO, the last verification, the last drill and its RTO against the\n"
+                    "target, the next drill due; each ok, warning or critical.",
+        epilog=THRESHOLDS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    status.add_argument("--cluster", metavar="NAME", help="one cluster (default: all)")
+    status_format = status.add_mutually_exclusive_group()
+    status_format.add_argument("--json", action="store_true", help="machine-readable output")
+    status_format.add_argument("--prometheus", action="store_true",
+                               help="Prometheus text format, for a textfile collector")
+    status.add_argument("--notify", action="store_true",
+                        help="post rpo_breach and drill_overdue to the [notify] webhooks")
+
+    init = sub.add_parser(
+        "init", help="write a commented drdeck.toml and a backup schedule",
+        description="Write a commented drdeck.toml and the schedule for snapshot-backup and\n"
+                    "verify-backup: a crontab file (default), systemd units (--systemd) or a\n"
+                    "GitHub Actions workflow (--github). Asks in a terminal for what the flags\n"
+                    "do not say; never overwrites a file without --force.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  drdeck init --cluster prod --dsn-env DATABASE_URL --database app "
+               "--repository-type s3 --bucket backups --recipient backup@example.com --github")
+    init.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                      help="where to write drdeck.toml (default: ./drdeck.toml)")
+    init.add_argument("--schedule", choices=("hourly", "daily"),
+                      help="how often snapshot-backup runs (default: daily); verify-backup "
+                           "runs daily")
+    init.add_argument("--systemd", action="store_true",
+                      help="write systemd service and timer units instead of a crontab file")
+    init.add_argument("--github", action="store_true",
+                      help="write .github/workflows/database-backup.yml")
+    init.add_argument("--cluster", metavar="NAME", help="the cluster's name (default: prod)")
+    init_dsn = init.add_mutually_exclusive_group()
+    init_dsn.add_argument("--dsn", metavar="DSN", help="connection string, without a password")
+    init_dsn.add_argument("--dsn-env", metavar="VAR",
+                          help="read the connection string from this variable at run time "
+                               "(default: DATABASE_URL)")
+    init.add_argument("--database", action="append", metavar="NAME",
+                      help="a database to back up (repeatable; default: the DSN's)")
+    init.add_argument("--repository-type", choices=("local", "s3"),
+                      help="where backups go (default: s3 with --bucket, else local)")
+    init.add_argument("--path", metavar="DIR", help="local repository directory")
+    init.add_argument("--bucket", metavar="BUCKET", help="S3 bucket")
+    init.add_argument("--endpoint-url", metavar="URL",
+                      help="S3-compatible endpoint (R2, MinIO, ...; default: AWS)")
+    init.add_argument("--region", metavar="REGION", help="S3 region")
+    init.add_argument("--recipient", action="append", metavar="KEY",
+                      help="GnuPG recipient (email or fingerprint; repeatable; none: "
+                           "unencrypted snapshots)")
+    init.add_argument("--force", action="store_true", help="replace existing files")
+
+    drills = sub.add_parser(
+        "drills", parents=[per_command], help="the journal's runs: results, RTO and RPO",
+        description="Every recorded run, newest first, with its result and its RTO and RPO "
+                    "against the runbook's targets. `drills show RUN_ID` prints one run's "
+                    "report.")
+    drills.add_argument("--runbook", metavar="NAME", help="only this runbook's runs")
+    drills.add_argument("--json", action="store_true", help="machine-readable output")
+    drills.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="the N newest runs (default 50; 0: all)")
+    drills_sub = drills.add_subparsers(dest="drills_command", metavar="COMMAND")
+    show = drills_sub.add_parser(
+        "show", parents=[per_command], help="one run's report, for an auditor",
+        description="Who ran it, when, what, each step's timing, the checks, and the RTO and "
+                    "RPO against the runbook's targets.")
+    show.add_argument("run_id", metavar="RUN_ID", help="the run's id, or its first characters")
+    show.add_argument("--format", choices=("md", "json"), default="md",
+                      help="Markdown (default) or JSON")
+
+    report = sub.add_parser(
+        "report", parents=[per_command], help="a month's drills and backup verifications",
+        description="Every drill and backup verification of a month, with targets met or "
+                    "missed.")
+    report.add_argument("--month", metavar="YYYY-MM", help="default: the current month (UTC)")
+    report.add_argument("--format", choices=("md", "json"), default="md",
+                        help="Markdown (default) or JSON")
+
+    docs = sub.add_parser(
+        "docs", parents=[per_command], help="write the backup policy and the recovery runbook",
+        description="Write backup-policy.md and recovery-runbook.md from the configuration, "
+                    "the runbooks and the journal. Existing files are replaced.")
+    docs.add_argument("--out", metavar="DIR", help="where to write (default: ./docs/generated)")
     return parser
 
 
@@ -178,6 +264,26 @@ def _main(argv: list[str] | None = None) -> int:
             from tui.commands.inventory import inventory_command
 
             return inventory_command(args)
+        if args.command == "status":
+            from tui.commands.status import status_command
+
+            return status_command(args)
+        if args.command == "init":
+            from tui.commands.init import init_command
+
+            return init_command(args)
+        if args.command == "drills":
+            from tui.commands.drills import drills_command
+
+            return drills_command(args)
+        if args.command == "report":
+            from tui.commands.report import report_command
+
+            return report_command(args)
+        if args.command == "docs":
+            from tui.commands.docs import docs_command
+
+            return docs_command(args)
         if args.command is None:
             from tui.commands.app import open_app
 

@@ -81,10 +81,7 @@ class DrdeckApp(App[None]):
         found = self._runbooks if self._runbooks is not None else discover(self._runbook_dirs)
         self.push_screen(HomeScreen(found))
         if self._resume is not None:
-            detail, runbook, params = self._resume
-            self.mode = detail.run.mode
-            self.push_screen(RunScreen(runbook, params, mode=self.mode, config=self.config,
-                                       resume=detail))
+            self.resume_run(*self._resume)
         elif self._open_runbook is not None:
             if self._autostart is not None:
                 self.start_run(self._open_runbook, self._autostart)
@@ -106,6 +103,20 @@ class DrdeckApp(App[None]):
         from .screens.inventory import InventoryScreen
 
         self.push_screen(InventoryScreen())
+
+    def open_history(self) -> None:
+        from .screens.history import HistoryScreen
+
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen())
+
+    def resume_run(self, detail: Any, runbook: Runbook, params: dict[str, Any]) -> None:
+        """Continue a journal run (from `load_resumable`) in the mode it was started in."""
+        self.mode = detail.run.mode
+        if isinstance(self.screen, HomeScreen):
+            self.screen.sync_mode()
+        self.push_screen(RunScreen(runbook, params, mode=self.mode, config=self.config,
+                                   resume=detail))
 
     def open_runbook_named(self, name: str, given: dict[str, str]) -> None:
         """Open a runbook's briefing with some parameters filled (from the inventory)."""
@@ -198,3 +209,17 @@ class DrdeckApp(App[None]):
         if isinstance(screen, HomeScreen):
             yield SystemCommand("Switch mode", "DRILL or INCIDENT, recorded with each run",
                                 screen.action_toggle_mode)
+            if screen.interrupted:
+                yield SystemCommand("Resume the interrupted run", "Continue it from its "
+                                    "first unfinished step", screen.action_resume)
+        from .screens.history import HistoryScreen
+
+        if isinstance(screen, HistoryScreen):
+            yield SystemCommand("Export the selected run", "Its report as "
+                                "drdeck-run-ID.md in the current directory",
+                                screen.action_export)
+            yield SystemCommand("Filter the runs", "By runbook, mode or result",
+                                screen.action_filter)
+        elif not isinstance(screen, RunScreen) and not screen.is_modal:
+            yield SystemCommand("History", "Every recorded run: results, RTO against target, "
+                                "each step on a time line", self.open_history)

@@ -20,7 +20,7 @@ _STAMP = r"\d{8}T\d{6}Z"
 _NAME = r"[^/]+"
 _KEY = re.compile(
     rf"(?P<cluster>{_NAME})/snapshots/(?P<database>{_NAME})/(?P<stamp>{_STAMP})"
-    rf"(?P<rest>\.dump\.gpg|\.dump|\.json|\.verified/(?P<verified>{_STAMP})\.json)"
+    rf"(?P<rest>\.dump\.gpg|\.dump|\.json|\.verified/(?P<verified>{_STAMP}(?:-[0-9a-f]+)?)\.json)"
 )
 
 
@@ -51,7 +51,11 @@ def manifest_key(cluster: str, database: str, stamp: str) -> str:
 
 
 def verification_key(cluster: str, database: str, stamp: str, verified_stamp: str) -> str:
-    return f"{snapshots_prefix(cluster, database)}{stamp}.verified/{verified_stamp}.json"
+    """One record per verification; a random suffix keeps two in the same second apart."""
+    import secrets
+
+    unique = f"{verified_stamp}-{secrets.token_hex(3)}"
+    return f"{snapshots_prefix(cluster, database)}{stamp}.verified/{unique}.json"
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import os
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Markdown
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, Markdown, Static
 
 from tui.durations import format_duration
+from tui.errors import DrdeckError
+from tui.journal.due import due
+from tui.journal.store import RunDetail, RunRow
 from tui.runbook.discovery import Found
-from tui.runbook.model import Runbook
+from tui.runbook.model import Param, Runbook
 
 from .._shared import DeckInput
 from ..widgets.breadcrumb import Breadcrumb
+from .history import result_glyph, utc_stamp
+
+TITLE_WIDTH = 36  # longer titles end in "…" so every column fits 120 columns
 
 
 def runbook_markdown(runbook: Runbook) -> str:
@@ -61,12 +73,155 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
+def shown_title(title: str) -> str:
+    return title if len(title) <= TITLE_WIDTH else title[:TITLE_WIDTH - 1] + "…"
+
+
+def targets_text(runbook: Runbook) -> str:
+    parts = [f"{name} {format_duration(value)}"
+             for name, value in (("RTO", runbook.rto), ("RPO", runbook.rpo)) if value]
+    return " · ".join(parts) or "-"
+
+
+def last_run_text(run: RunRow | None) -> Text:
+    """2026-11-02 ✓ : the day of the runbook's last run and its result."""
+    if run is None:
+        return Text("-")
+    text = Text(utc_stamp(run.started_at)[:10] + " ")
+    text.append_text(result_glyph(run.status))
+    return text
+
+
+def next_drill_text(runbook: Runbook, succeeded: list[RunRow], now: datetime) -> Text:
+    """When the next drill is due; overdue (or never drilled) in the warning colour."""
+    when = due(runbook, succeeded)
+    if when is None:
+        return Text("-", style="dim")
+    if when.due_at is None:
+        return Text("never drilled", style="bold yellow")
+    if when.overdue_by(now) is not None:
+        return Text(when.describe(now), style="bold yellow")
+    return Text(when.describe(now))
+
+
+def journal_exists(config: Any) -> bool:
+    """False only when it is certain no run was ever recorded: then there is nothing to read
+    (and a screen that only looks creates no journal file)."""
+    from tui.journal.store import default_path
+
+    if os.environ.get("DRDECK_JOURNAL") or getattr(config, "journal_url", None):
+        return True
+    return default_path().exists()
+
+
+class JournalRead(Message):
+    """What Home shows from the journal: last runs, successful runs, interrupted runs."""
+
+    def __init__(self, last: dict[str, RunRow], succeeded: list[RunRow],
+                 interrupted: list[RunRow], error: str | None = None) -> None:
+        super().__init__()
+        self.last, self.succeeded, self.interrupted, self.error = \
+            last, succeeded, interrupted, error
+
+
+class ResumeReady(Message):
+    def __init__(self, detail: RunDetail, runbook: Runbook, params: dict[str, Any]) -> None:
+        super().__init__()
+        self.detail, self.runbook, self.params = detail, runbook, params
+
+
+class ResumeAsks(Message):
+    """The runbook takes secrets: they are never recorded, so the operator gives them again."""
+
+    def __init__(self, run: RunRow, secrets: list[Param]) -> None:
+        super().__init__()
+        self.run, self.secrets = run, secrets
+
+
+class ResumeFailed(Message):
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+def secret_params(run: RunRow, config: Any) -> list[Param]:
+    """The secret parameters of the runbook a run used (found the way a resume finds it)."""
+    from tui.runbook.discovery import find_runbook
+    from tui.runbook.loader import load_runbook
+
+    path = Path(run.runbook_path) if run.runbook_path else None
+    if path is None or not path.is_file():
+        path = find_runbook(run.runbook, list(config.runbook_dirs))
+    return [p for p in load_runbook(path).params.values() if p.is_secret]
+
+
+class ResumeSecrets(ModalScreen[dict[str, str] | None]):
+    """Asks again for the secrets a run needs to go on; typed masked, never recorded."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+
+    def __init__(self, run: RunRow, secrets: list[Param]) -> None:
+        super().__init__()
+        self.run, self.secrets = run, secrets
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="resume-secrets"):
+            yield Label(f"Resume run {self.run.id[:8]}… of {self.run.runbook}",
+                        classes="dialog-title")
+            yield Static("Secrets are never recorded: give them again to go on.")
+            for param in self.secrets:
+                with Vertical(classes="field"):
+                    yield Label(param.name, classes="field-label")
+                    yield DeckInput(id=f"secret-{param.name}", password=True,
+                                    placeholder="hidden as you type; never shown or recorded")
+                    if param.help:
+                        yield Static(param.help, classes="field-help")
+            yield Static("", id="secrets-feedback", classes="typed-mismatch")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Resume (enter)", id="resume", variant="warning")
+
+    def on_mount(self) -> None:
+        self.query(DeckInput).first().focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        inputs = list(self.query(DeckInput))
+        empty = next((i for i in inputs if not i.value), None)
+        if empty is not None and empty is not event.input:
+            empty.focus()
+            return
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "resume":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def _submit(self) -> None:
+        values = {p.name: self.query_one(f"#secret-{p.name}", DeckInput).value
+                  for p in self.secrets}
+        missing = [name for name, value in values.items() if not value]
+        if missing:
+            self.query_one("#secrets-feedback", Static).update(
+                f"{', '.join(missing)}: required to go on")
+            return
+        self.dismiss(values)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class HomeScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "open", "open", priority=False),
         Binding("slash", "filter", "filter"),
         Binding("i", "inventory", "inventory"),
+        Binding("h", "history", "history"),
         Binding("m", "toggle_mode", "mode"),
+        Binding("u", "resume", "resume"),
         Binding("escape", "clear_filter", "clear filter", show=False),
     ]
 
@@ -74,9 +229,15 @@ class HomeScreen(Screen[None]):
         super().__init__()
         self.found = found
         self._shown: list[Found] = []
+        self.journal_read: JournalRead | None = None
+
+    @property
+    def interrupted(self) -> list[RunRow]:
+        return self.journal_read.interrupted if self.journal_read else []
 
     def compose(self) -> ComposeResult:
         yield Breadcrumb(id="crumb")
+        yield Static("", id="home-resume")
         with Vertical(classes="panel", id="home-list"):
             yield DeckInput(id="filter", placeholder="filter runbooks (esc: clear)")
             yield DataTable(id="home-table", cursor_type="row", zebra_stripes=True)
@@ -89,20 +250,81 @@ class HomeScreen(Screen[None]):
         self.query_one("#home-list").border_title = "Runbooks"
         self.query_one("#home-list").border_subtitle = "/ filter · enter open"
         table = self.query_one(DataTable)
-        table.add_columns("Runbook", "Name", "Scenario", "Target RTO", "Target RPO", "Steps",
-                          "Last run")
+        table.add_columns("Runbook", "Name", "Scenario", "Targets", "Last run", "Next drill")
         self._fill("")
         table.focus()
         self.sync_mode()
 
+    def on_screen_resume(self) -> None:
+        # back from a run, the history or a resume: what the journal says may have changed
+        self.read_journal()
+
+    def read_journal(self) -> None:
+        if journal_exists(self.app.config):
+            self.load_journal()
+        else:
+            self._apply(JournalRead({}, [], []))
+
+    @work(thread=True, exclusive=True, group="home-journal")
+    def load_journal(self) -> None:
+        from tui.journal.store import open_journal
+
+        try:
+            journal = open_journal(self.app.config)
+            try:
+                journal.mark_interrupted()  # a run whose process died is interrupted, not running
+                last = journal.last_runs()
+                succeeded = journal.runs(statuses=["succeeded"])
+                interrupted = journal.runs(statuses=["interrupted"])
+            finally:
+                journal.close()
+        except Exception as exc:  # said on screen; the runbooks still open
+            self.post_message(JournalRead({}, [], [], f"cannot read the journal: {exc}"))
+            return
+        self.post_message(JournalRead(last, succeeded, interrupted))
+
+    def on_journal_read(self, message: JournalRead) -> None:
+        self._apply(message)
+
+    def _apply(self, read: JournalRead) -> None:
+        self.journal_read = read
+        line = self.query_one("#home-resume", Static)
+        line.set_class(bool(read.error or read.interrupted), "visible")
+        if read.error:
+            line.update(Text(f"✗ {read.error}", style="bold red"))
+        elif read.interrupted:
+            line.update(self._resume_offer(read.interrupted))
+        self._fill(self.query_one("#filter", Input).value, keep_cursor=True)
+        self.refresh_bindings()
+
+    @staticmethod
+    def _resume_offer(runs: list[RunRow]) -> Text:
+        run = runs[0]
+        count = len(runs)
+        text = Text()
+        text.append("⊘ ", style="bold yellow")
+        text.append(f"{count} interrupted run{'s' if count != 1 else ''}"
+                    + (": " if count == 1 else "; the newest: "), style="bold")
+        text.append(f"{run.runbook} {run.id[:8]}… started {utc_stamp(run.started_at)} UTC "
+                    f"({run.mode.upper()})")
+        text.append(" — press ")
+        text.append("u", style="bold reverse")
+        text.append(" to resume it")
+        if count > 1:
+            text.append(" (h: history)", style="dim")
+        return text
+
     def sync_mode(self) -> None:
         self.query_one(Breadcrumb).mode = self.app.mode
 
-    def _fill(self, needle: str) -> None:
+    def _fill(self, needle: str, keep_cursor: bool = False) -> None:
         table = self.query_one(DataTable)
+        row = table.cursor_row if keep_cursor else 0
         table.clear()
         needle = needle.casefold()
         self._shown = []
+        read = self.journal_read
+        now = self.app.utc_now()
         for found in self.found:
             runbook = found.runbook
             haystack = (f"{found.path.stem} {runbook.title} {runbook.scenario}"
@@ -111,16 +333,21 @@ class HomeScreen(Screen[None]):
                 continue
             self._shown.append(found)
             if runbook is None:
-                table.add_row(f"✗ {found.path.name} (invalid)", found.path.stem, "-", "-",
-                              "-", "-", "-")
+                table.add_row(f"✗ {shown_title(found.path.name + ' (invalid)')}",
+                              found.path.stem, "-", "-", "-", "-")
                 continue
-            table.add_row(
-                runbook.title, runbook.name, runbook.scenario,
-                format_duration(runbook.rto) if runbook.rto else "-",
-                format_duration(runbook.rpo) if runbook.rpo else "-",
-                str(len(runbook.steps)), "-",
-            )
-        self._preview(0)
+            if read is None:  # the journal is being read
+                last, next_drill = Text("…", style="dim"), Text("…", style="dim")
+            elif read.error:
+                last, next_drill = Text("?", style="dim"), Text("?", style="dim")
+            else:
+                last = last_run_text(read.last.get(runbook.name))
+                next_drill = next_drill_text(runbook, read.succeeded, now)
+            table.add_row(shown_title(runbook.title), runbook.name, runbook.scenario,
+                          targets_text(runbook), last, next_drill)
+        if keep_cursor and self._shown:
+            table.move_cursor(row=min(row, len(self._shown) - 1))
+        self._preview(table.cursor_row if keep_cursor else 0)
 
     def _preview(self, row: int) -> None:
         preview = self.query_one("#home-preview", Markdown)
@@ -171,6 +398,57 @@ class HomeScreen(Screen[None]):
 
     def action_inventory(self) -> None:
         self.app.open_inventory()
+
+    def action_history(self) -> None:
+        self.app.open_history()
+
+    # --- resuming an interrupted run ----------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "resume":
+            return bool(self.interrupted)
+        return True
+
+    def action_resume(self) -> None:
+        if not self.interrupted:
+            self.notify("no interrupted run to resume", severity="warning")
+            return
+        self.prepare_resume(self.interrupted[0], None)
+
+    @work(thread=True, exclusive=True, group="resume")
+    def prepare_resume(self, run: RunRow, secrets: dict[str, str] | None) -> None:
+        """Read the run and its runbook; ask for secrets first when it takes some."""
+        from tui.commands.resume import load_resumable
+
+        config = self.app.config
+        try:
+            if secrets is None:
+                needed = secret_params(run, config)
+                if needed:
+                    self.post_message(ResumeAsks(run, needed))
+                    return
+            detail, runbook, params = load_resumable(config, run.id, secrets or {})
+        except DrdeckError as exc:
+            self.post_message(ResumeFailed(str(exc)))
+            return
+        except Exception as exc:  # an unreadable runbook file, say: told, not a crash
+            self.post_message(ResumeFailed(f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(ResumeReady(detail, runbook, params))
+
+    def on_resume_asks(self, message: ResumeAsks) -> None:
+        def given(values: dict[str, str] | None) -> None:
+            if values is not None:
+                self.prepare_resume(message.run, values)
+
+        self.app.push_screen(ResumeSecrets(message.run, message.secrets), given)
+
+    def on_resume_failed(self, message: ResumeFailed) -> None:
+        self.notify(message.error, title="the run cannot be resumed", severity="error",
+                    timeout=20)
+
+    def on_resume_ready(self, message: ResumeReady) -> None:
+        self.app.resume_run(message.detail, message.runbook, message.params)
 
     def action_toggle_mode(self) -> None:
         self.app.mode = "incident" if self.app.mode == "drill" else "drill"

@@ -1,0 +1,269 @@
+"""Webhook notifications: a failed run, an RPO breach, an overdue drill.
+
+    [notify]
+    webhooks = [
+      { url = "https://hooks.slack.com/services/...", events = ["run_failed", "rpo_breach"] },
+      { url = "https://alerts.internal/drdeck" },            # no events: all of them
+    ]
+
+Each notification is one JSON POST: a Slack-compatible `text` (Slack, Mattermost,
+Rocket.Chat, Teams workflows and most chat webhooks show it as is) plus the same
+facts as structured fields (`event`, `runbook`, `run_id`, `cluster`, ...) for
+anything that routes alerts.
+
+A webhook URL is a secret (whoever has it can post to the channel): drdeck shows
+only its scheme and host. Delivery is best effort: a short timeout, and a failure
+is reported on stderr but never changes a run's result or a command's exit code.
+
+Runs notify through `RunNotifier`, one more subscriber of the run's events:
+
+    runner.subscribe(RunNotifier(runner))                      # headless: stderr
+    runner.subscribe(RunNotifier(runner, report=app.notify))   # the app: a toast
+
+`drdeck status --notify` posts `rpo_breach` and `drill_overdue` for what it finds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+EVENTS = ("run_failed", "rpo_breach", "drill_overdue")
+TIMEOUT_S = 5.0
+FAILED_STATUSES = ("failed", "aborted")
+
+Report = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- URLs are secrets ---------------------------------------------------------------------
+
+
+def shown_url(url: str) -> str:
+    """Scheme and host only: the path and query of a webhook URL are its credential."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<webhook>"
+    if not parts.scheme or not host:
+        return "<webhook>"
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` without the URL or any long piece of its path or query."""
+    from urllib.parse import urlsplit
+
+    text = text.replace(url, shown_url(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return text
+    for piece in (parts.path, parts.query, parts.fragment, parts.netloc,
+                  *parts.path.split("/"), *parts.query.split("&")):
+        if len(piece) >= 4 and piece not in ("http", "https"):
+            text = text.replace(piece, "…")
+    return text
+
+
+# --- the configured webhooks --------------------------------------------------------------
+
+
+def webhook_url(webhook: Any) -> str | None:
+    """The URL: `url`, or the variable named by `url_env` when the configuration has one."""
+    name = getattr(webhook, "url_env", None)
+    if name:
+        return os.environ.get(name) or None
+    return getattr(webhook, "url", None) or None
+
+
+def webhooks_for(config: Any, event: str) -> list[Any]:
+    """The configured webhooks that want `event` (one without events wants all)."""
+    notify = getattr(config, "notify", None)
+    hooks = getattr(notify, "webhooks", ()) or ()
+    return [w for w in hooks if not w.events or event in w.events]
+
+
+# --- delivery -----------------------------------------------------------------------------
+
+
+class DeliveryFailed(Exception):
+    """Posting to one webhook failed; the message never holds the URL."""
+
+
+def payload(event: str, text: str, **fields: Any) -> dict[str, Any]:
+    """The JSON body: Slack's `text`, then the structured facts."""
+    return {
+        "text": slack_escape(text),
+        "event": event,
+        "source": "drdeck",
+        "host": socket.gethostname(),
+        "at": datetime.now(UTC).isoformat(),
+        **fields,
+    }
+
+
+def slack_escape(text: str) -> str:
+    # Slack reads <...> as links and mentions: escape them, as its docs ask
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def post(url: str, body: dict[str, Any], timeout: float = TIMEOUT_S) -> None:
+    """POST `body` as JSON to `url`; DeliveryFailed (URL masked) unless it answers 2xx."""
+    import urllib.error
+    import urllib.request
+
+    from tui import __version__
+
+    shown = shown_url(url)
+    data = json.dumps(body, default=str).encode()
+    try:
+        request = urllib.request.Request(url, data=data, method="POST", headers={
+            "Content-Type": "application/json", "User-Agent": f"drdeck/{__version__}"})
+        if request.type not in ("http", "https"):
+            raise DeliveryFailed(f"webhook {shown}: only http:// and https:// URLs can be used")
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read(65536)
+    except DeliveryFailed:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise DeliveryFailed(f"webhook {shown} answered HTTP {exc.code} "
+                             f"{_scrub(str(exc.reason), url)}") from None
+    except urllib.error.URLError as exc:
+        raise DeliveryFailed(f"webhook {shown} unreachable: "
+                             f"{_scrub(str(exc.reason), url)}") from None
+    except TimeoutError:
+        raise DeliveryFailed(f"webhook {shown} did not answer within {timeout:g}s") from None
+    except (OSError, ValueError) as exc:
+        raise DeliveryFailed(f"webhook {shown}: {_scrub(str(exc), url)}") from None
+
+
+def send(config: Any, event: str, text: str, *, report: Report | None = None,
+         timeout: float = TIMEOUT_S, **fields: Any) -> int:
+    """Post one notification to every webhook that wants `event`; how many received it.
+
+    Failures go to `report` (stderr by default), one line each, and are never raised.
+    """
+    report = report or _stderr
+    body = payload(event, text, **fields)
+    delivered = 0
+    for webhook in webhooks_for(config, event):
+        url = webhook_url(webhook)
+        if url is None:
+            report(f"drdeck: notification {event} not sent: the webhook's URL is not set")
+            continue
+        try:
+            post(url, body, timeout)
+        except DeliveryFailed as exc:
+            report(f"drdeck: notification {event} not delivered: {exc}")
+        except Exception as exc:  # never let a notification break what it reports on
+            report(f"drdeck: notification {event} not delivered: webhook {shown_url(url)}: "
+                   f"{type(exc).__name__}: {_scrub(str(exc), url)}")
+        else:
+            delivered += 1
+    return delivered
+
+
+def send_all(config: Any, notifications: Iterable[tuple[str, str, dict[str, Any]]], *,
+             report: Report | None = None, timeout: float = TIMEOUT_S) -> int:
+    """Several (event, text, fields) notifications; how many deliveries succeeded."""
+    return sum(send(config, event, text, report=report, timeout=timeout, **fields)
+               for event, text, fields in notifications)
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+class RunNotifier:
+    """A subscriber of a run's events that posts `run_failed` when the run fails or aborts.
+
+    Delivery happens on a thread of its own, so neither the app's screen nor the
+    run waits for a slow webhook; the thread is not a daemon, so a headless drdeck
+    delivers before it exits (at most `timeout` per webhook).
+    """
+
+    def __init__(self, runner: Any, *, report: Report | None = None,
+                 timeout: float = TIMEOUT_S):
+        self.runner = runner
+        self.config = getattr(runner, "config", None)
+        self.report = report or _stderr
+        self.timeout = timeout
+        self.started: Any = None
+        self.failed_step: tuple[str, str | None] | None = None
+        self.thread: threading.Thread | None = None
+        self.delivered = 0
+
+    def __call__(self, event: Any) -> None:
+        kind = event.kind
+        if kind == "run_started":
+            self.started = event
+        elif kind == "step_finished" and event.status == "failed" and not event.replayed:
+            self.failed_step = (event.step, event.error)
+        elif kind == "run_finished" and event.status in FAILED_STATUSES:
+            if getattr(self.runner, "dry_run", False):
+                return
+            if not webhooks_for(self.config, "run_failed"):
+                return
+            text, fields = self.describe(event)
+            self.thread = threading.Thread(target=self._deliver, args=(text, fields),
+                                           name="drdeck-notify", daemon=False)
+            self.thread.start()
+
+    def describe(self, finished: Any) -> tuple[str, dict[str, Any]]:
+        """The message and its fields for a failed or aborted run."""
+        from tui.durations import format_duration
+
+        runner = self.runner
+        runbook = runner.runbook
+        started = self.started
+        params = dict(getattr(started, "params", None) or {})
+        cluster = params.get("cluster") or None
+        mode = getattr(started, "mode", None) or getattr(runner, "mode", "drill")
+        step, step_error = self.failed_step or (None, None)
+        error = finished.error or step_error
+        where = f" on {cluster}" if cluster else ""
+        target = finished.rto_target_s
+        against = f" (target {format_duration(target)})" if target else ""
+        rto = (f"RTO {format_duration(finished.rto_s)}{against}" if finished.rto_s is not None
+               else f"Not restored{against}")
+        text = (f"drdeck: {runbook.name}{where} {finished.status.upper()} "
+                f"({mode}, run {runner.run_id}, on {socket.gethostname()}) after "
+                f"{format_duration(finished.duration_s)}"
+                + (f" at step {step}" if step else "")
+                + (f": {error}" if error else "") + f". {rto}.")
+        fields = {
+            "run_id": runner.run_id, "runbook": runbook.name, "title": runbook.title,
+            "scenario": runbook.scenario, "mode": mode, "cluster": cluster,
+            "status": finished.status, "error": error, "failed_step": step,
+            "duration_s": finished.duration_s, "rto_s": finished.rto_s,
+            "rto_target_s": target,
+        }
+        return text, fields
+
+    def _deliver(self, text: str, fields: dict[str, Any]) -> None:
+        self.delivered = send(self.config, "run_failed", text, report=self._report,
+                              timeout=self.timeout, **fields)
+
+    def _report(self, message: str) -> None:
+        try:
+            self.report(message)
+        except Exception:  # the app may be gone by the time a slow webhook gives up
+            _stderr(message)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the notification is delivered or given up (tests, a clean exit)."""
+        if self.thread is not None:
+            self.thread.join(timeout)
