@@ -79,6 +79,7 @@ def record(runner, config, resume=None):
     """Journal the run: its row and its lock first (refused if the target is taken)."""
     from tui.journal.recorder import Recorder
     from tui.journal.store import open_journal
+    from tui.notify import RunNotifier
 
     journal = open_journal(config)
     journal.mark_interrupted()
@@ -89,4 +90,5 @@ def record(runner, config, resume=None):
         journal.close()
         raise
     runner.subscribe(recorder)
+    runner.subscribe(RunNotifier(runner))
     return journal

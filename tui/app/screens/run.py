@@ -111,6 +111,7 @@ class RunScreen(Screen[None]):
         """Record the run; refuse it (and say why) when another run holds its target."""
         from tui.errors import DrdeckError
         from tui.journal.recorder import Recorder
+        from tui.notify import RunNotifier
 
         if not getattr(self.app, "journal_enabled", True):
             return True
@@ -125,6 +126,7 @@ class RunScreen(Screen[None]):
             self.call_after_refresh(self.app.pop_screen)
             return False
         self.runner.subscribe(recorder)
+        self.runner.subscribe(RunNotifier(self.runner, report=self.app.notify))
         return True
 
     def _preview_started(self) -> ev.RunStarted:
