@@ -74,7 +74,7 @@ url = "postgresql://journal@db.internal/drdeck"
 
 [notify]
 webhooks = [
-  { url = "https://hooks.example.com/a", events = ["run.failed", "rpo.breached"] },
+  { url = "https://hooks.example.com/a", events = ["run_failed", "rpo_breach"] },
   { url = "https://hooks.example.com/b" },
 ]
 """
@@ -252,7 +252,7 @@ def test_a_full_file_loads_into_the_model(tmp_path: Path, home: Path) -> None:
     assert config.runbook_dirs == (home / "ops" / "runbooks", path.parent / "local-runbooks")
     assert config.journal_url == "postgresql://journal@db.internal/drdeck"
     assert config.notify == Notify((
-        Webhook("https://hooks.example.com/a", ("run.failed", "rpo.breached")),
+        Webhook("https://hooks.example.com/a", ("run_failed", "rpo_breach")),
         Webhook("https://hooks.example.com/b"),
     ))  # fmt: skip
     assert config.repository_for("prod") is config.repositories["offsite"]
@@ -705,18 +705,25 @@ def test_webhooks_must_be_a_list() -> None:
 def test_webhook_shapes() -> None:
     source = (
         "[notify]\nwebhooks = [\n"
-        '  { url = "https://a", events = ["x", 1] },\n'
+        '  { url = "https://a", events = ["run_failed", 1] },\n'
         '  "https://b",\n'
-        '  { events = ["x"] },\n'
+        '  { events = ["run_failed"] },\n'
         '  { url = "https://c", event = ["x"] },\n'
+        '  { url = "https://d", events = ["run.failed"] },\n'
+        '  { url_env = "HOOK", url = "https://e" },\n'
         "]\n"
     )
     found = problems(source)
     expected = [
         (pos(source, "1]"), "events[1] must be text (an event name), not a number"),
         (pos(source, '"https://b"'), "each webhook must be a table, not text"),
-        (pos(source, '{ events'), "missing required key 'url'"),
+        (pos(source, '{ events'), "a webhook needs url = \"https://...\" or url_env = "
+         "\"VARIABLE\" (a webhook URL is a secret: prefer url_env)"),
         (pos(source, "event ="), "unknown key 'event' in a webhook (did you mean 'events'?)"),
+        (pos(source, '"run.failed"'), "unknown event 'run.failed' (known: run_failed, "
+         "rpo_breach, drill_overdue)"),
+        (pos(source, '{ url_env'), "a webhook needs url = \"https://...\" or url_env = "
+         "\"VARIABLE\" (a webhook URL is a secret: prefer url_env)"),
     ]
     assert [((p.line, p.col), p.message) for p in found] == expected
 

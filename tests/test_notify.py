@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tui.config import load_config_text
+from tui.config import ConfigInvalid, load_config_text
 from tui.notify import RunNotifier, send, shown_url
 from tui.storage import LocalStore
 
@@ -225,10 +225,18 @@ def test_a_slow_webhook_times_out(hook: Hook) -> None:
     assert TOKEN not in reported[0]
 
 
-def test_bad_urls_are_reported_without_showing_them() -> None:
+def test_a_bad_url_is_refused_by_the_config_without_showing_it() -> None:
+    with pytest.raises(ConfigInvalid) as refused:
+        config_with(f'{{ url = "ftp://files.example/{TOKEN}" }}')
+    assert "starts with https://" in str(refused.value)
+    assert TOKEN not in str(refused.value)
+
+
+def test_bad_urls_are_reported_without_showing_them(monkeypatch) -> None:
     reported: list[str] = []
-    config = config_with(f'{{ url = "ftp://files.example/{TOKEN}" }}',
-                         f'{{ url = "hooks.example.com/{TOKEN}" }}')
+    monkeypatch.setenv("HOOK_A", f"ftp://files.example/{TOKEN}")
+    monkeypatch.setenv("HOOK_B", f"hooks.example.com/{TOKEN}")
+    config = config_with('{ url_env = "HOOK_A" }', '{ url_env = "HOOK_B" }')
     assert send(config, "run_failed", "x", report=reported.append) == 0
     assert len(reported) == 2
     assert all(TOKEN not in message for message in reported), reported

@@ -47,7 +47,8 @@ CLUSTER_KEYS = {
     "pgbackrest",
 }  # fmt: skip
 RETENTION_KEYS = {"daily", "weekly", "monthly", "monthly_storage_class"}
-WEBHOOK_KEYS = {"url", "events"}
+WEBHOOK_KEYS = {"url", "url_env", "events"}
+WEBHOOK_EVENTS = ("run_failed", "rpo_breach", "drill_overdue")
 PASSWORD_HINT = "put the password in ~/.pgpass or PGPASSWORD, or use dsn_env"
 
 
@@ -485,8 +486,19 @@ class _Checker:
                 self.problem(here, f"each webhook must be a table, not {_type_name(item)}")
                 continue
             self.unknown_keys(item, WEBHOOK_KEYS, here, "a webhook")
-            url = self.text(item, "url", here, required=True)
+            url = self.text(item, "url", here)
+            url_env = self.text(item, "url_env", here)
+            if (url is None) == (url_env is None):
+                self.problem(here, "a webhook needs url = \"https://...\" or url_env = "
+                             "\"VARIABLE\" (a webhook URL is a secret: prefer url_env)")
+                continue
+            if url is not None and not url.startswith(("https://", "http://")):
+                self.problem((*here, "url"), "a webhook url starts with https://")
+                continue
             events = self.texts(item, "events", here, "event names", "an event name")
-            if url is not None:
-                webhooks.append(Webhook(url, tuple(events)))
+            for index_event, event in enumerate(events):
+                if event not in WEBHOOK_EVENTS:
+                    self.problem((*here, "events", index_event),
+                                 f"unknown event {event!r} (known: {', '.join(WEBHOOK_EVENTS)})")
+            webhooks.append(Webhook(url or "", tuple(events), url_env))
         return Notify(tuple(webhooks))

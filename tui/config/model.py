@@ -82,8 +82,9 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class Webhook:
-    url: str
+    url: str  # empty when url_env names the variable holding it
     events: tuple[str, ...] = ()  # empty: every event
+    url_env: str | None = None
 
 
 @dataclass(frozen=True)
