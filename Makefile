@@ -45,7 +45,7 @@ bench: system-tools .venv
 	$(VENV)/bin/python -m bench
 
 demo: system-tools .venv
-	$(VENV)/bin/drdeck
+	$(VENV)/bin/drdeck demo
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis snapshot_report.html

@@ -30,6 +30,7 @@ BENCHMARKS = {
     "tui": "bench.tui",
     "snapshot-restore": "bench.snapshot_restore",
     "snapshot-memory": "bench.snapshot_memory",
+    "wal-fetch": "bench.wal_fetch",
 }
 
 COLUMNS = ("benchmark", "measured", "baseline", "slowdown", "target", "result", "reproduce")

@@ -94,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--headless", action="store_true", help="never open the app")
     resume.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
 
+    demo = sub.add_parser(
+        "demo", help="a sandbox to drill on: a cluster with data, backups and WAL archiving",
+        description="Build a throwaway sandbox (a PostgreSQL cluster with live writes, "
+                    "encrypted snapshots, a base backup and WAL archiving) and open drdeck on "
+                    "it; everything is removed on exit.")
+    demo.add_argument("--dir", metavar="DIR", help="build it here (default: a new temporary "
+                      "directory)")
+    demo.add_argument("--keep", action="store_true", help="keep the sandbox on exit")
+    demo.add_argument("--headless", action="store_true",
+                      help="run a snapshot-restore and a PITR drill, print the journal, exit")
+
     validate = sub.add_parser("validate", help="check runbook files without running anything")
     validate.add_argument("paths", nargs="+", metavar="PATH")
 
@@ -247,6 +258,10 @@ def _main(argv: list[str] | None = None) -> int:
             from tui.commands.resume import resume_command
 
             return resume_command(args)
+        if args.command == "demo":
+            from tui.commands.demo import demo_command
+
+            return demo_command(args)
         if args.command == "validate":
             from tui.commands.validate import validate_command
 

@@ -55,6 +55,7 @@ class DrdeckApp(App[None]):
         utc_now: Callable[[], Any] | None = None,
         journal: bool = True,
         resume: Any = None,
+        banner: str | None = None,
     ) -> None:
         super().__init__()
         from tui.config import Config
@@ -63,6 +64,7 @@ class DrdeckApp(App[None]):
         self.cursor_blink = cursor_blink
         self.journal_enabled = journal
         self._resume = resume
+        self.banner = banner
         from tui.catalog.inventory import now_utc
 
         self.utc_now = utc_now or now_utc
@@ -91,7 +93,9 @@ class DrdeckApp(App[None]):
     # --- navigation -----------------------------------------------------------------
 
     def open_briefing(self, runbook: Runbook, given: dict[str, str] | None = None) -> None:
-        self.push_screen(BriefingScreen(runbook, given))
+        defaults = {k: v for k, v in self.config.defaults_for(runbook.name).items()
+                    if k in runbook.params}
+        self.push_screen(BriefingScreen(runbook, {**defaults, **(given or {})}))
 
     def open_journal(self) -> Any:
         """A journal connection for the app's own thread (workers open their own)."""

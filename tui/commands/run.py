@@ -18,7 +18,9 @@ def run_command(args: Namespace) -> int:
 
     config = load_config(args.config)
     runbook = load_runbook(find_runbook(args.runbook, list(config.runbook_dirs)))
-    given = parse_assignments(args.param)
+    given = {**config.defaults_for(runbook.name), **parse_assignments(args.param)}
+    given = {k: v for k, v in given.items() if k in runbook.params or k not in
+             config.defaults_for(runbook.name)}
     mode = args.mode or ("incident" if args.incident else "drill")
     if _wants_app(args):
         from tui.commands.app import open_app

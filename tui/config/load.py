@@ -296,8 +296,9 @@ class _Checker:
         self.unknown_keys(gpg, {"home"}, ("gpg",), "[gpg]")
         home = self.text(gpg, "home", ("gpg",))
         runbooks = self.table(doc, "runbooks", ()) or {}
-        self.unknown_keys(runbooks, {"dirs"}, ("runbooks",), "[runbooks]")
+        self.unknown_keys(runbooks, {"dirs", "defaults"}, ("runbooks",), "[runbooks]")
         dirs = self.texts(runbooks, "dirs", ("runbooks",), "directories", "a directory path")
+        defaults = self.runbook_defaults(runbooks)
         return Config(
             path=path,
             repositories={r.name: r for r in repositories.values() if r is not None},
@@ -306,7 +307,31 @@ class _Checker:
             runbook_dirs=tuple(self.local_path(d) for d in dirs),
             journal_url=self.journal(doc),
             notify=self.notify(doc),
+            runbook_defaults=defaults,
         )
+
+    def runbook_defaults(self, runbooks: dict) -> dict[str, dict[str, str]]:
+        """`[runbooks.defaults.pitr-restore] port = 5544`: values a form starts with."""
+        raw = runbooks.get("defaults", {})
+        where: KeyPath = ("runbooks", "defaults")
+        if not isinstance(raw, dict):
+            self.problem(where, "defaults must be a table of runbook names")
+            return {}
+        result: dict[str, dict[str, str]] = {}
+        for runbook, values in raw.items():
+            if not isinstance(values, dict):
+                self.problem((*where, runbook), f"[runbooks.defaults.{runbook}] must be a "
+                             "table of parameter = value")
+                continue
+            shown: dict[str, str] = {}
+            for name, value in values.items():
+                if isinstance(value, dict | list):
+                    self.problem((*where, runbook, name), f"{name} must be a single value")
+                    continue
+                shown[name] = ("true" if value else "false") if isinstance(value, bool) \
+                    else str(value)
+            result[runbook] = shown
+        return result
 
     def repositories(self, doc: dict) -> dict[str, Repository | None]:
         """Every named repository; None for one that is named but broken."""

@@ -104,6 +104,11 @@ class Config:
     journal_url: str | None = None  # None: the SQLite journal in the state directory
     notify: Notify = field(default_factory=Notify)
     searched: tuple[Path, ...] = ()  # where drdeck.toml was looked for, when none was found
+    # [runbooks.defaults.<runbook>]: parameter values the command line and forms start from
+    runbook_defaults: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def defaults_for(self, runbook: str) -> dict[str, str]:
+        return dict(self.runbook_defaults.get(runbook, {}))
 
     def _where(self) -> str:
         if self.path is not None:

@@ -29,6 +29,9 @@ class RunInfo:
     started_at: str
 
 
+MAX_ETA_S = 7 * 86400
+
+
 class RateMeter:
     """Smoothed rate and ETA for a progress stream (exponential moving average)."""
 
@@ -89,6 +92,8 @@ class StepContext:
         eta = None
         if rate and rate > 0 and total is not None and total >= done:
             eta = (total - done) / rate
+            if eta > MAX_ETA_S:
+                eta = None  # stalled: an ETA of years is noise, not information
         self._emit_progress(done=done, total=total, unit=unit, rate=rate, eta_s=eta,
                             detail=detail)
 

@@ -26,6 +26,7 @@ _NEW_TIMELINE = re.compile(r"selected new timeline ID: (\d+)")
 _CONSISTENT = re.compile(r"consistent recovery state reached at ([0-9A-F]+/[0-9A-F]+)")
 _NOT_REACHED = "recovery ended before configured recovery target was reached"
 POLL_S = 0.5
+START_GRACE_S = 60.0
 
 
 class RecoveryFailed(PermanentFailure):
@@ -170,6 +171,7 @@ async def follow(dsn: str, log: Path, goal: Goal, reporter: Any, is_running: Any
     reader = LogReader(log)
     started = time.monotonic()
     last_count, last_at, rate = 0, started, None
+    seen_running = False
     while True:
         for line in reader.new_lines():
             read_log_line(state, line)
@@ -185,12 +187,13 @@ async def follow(dsn: str, log: Path, goal: Goal, reporter: Any, is_running: Any
             reporter.progress(total, total, "bytes of WAL", progress_detail(goal, state, rate))
             return state
         reporter.progress(done, total, "bytes of WAL", progress_detail(goal, state, rate))
-        if state.failure or state.fatal_lines:
-            if not await asyncio.to_thread(is_running):
-                raise RecoveryFailed(_failure_text(state))
-        elif not await asyncio.to_thread(is_running):
+        running = await asyncio.to_thread(is_running)
+        seen_running = seen_running or running
+        # pg_ctl start returns before the server has written its pid file: only a server
+        # seen running, or one that never came up within the grace period, has stopped
+        if not running and (seen_running or now - started > START_GRACE_S):
             raise RecoveryFailed(_failure_text(state) or
-                                 "the server stopped during recovery; see its log")
+                                 f"the server stopped during recovery; see {log}")
         if timeout_s is not None and now - started > timeout_s:
             raise RecoveryFailed(f"recovery did not finish within {timeout_s:.0f}s")
         await asyncio.sleep(POLL_S)

@@ -71,7 +71,10 @@ def prepare_data_dir(path: Path) -> None:
         os.chown(path, account.uid, account.gid)
 
 
-def new_socket_dir() -> Path:
+def new_socket_dir(data_dir: Path | None = None) -> Path:
+    """The data directory itself when its path is short enough for a socket, else /tmp."""
+    if data_dir is not None and len(os.fsencode(data_dir)) <= 80:
+        return data_dir
     path = Path(tempfile.mkdtemp(prefix="drdeck-s"))
     path.chmod(0o755)
     account = server_account()

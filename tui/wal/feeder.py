@@ -65,60 +65,86 @@ class WalFeeder:
         self._give(self.spool)
 
     async def run(self) -> None:
-        """Serve until cancelled (when recovery is over)."""
+        """Serve until cancelled (when recovery is over); a failure is told, never fatal."""
         while True:
-            for entry in os.listdir(self.spool):
-                if entry.startswith(WANT):
-                    name = entry[len(WANT):]
-                    await self._serve(name)
-                    (self.spool / entry).unlink(missing_ok=True)
-            self._prefetch()
+            try:
+                for entry in os.listdir(self.spool):
+                    if entry.startswith(WANT):
+                        name = entry[len(WANT):]
+                        await self._serve(name)
+                        (self.spool / entry).unlink(missing_ok=True)
+                self._prefetch()
+            except OSError as exc:  # the server races us for the spool's files
+                self._tell(f"WAL feeder: {exc}")
             await asyncio.sleep(POLL_S)
 
     async def _serve(self, name: str) -> None:
-        task = self._tasks.pop(name, None) or self._start(name)
-        found = await task
-        if not found:
-            marker = self.spool / f"{name}{MISSING}"
-            marker.touch()
-            self._give(marker)
+        task = self._tasks.pop(name, None)
+        if task is None or (task.done() and not (self.spool / name).exists()):
+            # not fetched yet, or fetched and already taken: recovery may ask twice
+            task = self._start(name)
+        size = await task
+        if size is None:
+            self._publish_marker(name)
             if is_segment(name):
                 self._end_of_archive = True
             return
         self.served += 1
-        if is_segment(name):
-            size = (self.spool / name).stat().st_size if (self.spool / name).exists() else 0
-            if size:
-                segment = Segment.parse(name, size)
-                if self._ahead is None or self._ahead.timeline != segment.timeline or \
-                        self._ahead.number <= segment.number:
-                    self._ahead = segment
-                    self._end_of_archive = False
+        if is_segment(name) and size:
+            segment = Segment.parse(name, size)
+            if self._ahead is None or self._ahead.timeline != segment.timeline or \
+                    self._ahead.number <= segment.number:
+                self._ahead = segment
+                self._end_of_archive = False
 
-    def _start(self, name: str) -> asyncio.Task[bool]:
-        return asyncio.ensure_future(asyncio.to_thread(self._fetch, name))
+    def _start(self, name: str) -> asyncio.Task[int | None]:
+        return asyncio.ensure_future(self._fetch_and_tell(name))
 
-    def _fetch(self, name: str) -> bool:
+    async def _fetch_and_tell(self, name: str) -> int | None:
+        size, error = await asyncio.to_thread(self._fetch, name)
+        if error:
+            self._tell(f"fetching {name} failed: {error}")
+        return size
+
+    def _fetch(self, name: str) -> tuple[int | None, str | None]:
+        """(size, None) when delivered into the spool, (None, why) when not.
+
+        The file is fetched under a hidden name, handed to the server account, and
+        only then renamed into view: the server never sees a file it cannot read.
+        """
         target = self.spool / name
         if target.exists():
-            return True
+            return target.stat().st_size, None
+        hidden = self.spool / f".fetching.{name}"
         try:
-            found = fetch(self.store, self.cluster, name, target, self.gpg_home,
+            found = fetch(self.store, self.cluster, name, hidden, self.gpg_home,
                           self.encrypted_first)
+            if not found:
+                return None, None
+            self._give(hidden)
+            size = hidden.stat().st_size
+            os.replace(hidden, target)
+            return size, None
         except Exception as exc:  # told to the operator; the server will ask again
-            if self.reporter is not None:
-                self.reporter.output(f"fetching {name} failed: {exc}", "stderr")
-            return False
-        if found:
-            self._give(target)
-        return found
+            hidden.unlink(missing_ok=True)
+            return None, str(exc)
+
+    def _publish_marker(self, name: str) -> None:
+        hidden = self.spool / f".marking.{name}"
+        hidden.touch()
+        self._give(hidden)
+        os.replace(hidden, self.spool / f"{name}{MISSING}")
+
+    def _tell(self, line: str) -> None:
+        if self.reporter is not None:
+            self.reporter.output(line, "stderr")
 
     def _prefetch(self) -> None:
         """Keep up to `depth` segments after the last one served on their way or ready."""
         if self._ahead is None or self._end_of_archive:
             return
         for name, task in list(self._tasks.items()):
-            if task.done() and not task.result():
+            if task.done() and task.result() is None:
                 self._tasks.pop(name)
                 self._end_of_archive = True  # the archive ends here: stop reaching further
                 return

@@ -31,7 +31,6 @@ WORKERS = 4
 
 
 def take_from_spool(spool: Path, name: str, dest: Path) -> bool:
-    note_request(spool, name)
     source = spool / name
     try:
         os.replace(source, dest)
@@ -46,6 +45,7 @@ def take_from_spool(spool: Path, name: str, dest: Path) -> bool:
         # the spool is on another file system than pg_wal: copy, then let go of it
         write_atomically(dest, source.read_bytes())
         source.unlink(missing_ok=True)
+    note_request(spool, name)  # after taking it: the prefetcher's clean-up must not race us
     return True
 
 

@@ -2,13 +2,15 @@
 its runbook's RTO over time against the target.
 
 The journal is read in thread workers (each with its own connection) that only
-post messages. All runs are read in one query and filtered in memory, but the
-table is given them a chunk at a time as the cursor nears its end: a DataTable
-measures every cell it holds, and 10,000 rows would take about a second to open.
+post messages: the newest runs first, so the table fills at once, then every run
+in one query, filtered in memory. The table receives the matching runs a chunk
+at a time as the cursor or the scroll nears its end: a DataTable measures every
+cell it holds, and 10,000 rows would take about a second to fill.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +37,7 @@ from ..widgets.breadcrumb import Breadcrumb
 from ..widgets.steps import GLYPHS, short_clock
 
 COLUMNS = ("Date (UTC)", "Runbook", "Mode", "Result", "RTO", "of target", "RPO")
-CHUNK = 500  # rows handed to the table at a time (about 50 ms of DataTable work)
+CHUNK = 200  # rows handed to the table at a time: a few pages, about 20 ms of DataTable work
 SERIES_LIMIT = 400  # runs of one runbook read for its RTO chart (more never fit the width)
 DETAIL_DELAY_S = 0.05  # a held arrow key does not start one journal read per row
 
@@ -168,6 +170,7 @@ class StepTimeline:
             line.append((short_clock(seconds) if seconds is not None else "").rjust(clock_w),
                         style="dim")
             yield line
+
     @staticmethod
     def _bar(step: StepRow, seconds: float | None, start: datetime, span: float, width: int,
              style: str) -> Text:
@@ -415,6 +418,7 @@ class HistoryScreen(Screen[None]):
         self.detail: RunDetail | None = None
         self._wanted: str | None = None
         self._detail_timer: Timer | None = None
+        self._newest_shown = threading.Event()
 
     def compose(self) -> ComposeResult:
         yield Breadcrumb(id="crumb")
@@ -456,6 +460,9 @@ class HistoryScreen(Screen[None]):
                                                 complete=complete))
                 if complete:
                     return
+                # read the rest once the first run is drawn: it would compete with the
+                # table and the detail for the interpreter
+                self._newest_shown.wait(timeout=1.0)
                 runs = journal.runs()
             finally:
                 journal.close()
@@ -538,6 +545,7 @@ class HistoryScreen(Screen[None]):
 
     def _want_detail(self, row: int) -> None:
         if not self.matching:
+            self._newest_shown.set()
             self._wanted = self.detail = None
             message = "no run matches: esc clears the filter" if self.runs else \
                 "no run recorded yet: every run of a runbook, from here or headless, lands here"
@@ -571,6 +579,7 @@ class HistoryScreen(Screen[None]):
         self.post_message(RunDetailLoaded(run_id, detail, series))
 
     def on_run_detail_loaded(self, message: RunDetailLoaded) -> None:
+        self.call_after_refresh(self._newest_shown.set)
         if message.run_id != self._wanted:
             return  # the cursor has moved on
         body = self.query_one("#run-detail-body", Static)
@@ -642,6 +651,7 @@ class HistoryScreen(Screen[None]):
 
     def action_reload(self) -> None:
         self._wanted = None
+        self._newest_shown.clear()
         self.load()
 
     def action_back(self) -> None:

@@ -237,6 +237,9 @@ class HomeScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Breadcrumb(id="crumb")
+        banner = getattr(self.app, "banner", None)
+        if banner:
+            yield Static(banner, id="home-banner")
         yield Static("", id="home-resume")
         with Vertical(classes="panel", id="home-list"):
             yield DeckInput(id="filter", placeholder="filter runbooks (esc: clear)")
@@ -457,4 +460,8 @@ class HomeScreen(Screen[None]):
             self.notify("INCIDENT mode: runs are recorded as a real incident", severity="warning")
 
     help_notes = ("Mode: DRILL (blue) for practice, INCIDENT (red) for the real thing; "
-                  "it is recorded with every run.")
+                  "it is recorded with every run.\n\n"
+                  "Last run: the day of each runbook's last run and its result. Next drill: "
+                  "when a restore runbook is next due (monthly unless it sets a cadence); only "
+                  "a successful run resets the clock. An interrupted run is offered above the "
+                  "table: u resumes it from its first unfinished step, in its own mode.")

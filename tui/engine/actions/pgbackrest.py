@@ -172,7 +172,8 @@ class PgbackrestRestore(Action):
         if checked.tablespace_dir is not None:
             prepare_data_dir(checked.tablespace_dir)
         await _restore_files(ctx, checked)
-        placement = Placement(checked.data_dir, int(args["port"]), new_socket_dir())
+        placement = Placement(checked.data_dir, int(args["port"]),
+                              new_socket_dir(checked.data_dir))
         server = placement.cluster
         for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (server.data_dir / stale).unlink(missing_ok=True)

@@ -180,7 +180,7 @@ class PitrRestore(Action):
         prepare_data_dir(data_dir)
         ctx.output(f"unpacking base backup {base.stamp} into {data_dir}")
         await unpack_base(base, store, data_dir, ctx, gpg_home)
-        placement = Placement(data_dir, int(args["port"]), new_socket_dir())
+        placement = Placement(data_dir, int(args["port"]), new_socket_dir(data_dir))
         server = placement.cluster
         account = server_account()
         feeder = WalFeeder(store, cluster_config.name, data_dir / SPOOL, gpg_home=gpg_home,
@@ -200,6 +200,8 @@ class PitrRestore(Action):
             goal = Goal(parse_lsn(base.start_lsn), plan.window.end_lsn, base.stopped,
                         target.moment)
             state = await follow(dsn, server.log_file, goal, ctx, server.is_running)
+            if feeding.done() and feeding.exception() is not None:
+                raise feeding.exception()
         except BaseException:
             await asyncio.to_thread(server.stop, "fast")  # never leave a half-recovered server
             raise
