@@ -21,7 +21,7 @@ def readme_commands() -> set[str]:
     """The subcommand of every drdeck command line in the README's code blocks."""
     found = set()
     for block in re.findall(r"```[a-z]*\n(.*?)```", README, re.DOTALL):
-        for words in (line.split() for line in block.splitlines()):
+        for words in (line.split("#", 1)[0].split() for line in block.splitlines()):
             for index, word in enumerate(words):
                 if word.rsplit("/", 1)[-1].strip("'") != "drdeck":
                     continue
