@@ -7,9 +7,7 @@ the configuration, the repository and the GnuPG home.
 
 from __future__ import annotations
 
-import os
 import shlex
-import stat
 import sys
 import tempfile
 import time
@@ -17,31 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tui.postgres.cluster import LocalCluster, server_account
+from tui.postgres.access import give_to_server, let_server_account_run_drdeck
+from tui.postgres.cluster import LocalCluster
 
 from backup_support import Deck
 
 
 def let_the_server_account_run_drdeck() -> None:
-    """Give `o+x` (traverse only) to the directories above our interpreter and code."""
-    if server_account() is None:
-        return
-    for start in (Path(os.path.realpath(sys.executable)),
-                  Path(__file__).resolve().parent.parent):
-        for directory in start.parents:
-            mode = directory.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                directory.chmod(mode | stat.S_IXOTH)
-
-
-def give_to_server(path: Path) -> None:
-    account = server_account()
-    if account is None:
-        return
-    for root, dirs, files in os.walk(path):
-        os.chown(root, account.uid, account.gid)
-        for name in dirs + files:
-            os.chown(Path(root) / name, account.uid, account.gid, follow_symlinks=False)
+    """For the whole test session: parallel workers' servers all need it."""
+    let_server_account_run_drdeck()
 
 
 @dataclass

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from tui.durations import parse_duration
 from tui.errors import InvalidInput, Problem
 from tui.redact import dsn_password
 from tui.runbook.locate import locate
+from tui.tomlfile import Unreadable, closest, parse, read_source, type_name
 
 from .model import (
     REPOSITORY_TYPES,
@@ -113,35 +113,21 @@ def load_config(explicit: str | None = None) -> Config:
 
 def load_config_file(path: str | Path) -> Config:
     path = Path(path)
-    shown = str(path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigInvalid([Problem(shown, 1, 1, "no such file")]) from None
-    except IsADirectoryError:
-        raise ConfigInvalid([Problem(shown, 1, 1, "is a directory, not a file")]) from None
-    except OSError as exc:
-        raise ConfigInvalid([Problem(shown, 1, 1, f"cannot read: {exc.strerror}")]) from None
-    try:
-        source = data.decode("utf-8-sig")  # an editor's byte-order mark is not an error
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ConfigInvalid([Problem(shown, line, 1, "not UTF-8 text")]) from None
-    return load_config_text(source, shown, path=path)
+        source, _ = read_source(path)
+    except Unreadable as exc:
+        raise ConfigInvalid([exc.problem]) from None
+    return load_config_text(source, str(path), path=path)
 
 
 def load_config_text(
     source: str, shown_path: str = "<config>", path: Path | None = None
 ) -> Config:
     """Validate TOML text. Relative paths in it are taken from `path`'s directory (or cwd)."""
-    import tomllib
-
     try:
-        document = tomllib.loads(source)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigInvalid([_syntax_problem(shown_path, exc, source)]) from None
-    except RecursionError:
-        raise ConfigInvalid([Problem(shown_path, 1, 1, "TOML nested too deeply")]) from None
+        document = parse(source, shown_path)
+    except Unreadable as exc:
+        raise ConfigInvalid([exc.problem]) from None
     base_dir = path.absolute().parent if path is not None else Path.cwd()
     checker = _Checker(source, shown_path, base_dir)
     config = checker.build(document, path)
@@ -149,31 +135,6 @@ def load_config_text(
         problems = sorted(set(checker.problems), key=lambda p: (p.line, p.col, p.message))
         raise ConfigInvalid(problems)
     return config
-
-
-def _syntax_problem(path: str, exc: Exception, source: str) -> Problem:
-    text = str(exc)
-    message = re.sub(r"\s*\((at line \d+, column \d+|at end of document)\)", "", text)
-    match = re.search(r"\(at line (\d+), column (\d+)\)", text)
-    if match:
-        return Problem(path, int(match[1]), int(match[2]), f"TOML syntax: {message}")
-    lines = source.split("\n")  # "at end of document": where the reader ran out
-    last = len(lines) if lines[-1] else max(len(lines) - 1, 1)
-    return Problem(path, last, 1, f"TOML syntax: {message} (at the end of the file)")
-
-
-def _type_name(value: Any) -> str:
-    return {
-        str: "text", int: "a number", float: "a number", bool: "true/false", list: "a list",
-        dict: "a table",
-    }.get(type(value), "a date/time")  # fmt: skip
-
-
-def _closest(word: str, options: set[str]) -> str | None:
-    import difflib
-
-    matches = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.75)
-    return matches[0] if matches else None
 
 
 class _Checker:
@@ -192,7 +153,7 @@ class _Checker:
     def unknown_keys(self, table: dict, allowed: set[str], where: KeyPath, what: str) -> None:
         for key in table:
             if key not in allowed:
-                hint = _closest(key, allowed)
+                hint = closest(key, allowed)
                 suffix = f" (did you mean {hint!r}?)" if hint else ""
                 self.problem((*where, key), f"unknown key {key!r} in {what}{suffix}")
 
@@ -201,7 +162,7 @@ class _Checker:
         if value is None:
             return None
         if not isinstance(value, dict):
-            self.problem((*where, key), f"{key} must be a table, not {_type_name(value)}")
+            self.problem((*where, key), f"{key} must be a table, not {type_name(value)}")
             return None
         return value
 
@@ -213,7 +174,7 @@ class _Checker:
             return None
         value = table[key]
         if not isinstance(value, str):
-            self.problem((*where, key), f"{key} must be text, not {_type_name(value)}")
+            self.problem((*where, key), f"{key} must be text, not {type_name(value)}")
             return None
         if not empty_ok and not value.strip():
             self.problem((*where, key), f"{key} is empty")
@@ -225,14 +186,14 @@ class _Checker:
         value = table.get(key, [])
         if not isinstance(value, list):
             self.problem((*where, key), f"{key} must be a list of {what}, not "
-                         f"{_type_name(value)}")
+                         f"{type_name(value)}")
             return []
         result = []
         for index, item in enumerate(value):
             here = (*where, key, index)
             if not isinstance(item, str):
                 self.problem(here, f"{key}[{index}] must be text ({one}), not "
-                             f"{_type_name(item)}")
+                             f"{type_name(item)}")
             elif not item.strip():
                 self.problem(here, f"{key}[{index}] is empty: write {one}")
             else:
@@ -245,7 +206,7 @@ class _Checker:
             if isinstance(value, bool):
                 shown = "true" if value else "false"
             else:
-                shown = repr(value) if isinstance(value, int | float) else _type_name(value)
+                shown = repr(value) if isinstance(value, int | float) else type_name(value)
             self.problem((*where, key), f"{label} must be a whole number, 0 or more, not {shown}")
             return default
         return value
@@ -281,7 +242,7 @@ class _Checker:
                 self.problem(where, f"{singular} name {name!r}: use letters, digits, '-', '_' "
                              "and '.', starting with a letter or digit")
             elif not isinstance(spec, dict):
-                self.problem(where, f"[{key}.{name}] must be a table, not {_type_name(spec)}")
+                self.problem(where, f"[{key}.{name}] must be a table, not {type_name(spec)}")
             else:
                 result[name] = spec
         return result
@@ -417,7 +378,7 @@ class _Checker:
         repository = None
         if repository_name is not None:
             if repository_name not in repositories:
-                hint = _closest(repository_name, set(repositories))
+                hint = closest(repository_name, set(repositories))
                 known = ", ".join(repositories) or "none"
                 suffix = f"did you mean {hint!r}? " if hint else ""
                 self.problem((*where, "repository"),
@@ -469,7 +430,7 @@ class _Checker:
         here = (*where, "retention")
         if not isinstance(value, dict):
             self.problem(here, "retention must be a table like "
-                         "{ daily = 7, weekly = 4, monthly = 6 }, not " + _type_name(value))
+                         "{ daily = 7, weekly = 4, monthly = 6 }, not " + type_name(value))
             return Retention()
         self.unknown_keys(value, RETENTION_KEYS, here, "retention")
         defaults = Retention()
@@ -508,7 +469,7 @@ class _Checker:
         for index, item in enumerate(raw):
             here: KeyPath = ("notify", "webhooks", index)
             if not isinstance(item, dict):
-                self.problem(here, f"each webhook must be a table, not {_type_name(item)}")
+                self.problem(here, f"each webhook must be a table, not {type_name(item)}")
                 continue
             self.unknown_keys(item, WEBHOOK_KEYS, here, "a webhook")
             url = self.text(item, "url", here)

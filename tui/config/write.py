@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from tui.errors import InvalidInput
+from tui.tomlfile import Unreadable, parse
 
-from .load import ConfigInvalid, _syntax_problem, load_config_text
+from .load import ConfigInvalid, load_config_text
 
 # Tables this deep or deeper are written inline: [clusters.prod] is a table of its own,
 # its retention an inline { daily = 30, ... }, as in the documented example.
@@ -24,7 +25,6 @@ def set_value(path: str | Path, dotted_key: tuple[str, ...], value: Any, *,
     is written and ConfigInvalid says why: this is also what keeps a password out of a
     `dsn`. The file is replaced atomically, through a symbolic link if it is one.
     """
-    import tomllib
 
     import tomlkit
 
@@ -39,9 +39,9 @@ def set_value(path: str | Path, dotted_key: tuple[str, ...], value: Any, *,
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path}: cannot read: {exc}") from None
     try:
-        tomllib.loads(source)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigInvalid([_syntax_problem(str(path), exc, source)]) from None
+        parse(source, str(path))
+    except Unreadable as exc:
+        raise ConfigInvalid([exc.problem]) from None
     document = tomlkit.parse(source)
 
     from tomlkit.items import Table

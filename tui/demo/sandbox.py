@@ -14,7 +14,6 @@ import contextlib
 import os
 import shlex
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -25,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from tui.errors import DrdeckError
+from tui.postgres.access import give_back, give_to_server, let_server_account_run_drdeck
 from tui.postgres.binaries import pg_bin
-from tui.postgres.cluster import LocalCluster, free_port, server_account
+from tui.postgres.cluster import LocalCluster, free_port
 
 CLUSTER = "demo"
 DATABASE = "shop"
@@ -66,14 +66,14 @@ class Sandbox:
         fingerprint = _make_key(gpg_home)
         self.cluster = LocalCluster.in_directory(self.root / "prod")
         (self.root / "prod").mkdir(exist_ok=True)
-        _give(self.root / "prod")
+        give_to_server(self.root / "prod")
         self.say(f"· a PostgreSQL cluster on port {self.cluster.port}")
         self.cluster.init(wal_segsize_mb=1, no_sync=True)
         self.config = self.root / "drdeck.toml"
         self.config.write_text(self._config_text(repo, gpg_home, fingerprint))
         self.config.chmod(0o644)
-        _give(repo)
-        _give(gpg_home)
+        give_to_server(repo)
+        give_to_server(gpg_home)
         self.cluster.configure(
             archive_mode="on", archive_command=self._archive_command(), archive_timeout="5s",
             track_commit_timestamp="on", fsync="off", synchronous_commit="off")
@@ -176,22 +176,11 @@ check_query = "select count(*) as orders, max(placed_at) from orders"
         return {**os.environ, "DRDECK_STATE_DIR": str(self.state), "NO_COLOR": "1"}
 
     def _let_the_server_run_drdeck(self) -> None:
-        """archive_command runs as postgres: it must reach our interpreter and code.
-
-        Only traverse permission (o+x) is added, only where missing, and given
-        back when the sandbox closes.
-        """
-        if server_account() is None:
-            return
-        for start in (Path(os.path.realpath(sys.executable)),
-                      Path(__file__).resolve().parent.parent.parent):
-            for directory in start.parents:
-                mode = directory.stat().st_mode
-                if not mode & stat.S_IXOTH:
-                    self._opened.append((directory, stat.S_IMODE(mode)))
-                    directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-                    self.say(f"· made {directory} traversable (o+x) for the postgres user "
-                             "(restored when the sandbox closes)")
+        """archive_command runs as postgres: it must reach our interpreter and code."""
+        self._opened = let_server_account_run_drdeck()
+        for directory, _ in self._opened:
+            self.say(f"· made {directory} traversable (o+x) for the postgres user "
+                     "(restored when the sandbox closes)")
 
     # --- closing ----------------------------------------------------------------------
 
@@ -206,22 +195,9 @@ check_query = "select count(*) as orders, max(placed_at) from orders"
         with contextlib.suppress(Exception):
             subprocess.run(["gpgconf", "--homedir", str(self.root / "gnupg"), "--kill",
                             "gpg-agent"], capture_output=True, check=False, timeout=10)
-        for directory, mode in reversed(self._opened):
-            with contextlib.suppress(OSError):
-                directory.chmod(mode)
-        self._opened.clear()
+        give_back(self._opened)
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _give(path: Path) -> None:
-    account = server_account()
-    if account is None:
-        return
-    for root, dirs, files in os.walk(path):
-        os.chown(root, account.uid, account.gid)
-        for name in dirs + files:
-            os.chown(Path(root) / name, account.uid, account.gid, follow_symlinks=False)
 
 
 def _make_key(home: Path) -> str:

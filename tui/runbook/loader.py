@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from tui.runbook.model import (
     Step,
 )
 from tui.runbook.params import coerce
+from tui.tomlfile import Unreadable, closest, parse, read_source, type_name
 
 KeyPath = tuple[str | int, ...]
 
@@ -52,62 +53,25 @@ EXPECT_KEYS = {"equals", "min", "max", "rows", "contains", "matches", "exit_code
 
 def load_runbook(path: str | Path) -> Runbook:
     path = Path(path)
-    shown = str(path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise RunbookInvalid([Problem(shown, 1, 1, "no such file")]) from None
-    except IsADirectoryError:
-        raise RunbookInvalid([Problem(shown, 1, 1, "is a directory, not a runbook")]) from None
-    except OSError as exc:
-        raise RunbookInvalid([Problem(shown, 1, 1, f"cannot read: {exc.strerror}")]) from None
-    try:
-        source = data.decode("utf-8-sig")  # an editor's byte-order mark is not an error
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise RunbookInvalid([Problem(shown, line, 1, "not UTF-8 text")]) from None
-    runbook = load_text(source, shown)
-    return _with_origin(runbook, path, hashlib.sha256(data).hexdigest())
-
-
-def _with_origin(runbook: Runbook, path: Path, sha256: str) -> Runbook:
-    from dataclasses import replace
-
-    return replace(runbook, path=path, sha256=sha256)
+        source, data = read_source(path, "runbook")
+    except Unreadable as exc:
+        raise RunbookInvalid([exc.problem]) from None
+    runbook = load_text(source, str(path))
+    return replace(runbook, path=path, sha256=hashlib.sha256(data).hexdigest())
 
 
 def load_text(source: str, shown_path: str = "<runbook>") -> Runbook:
     try:
-        document = tomllib.loads(source)
-    except tomllib.TOMLDecodeError as exc:
-        raise RunbookInvalid([_syntax_problem(shown_path, exc, source)]) from None
-    except RecursionError:
-        raise RunbookInvalid([Problem(shown_path, 1, 1, "TOML nested too deeply")]) from None
+        document = parse(source, shown_path)
+    except Unreadable as exc:
+        raise RunbookInvalid([exc.problem]) from None
     checker = _Checker(source, shown_path)
     runbook = checker.build(document)
     if checker.problems or runbook is None:
         problems = sorted(set(checker.problems), key=lambda p: (p.line, p.col, p.message))
         raise RunbookInvalid(problems or [Problem(shown_path, 1, 1, "invalid runbook")])
     return runbook
-
-
-def _syntax_problem(path: str, exc: tomllib.TOMLDecodeError, source: str) -> Problem:
-    text = str(exc)
-    message = re.sub(r"\s*\((at line \d+, column \d+|at end of document)\)", "", text)
-    match = re.search(r"\(at line (\d+), column (\d+)\)", text)
-    if match:
-        return Problem(path, int(match[1]), int(match[2]), f"TOML syntax: {message}")
-    # "at end of document": point at the last line, where the reader ran out
-    lines = source.split("\n")
-    last = len(lines) if lines[-1] else max(len(lines) - 1, 1)
-    return Problem(path, last, 1, f"TOML syntax: {message} (at the end of the file)")
-
-
-def _type_name(value: Any) -> str:
-    return {
-        str: "text", int: "a number", float: "a number", bool: "true/false", list: "a list",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
 
 
 class _Checker:
@@ -129,7 +93,7 @@ class _Checker:
     def unknown_keys(self, table: dict, allowed: set[str], where: KeyPath, what: str) -> None:
         for key in table:
             if key not in allowed:
-                hint = _closest(key, allowed)
+                hint = closest(key, allowed)
                 suffix = f" (did you mean {hint!r}?)" if hint else ""
                 self.problem((*where, key), f"unknown key {key!r} in {what}{suffix}")
 
@@ -141,7 +105,7 @@ class _Checker:
             return default
         value = table[key]
         if not isinstance(value, str):
-            self.problem((*where, key), f"{key} must be text, not {_type_name(value)}")
+            self.problem((*where, key), f"{key} must be text, not {type_name(value)}")
             return default
         return value
 
@@ -164,7 +128,7 @@ class _Checker:
     def boolean(self, table: dict, key: str, where: KeyPath, default: bool = False) -> bool:
         value = table.get(key, default)
         if not isinstance(value, bool):
-            self.problem((*where, key), f"{key} must be true or false, not {_type_name(value)}")
+            self.problem((*where, key), f"{key} must be true or false, not {type_name(value)}")
             return default
         return value
 
@@ -173,7 +137,7 @@ class _Checker:
         if value is None:
             return None
         if not isinstance(value, dict):
-            self.problem((*where, key), f"{key} must be a table, not {_type_name(value)}")
+            self.problem((*where, key), f"{key} must be a table, not {type_name(value)}")
             return None
         return value
 
@@ -317,7 +281,7 @@ class _Checker:
             step_id = None
         action = get_action(action_name) if action_name else None
         if action_name is not None and action is None:
-            hint = _closest(action_name, set(ACTIONS))
+            hint = closest(action_name, set(ACTIONS))
             known = f"did you mean {hint!r}?" if hint else "known: " + ", ".join(sorted(ACTIONS))
             self.problem((*where, "action"), f"unknown action {action_name!r} ({known})")
         args = self.table(spec, "with", where) or {}
@@ -375,14 +339,14 @@ class _Checker:
         key = where[-1]
         if kind in ("text", "sql"):
             if not isinstance(value, str):
-                self.problem(where, f"{key} must be text, not {_type_name(value)}")
+                self.problem(where, f"{key} must be text, not {type_name(value)}")
                 return
             self.templates(value, where, names, "sql" if kind == "sql" else "text")
         elif kind == "command":
             self.command(value, where, names)
         elif kind in ("env", "sql_params"):
             if not isinstance(value, dict):
-                self.problem(where, f"{key} must be a table, not {_type_name(value)}")
+                self.problem(where, f"{key} must be a table, not {type_name(value)}")
                 return
             for name, item in value.items():
                 if kind == "env" and not isinstance(item, str):
@@ -401,11 +365,11 @@ class _Checker:
                     except ValueError as exc:
                         self.problem(where, f"bad duration for {key}: {exc}")
                 elif not refs:
-                    self.problem(where, f"{key} must be {_type_name(expected())}, not text")
+                    self.problem(where, f"{key} must be {type_name(expected())}, not text")
             elif expected is None or not isinstance(value, expected) or (
                 expected is int and isinstance(value, bool)
             ):
-                self.problem(where, f"{key} has the wrong type: {_type_name(value)}")
+                self.problem(where, f"{key} has the wrong type: {type_name(value)}")
 
     def command(self, value: Any, where: KeyPath, names: _Names) -> None:
         if isinstance(value, str):
@@ -458,7 +422,7 @@ class _Checker:
                 item = value[name]
                 if isinstance(item, bool) or not isinstance(item, kinds):
                     self.problem((*here, name), f"expect.{name} has the wrong type: "
-                                 f"{_type_name(item)}")
+                                 f"{type_name(item)}")
                     continue
                 fields[name] = item
         if "matches" in fields:
@@ -555,10 +519,3 @@ class _Names:
             return None
         known = ", ".join(self.params) or "none"
         return f"unknown template name ${{{name}}} (parameters: {known})"
-
-
-def _closest(word: str, options: set[str]) -> str | None:
-    import difflib
-
-    matches = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.75)
-    return matches[0] if matches else None

@@ -100,7 +100,12 @@ async def store_output(argv: Sequence[str], env: dict[str, str], store: Any, key
         progress(sizes["stored"], f"{format_bytes(sizes['plain'])} {what}", final=True)
         await asyncio.to_thread(writer.commit)
         return Stored(sizes["plain"], sizes["stored"], plain.hexdigest(), stored.hexdigest())
-    except BaseException:
+    except BaseException as failure:
         await reap(source, encrypt)
-        await asyncio.to_thread(writer.abort)
+        try:
+            await asyncio.to_thread(writer.abort)
+        except Exception as cleanup:
+            # a failed clean-up must not hide what failed (the writer may have said both)
+            if isinstance(failure, Exception) and str(cleanup) not in str(failure):
+                raise StreamFailed(f"{failure}; and {cleanup}") from None
         raise
