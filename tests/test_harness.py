@@ -96,8 +96,14 @@ def test_binaries_are_found():
 
 def test_missing_binary_names_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv("DRDECK_PG_BIN", str(tmp_path))
-    with pytest.raises(DrdeckError, match="DRDECK_PG_BIN"):
+    with pytest.raises(DrdeckError, match="DRDECK_PG_BIN=.* has no initdb.*apt-get install"):
         pg_bin("initdb")
+
+
+def test_pg_bin_pointing_nowhere_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("DRDECK_PG_BIN", str(tmp_path / "missing"))
+    with pytest.raises(DrdeckError, match="is not a directory"):
+        pg_bin("pg_dump")
 
 
 # --- GnuPG --------------------------------------------------------------------------

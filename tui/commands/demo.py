@@ -28,7 +28,8 @@ def demo_command(args: Namespace) -> int:
 
     root = new_root(args.dir)
     sandbox = Sandbox(root, keep=args.keep, say=say)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # SIGHUP too: a dropped SSH session must not leave a cluster and an agent running
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         say(f"building a sandbox in {root}")
         sandbox.build()
@@ -37,7 +38,8 @@ def demo_command(args: Namespace) -> int:
             return _drills(sandbox, say)
         return _app(sandbox)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sandbox.close()
         say(f"sandbox kept in {root}" if args.keep else "sandbox removed")
 

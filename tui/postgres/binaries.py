@@ -50,9 +50,11 @@ def pg_bin(name: str) -> str:
         path = Path(configured) / name
         if _is_executable(path):
             return str(path)
+        problem = "is not a directory" if not Path(configured).is_dir() else f"has no {name}"
         raise DrdeckError(
-            f"{name} not found in {configured} (from ${PG_BIN_ENV}): point ${PG_BIN_ENV} "
-            f"at the directory holding the PostgreSQL server programs, or unset it"
+            f"${PG_BIN_ENV}={configured} {problem}: point it at the directory holding the "
+            f"PostgreSQL programs (on Debian /usr/lib/postgresql/<major>/bin, from "
+            f"'apt-get install {_debian_package(name, None)}'), or unset it"
         )
 
     debian = debian_bin_dir()
