@@ -31,9 +31,14 @@ BENCHMARKS = {
     "snapshot-restore": "bench.snapshot_restore",
     "snapshot-memory": "bench.snapshot_memory",
     "wal-fetch": "bench.wal_fetch",
+    "inventory": "bench.inventory",
+    "journal": "bench.journal",
+    "history": "bench.history",
 }
 
-COLUMNS = ("benchmark", "measured", "baseline", "slowdown", "target", "result", "reproduce")
+COLUMNS = ("benchmark", "measured", "baseline", "ratio", "target", "result", "reproduce")
+LEGEND = ("ratio: measured / baseline as time (for a rate, baseline / measured): "
+          "2.0x takes twice as long as the baseline")
 
 
 def run_one(name: str, debug: bool = False) -> Report:
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print()
     print(table(rows))
+    print(LEGEND)
     errors = [row for row in rows if row.error is not None]
     if notes or errors:
         print()
