@@ -3,8 +3,10 @@
 The `engine` benchmark's log (200,000 lines of about 80 characters) is streamed
 by a one-step runbook (`shell`, `cat FILE`) in three ways, interleaved:
 
-- baseline: `Runner` headless with the human printer writing to /dev/null,
-  timed around `asyncio.run(runner.run())`;
+- baseline: `Runner` headless with the human printer writing to /dev/null and
+  the journal recorder `drdeck run --headless` attaches (the app records its
+  runs too, so both sides pay for the journal), timed around
+  `asyncio.run(runner.run())`;
 - the app: `DrdeckApp` under `run_test` at 120x36, which opens the run screen
   and starts the run at once; timed from the engine's start (the `run_finished`
   event's time less its duration, so the app's own start-up is left out) until
@@ -119,6 +121,8 @@ class HeadlessSubject:
         self.gc: list[GcMeter] = []
 
     def __call__(self) -> float:
+        from tui.commands.run import record
+        from tui.config import load_config
         from tui.engine.runner import Runner
         from tui.headless import HeadlessOperator, HumanPrinter
 
@@ -133,10 +137,14 @@ class HeadlessSubject:
                         workdir_root=self.workdir_root)
         results = []
         fresh_heap()
-        with open(os.devnull, "w", encoding="utf-8") as stream, GcMeter() as meter:
-            runner.subscribe(HumanPrinter(stream, colour=False))
-            runner.subscribe(count)
-            elapsed = timed(lambda: results.append(asyncio.run(runner.run())))
+        journal = record(runner, load_config(None))
+        try:
+            with open(os.devnull, "w", encoding="utf-8") as stream, GcMeter() as meter:
+                runner.subscribe(HumanPrinter(stream, colour=False))
+                runner.subscribe(count)
+                elapsed = timed(lambda: results.append(asyncio.run(runner.run())))
+        finally:
+            journal.close()
         self.gc.append(meter)
         result = results[0]
         if result.status != "succeeded":
@@ -334,7 +342,7 @@ def run() -> Report:
         return [delays for delays in per_run[WARMUP:] if delays]
 
     command = reproduce(NAME)
-    label = "headless, human printer > /dev/null"
+    label = "headless: human printer > /dev/null, journal"
     baseline = rates(samples["baseline"])
     drain = Row(NAME, "lines/s", rates(samples["app"]), label, baseline, command)
     drain.targets = [Target(f">= {TARGET_SHARE:.0%} of headless lines/s",

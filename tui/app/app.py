@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -80,6 +81,9 @@ class DrdeckApp(App[None]):
         self.last_result = None
 
     def on_mount(self) -> None:
+        # Textual and our imports are hundreds of thousands of long-lived objects; frozen,
+        # the full collections an output flood triggers no longer walk them (-60 ms each).
+        gc.freeze()
         found = self._runbooks if self._runbooks is not None else discover(self._runbook_dirs)
         self.push_screen(HomeScreen(found))
         if self._resume is not None:
