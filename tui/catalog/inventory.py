@@ -17,7 +17,9 @@ from tui.catalog.layout import parse_key, snapshots_prefix, time_of
 from tui.catalog.manifest import Manifest, ManifestInvalid, Verification
 from tui.errors import DrdeckError, InvalidInput
 
-_READERS = 8  # manifests are small: read several at once (an S3 round trip each)
+# manifests are small: read several at once (an S3 round trip each), unless the store
+# says otherwise (`parallel_reads`: LocalStore reads one at a time)
+_READERS = 8
 
 
 class SnapshotNotFound(InvalidInput):
@@ -148,10 +150,18 @@ def read_cluster(store: Any, cluster: str, rpo_s: float | None = None) -> Cluste
         except DrdeckError:
             return None
 
-    with ThreadPoolExecutor(_READERS) as pool:
-        manifests = dict(pool.map(read_manifest, list(manifest_keys)))
-        for ident, keys in verification_keys.items():
-            found[ident].verifications = [v for v in pool.map(read_verification, keys) if v]
+    all_verification_keys = [key for keys in verification_keys.values() for key in keys]
+    readers = getattr(store, "parallel_reads", _READERS)
+    if readers > 1:
+        with ThreadPoolExecutor(readers) as pool:
+            manifests = dict(pool.map(read_manifest, list(manifest_keys)))
+            verifications = list(pool.map(read_verification, all_verification_keys))
+    else:  # a local disk: a pool would cost more than the reads it overlaps
+        manifests = dict(map(read_manifest, manifest_keys))
+        verifications = list(map(read_verification, all_verification_keys))
+    read = dict(zip(all_verification_keys, verifications, strict=True))
+    for ident, keys in verification_keys.items():
+        found[ident].verifications = [v for key in keys if (v := read[key])]
 
     for ident, snapshot in found.items():
         manifest = manifests.get(ident)

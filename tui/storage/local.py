@@ -42,6 +42,8 @@ _PARTIAL = re.compile(r"^\.(?P<name>.+)\.partial-[0-9a-f]{16}$")
 class LocalStore:
     """Objects as files under ``root``; the root is created on the first write."""
 
+    parallel_reads = 1  # small files from a local disk: threads cost more than they overlap
+
     def __init__(self, root: Path | str):
         self.root = Path(root).expanduser().absolute()
         self.description = str(self.root)
