@@ -14,7 +14,6 @@ from pathlib import Path
 from tui.durations import parse_duration
 from tui.errors import InvalidInput, Problem
 from tui.redact import dsn_password
-from tui.runbook.locate import locate
 from tui.tomlfile import Unreadable, closest, parse, read_source, type_name
 
 from .model import (
@@ -145,6 +144,9 @@ class _Checker:
         self.problems: list[Problem] = []
 
     def problem(self, where: KeyPath, message: str) -> None:
+        # imported here: `wal fetch` loads the config once per segment, rarely a bad one
+        from tui.runbook.locate import locate
+
         line, col = locate(self.source, where)
         self.problems.append(Problem(self.path, line, col, message))
 
