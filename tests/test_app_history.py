@@ -341,7 +341,7 @@ id = "prepare"
 title = "Prepare"
 action = "shell"
 capture = true
-with = { command = "echo prepared-with-${token}; echo ready" }
+with = { command = "echo prepared-with-$TOKEN; echo ready", env = { TOKEN = "${token}" } }
 
 [[steps]]
 id = "slow"
@@ -353,7 +353,7 @@ with = { command = "test -f ${env.DRDECK_TEST_GATE} || { echo waiting; sleep 60;
 id = "use"
 title = "Use the secret again"
 action = "shell"
-with = { command = "echo using-${token}" }
+with = { command = "echo using-$TOKEN", env = { TOKEN = "${token}" } }
 """
 SECRET = "tok-5b1e-never-written"
 

@@ -83,8 +83,22 @@ def test_missing_parameters_exit_2_and_are_all_listed(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "missing required parameters" in proc.stderr
     assert "-p who=...   string: Who to greet" in proc.stderr
-    assert "-p token=...   secret" in proc.stderr
+    assert "DRDECK_SECRET_TOKEN=... in the environment (or -p token=...)   secret" in proc.stderr
     assert proc.stdout == "" and "Traceback" not in proc.stderr
+
+
+def test_a_secret_comes_from_the_environment_not_the_command_line(tmp_path: Path) -> None:
+    """`-p token=...` would be readable in ps; $DRDECK_SECRET_TOKEN is not."""
+    text = RUNBOOK.replace('with = { command = ["echo", "hello ${who}"] }',
+                           'with = { command = "echo hello ${who}; echo length $${#TOKEN}", '
+                           'env = { TOKEN = "${token}" } }')
+    path = write(tmp_path, text)
+    proc = drdeck("run", str(path), "-p", "who=ops", "--headless", state_dir=tmp_path,
+                  DRDECK_SECRET_TOKEN="hunter2-hunter2")
+    assert proc.returncode == 0, proc.stderr
+    assert "length 15" in proc.stdout  # it reached the step, through the environment
+    assert "params: who=ops  token=***" in proc.stdout
+    assert "hunter2" not in proc.stdout + proc.stderr
 
 
 def test_bad_parameter_values_and_names_exit_2(tmp_path: Path) -> None:

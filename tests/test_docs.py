@@ -45,7 +45,7 @@ title = "Fetch the snapshot"
 action = "shell"
 description = "Downloads and decrypts it."
 timeout = "10m"
-with = { command = "echo fetching into ${target_db} with ${token}; sleep 0.2" }
+with = { command = "echo fetching into ${target_db} with $TOKEN; sleep 0.2", env = { TOKEN = "${token}" } }
 
 [[steps]]
 id = "count"
@@ -241,7 +241,7 @@ def test_the_recovery_runbook_has_contacts_steps_commands_and_estimates(setup) -
     drill = section(book, "## Restore last night's snapshot")
     assert "Restores the newest snapshot into a scratch database and checks it." in drill
     assert "- Scenario: snapshot; RTO target 2h, RPO target 1d" in drill
-    assert "drdeck run snapshot-drill -p token=..." in drill
+    assert "DRDECK_SECRET_TOKEN=... drdeck run snapshot-drill" in drill
     assert "| `token` | secret | (required) | API token for the status page |" in drill
     assert "| `target_db` | string | `scratch` | Where to restore |" in drill
 
@@ -255,7 +255,7 @@ def test_the_recovery_runbook_has_contacts_steps_commands_and_estimates(setup) -
             f"{measured_text(fetches[-1])} (2 successful runs)") in fetch
     assert "- Timeout 10m" in fetch and "Downloads and decrypts it." in fetch
     # the command as the runbook writes it: templates unrendered
-    assert "```sh\necho fetching into ${target_db} with ${token}; sleep 0.2\n```" in fetch
+    assert "```sh\necho fetching into ${target_db} with $TOKEN; sleep 0.2\n```" in fetch
     count = section(drill, "#### 2. Count the rows")
     assert '["echo", "select count(*) from accounts"]' in count
     assert "- Asks for confirmation: Count rows in ${target_db}?" in count

@@ -22,13 +22,14 @@ title = "A test runbook"
 """
 
 
-def shell_step(step_id: str, command: str, extra: str = "") -> str:
+def shell_step(step_id: str, command: str, extra: str = "", env: str = "") -> str:
+    env_table = f", env = {{ {env} }}" if env else ""
     return f"""
 [[steps]]
 id = "{step_id}"
 title = "Step {step_id}"
 action = "shell"
-with = {{ command = {command!r} }}
+with = {{ command = {command!r}{env_table} }}
 {extra}
 """
 
@@ -257,7 +258,8 @@ type = "secret"
 
 [params.dsn]
 type = "dsn"
-""" + shell_step("leak", "echo token=${token}; echo ${dsn}; echo ${token} >&2; exit 1")
+""" + shell_step("leak", "echo token=$TOKEN; echo ${dsn}; echo $TOKEN >&2; exit 1",
+                 env='TOKEN = "${token}"')
     secret, password = "tok-3141-secret", "pw-2718-hidden"
     _result, rec = run_text(text, tmp_path, params={
         "token": secret, "dsn": f"postgresql://app:{password}@db.internal/app"})
@@ -373,12 +375,17 @@ def test_dry_run_renders_every_step_and_runs_nothing(tmp_path: Path) -> None:
     text = HEADER + """
 [params.token]
 type = "secret"
-""" + shell_step("touch", f"touch {marker}; echo ${{token}}") + shell_step("two", "true")
-    _result, rec = run_text(text, tmp_path, params={"token": "s3cr3t-value"}, dry_run=True)
+""" + shell_step("touch", f"touch {marker}; echo $TOKEN; echo ${{dsn}}",
+                 env='TOKEN = "${token}"') + shell_step("two", "true") + """
+[params.dsn]
+type = "dsn"
+"""
+    _result, rec = run_text(text, tmp_path, dry_run=True, params={
+        "token": "s3cr3t-value", "dsn": "postgresql://app:s3cr3t-value@db/app"})
     assert not marker.exists()
     planned = rec.of("step_planned")
     assert [p.step for p in planned] == ["touch", "two"]
-    assert planned[0].command == f"touch {marker}; echo ***"
+    assert planned[0].command == f"touch {marker}; echo $TOKEN; echo postgresql://app:***@db/app"
     assert rec.of("step_started") == []
     assert "s3cr3t-value" not in rec.as_json_text()
 

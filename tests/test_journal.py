@@ -36,7 +36,7 @@ id = "prepare"
 title = "Prepare"
 action = "shell"
 capture = true
-with = { command = "echo prepared-with-${token}; echo ready" }
+with = { command = "echo prepared-with-$TOKEN; echo ready", env = { TOKEN = "${token}" } }
 
 [[steps]]
 id = "slow"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from argparse import Namespace
 
 from tui.errors import InvalidInput
@@ -14,7 +15,7 @@ def load_resumable(config, run_id: str, given: dict[str, str]):
     from tui.journal.store import open_journal
     from tui.runbook.discovery import find_runbook
     from tui.runbook.loader import load_runbook
-    from tui.runbook.params import resolve
+    from tui.runbook.params import resolve, secret_variable, with_secrets_from_environment
 
     journal = open_journal(config)
     try:
@@ -38,10 +39,13 @@ def load_resumable(config, run_id: str, given: dict[str, str]):
             "resuming would not be the same run. Start a new run instead")
     stored = {name: value for name, value in run.params.items()
               if name in runbook.params and not runbook.params[name].is_secret}
+    given = with_secrets_from_environment(runbook, given, os.environ)
     missing = [p.name for p in runbook.params.values() if p.is_secret and p.name not in given]
     if missing:
-        raise InvalidInput("secrets are never stored: give them again with "
-                           + " ".join(f"-p {name}=..." for name in missing))
+        raise InvalidInput("secrets are never stored: give them again in the environment, "
+                           + " ".join(f"{secret_variable(name)}=..." for name in missing)
+                           + " (or with " + " ".join(f"-p {name}=..." for name in missing)
+                           + ")")
     params = resolve(runbook, {**stored, **given})
     return detail, runbook, params
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from argparse import Namespace
@@ -10,7 +11,7 @@ from argparse import Namespace
 from tui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from tui.runbook.discovery import find_runbook
 from tui.runbook.loader import load_runbook
-from tui.runbook.params import parse_assignments, resolve
+from tui.runbook.params import parse_assignments, resolve, with_secrets_from_environment
 
 
 def run_command(args: Namespace) -> int:
@@ -19,6 +20,7 @@ def run_command(args: Namespace) -> int:
     config = load_config(args.config)
     runbook = load_runbook(find_runbook(args.runbook, list(config.runbook_dirs)))
     given = {**config.defaults_for(runbook.name), **parse_assignments(args.param)}
+    given = with_secrets_from_environment(runbook, given, os.environ)
     given = {k: v for k, v in given.items() if k in runbook.params or k not in
              config.defaults_for(runbook.name)}
     mode = args.mode or ("incident" if args.incident else "drill")

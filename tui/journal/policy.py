@@ -32,6 +32,7 @@ from tui.durations import format_duration
 from tui.journal.due import DRILL_SCENARIOS, due, is_drill
 from tui.journal.report import measured_text, spread, utc_text
 from tui.redact import mask_credentials
+from tui.runbook.params import secret_variable
 
 POLICY_FILE = "backup-policy.md"
 RUNBOOK_FILE = "recovery-runbook.md"
@@ -303,8 +304,9 @@ def _scenario(src: Sources, runbook: Any) -> list[str]:
         lines += [runbook.description.strip(), ""]
 
     required = [p for p in runbook.params.values() if p.required]
-    command = " ".join(["drdeck run", runbook.name,
-                        *(f"-p {p.name}=..." for p in required)])
+    command = " ".join([*(f"{secret_variable(p.name)}=..." for p in required if p.is_secret),
+                        "drdeck run", runbook.name,
+                        *(f"-p {p.name}=..." for p in required if not p.is_secret)])
     lines += ["To run it:", "", "```sh", command, "```", ""]
     if runbook.params:
         lines += ["| Parameter | Type | Default | Meaning |", "|---|---|---|---|"]

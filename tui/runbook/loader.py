@@ -375,13 +375,24 @@ class _Checker:
         if isinstance(value, str):
             if not value.strip():
                 self.problem(where, "the command is empty")
-            self.templates(value, where, names, "shell")
+            self.no_secrets(self.templates(value, where, names, "shell"), where, names)
         elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             for index, item in enumerate(value):
-                self.templates(item, (*where, index), names, "text")
+                refs = self.templates(item, (*where, index), names, "text")
+                self.no_secrets(refs, (*where, index), names)
         else:
             self.problem(where, "command must be a list of arguments [\"prog\", \"arg\", ...] "
                          "or a string for /bin/sh")
+
+    def no_secrets(self, refs: list, where: KeyPath, names: _Names) -> None:
+        """A command line is readable by every user of the machine (ps, /proc)."""
+        for ref in refs:
+            param = names.params.get(ref.name)
+            if param is not None and param.is_secret:
+                variable = re.sub(r"\W", "_", ref.name).upper()
+                self.problem(where, f"{ref.text} is a secret: on a command line every user of "
+                             f"the machine can read it (ps); pass it through the environment, "
+                             f"env = {{ {variable} = \"{ref.text}\" }}, and read ${variable}")
 
     def templates(self, text: str, where: KeyPath, names: _Names, context: str) -> list:
         try:

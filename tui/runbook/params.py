@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -113,7 +115,8 @@ def resolve(runbook: Runbook, given: dict[str, str]) -> dict[str, Any]:
         else:
             values[name] = param.default
     if missing:
-        lines = [f"  -p {p.name}=...   {p.type}{': ' + p.help if p.help else ''}" for p in missing]
+        lines = [f"  {_how_to_give(p)}   {p.type}{': ' + p.help if p.help else ''}"
+                 for p in missing]
         problems.append("missing required parameters:\n" + "\n".join(lines))
     if problems:
         raise InvalidInput("\n".join(problems))
@@ -129,3 +132,29 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
             raise InvalidInput(f"-p {item!r}: write parameters as NAME=VALUE")
         result[name.strip()] = value
     return result
+
+
+def secret_variable(name: str) -> str:
+    """Where a secret parameter can wait for a headless run: off the command line."""
+    return "DRDECK_SECRET_" + re.sub(r"\W", "_", name).upper()
+
+
+def with_secrets_from_environment(runbook: Runbook, given: dict[str, str],
+                                  environ: Mapping[str, str]) -> dict[str, str]:
+    """`given`, plus each secret parameter it lacks that $DRDECK_SECRET_<NAME> holds.
+
+    `-p token=...` puts the secret in drdeck's own command line, readable by every
+    user (ps); cron and CI keep secrets in the environment anyway.
+    """
+    found = dict(given)
+    for name, param in runbook.params.items():
+        variable = secret_variable(name)
+        if param.is_secret and name not in found and environ.get(variable):
+            found[name] = environ[variable]
+    return found
+
+
+def _how_to_give(param: Param) -> str:
+    if param.is_secret:
+        return f"{secret_variable(param.name)}=... in the environment (or -p {param.name}=...)"
+    return f"-p {param.name}=..."
