@@ -151,6 +151,11 @@ def check_key(key: str) -> str:
     return key
 
 
+def is_usable_key(key: str) -> bool:
+    """Whether ``key`` is one a store can write (check_key would accept it)."""
+    return not key.endswith("/") and _key_problem(key) is None
+
+
 def check_prefix(prefix: str) -> str:
     """``prefix`` if it can start keys ("" and a trailing "/" are fine), else a StorageError."""
     problem = _key_problem(prefix.removesuffix("/")) if prefix else None

@@ -30,6 +30,7 @@ from .base import (
     StoredObject,
     check_key,
     check_prefix,
+    is_usable_key,
 )
 
 FILE_MODE = 0o600
@@ -59,7 +60,11 @@ class LocalStore:
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         # Keys sort as strings ("a-b" before "a/b"), not in directory-walk order,
         # so gather the names first: they are small next to the files they name.
-        keys = sorted(key for key, _ in self._walk(prefix) if not _is_partial(key))
+        # A file whose name no key can have (a backslash, a control character) was not
+        # written through a store: skipped, like a stray file, rather than failing the
+        # listing and hiding every good object beside it.
+        keys = sorted(key for key, _ in self._walk(prefix)
+                      if not _is_partial(key) and is_usable_key(key))
         for key in keys:
             stored = self.stat(key)
             if stored is not None:  # None: deleted by someone else since the walk
