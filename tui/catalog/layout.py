@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
-_STAMP = r"\d{8}T\d{6}Z"
+_STAMP = r"[0-9]{8}T[0-9]{6}Z"  # ASCII digits: \d also takes other scripts' digits
+_STAMP_RE = re.compile(_STAMP)
 _NAME = r"[^/]+"
 _KEY = re.compile(
     rf"(?P<cluster>{_NAME})/snapshots/(?P<database>{_NAME})/(?P<stamp>{_STAMP})"
@@ -33,7 +34,15 @@ def time_of(stamp: str) -> datetime:
 
 
 def is_stamp(text: str) -> bool:
-    return re.fullmatch(_STAMP, text) is not None
+    """A stamp drdeck could have written: the shape, and a real moment (not 20261399T...)."""
+    if _STAMP_RE.fullmatch(text) is None:
+        return False
+    try:  # what time_of would parse, without strptime's cost on every listed key
+        datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]),
+                 int(text[11:13]), int(text[13:15]))
+    except ValueError:
+        return False
+    return True
 
 
 def snapshots_prefix(cluster: str, database: str | None = None) -> str:
@@ -70,8 +79,8 @@ class SnapshotKey:
 
 def parse_key(key: str) -> SnapshotKey | None:
     match = _KEY.fullmatch(key)
-    if match is None:
-        return None
+    if match is None or not is_stamp(match["stamp"]):
+        return None  # a near miss is not a snapshot: the inventory would need its time
     rest = match["rest"]
     if rest.startswith(".dump"):
         part = "dump"

@@ -51,7 +51,7 @@ class Manifest:
     def from_json(cls, raw: bytes, where: str) -> Manifest:
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting
             raise ManifestInvalid(f"{where}: not a valid manifest ({exc})") from None
         if not isinstance(data, dict):
             raise ManifestInvalid(f"{where}: not a valid manifest (not a JSON object)")
@@ -60,7 +60,14 @@ class Manifest:
                 f"{where}: manifest format {data.get('format')!r} is not one this drdeck reads "
                 f"({FORMAT_VERSION}); upgrade drdeck")
         try:
-            data["recipients"] = tuple(data.get("recipients", ()))
+            recipients = data.get("recipients", [])
+            if not isinstance(recipients, list) or not all(isinstance(r, str)
+                                                           for r in recipients):
+                raise ValueError("recipients must be a list of key fingerprints")
+            data["recipients"] = tuple(recipients)
+            unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+            if unknown:  # named with repr: a key is untrusted text bound for a terminal
+                raise ValueError(f"unknown fields {', '.join(map(repr, unknown))}")
             manifest = cls(**data)
             _check_types(manifest)
         except (TypeError, ValueError) as exc:
@@ -81,19 +88,25 @@ class Manifest:
 
 
 def _check_types(m: Manifest) -> None:
-    for name in ("cluster", "database", "stamp", "object", "sha256_stored", "sha256_plaintext"):
+    for name in ("cluster", "database", "stamp", "object", "sha256_stored", "sha256_plaintext",
+                 "server_version", "pg_dump_version", "started_at", "finished_at"):
         if not isinstance(getattr(m, name), str):
             raise ValueError(f"{name} must be text")
+    if not isinstance(m.encrypted, bool):
+        raise ValueError("encrypted must be true or false")
     for name in ("plaintext_size", "stored_size", "large_objects"):
         value = getattr(m, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{name} must be a whole number")
     if not isinstance(m.tables, dict) or not all(
-        isinstance(k, str) and isinstance(v, int) for k, v in m.tables.items()
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for k, v in m.tables.items()
     ):
         raise ValueError("tables must map table names to row counts")
-    datetime.fromisoformat(m.started_at)
-    datetime.fromisoformat(m.finished_at)
+    for name in ("started_at", "finished_at"):
+        # a time without a zone cannot be compared with now: ages and retention need one
+        if datetime.fromisoformat(getattr(m, name)).tzinfo is None:
+            raise ValueError(f"{name} has no time zone")
 
 
 @dataclass(frozen=True)
@@ -115,8 +128,17 @@ class Verification:
         """A readable record, or None: a damaged record never hides the snapshot."""
         try:
             data: dict[str, Any] = json.loads(raw)
-            return cls(**data)
-        except (ValueError, TypeError, UnicodeDecodeError):
+            record = cls(**data)
+            # the inventory sorts by `at`, prints it, and shows `ok` as a mark
+            texts = (record.at, record.how, record.detail, record.by)
+            if not all(isinstance(text, str) for text in texts) or \
+                    not isinstance(record.ok, bool) or \
+                    not isinstance(record.duration_s, int | float) or \
+                    isinstance(record.duration_s, bool) or \
+                    datetime.fromisoformat(record.at).tzinfo is None:
+                return None
+            return record
+        except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
             return None
 
     @property

@@ -208,13 +208,23 @@ class Journal:
         self._conn.execute("commit")
 
     def _migrate(self) -> None:
+        # One transaction: a process killed half-way (the first drdeck command, creating
+        # the journal) must not leave tables without their version row, which would make
+        # every later command fail with "table runs already exists"; and of two processes
+        # creating the journal at once, the second finds it made.
         self.execute("create table if not exists schema_version (version integer not null)")
-        rows = self.execute("select max(version) from schema_version")
-        current = rows[0][0] or 0
-        for version in range(current + 1, LATEST + 1):
-            for statement in MIGRATIONS[version - 1]:
-                self.execute(statement)
-            self.execute("insert into schema_version (version) values (?)", (version,))
+        if self._schema_version() >= LATEST:
+            return
+        with self.transaction():
+            if self.postgres:
+                self.execute("lock table schema_version in exclusive mode")
+            for version in range(self._schema_version() + 1, LATEST + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    self.execute(statement)
+                self.execute("insert into schema_version (version) values (?)", (version,))
+
+    def _schema_version(self) -> int:
+        return self.execute("select max(version) from schema_version")[0][0] or 0
 
     def close(self) -> None:
         self._conn.close()
