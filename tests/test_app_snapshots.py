@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tui.app.screens.run import RunScreen
+from tui.app.screens.summary import RunSummary
 
 from app_support import TERMINAL, app_runbook, frozen_app, wait_for
 
@@ -77,8 +78,10 @@ def test_finish_summary(snap_compare) -> None:
     """Result, total time, RTO against target, each step, checks and milestones."""
 
     async def until_finished(pilot) -> None:
-        await wait_for(pilot, lambda: run_screen(pilot).state.finished is not None)
-        await pilot.pause(0.1)
+        # the summary opens over the run screen once the run has finished; both drawn
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunSummary))
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.2)
 
     app = frozen_app(open_runbook=app_runbook("finish"), autostart={})
     assert snap_compare(app, terminal_size=TERMINAL, run_before=until_finished)

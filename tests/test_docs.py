@@ -45,7 +45,7 @@ title = "Fetch the snapshot"
 action = "shell"
 description = "Downloads and decrypts it."
 timeout = "10m"
-with = { command = "echo fetching into ${target_db} with $TOKEN; sleep 0.2", env = { TOKEN = "${token}" } }
+with = { command = "echo fetching into ${target_db} with $T; sleep 0.2", env = { T = "${token}" } }
 
 [[steps]]
 id = "count"
@@ -255,7 +255,7 @@ def test_the_recovery_runbook_has_contacts_steps_commands_and_estimates(setup) -
             f"{measured_text(fetches[-1])} (2 successful runs)") in fetch
     assert "- Timeout 10m" in fetch and "Downloads and decrypts it." in fetch
     # the command as the runbook writes it: templates unrendered
-    assert "```sh\necho fetching into ${target_db} with $TOKEN; sleep 0.2\n```" in fetch
+    assert "```sh\necho fetching into ${target_db} with $T; sleep 0.2\n```" in fetch
     count = section(drill, "#### 2. Count the rows")
     assert '["echo", "select count(*) from accounts"]' in count
     assert "- Asks for confirmation: Count rows in ${target_db}?" in count

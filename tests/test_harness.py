@@ -96,7 +96,7 @@ def test_binaries_are_found():
 
 def test_missing_binary_names_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv("DRDECK_PG_BIN", str(tmp_path))
-    with pytest.raises(DrdeckError, match="DRDECK_PG_BIN=.* has no initdb.*apt-get install"):
+    with pytest.raises(DrdeckError, match=r"DRDECK_PG_BIN=.* has no initdb.*apt-get install"):
         pg_bin("initdb")
 
 

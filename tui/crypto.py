@@ -86,7 +86,9 @@ def encrypt_argv(fingerprints: list[str], home: str | Path | None) -> list[str]:
 
 
 def decrypt_argv(home: str | Path | None, passphrase_fd: int | None = None) -> list[str]:
-    argv = [gpg_binary(), "--batch", "--no-tty", "--quiet", *_home_args(home)]
+    # Not --quiet: it hides "public key decryption failed: Bad passphrase" (or the
+    # pinentry's failure), leaving only "No secret key", which is not what happened.
+    argv = [gpg_binary(), "--batch", "--no-tty", *_home_args(home)]
     if passphrase_fd is not None:
         argv += ["--pinentry-mode", "loopback", "--passphrase-fd", str(passphrase_fd)]
     return [*argv, "--decrypt", "--output", "-"]
@@ -101,12 +103,17 @@ def explain_gpg_failure(stderr: str, home: str | Path | None) -> str:
     """gpg's stderr turned into what went wrong and what to do."""
     text = stderr.lower()
     where = f"GnuPG home {home}" if home else "the default GnuPG home"
+    # before "no secret key": gpg ends with that line when it could not unlock the key too
+    if "bad passphrase" in text:
+        return ("the passphrase in DRDECK_GPG_PASSPHRASE does not unlock the secret key "
+                f"in {where}: check it")
+    if any(sign in text for sign in ("pinentry", "inappropriate ioctl")) or (
+            "passphrase" in text and "fail" in text):
+        return ("the secret key needs a passphrase: set DRDECK_GPG_PASSPHRASE, or use a "
+                "key without one for unattended restores")
     if "no secret key" in text:
         return (f"no secret key to decrypt this snapshot in {where}; import the private key "
                 "it was encrypted for (see the manifest's recipients)")
-    if "bad passphrase" in text or ("passphrase" in text and "fail" in text):
-        return ("the secret key needs a passphrase: set DRDECK_GPG_PASSPHRASE, or use a "
-                "key without one for unattended restores")
     if any(word in text for word in ("mdc", "integrity", "corrupt", "invalid packet",
                                      "manipulated", "bad key", "decryption failed")):
         return "the encrypted data is corrupt: gpg's integrity check failed"

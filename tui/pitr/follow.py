@@ -25,6 +25,9 @@ _LAST_TX = re.compile(r"last completed transaction was at log time (.+)$")
 _NEW_TIMELINE = re.compile(r"selected new timeline ID: (\d+)")
 _CONSISTENT = re.compile(r"consistent recovery state reached at ([0-9A-F]+/[0-9A-F]+)")
 _NOT_REACHED = "recovery ended before configured recovery target was reached"
+# what our own polling connections are told while the server starts: never a failure
+_NOT_YET_OPEN = ("the database system is starting up",
+                 "the database system is not yet accepting connections")
 POLL_S = 0.5
 START_GRACE_S = 60.0
 
@@ -102,7 +105,7 @@ def read_log_line(state: RecoveryState, line: str) -> None:
         state.consistent_at = match[1]
     if _NOT_REACHED in line:
         state.failure = _NOT_REACHED
-    if "FATAL:" in line or "PANIC:" in line:
+    if ("FATAL:" in line or "PANIC:" in line) and not any(s in line for s in _NOT_YET_OPEN):
         state.fatal_lines.append(line.split("FATAL:", 1)[-1].split("PANIC:", 1)[-1].strip())
 
 
@@ -192,8 +195,8 @@ async def follow(dsn: str, log: Path, goal: Goal, reporter: Any, is_running: Any
         # pg_ctl start returns before the server has written its pid file: only a server
         # seen running, or one that never came up within the grace period, has stopped
         if not running and (seen_running or now - started > START_GRACE_S):
-            raise RecoveryFailed(_failure_text(state) or
-                                 f"the server stopped during recovery; see {log}")
+            raise RecoveryFailed(f"{_failure_text(state) or 'the server stopped during recovery'}"
+                                 f"; see its log, {log}")
         if timeout_s is not None and now - started > timeout_s:
             raise RecoveryFailed(f"recovery did not finish within {timeout_s:.0f}s")
         await asyncio.sleep(POLL_S)

@@ -28,6 +28,7 @@ from tui.wal.names import (
     SEGMENT,
     Segment,
     TimelineSwitch,
+    history_name,
     parse_history,
 )
 
@@ -84,6 +85,7 @@ class RecoveryPicture:
     windows: list[Window]
     gaps: list[Gap]
     problems: list[str]
+    missing_histories: list[int] = field(default_factory=list)  # timelines without .history
 
     @property
     def earliest(self) -> datetime | None:
@@ -111,7 +113,8 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
 
 
-def read_archive(store: Any, cluster: str, segment_size: int) -> Archive:
+def read_archive(store: Any, cluster: str, segment_size: int,
+                 gpg_home: str | None = None) -> Archive:
     archive = Archive()
     prefix = wal_prefix(cluster)
     for obj in store.list(prefix):
@@ -123,7 +126,7 @@ def read_archive(store: Any, cluster: str, segment_size: int) -> Archive:
         elif HISTORY.fullmatch(name):
             archive.histories[int(name[:8], 16)] = []
     for timeline in list(archive.histories):
-        raw = _read_plain(store, cluster, f"{timeline:08X}.history", None)
+        raw = _read_plain(store, cluster, f"{timeline:08X}.history", gpg_home)
         archive.histories[timeline] = parse_history(raw.decode(errors="replace")) if raw else []
     return archive
 
@@ -145,7 +148,9 @@ def picture(store: Any, cluster: str, gpg_home: str | None = None,
     problems: list[str] = []
     if not complete:
         return RecoveryPicture(backups, Archive(), [], [], ["no complete base backup"])
-    archive = read_archive(store, cluster, complete[0].wal_segment_size)
+    archive = read_archive(store, cluster, complete[0].wal_segment_size, gpg_home)
+    missing = missing_histories(archive, min(base.timeline for base in complete))
+    problems += [describe_missing_history(timeline, cluster) for timeline in missing]
     windows: list[Window] = []
     gaps: dict[tuple[int, int], Gap] = {}
     for base in complete:
@@ -170,7 +175,20 @@ def picture(store: Any, cluster: str, gpg_home: str | None = None,
             end = base.stopped  # no commit since the backup: its own end is reachable
         windows.append(Window(base, (base,), base.stopped, end or base.stopped,
                               run_end.end_lsn, timeline, run_end.name, gap))
-    return RecoveryPicture(backups, archive, windows, list(gaps.values()), problems)
+    return RecoveryPicture(backups, archive, windows, list(gaps.values()), problems, missing)
+
+
+def missing_histories(archive: Archive, oldest: int) -> list[int]:
+    """Timelines after `oldest` with WAL archived but not their .history file: recovery
+    cannot follow them (it learns where a timeline branched from that file only)."""
+    return sorted(t for t in archive.segments if t > oldest and t not in archive.histories)
+
+
+def describe_missing_history(timeline: int, cluster: str) -> str:
+    name = history_name(timeline)
+    return (f"WAL of timeline {timeline} is archived but not {name}, so recovery cannot "
+            f"follow timeline {timeline}: archive it from the server that was promoted "
+            f"(drdeck wal push --cluster {cluster} DATA_DIR/pg_wal/{name})")
 
 
 def contiguous_run(archive: Archive, base: BaseManifest
@@ -191,7 +209,12 @@ def contiguous_run(archive: Archive, base: BaseManifest
             timeline, current = child, current.on_timeline(child)
         following = current.next()
         if following.number not in archive.segments.get(timeline, set()):
-            break
+            # after a promotion the old timeline's last segment is archived only as
+            # .partial: the new timeline's copy of that segment carries on from it
+            child = _child_branching_in(archive, timeline, following)
+            if child is None or following.number not in archive.segments.get(child, set()):
+                break
+            timeline, following = child, following.on_timeline(child)
         current = following
     later = sorted(n for n in archive.segments.get(timeline, set()) if n > current.number)
     gap = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tui.postgres.binaries import pg_bin
 from tui.postgres.dsn import describe, for_child_process, with_database
 from tui.snapshots.pipes import Reporter, Throttled, reap, spawn
 
+NAME_MAX_BYTES = 63  # NAMEDATALEN - 1
 _TOC_ENTRY = re.compile(r"^(\d+);")
 _DONE = re.compile(r"pg_restore: (?:processing|finished) item (\d+) ")
 
@@ -77,8 +79,14 @@ async def restore_dump(dump: Path, database_dsn: str, *, jobs: int, reporter: Re
         await reap(proc)
         raise
     if code != 0:
-        reason = errors[0] if errors else f"pg_restore exited with {code}"
-        raise RestoreFailed(f"{reason}; the database is left as it is, partly restored, "
+        if code < 0:  # killed: its workers' complaints about the lost leader come after
+            reason = f"pg_restore was killed ({signal.Signals(-code).name})"
+        else:
+            reason = errors[0] if errors else f"pg_restore exited with {code}"
+        from psycopg.conninfo import conninfo_to_dict
+
+        name = conninfo_to_dict(database_dsn).get("dbname")
+        raise RestoreFailed(f"{reason}; database {name} is left as it is, partly restored, "
                             "for you to inspect or drop")
     progress(len(items), "done", final=True)
     return len(items)
@@ -152,6 +160,15 @@ async def refuse_unsafe_target(source_server_dsn: str, source_database: str,
                                target_server_dsn: str, target_database: str,
                                replace: bool) -> None:
     """The guardrails, checked before a single byte is downloaded or written."""
+    size = len(target_database.encode())
+    if size > NAME_MAX_BYTES:
+        # PostgreSQL cuts a longer name silently, in CREATE and DROP DATABASE as in the
+        # existence check: the name compared here would not be the database written to
+        # (with replace = true, a DROP of the source database itself)
+        raise RestoreFailed(
+            f"refusing to restore into {target_database!r}: a database name is at most "
+            f"{NAME_MAX_BYTES} bytes, and PostgreSQL would silently cut this one ({size} "
+            "bytes) to the name of another database. Choose a shorter name")
     source, target = await asyncio.gather(server_identity(source_server_dsn),
                                           server_identity(target_server_dsn))
     if source.system_identifier == target.system_identifier and \

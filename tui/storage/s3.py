@@ -41,9 +41,9 @@ class S3Store:
 
     ``part_size`` and ``max_in_flight`` bound an upload's memory (about
     part_size * (max_in_flight + 1)) and, with S3's 10,000-part limit, its size
-    (8 MiB parts: 78 GiB). ``page_size``, ``retry_base_delay``, ``read_attempts``
-    and ``max_single_copy`` exist so tests can reach pagination, retries and
-    multipart copies with small, fast inputs.
+    (8 MiB parts: 78 GiB). ``page_size``, ``retry_base_delay``, ``read_attempts``,
+    ``read_timeout`` and ``max_single_copy`` exist so tests can reach pagination,
+    retries, timeouts and multipart copies with small, fast inputs.
     """
 
     def __init__(
@@ -60,6 +60,7 @@ class S3Store:
         retry_base_delay: float = 0.5,
         read_attempts: int = 5,
         max_single_copy: int = MAX_SINGLE_COPY,
+        read_timeout: float = 30,
     ):
         if not bucket:
             raise StorageError("an S3 repository needs a bucket name")
@@ -76,7 +77,7 @@ class S3Store:
         self.retry_base_delay = retry_base_delay
         self.read_attempts = read_attempts
         self.max_single_copy = max_single_copy
-        self.client = _new_client(bucket, endpoint_url, region, max_in_flight)
+        self.client = _new_client(bucket, endpoint_url, region, max_in_flight, read_timeout)
         self.endpoint = mask_credentials(self.client.meta.endpoint_url)
         self.description = f"{self._url(self.prefix)} ({self.endpoint})"
         self._bucket_seen = False
@@ -413,7 +414,8 @@ _shared_loader: Any = None
 
 
 def _new_client(
-    bucket: str, endpoint_url: str | None, region: str | None, max_in_flight: int
+    bucket: str, endpoint_url: str | None, region: str | None, max_in_flight: int,
+    read_timeout: float = 30,
 ) -> Any:
     """A botocore S3 client whose credentials and region come from the AWS chain.
 
@@ -432,7 +434,7 @@ def _new_client(
     settings: dict[str, Any] = {
         "retries": {"max_attempts": 3, "mode": "standard"},
         "connect_timeout": 5,
-        "read_timeout": 30,
+        "read_timeout": read_timeout,
         # The part uploads in flight, plus reads alongside them.
         "max_pool_connections": max(10, max_in_flight + 4),
         "user_agent_extra": f"drdeck/{__version__}",

@@ -17,7 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tui.crypto import decrypt_argv, encrypt_argv, explain_gpg_failure
+from tui.crypto import (
+    decrypt_argv,
+    encrypt_argv,
+    explain_gpg_failure,
+    passphrase_from_environment,
+)
 from tui.errors import DrdeckError, PermanentFailure
 from tui.storage.base import ObjectNotFound
 
@@ -95,13 +100,26 @@ def _plain(raw: bytes, encrypted: bool, gpg_home: str | None, where: str) -> byt
     if not encrypted:
         return raw
     try:
-        return _gpg(decrypt_argv(gpg_home), raw, gpg_home)
+        passphrase = passphrase_from_environment()
+        if passphrase is None:
+            return _gpg(decrypt_argv(gpg_home), raw, gpg_home)
+        # as for snapshots: the passphrase reaches gpg through a pipe, never argv or a file
+        read_end, write_end = os.pipe()
+        os.write(write_end, passphrase.encode() + b"\n")
+        os.close(write_end)
+        try:
+            return _gpg(decrypt_argv(gpg_home, passphrase_fd=read_end), raw, gpg_home,
+                        pass_fds=(read_end,))
+        finally:
+            os.close(read_end)
     except WalError as exc:
         raise WalError(f"{where}: {exc}") from None
 
 
-def _gpg(argv: list[str], data: bytes, gpg_home: str | None) -> bytes:
-    result = subprocess.run(argv, input=data, capture_output=True, check=False)
+def _gpg(argv: list[str], data: bytes, gpg_home: str | None,
+         pass_fds: tuple[int, ...] = ()) -> bytes:
+    result = subprocess.run(argv, input=data, capture_output=True, check=False,
+                            pass_fds=pass_fds)
     if result.returncode != 0:
         raise WalError(explain_gpg_failure(result.stderr.decode(errors="replace"), gpg_home))
     return result.stdout

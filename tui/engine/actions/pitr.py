@@ -76,7 +76,7 @@ class BaseBackupCreate(Action):
         deadline = asyncio.get_running_loop().time() + float(args.get("wait_for_wal", 120))
         while True:
             archive = await asyncio.to_thread(read_archive, store, cluster.name,
-                                              manifest.wal_segment_size)
+                                              manifest.wal_segment_size, gpg_home)
             if wanted.number in archive.segments.get(wanted.timeline, set()):
                 break
             if asyncio.get_running_loop().time() > deadline:
@@ -109,8 +109,8 @@ class PitrPreflight(Action):
 async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True):
     """Every check before anything is written; `report` names each as a check."""
     from tui.pitr.restore import check_data_dir, check_port
-    from tui.pitr.target import parse_target, plan_recovery
-    from tui.pitr.window import picture
+    from tui.pitr.target import TargetRefused, parse_target, plan_recovery
+    from tui.pitr.window import describe_missing_history, picture
 
     cluster, store, gpg_home = _resolve(ctx, args)
     target = parse_target(str(args.get("target") or "latest"), args.get("target_kind", ""),
@@ -125,7 +125,19 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     for problem in seen.problems:
         ctx.output(f"WARNING: {problem}")
     ctx.output(f"recoverable: {seen.describe_windows()}")
-    plan = plan_recovery(target, seen)
+    missing = [describe_missing_history(t, cluster.name) for t in seen.missing_histories]
+    try:
+        plan = plan_recovery(target, seen)
+    except TargetRefused as exc:
+        if missing:  # the reason it cannot be reached, and what to do about it
+            raise TargetRefused(f"{exc}; {'; '.join(missing)}") from None
+        raise
+    if missing and target.kind == "latest" and str(args.get("timeline") or "latest") == \
+            "latest":
+        # PostgreSQL would stop at the end of the last timeline it can follow, and call
+        # that the latest point: everything after the promotion would be silently missing
+        raise TargetRefused(f"the latest point cannot be found: {'; '.join(missing)}. Or "
+                            "give a target before the promotion")
     base = plan.base
     check("target inside the recoverable window",
           f"{target.describe()} in {when(plan.window.start)} .. {when(plan.window.end)}")

@@ -1,0 +1,366 @@
+"""Servers and disks that fail under a restore, and an archive missing a timeline's history:
+the PITR target port taken, PostgreSQL killed mid-recovery, pg_restore killed, a disk that
+fills up during a fetch. All through the real CLI, on real clusters.
+
+The PITR world (one per module and xdist worker) is a cluster archiving through
+`drdeck wal push`, a base backup, commits on timeline 1, then a promotion (timeline 2,
+with its 00000002.history archived) and commits on timeline 2.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tui.postgres.binaries import pg_bin
+from tui.postgres.cluster import LocalCluster, free_port
+
+from cli_support import REPO, drdeck_env, json_events
+from fault_support import (
+    DATABASE,
+    TARGET,
+    SnapshotDeck,
+    failure,
+    fast_runbooks,
+    files_under,
+    local_repository_toml,
+    small_filesystem,
+    steps_started,
+    workdir_of,
+)
+from harness.gpg import scratch_gpg_home
+from harness.postgres import ScratchCluster, scratch_cluster
+from pitr_support import (
+    ArchivingSetup,
+    archiving_setup,
+    give_to_server,
+    point_config_at,
+    stop_restored,
+    wait_archived,
+)
+
+pytestmark = pytest.mark.slow
+
+ROWS_ON_1, ROWS_ON_2 = 8, 8
+
+
+# --- the PITR world ----------------------------------------------------------------------
+
+
+def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def in_recovery(cluster: LocalCluster) -> bool | None:
+    try:
+        return bool(cluster.scalar("select pg_is_in_recovery()"))
+    except Exception:
+        return None
+
+
+def promote_to_a_new_timeline(cluster: ScratchCluster) -> None:
+    """What a failover does: the cluster restarts as a standby of itself and is promoted,
+    so its WAL goes on on the next timeline (and the archiver pushes the .history)."""
+    cluster.stop("fast")
+    signal_file = cluster.data_dir / "standby.signal"
+    signal_file.touch()
+    give_to_server(signal_file)
+    cluster.start()
+    wait_until(lambda: in_recovery(cluster) is True, "the standby")
+    cluster.execute("select pg_promote()")
+    wait_until(lambda: in_recovery(cluster) is False, "the promotion")
+
+
+def commit_rows(cluster: ScratchCluster, numbers: range) -> list[datetime]:
+    times = []
+    for n in numbers:
+        cluster.execute("insert into events values (%s, clock_timestamp())", (n,), dbname="app")
+        times.append(cluster.scalar(
+            "select pg_xact_commit_timestamp(xmin) from events where n = %s", (n,),
+            dbname="app"))
+        cluster.execute("update pgbench_accounts set abalance = abalance + 1 "
+                        "where aid <= 2000", dbname="app")
+    return times
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    state = tmp_path_factory.mktemp("state")
+    with scratch_gpg_home() as gpg:
+        give_to_server(gpg.path)
+        setup = archiving_setup(state, recipients=[gpg.fingerprint], gpg_home=gpg.path)
+        # recovery_min_apply_delay does nothing on a primary; a base backup carries it, and
+        # a server restored from it holds every commit for an hour: a recovery that stays
+        # in progress until a test kills it (drdeck keeps the setting it finds)
+        with scratch_cluster(wal_segsize_mb=1, archive_mode="on",
+                             archive_command=setup.archive_command(),
+                             track_commit_timestamp="on",
+                             recovery_min_apply_delay="1h") as cluster:
+            cluster.execute("create database app")
+            subprocess.run([pg_bin("pgbench"), "-i", "-s", "1", "-q", cluster.dsn("app")],
+                           check=True, capture_output=True)
+            cluster.execute("create table events (n int primary key, at timestamptz)",
+                            dbname="app")
+            point_config_at(setup, cluster)
+            wait_archived(cluster)
+            backup = setup.deck.run("run", "base-backup", "--headless")
+            assert backup.returncode == 0, backup.stdout + backup.stderr
+            commits = commit_rows(cluster, range(1, ROWS_ON_1 + 1))
+            wait_archived(cluster)
+            promote_to_a_new_timeline(cluster)
+            commits += commit_rows(cluster, range(ROWS_ON_1 + 1, ROWS_ON_1 + ROWS_ON_2 + 1))
+            wait_archived(cluster)
+            history = setup.repo / "prod" / "wal" / "00000002.history.gpg"
+            assert history.exists(), sorted(p.name for p in history.parent.iterdir())
+            try:
+                yield {"setup": setup, "cluster": cluster, "commits": commits, "gpg": gpg,
+                       "history": history}
+            finally:
+                shutil.rmtree(setup.base, ignore_errors=True)
+
+
+def pitr(setup: ArchivingSetup, target: str, data_dir: Path, port: int,
+         timeout: float = 90) -> tuple[Any, list[dict]]:
+    """A PITR that must end by itself; a server it leaves running is stopped."""
+    try:
+        proc = setup.deck.run("run", "pitr-restore", "-p", f"target={target}",
+                              "-p", f"data_dir={data_dir}", "-p", f"port={port}", "--yes",
+                              "--json", timeout=timeout)
+    finally:
+        stop_restored(data_dir)
+    return proc, json_events(proc.stdout)
+
+
+# --- the target port taken -------------------------------------------------------------------
+
+
+def test_a_taken_port_is_refused_in_the_preflight_and_nothing_is_written(world) -> None:
+    setup = world["setup"]
+    data_dir = setup.base / "restored-port"
+    with socket.create_server(("127.0.0.1", 0)) as squatter:
+        port = squatter.getsockname()[1]
+
+        proc, events = pitr(setup, world["commits"][3].isoformat(), data_dir, port)
+
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
+    step, error, _ = failure(events)
+    assert step == "preflight" and steps_started(events) == ["preflight"]
+    assert f"port {port} is in use on 127.0.0.1: choose another port" in error
+    assert not data_dir.exists()
+
+
+# --- a timeline's history missing from the archive ------------------------------------------------
+
+
+@pytest.fixture
+def history_missing(world, tmp_path: Path) -> Iterator[Path]:
+    history = world["history"]
+    hidden = tmp_path / history.name
+    shutil.move(history, hidden)
+    try:
+        yield history
+    finally:
+        shutil.move(hidden, history)
+
+
+@pytest.mark.parametrize("target", ["latest", "on timeline 2"])
+def test_a_missing_history_file_is_reported_before_anything_is_restored(
+        world, history_missing: Path, target: str) -> None:
+    setup = world["setup"]
+    data_dir = setup.base / f"restored-history-{target.replace(' ', '-')}"
+    wanted = "latest" if target == "latest" else world["commits"][-2].isoformat()
+
+    proc, events = pitr(setup, wanted, data_dir, free_port())
+
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
+    step, error, _ = failure(events)
+    assert step == "preflight" and steps_started(events) == ["preflight"], error
+    assert "00000002.history" in error, error
+    assert "wal push" in error, error  # what to do: archive it from the promoted server
+    assert not data_dir.exists()
+
+
+# --- PostgreSQL killed during recovery ---------------------------------------------------------
+
+
+def recovery_log(data_dir: Path) -> Path:
+    return data_dir / "drdeck-recovery.log"
+
+
+def test_postgres_killed_mid_recovery_fails_clearly_and_the_data_directory_can_finish(
+        world, tmp_path: Path) -> None:
+    setup = world["setup"]
+    data_dir = setup.base / "restored-kill"
+    port = free_port()
+    target_row = ROWS_ON_1 + 3  # on timeline 2: recovery follows the promotion
+    target = world["commits"][target_row - 1].isoformat()
+    out = tmp_path / "events.jsonl"
+    with out.open("wb") as sink:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "tui", "--config", str(setup.config), "run", "pitr-restore",
+             "-p", f"target={target}", "-p", f"data_dir={data_dir}", "-p", f"port={port}",
+             "--yes", "--json"],
+            cwd=REPO, env=drdeck_env(setup.deck.state), stdin=subprocess.DEVNULL, stdout=sink,
+            stderr=subprocess.STDOUT)
+    server = LocalCluster(data_dir, port, data_dir, recovery_log(data_dir))
+    try:
+        # consistent, open to read-only connections, and held at the first commit
+        wait_until(lambda: "ready to accept read-only connections" in log_text(data_dir)
+                   or run.poll() is not None, "the restored server to reach a consistent state")
+        assert run.poll() is None, out.read_text()[-3000:]
+        assert in_recovery(server) is True
+        postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        code = run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    try:
+        events = json_events(out.read_text())
+        assert code == 1, out.read_text()[-3000:]
+        step, error, _ = failure(events)
+        assert step == "restore"
+        assert str(recovery_log(data_dir)) in error, error  # where to look
+        assert "stopped during recovery" in error, error
+        assert "Traceback" not in out.read_text()
+        # left as it was for inspection: not emptied, not running, still to recover
+        assert not server.is_running()
+        assert (data_dir / "PG_VERSION").exists() and (data_dir / "recovery.signal").exists()
+
+        # By hand, as the operator would: WAL from the archive through `drdeck wal fetch`,
+        # and this test's hold lifted. Recovery picks up where it was and reaches the target.
+        fetch = " ".join([sys.executable, "-m", "tui", "--config", str(setup.config), "wal",
+                          "fetch", "--cluster", "prod", "%f", "%p"])
+        server.configure(restore_command=fetch, recovery_min_apply_delay=0)
+        server.start()
+        wait_until(lambda: in_recovery(server) is False, "the recovery to finish", 90)
+        rows = server.execute("select count(*), max(n) from events", dbname="app")
+        assert rows == [(target_row, target_row)]
+        assert "restored log file \"00000002.history\" from archive" in log_text(data_dir)
+    finally:
+        stop_restored(data_dir)
+
+
+def log_text(data_dir: Path) -> str:
+    try:
+        return recovery_log(data_dir).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+# --- a snapshot restore: pg_restore killed, the disk full ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def snapshot_deck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnapshotDeck]:
+    """A cluster big enough for pg_restore to be caught mid-way (pgbench scale 4), one
+    encrypted snapshot of it in a local repository."""
+    base = tmp_path_factory.mktemp("snapshot")
+    with scratch_cluster() as cluster, scratch_gpg_home() as gpg:
+        cluster.execute(f"create database {DATABASE}")
+        subprocess.run([pg_bin("pgbench"), "-i", "-s", "4", "-q", "-n",
+                        cluster.dsn(DATABASE)], check=True, capture_output=True)
+        deck = SnapshotDeck(base / "drdeck.toml", base / "state", cluster=cluster,
+                            repository=local_repository_toml(base / "repo"), gpg_home=gpg.path,
+                            recipients=[gpg.fingerprint],
+                            runbooks=fast_runbooks(base, ("snapshot-backup", "snapshot-restore")))
+        deck.configure()
+        proc, _ = deck.backup()
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+        yield deck
+
+
+@pytest.fixture
+def restore_deck(snapshot_deck: SnapshotDeck) -> Iterator[SnapshotDeck]:
+    yield snapshot_deck
+    snapshot_deck.cluster.execute(f"drop database if exists {TARGET} with (force)")
+
+
+def children_named(parent: int, name: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        command, ppid = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:]
+        if command == name and int(ppid.split()[1]) == parent:
+            found.append(int(entry.name))
+    return found
+
+
+def test_pg_restore_killed_fails_clearly_and_names_the_partly_restored_database(
+        restore_deck: SnapshotDeck, tmp_path: Path) -> None:
+    deck = restore_deck
+    out = tmp_path / "events.jsonl"
+    with out.open("wb") as sink:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "tui", "--config", str(deck.config), "run",
+             str(deck.runbooks["snapshot-restore"]), "-p", f"target_db={TARGET}", "--yes",
+             "--json"],
+            cwd=REPO, env=drdeck_env(deck.state), stdin=subprocess.DEVNULL, stdout=sink,
+            stderr=subprocess.STDOUT)
+    try:
+        # pg_restore is at work once it has finished its first items (the schema)
+        wait_until(lambda: '"step": "restore", "done"' in out.read_text()
+                   or run.poll() is not None, "pg_restore to make progress")
+        restorers = children_named(run.pid, "pg_restore")
+        assert len(restorers) == 1, out.read_text()[-3000:]
+        os.kill(restorers[0], signal.SIGKILL)
+        code = run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    events = json_events(out.read_text())
+    assert code == 1, out.read_text()[-3000:]
+    step, error, attempts = failure(events)
+    assert (step, attempts) == ("restore", 1)
+    assert "pg_restore" in error and "killed" in error, error
+    assert f"database {TARGET}" in error and "partly restored" in error, error
+    assert "Traceback" not in out.read_text()
+    # left for the operator to look at, as the message says; and not called restored
+    assert deck.target_exists()
+    assert "compare" not in steps_started(events)
+
+
+def test_a_disk_that_fills_up_during_the_fetch_fails_cleanly(restore_deck: SnapshotDeck,
+                                                             tmp_path: Path) -> None:
+    deck = restore_deck
+    with small_filesystem("1m") as full:
+        if full is None:
+            pytest.skip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)")
+        # the run's work directory (where the dump is decrypted) on a 1 MiB disk; the
+        # journal elsewhere, as a shared or bigger one would be
+        small = SnapshotDeck(deck.config, full / "state", {"DRDECK_JOURNAL": str(
+            tmp_path / "journal.sqlite")}, cluster=deck.cluster, runbooks=deck.runbooks)
+
+        proc, events = small.restore()
+
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
+        step, error, _ = failure(events)
+        assert step == "fetch"
+        assert "No space left on device" in error, error
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert "restore" not in steps_started(events)
+        assert not deck.target_exists()
+        # no partial dump left behind to fill the disk for good
+        assert files_under(workdir_of(events)) == []
+        assert sum(p.stat().st_size for p in files_under(full)) < 64 * 1024

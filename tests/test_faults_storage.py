@@ -1,0 +1,290 @@
+"""Storage faults, for real: the S3-protocol server dying in the middle of a snapshot's
+upload, and a server that hangs mid-body. moto on 127.0.0.1 behind a relay that breaks
+the way servers and networks do (tests/fault_support.py); drdeck through its real CLI.
+
+Already covered elsewhere, not repeated here: downloads cut once and for good
+(test_snapshot_faults.py), a part failing under a running upload and the 403s
+(test_storage_faults.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tui.catalog.layout import dump_key, manifest_key, snapshots_prefix
+from tui.storage import S3Store, StorageError
+
+from backup_support import seed_app
+from fault_support import (
+    CLUSTER,
+    DATABASE,
+    PREFIX,
+    TARGET,
+    FaultRelay,
+    SnapshotDeck,
+    failure,
+    fast_runbooks,
+    files_under,
+    s3_repository_toml,
+    steps_started,
+    workdir_of,
+)
+from harness.gpg import GpgHome, scratch_gpg_home
+from harness.postgres import ScratchCluster, scratch_cluster
+from harness.s3 import S3Endpoint
+
+MiB = 1 << 20
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def big_cluster() -> Iterator[ScratchCluster]:
+    """The usual seed plus 12 MiB that does not compress: the dump spans two 8 MiB parts,
+    so its upload is a real multipart upload."""
+    with scratch_cluster() as cluster:
+        seed_app(cluster)
+        cluster.execute("""
+            create table noise (n int primary key, bytes bytea);
+            insert into noise
+              select g, (select string_agg(decode(md5(random()::text || g || h), 'hex'), '')
+                         from generate_series(1, 1024) h)
+              from generate_series(1, 768) g;
+        """, dbname=DATABASE)
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def key() -> Iterator[GpgHome]:
+    with scratch_gpg_home(email="backup@drdeck.invalid") as home:
+        yield home
+
+
+@pytest.fixture(scope="module")
+def runbooks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The fast copies, and snapshot-backup without its step retry: against a server that
+    stays down, a second attempt fails the same way after the same botocore retries
+    (about 10 s of backoff), and proves nothing more."""
+    copies = fast_runbooks(tmp_path_factory.mktemp("runbooks"))
+    path = copies["snapshot-backup"]
+    text = path.read_text()
+    assert "retries = 1\n" in text
+    path.write_text(text.replace("retries = 1\n", "retries = 0\n", 1))
+    return copies
+
+
+@pytest.fixture
+def relay(s3_server: S3Endpoint) -> Iterator[FaultRelay]:
+    relay = FaultRelay(s3_server.url)
+    yield relay
+    relay.close()
+
+
+@pytest.fixture
+def deck(big_cluster, key, runbooks, relay, s3_server, s3_bucket, tmp_path) -> SnapshotDeck:
+    deck = SnapshotDeck(tmp_path / "drdeck.toml", tmp_path / "state", s3_server.environ(),
+                        cluster=big_cluster, repository=s3_repository_toml(relay.url, s3_bucket),
+                        gpg_home=key.path, recipients=[key.fingerprint], runbooks=runbooks)
+    deck.configure()
+    return deck
+
+
+def bucket_keys(endpoint: S3Endpoint, bucket: str) -> list[str]:
+    listing = endpoint.client().list_objects_v2(Bucket=bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def multipart_uploads(endpoint: S3Endpoint, bucket: str) -> list[str]:
+    listing = endpoint.client().list_multipart_uploads(Bucket=bucket)
+    return sorted(item["Key"] for item in listing.get("Uploads", []))
+
+
+# --- the server stopped mid-upload ---------------------------------------------------------
+
+
+def test_the_server_dying_mid_upload_leaves_no_snapshot_and_the_next_backup_works(
+        deck: SnapshotDeck, relay: FaultRelay, s3_server: S3Endpoint, s3_bucket: str):
+    relay.die_after_upload(3 * MiB)  # in the middle of the first 8 MiB part
+
+    proc, events = deck.backup()
+
+    assert relay.dead, "the upload never reached 3 MiB: the dump is too small for the test"
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
+    step, error, attempts = failure(events)
+    assert step == "snapshot"
+    assert attempts == 1
+    # what failed, where, and why, in the operator's words
+    where = f"s3://{s3_bucket}/{PREFIX}/{snapshots_prefix(CLUSTER, DATABASE)}"
+    assert re.search(rf"upload (a part of )?{re.escape(where)}\S+\.dump\.gpg", error), error
+    assert f"cannot reach the S3 endpoint {relay.url}" in error, error
+    assert re.search(r"connection (refused|reset)|closed", error), error
+    assert "Traceback" not in proc.stdout + proc.stderr
+    # nothing is presented as a backup: no manifest, and no dump object
+    stored = bucket_keys(s3_server, s3_bucket)
+    assert not [k for k in stored if k.endswith(".json")], stored
+    assert not [k for k in stored if ".dump" in k], stored
+    # the server could not be told to abort: the upload is left incomplete, and says so
+    pending = multipart_uploads(s3_server, s3_bucket)
+    if pending:
+        assert "could not abort the multipart upload" in error, error
+        assert "it shows among the incomplete uploads" in error, error
+
+    relay.come_back()
+    seen = deck.inventory()
+    assert not any(s["complete"] for s in seen["snapshots"])
+    assert seen["rpo_state"] == "no snapshot"
+    assert sorted(f"{PREFIX}/{u['key']}" for u in seen["incomplete_uploads"]) == pending
+    for upload in seen["incomplete_uploads"]:
+        assert upload["key"].startswith(snapshots_prefix(CLUSTER, DATABASE))
+        assert upload["detail"].startswith("multipart upload")
+
+    proc, events = deck.backup()  # the server is back: the next backup works
+
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    seen = deck.inventory()
+    [good] = [s for s in seen["snapshots"] if s["complete"]]
+    assert good["stored_size"] > 8 * MiB  # it did go in parts
+    assert seen["rpo_state"] == "ok"
+    assert not [s for s in seen["snapshots"] if not s["complete"]]
+
+
+# --- a server that hangs ---------------------------------------------------------------------
+#
+# botocore's read timeout is 30 s in drdeck, and neither drdeck.toml nor the environment
+# changes it, so these go through the store itself with a short one (the `read_timeout`
+# option exists for that); what the CLI does with the store's retries (the "download
+# interrupted ... resuming" lines) is covered by test_snapshot_faults.py.
+
+STALL_S = 3.0  # how long the relay hangs: far longer than the timeout below
+READ_TIMEOUT_S = 0.5
+
+
+@pytest.fixture
+def stored(s3_env: S3Endpoint, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """1 MiB in the bucket, put there directly."""
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    data = os.urandom(MiB)
+    s3_env.client().put_object(Bucket=s3_bucket, Key=f"{PREFIX}/snap.dump", Body=data)
+    return data
+
+
+def slow_store(relay: FaultRelay, bucket: str, **options: Any) -> S3Store:
+    return S3Store(bucket, prefix=PREFIX, endpoint_url=relay.url, region="us-east-1",
+                   retry_base_delay=0.01, read_timeout=READ_TIMEOUT_S, **options)
+
+
+def gets_of(key: str) -> Callable[[str], bool]:
+    return lambda request: request.startswith("GET ") and key in request
+
+
+def test_a_download_that_hangs_mid_body_times_out_and_resumes(
+        relay: FaultRelay, stored: bytes, s3_bucket: str):
+    relay.stall(gets_of("snap.dump"), after=300_000, seconds=STALL_S)
+    store = slow_store(relay, s3_bucket)
+    received, arrivals, retries = bytearray(), [], []
+
+    def on_retry(attempt: int, error: Exception, delay: float) -> None:
+        retries.append((attempt, str(error), len(received), time.monotonic()))
+
+    started = time.monotonic()
+    for chunk in store.iter_chunks("snap.dump", chunk_size=64 * 1024, on_retry=on_retry):
+        received += chunk
+        arrivals.append((time.monotonic(), len(received)))
+
+    assert bytes(received) == stored
+    [(attempt, message, at, retried_at)] = retries
+    assert attempt == 1
+    assert message.startswith(f"s3://{s3_bucket}/{PREFIX}/snap.dump: no answer within the "
+                              "read timeout ("), message
+    assert message.endswith(f"received; resuming from byte {at:,})"), message
+    assert 0 < at < len(stored)
+    # the timeout fired (it did not wait for the server to wake up)...
+    assert retried_at - started < STALL_S, retried_at - started
+    # ...and the transfer went on from where it stopped, bytes arriving again
+    assert relay.requests[-1] == f"GET /{s3_bucket}/{PREFIX}/snap.dump Range: bytes={at}-"
+    assert [n for t, n in arrivals if t > retried_at][-1] == len(stored)
+    assert len([n for t, n in arrivals if t > retried_at]) > 1
+
+
+def test_a_download_that_always_hangs_fails_clearly(relay: FaultRelay, stored: bytes,
+                                                     s3_bucket: str):
+    relay.stall(gets_of("snap.dump"), after=None, seconds=STALL_S, times=100)
+    store = slow_store(relay, s3_bucket, read_attempts=3)
+    retries = []
+
+    started = time.monotonic()
+    with pytest.raises(StorageError) as failed:
+        for _ in store.iter_chunks("snap.dump", on_retry=lambda *a: retries.append(a)):
+            pass
+
+    message = str(failed.value)
+    assert message.startswith(f"cannot read s3://{s3_bucket}/{PREFIX}/snap.dump from "
+                              f"{relay.url}: no answer within the read timeout "
+                              "(3 attempts in a row received nothing"), message
+    assert message.endswith("check the network and the endpoint, then try again")
+    assert [attempt for attempt, _, _ in retries] == [1, 2]
+    assert time.monotonic() - started < 3 * STALL_S  # each attempt gave up on its own
+
+
+def test_an_upload_whose_answer_hangs_sends_the_part_again_and_completes(
+        relay: FaultRelay, s3_env: S3Endpoint, s3_bucket: str,
+        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    relay.stall(lambda request: request.startswith("PUT ") and "partNumber=1" in request,
+                after=0, seconds=STALL_S)
+    store = slow_store(relay, s3_bucket, part_size=5 * MiB, max_in_flight=1)
+    data = os.urandom(6 * MiB)
+
+    with store.open_writer("big.dump") as writer:
+        writer.write(data)
+        stored = writer.commit()
+
+    assert stored.size == len(data)
+    assert relay.stalled and "partNumber=1" in relay.stalled[0]
+    parts = [r for r in relay.requests if r.startswith("PUT ") and "partNumber=1" in r]
+    assert len(parts) == 2, relay.requests  # botocore sent the part again
+    body = s3_env.client().get_object(Bucket=s3_bucket, Key=f"{PREFIX}/big.dump")["Body"]
+    assert body.read() == data
+    assert store.incomplete_uploads() == []
+
+
+# --- a manifest that does not match its dump ----------------------------------------------------
+
+
+def test_a_manifest_whose_sha256_does_not_match_the_dump_is_refused_before_restore(
+        deck: SnapshotDeck, s3_server: S3Endpoint, s3_bucket: str):
+    proc, _ = deck.backup()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    [snapshot] = deck.inventory()["snapshots"]
+    stamp = snapshot["id"]
+    key = f"{PREFIX}/{manifest_key(CLUSTER, DATABASE, stamp)}"
+    client = s3_server.client()
+    manifest = json.loads(client.get_object(Bucket=s3_bucket, Key=key)["Body"].read())
+    recorded = manifest["sha256_stored"]
+    manifest["sha256_stored"] = hashlib.sha256(b"another dump").hexdigest()
+    client.put_object(Bucket=s3_bucket, Key=key, Body=json.dumps(manifest).encode())
+
+    try:
+        proc, events = deck.restore()
+
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
+        step, error, attempts = failure(events)
+        assert (step, attempts) == ("fetch", 1)  # downloading it again cannot mend it
+        where = f"s3://{s3_bucket}/{PREFIX}/{dump_key(CLUSTER, DATABASE, stamp, True)}"
+        assert error == (f"{where} is corrupt: its sha256 is {recorded[:16]}…, the manifest "
+                         f"says {manifest['sha256_stored'][:16]}…; it will not be restored")
+        assert "restore" not in steps_started(events)
+        assert not deck.target_exists()
+        assert [p for p in files_under(workdir_of(events))
+                if p.name.endswith((".dump", ".partial"))] == []
+    finally:
+        deck.cluster.execute(f"drop database if exists {TARGET} with (force)")
