@@ -430,12 +430,6 @@ def test_two_pushes_of_the_same_segment_at_once_both_succeed_with_one_object(
         assert stored() == expected, f"round {number}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: tui/wal/archive.py push() checks store.stat() and then writes, so two "
-    "pushes racing each see no object and both write; the second silently replaces the "
-    "first (LocalStore commits with os.replace, S3 with an unconditional PUT) and both exit "
-    "0. Needs a create-if-absent write (os.link of the partial file; PutObject with "
-    "If-None-Match: *) and, when it loses, the same content comparison as today"))
 def test_two_pushes_of_different_content_at_once_one_wins_the_other_fails_loudly(
         wal_repository, tmp_path: Path) -> None:
     config, env, stored = wal_repository

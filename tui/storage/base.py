@@ -51,6 +51,10 @@ class ObjectNotFound(StorageError):
     """The object asked for does not exist."""
 
 
+class ObjectExists(StorageError):
+    """A write asked to create an object (``if_absent``) found one already there."""
+
+
 class ObjectWriter(Protocol):
     """Streams one object into a store; nothing is visible until ``commit``.
 
@@ -100,8 +104,11 @@ class Store(Protocol):
         """The whole object (for small ones: manifests). Raises ObjectNotFound."""
         ...
 
-    def write_bytes(self, key: str, data: bytes) -> StoredObject:
-        """Write a whole object atomically: readers see all of it or none."""
+    def write_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> StoredObject:
+        """Write a whole object atomically: readers see all of it or none.
+
+        With ``if_absent``, only create it: ObjectExists if the key is taken, even by
+        a writer that got there a moment earlier (no check-then-write race)."""
         ...
 
     def open_writer(self, key: str, *, storage_class: str | None = None) -> ObjectWriter:

@@ -24,6 +24,7 @@ from tui.units import format_bytes
 
 from .base import (
     IncompleteUpload,
+    ObjectExists,
     ObjectNotFound,
     RetryCallback,
     StorageError,
@@ -116,8 +117,8 @@ class LocalStore:
 
     # --- writing ------------------------------------------------------------------
 
-    def write_bytes(self, key: str, data: bytes) -> StoredObject:
-        with self.open_writer(key) as writer:
+    def write_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> StoredObject:
+        with LocalObjectWriter(self, key, if_absent=if_absent) as writer:
             writer.write(data)
             return writer.commit()
 
@@ -234,9 +235,10 @@ class LocalStore:
 class LocalObjectWriter:
     """Writes into ``.<name>.partial-<random>`` beside the target; renames it on commit."""
 
-    def __init__(self, store: LocalStore, key: str):
+    def __init__(self, store: LocalStore, key: str, *, if_absent: bool = False):
         self.key = check_key(key)
         self.path = store.root / key
+        self.if_absent = if_absent
         self.bytes_written = 0
         self._committed = False
         store._make_dirs(self.path.parent)
@@ -268,7 +270,15 @@ class LocalObjectWriter:
             os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
-            os.replace(self._partial, self.path)
+            if self.if_absent:
+                # link() fails if the name exists, however close the other writer was
+                os.link(self._partial, self.path)
+                os.unlink(self._partial)
+            else:
+                os.replace(self._partial, self.path)
+        except FileExistsError:
+            self.abort()
+            raise ObjectExists(f"{self.path} already exists") from None
         except OSError as error:
             self.abort()
             raise _error("write", self.path, error) from None

@@ -277,8 +277,8 @@ class S3Store:
 
     # --- writing ------------------------------------------------------------------
 
-    def write_bytes(self, key: str, data: bytes) -> StoredObject:
-        with self.open_writer(key) as writer:
+    def write_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> StoredObject:
+        with S3ObjectWriter(self, key, self.storage_class, if_absent=if_absent) as writer:
             writer.write(data)
             return writer.commit()
 

@@ -19,8 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from tui.units import format_bytes
 
-from .base import StorageError, StoredObject
+from .base import ObjectExists, StorageError, StoredObject
 from .s3_errors import error_code
+
+# A conditional write lost: the key exists (412), or another conditional write of it
+# is under way (409); either way, someone else's object is (about to be) there.
+_TAKEN_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 if TYPE_CHECKING:
     from .s3 import S3Store
@@ -32,9 +36,12 @@ MAX_PARTS = 10_000
 class S3ObjectWriter:
     """One multipart upload (or one put_object, if the object stays under one part)."""
 
-    def __init__(self, store: S3Store, key: str, storage_class: str | None):
+    def __init__(self, store: S3Store, key: str, storage_class: str | None, *,
+                 if_absent: bool = False):
         self._store = store
         self.key = key
+        # S3's conditional write: the PUT or the completion fails (412) if the key exists
+        self._condition = {"IfNoneMatch": "*"} if if_absent else {}
         self._full_key = store.full_key(key)
         self._storage_class = storage_class
         self._part_size = store.part_size
@@ -77,6 +84,9 @@ class S3ObjectWriter:
                 raise StorageError(f"{self._where} was uploaded but the endpoint does not "
                                    "show it; check the bucket's lifecycle rules and try again")
         except Exception as error:
+            if self._condition and error_code(error) in _TAKEN_CODES:
+                self._abort_quietly()  # our parts only: the object there is someone else's
+                raise ObjectExists(f"{self._where} already exists") from None
             raise self._fail(error, "upload") from None
         except BaseException:  # KeyboardInterrupt and the like: clean up, keep it as it is
             self._abort_quietly()
@@ -172,11 +182,12 @@ class S3ObjectWriter:
             self._buffer.clear()
         parts = [future.result() for future in self._parts]
         self._call("complete_multipart_upload", UploadId=self._upload_id,
-                   MultipartUpload={"Parts": parts})
+                   MultipartUpload={"Parts": parts}, **self._condition)
         self._object_made = True
 
     def _put_whole(self) -> None:
-        self._call("put_object", Body=bytes(self._buffer), **self._class_argument())
+        self._call("put_object", Body=bytes(self._buffer), **self._class_argument(),
+                   **self._condition)
         self._object_made = True
         self._buffer.clear()
 

@@ -24,7 +24,11 @@ from tui.crypto import (
     passphrase_from_environment,
 )
 from tui.errors import DrdeckError, PermanentFailure
-from tui.storage.base import ObjectNotFound
+from tui.storage.base import ObjectExists, ObjectNotFound
+
+# a create that lost a race looks again; a key that vanishes and reappears each time is
+# someone deleting and rewriting it, not a race to wait out
+_CREATE_ATTEMPTS = 3
 
 
 class WalConflict(PermanentFailure):
@@ -52,6 +56,25 @@ def push(store: Any, cluster: str, path: Path, *, recipients: tuple[str, ...] = 
     except OSError as exc:
         raise WalError(f"cannot read {path}: {exc.strerror}") from None
     encrypted = bool(recipients)
+    for _ in range(_CREATE_ATTEMPTS):
+        already = _compare_with_archived(store, cluster, name, data, encrypted, gpg_home)
+        if already:
+            return already
+        payload = _gpg(encrypt_argv(list(recipients), gpg_home), data, gpg_home) \
+            if encrypted else data
+        try:
+            # create-only: two pushes racing (a retried archive_command, two clusters
+            # on one archive) cannot both "win"; the loser compares, as above
+            store.write_bytes(wal_key(cluster, name, encrypted), payload, if_absent=True)
+        except ObjectExists:
+            continue
+        return f"{name} archived{' (encrypted)' if encrypted else ''}"
+    raise WalError(f"{name}: another writer keeps taking its key in the archive; try again")
+
+
+def _compare_with_archived(store: Any, cluster: str, name: str, data: bytes, encrypted: bool,
+                           gpg_home: str | None) -> str | None:
+    """None when the archive has no copy; a message when it has the same one; else refuse."""
     for was_encrypted in (encrypted, not encrypted):
         key = wal_key(cluster, name, was_encrypted)
         if store.stat(key) is None:
@@ -62,10 +85,7 @@ def push(store: Any, cluster: str, path: Path, *, recipients: tuple[str, ...] = 
         raise WalConflict(
             f"{name} is already archived at {store.location(key)} with DIFFERENT content; "
             "refusing to overwrite it. Is another cluster archiving into the same place?")
-    payload = _gpg(encrypt_argv(list(recipients), gpg_home), data, gpg_home) if encrypted \
-        else data
-    store.write_bytes(wal_key(cluster, name, encrypted), payload)
-    return f"{name} archived{' (encrypted)' if encrypted else ''}"
+    return None
 
 
 def fetch(store: Any, cluster: str, name: str, dest: Path, gpg_home: str | None = None,
