@@ -44,6 +44,7 @@ prefix = "/postgres/"
 endpoint_url = "https://r2.example.com"
 region = "eu-west-1"
 storage_class = "STANDARD"
+timeout = "10s"
 # credentials come from the normal AWS chain (environment, profile), never from this file
 
 [repositories.nearby]
@@ -229,7 +230,7 @@ def test_a_full_file_loads_into_the_model(tmp_path: Path, home: Path) -> None:
         "offsite": Repository(
             "offsite", "s3", bucket="backups", prefix="postgres",
             endpoint_url="https://r2.example.com", region="eu-west-1",
-            storage_class="STANDARD",
+            storage_class="STANDARD", timeout=10,
         ),
         "nearby": Repository("nearby", "local", path=home / "drdeck-backups"),
     }  # fmt: skip
@@ -270,6 +271,7 @@ def test_defaults() -> None:
     repository = config.repositories["offsite"]
     assert repository.prefix == ""
     assert (repository.endpoint_url, repository.region, repository.storage_class) == (None,) * 3
+    assert repository.timeout == 30  # botocore's own read timeout would be 60 s
     assert config.gpg_home is None and config.runbook_dirs == () and config.journal_url is None
     assert config.notify == Notify()
 
@@ -689,6 +691,21 @@ def test_an_endpoint_url_needs_a_scheme() -> None:
     assert_problem(source, "endpoint_url", "must start with http:// or https://")
 
 
+@pytest.mark.parametrize(("value", "message"), [
+    ('"0s"', "timeout must be between 1s and 1h"),
+    ('"2h"', "timeout must be between 1s and 1h"),
+    ("5", 'timeout must be a duration in quotes, like "5s"'),
+    ('"soon"', "bad duration for timeout"),
+])
+def test_an_s3_timeout_must_be_a_sensible_duration(value: str, message: str) -> None:
+    assert_problem(S3 + f"timeout = {value}\n", "timeout", message)
+
+
+def test_a_timeout_goes_with_s3_only() -> None:
+    source = '[repositories.nearby]\ntype = "local"\npath = "/b"\ntimeout = "5s"\n'
+    assert_problem(source, "timeout", 'timeout goes with type = "s3", not "local"')
+
+
 def test_a_repository_defined_inline() -> None:
     source = 'repositories = { offsite = { type = "s3" } }\n'
     assert_problem(source, "offsite", "an s3 repository needs bucket")
@@ -788,7 +805,7 @@ def test_set_value_adds_a_key_above_the_tables_trailing_comment(config_file: Pat
     assert comment_lines(text) == comment_lines(FULL)
     lines = text.splitlines()
     credentials = lines.index(next(line for line in lines if "credentials come" in line))
-    assert lines[credentials - 1] == 'storage_class = "STANDARD"'
+    assert lines[credentials - 1] == 'timeout = "10s"'
     assert 'dsn_env = "STAGING_DATABASE_URL"\nrepository = "nearby"\nrpo = "15m"\n' in text
     config = load_config_file(config_file)
     assert config.repositories["offsite"].prefix == "pg"

@@ -159,10 +159,11 @@ def test_the_server_dying_mid_upload_leaves_no_snapshot_and_the_next_backup_work
 
 # --- a server that hangs ---------------------------------------------------------------------
 #
-# botocore's read timeout is 30 s in drdeck, and neither drdeck.toml nor the environment
-# changes it, so these go through the store itself with a short one (the `read_timeout`
-# option exists for that); what the CLI does with the store's retries (the "download
-# interrupted ... resuming" lines) is covered by test_snapshot_faults.py.
+# A repository's `timeout` (30 s unless drdeck.toml says otherwise) bounds each request.
+# The first test goes through the CLI with the shortest one drdeck.toml accepts; the rest go
+# through the store itself with a shorter one, to keep them quick. What the CLI does with the
+# store's retries (the "download interrupted ... resuming" lines) is covered by
+# test_snapshot_faults.py.
 
 STALL_S = 3.0  # how long the relay hangs: far longer than the timeout below
 READ_TIMEOUT_S = 0.5
@@ -184,6 +185,31 @@ def slow_store(relay: FaultRelay, bucket: str, **options: Any) -> S3Store:
 
 def gets_of(key: str) -> Callable[[str], bool]:
     return lambda request: request.startswith("GET ") and key in request
+
+
+def test_the_configured_timeout_bounds_how_long_a_hung_endpoint_holds_the_inventory(
+        deck: SnapshotDeck, relay: FaultRelay, s3_bucket: str):
+    deck.configure(repository=deck.repository + '\ntimeout = "1s"')
+    relay.stall(lambda request: request.startswith("GET ") and "list-type=2" in request,
+                after=None, seconds=STALL_S * 10, times=100)
+
+    started = time.monotonic()
+    proc = deck.run("inventory", "--json", timeout=120)
+    took = time.monotonic() - started
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    [cluster] = json.loads(proc.stdout)["clusters"]
+    assert cluster["rpo_state"] == "unreadable"
+    assert cluster["error"].startswith(f"the S3 endpoint {relay.url} did not answer in time "
+                                       f"to list s3://{s3_bucket}/{PREFIX}"), cluster["error"]
+    # each attempt gave up after 1 s, not the 30 s default nor the 30 s stall: the operator
+    # hears about a dead endpoint in seconds
+    assert len(relay.stalled) >= 2, relay.requests
+    # and once it did not answer, the rest of the picture (base backups, WAL) is not asked
+    assert {request.split("prefix=")[1].split("&")[0] for request in relay.requests} == {
+        f"{PREFIX}%2F{CLUSTER}%2Fsnapshots%2F"}
+    assert took < STALL_S * 10, took
 
 
 def test_a_download_that_hangs_mid_body_times_out_and_resumes(

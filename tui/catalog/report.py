@@ -34,8 +34,11 @@ def load_inventories(config: Any, names: list[str] | None = None,
             return ClusterInventory(cluster.name, cluster.repository or "-", cluster.rpo,
                                     error=str(exc))
         inventory = read_cluster(store, cluster.name, cluster.rpo)
-        retention_classes(inventory, cluster, now)
-        inventory.pitr = read_pitr(store, cluster.name, config)
+        # a repository that could not be listed once (a dead endpoint, a 403) will not be
+        # for the rest: asking again would only make the operator wait for every timeout
+        if not inventory.error:
+            retention_classes(inventory, cluster, now)
+            inventory.pitr = read_pitr(store, cluster.name, config)
         if cluster.pgbackrest is not None:
             inventory.pgbackrest = read_pgbackrest(cluster.pgbackrest)
         return inventory

@@ -243,6 +243,7 @@ def config_text(plan: Plan, today: str | None = None) -> str:
                      'for AWS')
         lines.append(f"region = {_toml(plan.region)}" if plan.region else
                      '# region = "eu-west-1"')
+        lines.append('# timeout = "30s"                        # per request, then a retry')
         lines.append("# credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile "
                      "or an instance role")
     lines += [

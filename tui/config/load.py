@@ -38,7 +38,7 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 TOP_KEYS = {"repositories", "clusters", "gpg", "runbooks", "journal", "notify"}
 REPOSITORY_KEYS = {
-    "s3": {"type", "bucket", "prefix", "endpoint_url", "region", "storage_class"},
+    "s3": {"type", "bucket", "prefix", "endpoint_url", "region", "storage_class", "timeout"},
     "local": {"type", "path"},
 }
 CLUSTER_KEYS = {
@@ -341,11 +341,14 @@ class _Checker:
                          f"endpoint_url {endpoint_url!r} must start with http:// or https://")
         region = self.text(spec, "region", where)
         storage_class = self.text(spec, "storage_class", where)
+        timeout = self.duration(spec, "timeout", where)
+        if timeout is not None and not 1 <= timeout <= 3600:
+            self.problem((*where, "timeout"), "timeout must be between 1s and 1h")
         if len(self.problems) > before:
             return None
         return Repository(name, kind, bucket=bucket, prefix=prefix.strip("/"),
                           endpoint_url=endpoint_url, region=region,
-                          storage_class=storage_class)
+                          storage_class=storage_class, timeout=timeout or 30)
 
     def clusters(
         self, doc: dict, repositories: dict[str, Repository | None]

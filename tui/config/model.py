@@ -23,6 +23,9 @@ class Repository:
     endpoint_url: str | None = None  # s3: R2, MinIO, GCS interoperability, a test server
     region: str | None = None  # s3
     storage_class: str | None = None  # s3
+    # s3: seconds one request may wait for the endpoint before it is retried; a stalled
+    # endpoint must fail over to a retry, not hang an incident
+    timeout: float = 30
     path: Path | None = None  # local: absolute, ~ expanded
 
 

@@ -50,7 +50,8 @@ __all__ = [
 
 def open_store(repository: Any) -> Store:
     """The store for a configured repository (anything with the Repository attributes:
-    ``type``, ``bucket``, ``prefix``, ``endpoint_url``, ``region``, ``storage_class``, ``path``).
+    ``type``, ``bucket``, ``prefix``, ``endpoint_url``, ``region``, ``storage_class``, ``timeout``,
+    ``path``).
     """
     kind = getattr(repository, "type", None)
     name = getattr(repository, "name", None)
@@ -67,6 +68,7 @@ def open_store(repository: Any) -> Store:
             endpoint_url=getattr(repository, "endpoint_url", None) or None,
             region=getattr(repository, "region", None) or None,
             storage_class=getattr(repository, "storage_class", None) or None,
+            read_timeout=getattr(repository, "timeout", None) or 30,
         )
     if kind == "local":
         path = getattr(repository, "path", None)

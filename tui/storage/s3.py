@@ -41,9 +41,10 @@ class S3Store:
 
     ``part_size`` and ``max_in_flight`` bound an upload's memory (about
     part_size * (max_in_flight + 1)) and, with S3's 10,000-part limit, its size
-    (8 MiB parts: 78 GiB). ``page_size``, ``retry_base_delay``, ``read_attempts``,
-    ``read_timeout`` and ``max_single_copy`` exist so tests can reach pagination,
-    retries, timeouts and multipart copies with small, fast inputs.
+    (8 MiB parts: 78 GiB). ``read_timeout`` is the repository's ``timeout``.
+    ``page_size``, ``retry_base_delay``, ``read_attempts`` and ``max_single_copy``
+    exist so tests can reach pagination, retries and multipart copies with small,
+    fast inputs.
     """
 
     def __init__(
