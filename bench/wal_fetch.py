@@ -29,16 +29,10 @@ Every recovery is checked: each segment from the backup's start to the end of th
 archive was restored (the server's `restored log file` lines) and the promoted
 server's sum(abalance) equals the source's.
 
-"The end of the load", not the end of the archive: each recovery stops at a
-recovery_target_lsn at the start of the last archived segment, just after the load,
-with 640 kB of small inserts after it in that segment, so every segment is still
-restored and replayed. When recovery's reader runs off the end of the WAL it has (at
-the end of the archive, TO_THE_END = True, or at a target within 512 kB, the WAL
-decode read-ahead, of the archive's end), PostgreSQL closes the last segment, then asks
-for it once more after "redo done" to re-read the last record; the feeder never
-answers that second request for a segment it had prefetched (a product bug:
-tests/test_wal_archive.py::test_the_feeder_serves_a_segment_asked_for_again), so the
-two feeder variants would wait 600 s and fail.
+Each recovery runs to the end of the archive, as `target = "latest"` does: past the last
+segment PostgreSQL asks for the next one (not found), then, after "redo done", for the
+last one again; both paths must answer (TO_THE_END = False stops instead at a
+recovery_target_lsn just before the archive's end, to compare with a targeted recovery).
 
 Why 1 MiB segments and not PostgreSQL's default 16 MiB: 200 segments of 16 MiB are
 3.2 GiB of WAL per recovery, about a minute of replay each on this machine (20 ms per
@@ -98,7 +92,7 @@ TARGET_S3 = 2.0
 RECOVERY_TIMEOUT_S = 300
 POLL_S = 0.01
 DATABASE = "app"
-TO_THE_END = False  # see the module's doc: True waits on the feeder bug
+TO_THE_END = True
 READ_AHEAD = 640 * 1024  # > wal_decode_buffer_size (512 kB): WAL after the target
 
 # The source cluster only has to produce WAL quickly; what it writes into the WAL (heap
@@ -517,7 +511,7 @@ def run() -> Report:
                    f"pg_basebackup -X none to "
                    + ("the end of the archive" if TO_THE_END else
                       f"the load's end (recovery_target_lsn {world.target_lsn}, 640 kB before "
-                      f"the archive's end: to the very end the feeder hangs, a product bug)")
+                      f"the archive's end)")
                    + "; and promoted; "
                    f"timed from pg_ctl start to pg_is_in_recovery() = false; "
                    f"{RUNS} runs each, round-robin after one untimed cp recovery (cp, feeder, "
