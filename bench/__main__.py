@@ -63,8 +63,8 @@ def result_text(row: Row) -> str:
     return "MISSED (" + "; ".join(missed) + ")"
 
 
-def table(rows: list[Row]) -> str:
-    cells = [COLUMNS]
+def cells_of(rows: list[Row]) -> list[tuple[str, ...]]:
+    cells = []
     for row in rows:
         if row.error is not None:
             cells.append((row.name, "-", "-", "-", "-", "ERROR", row.command))
@@ -78,6 +78,11 @@ def table(rows: list[Row]) -> str:
             result_text(row),
             row.command,
         ))
+    return cells
+
+
+def table(rows: list[Row]) -> str:
+    cells = [COLUMNS, *cells_of(rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
     right = {1, 2, 3}  # numbers line up on the right
 
@@ -88,6 +93,25 @@ def table(rows: list[Row]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([render(cells[0]), rule, *(render(line) for line in cells[1:])])
+
+
+def markdown(rows: list[Row], env: dict) -> str:
+    """The table as the README shows it: one row per measurement, commands in code."""
+    def line(cells: tuple[str, ...]) -> str:
+        *first, command = cells
+        return "| " + " | ".join([*first, f"`{command}`"]) + " |"
+
+    when = env.get("date") or ""
+    return "\n".join([
+        f"The latest `make bench`{f', run on {when}' if when else ''} on "
+        f"`{format_environment(env)}`:",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|:--|--:|--:|--:|:--|:--|:--|",
+        *(line(cells) for cells in cells_of(rows)),
+        "",
+        LEGEND + ". To reproduce, run `make bench`, or a row's own command.",
+    ])
 
 
 def note_text(note: Note) -> str:
@@ -103,13 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), metavar="NAME",
                         help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the table in Markdown, as the README shows it")
     parser.add_argument("--debug", action="store_true",
                         help="print the traceback when a benchmark fails to run")
     args = parser.parse_args(argv)
     names = [n for n in BENCHMARKS if not args.only or n in args.only]
 
     env = environment()
-    if not args.json:
+    if not (args.json or args.markdown):
         print(format_environment(env), flush=True)
     rows: list[Row] = []
     notes: list[Note] = []
@@ -128,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             "benchmarks": [row.to_json() for row in rows],
             "notes": [{"benchmark": n.benchmark, "text": n.text, "ok": n.ok} for n in notes],
         }, indent=2, ensure_ascii=False))
+        return 0
+    if args.markdown:
+        print(markdown(rows, env))
         return 0
     print()
     print(table(rows))

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,7 @@ def environment() -> dict[str, Any]:
     except AttributeError:  # not on Linux
         usable = os.cpu_count()
     return {
+        "date": datetime.now(UTC).date().isoformat(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "executable": sys.executable,

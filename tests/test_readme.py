@@ -61,3 +61,18 @@ def test_every_action_the_readme_names_exists() -> None:
         prefix = head.rsplit(".", 1)[0]
         expanded |= {f"{prefix}.{alt}" for alt in alternatives}
     assert expanded == set(ACTIONS)
+
+
+def test_the_performance_table_is_what_bench_prints_and_covers_every_benchmark() -> None:
+    """The README's table is `python -m bench --markdown` pasted: same columns, and a row
+    (with its reproduce command) for every benchmark `make bench` runs."""
+    listing = (REPO / "bench" / "__main__.py").read_text()  # bench/ is not a package on sys.path
+    benchmarks = re.findall(r'^    "([a-z-]+)": "bench\.', listing, re.MULTILINE)
+    columns = re.search(r"^COLUMNS = \((.*?)\)$", listing, re.MULTILINE).group(1)
+    assert len(benchmarks) >= 9
+
+    section = README.split("## Performance", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| " + " | ".join(re.findall(r'"([a-z]+)"', columns)) + " |"
+    commands = {re.search(r"`([^`]+)`", row.rsplit("|", 2)[1]).group(1) for row in rows[1:]}
+    assert commands == {f".venv/bin/python -m bench --only {name}" for name in benchmarks}
