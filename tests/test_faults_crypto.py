@@ -1,5 +1,6 @@
 """Keys that are not quite right, met through the real CLI with real GnuPG: an expired key,
-a passphrase-protected key without its passphrase, a home with the public key only.
+a passphrase-protected key without its passphrase, a home with the public key only (for a
+snapshot restore and for a WAL fetch, each named as what it is).
 
 A home holding somebody else's secret key is test_snapshot_faults.py's
 (test_a_wrong_key_fails_the_fetch_and_leaves_nothing); not repeated here.
@@ -198,3 +199,25 @@ def test_wal_fetch_with_a_protected_key_takes_drdeck_gpg_passphrase(
     assert fetched.returncode == 0, fetched.stderr
     assert (tmp_path / "with").read_bytes() == segment.read_bytes()
     assert PASSPHRASE not in fetched.stdout + fetched.stderr
+
+
+def test_wal_fetch_without_the_secret_key_names_the_wal_file_not_a_snapshot(
+        deck: SnapshotDeck, gpg_home: GpgHome, tmp_path: Path):
+    deck.configure(gpg_home=gpg_home.path, recipients=[gpg_home.fingerprint])
+    segment = tmp_path / "000000010000000000000043"
+    segment.write_bytes(os.urandom(64 * 1024))
+    pushed = deck.run("wal", "push", "--cluster", CLUSTER, str(segment))
+    assert pushed.returncode == 0, pushed.stderr
+
+    with public_key_only(gpg_home.path, gpg_home.fingerprint) as public:
+        deck.configure(gpg_home=public.path)
+        fetched = deck.run("wal", "fetch", "--cluster", CLUSTER, segment.name,
+                           str(tmp_path / "restored"))
+
+    assert fetched.returncode == 126, fetched.stderr  # fatal to recovery, not its end
+    assert (f"no secret key to decrypt WAL file {segment.name} in GnuPG home {public.path}; "
+            "import the private key it was encrypted for (see the cluster's gpg_recipients "
+            "in drdeck.toml)") in fetched.stderr, fetched.stderr
+    assert "snapshot" not in fetched.stderr and "manifest" not in fetched.stderr
+    assert "Traceback" not in fetched.stdout + fetched.stderr
+    assert not (tmp_path / "restored").exists()

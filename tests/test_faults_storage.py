@@ -1,6 +1,7 @@
 """Storage faults, for real: the S3-protocol server dying in the middle of a snapshot's
-upload, and a server that hangs mid-body. moto on 127.0.0.1 behind a relay that breaks
-the way servers and networks do (tests/fault_support.py); drdeck through its real CLI.
+upload, a server that hangs mid-body, a manifest that does not match its dump, and the
+local disk filling up under a fetch. moto on 127.0.0.1 behind a relay that breaks the way
+servers and networks do (tests/fault_support.py); drdeck through its real CLI.
 
 Already covered elsewhere, not repeated here: downloads cut once and for good
 (test_snapshot_faults.py), a part failing under a running upload and the 403s
@@ -9,10 +10,12 @@ Already covered elsewhere, not repeated here: downloads cut once and for good
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ import pytest
 
 from tui.catalog.layout import dump_key, manifest_key, snapshots_prefix
 from tui.storage import S3Store, StorageError
+from tui.units import format_bytes
 
 from backup_support import seed_app
 from fault_support import (
@@ -34,7 +38,9 @@ from fault_support import (
     failure,
     fast_runbooks,
     files_under,
+    output_lines,
     s3_repository_toml,
+    small_filesystem,
     steps_started,
     workdir_of,
 )
@@ -314,3 +320,119 @@ def test_a_manifest_whose_sha256_does_not_match_the_dump_is_refused_before_resto
                 if p.name.endswith((".dump", ".partial"))] == []
     finally:
         deck.cluster.execute(f"drop database if exists {TARGET} with (force)")
+
+
+def test_a_manifest_whose_plaintext_sha256_does_not_match_the_decrypted_dump_is_refused(
+        deck: SnapshotDeck, relay: FaultRelay, s3_server: S3Endpoint, s3_bucket: str):
+    """The stored object is intact (its sha256 matches sha256_stored, gpg's check passes),
+    but what it decrypts to is not what the manifest recorded: refused in the same pass."""
+    proc, _ = deck.backup()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    [snapshot] = deck.inventory()["snapshots"]
+    stamp = snapshot["id"]
+    key = f"{PREFIX}/{manifest_key(CLUSTER, DATABASE, stamp)}"
+    client = s3_server.client()
+    manifest = json.loads(client.get_object(Bucket=s3_bucket, Key=key)["Body"].read())
+    recorded = manifest["sha256_plaintext"]
+    manifest["sha256_plaintext"] = hashlib.sha256(b"another dump").hexdigest()
+    client.put_object(Bucket=s3_bucket, Key=key, Body=json.dumps(manifest).encode())
+    dump = f"{PREFIX}/{dump_key(CLUSTER, DATABASE, stamp, True)}"
+    relay.requests.clear()
+
+    try:
+        proc, events = deck.restore()
+
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
+        step, error, attempts = failure(events)
+        assert (step, attempts) == ("fetch", 1)  # downloading it again cannot mend it
+        assert error.startswith(
+            f"snapshot {stamp} of {DATABASE}: the decrypted dump's sha256 is {recorded[:16]}…, "
+            f"the manifest's sha256_plaintext says {manifest['sha256_plaintext'][:16]}…"), error
+        assert "it was not restored (and was removed)" in error, error
+        assert "Run verify-backup on this snapshot" in error, error
+        assert "restore another one (-p snapshot=ID" in error, error
+        assert "Traceback" not in proc.stdout + proc.stderr
+        # one download, hashed on both sides of gpg: no second read of anything
+        assert [r for r in relay.requests if r.startswith("GET ") and dump in r] == [
+            f"GET /{s3_bucket}/{dump}"], relay.requests
+        assert "restore" not in steps_started(events)
+        assert not deck.target_exists()
+        assert [p for p in files_under(workdir_of(events))
+                if p.name.endswith((".dump", ".partial"))] == []
+    finally:
+        deck.cluster.execute(f"drop database if exists {TARGET} with (force)")
+
+
+# --- the disk filling up during the download ---------------------------------------------------
+#
+# The pre-flight (a disk already too small: refused before the download) is
+# test_faults_servers.py's. Here the disk has room when the fetch starts and is filled by
+# another writer while the download is held mid-body by the relay: the dump's own writes
+# then meet ENOSPC from the kernel.
+
+
+def fill(disk: Path) -> None:
+    """Write a file on `disk` until the kernel says it is full."""
+    block = b"\0" * (64 * 1024)
+    with (disk / "filler").open("wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(block)
+
+
+def test_a_disk_filled_by_someone_else_during_the_fetch_says_what_it_needs(
+        deck: SnapshotDeck, relay: FaultRelay, s3_bucket: str, tmp_path: Path):
+    proc, _ = deck.backup()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    [snapshot] = deck.inventory()["snapshots"]
+    plaintext = snapshot["plaintext_size"]
+    dump = f"{PREFIX}/{dump_key(CLUSTER, DATABASE, snapshot['id'], True)}"
+    # enough room for the dump when the fetch starts, so the pre-flight lets it through
+    with small_filesystem(f"{(plaintext + 4 * MiB) // 1024}k") as disk:
+        if disk is None:
+            pytest.skip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)")
+        # the run's work directory (where the dump is decrypted) on the small disk, the
+        # journal elsewhere; deck.env is a whole environment, its DRDECK_STATE_DIR replaced
+        state = disk / "state"
+        small = SnapshotDeck(deck.config, state, {
+            **deck.env, "DRDECK_STATE_DIR": str(state),
+            "DRDECK_JOURNAL": str(tmp_path / "journal.sqlite")},
+            cluster=deck.cluster, runbooks=deck.runbooks)
+        # the body stops after 2 MiB for long enough to fill the disk under the fetch
+        relay.stall(lambda request: request.startswith("GET ") and dump in request,
+                    after=2 * MiB, seconds=STALL_S)
+
+        def fill_once_the_dump_is_being_written() -> None:
+            deadline = time.monotonic() + 120
+            while not list(state.glob("runs/*/*.partial")):
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.01)
+            fill(disk)
+
+        filler = threading.Thread(target=fill_once_the_dump_is_being_written, daemon=True)
+        filler.start()
+        try:
+            proc, events = small.restore()
+        finally:
+            filler.join(timeout=130)
+
+        assert relay.stalled, relay.requests
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
+        step, error, attempts = failure(events)
+        assert (step, attempts) == ("fetch", 1)  # a full disk stays full: no automatic retry
+        # the download had begun: this is the write failing, not the pre-flight
+        assert any(line.startswith("fetching ") for line in output_lines(events, "fetch"))
+        workdir = workdir_of(events)
+        assert error.startswith(f"the disk holding {workdir} is too full for snapshot "
+                                f"{snapshot['id']} of {DATABASE} (No space left on device): "
+                                f"the decrypted dump needs {format_bytes(plaintext)} there "
+                                "and "), error
+        free = re.search(r"there and (\d+(?:\.\d)? (?:B|KiB|MiB)) is free\.", error)
+        assert free, error
+        assert "no partial dump is left" in error, error
+        assert "set DRDECK_STATE_DIR to a directory on a disk with room" in error, error
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert "restore" not in steps_started(events)
+        assert not deck.target_exists()
+        assert files_under(workdir) == []  # the partial dump is gone, its space given back
+        (disk / "filler").unlink()

@@ -99,8 +99,13 @@ def passphrase_from_environment() -> str | None:
     return os.environ.get("DRDECK_GPG_PASSPHRASE") or None
 
 
-def explain_gpg_failure(stderr: str, home: str | Path | None) -> str:
-    """gpg's stderr turned into what went wrong and what to do."""
+def explain_gpg_failure(stderr: str, home: str | Path | None, *, what: str = "this snapshot",
+                        recipients: str = "the manifest's recipients") -> str:
+    """gpg's stderr turned into what went wrong and what to do.
+
+    `what` names the thing being decrypted ("WAL segment 0000...42") and `recipients`
+    where the keys it was encrypted for are written down: a WAL segment has no manifest.
+    """
     text = stderr.lower()
     where = f"GnuPG home {home}" if home else "the default GnuPG home"
     # before "no secret key": gpg ends with that line when it could not unlock the key too
@@ -112,8 +117,8 @@ def explain_gpg_failure(stderr: str, home: str | Path | None) -> str:
         return ("the secret key needs a passphrase: set DRDECK_GPG_PASSPHRASE, or use a "
                 "key without one for unattended restores")
     if "no secret key" in text:
-        return (f"no secret key to decrypt this snapshot in {where}; import the private key "
-                "it was encrypted for (see the manifest's recipients)")
+        return (f"no secret key to decrypt {what} in {where}; import the private key "
+                f"it was encrypted for (see {recipients})")
     if any(word in text for word in ("mdc", "integrity", "corrupt", "invalid packet",
                                      "manipulated", "bad key", "decryption failed")):
         return "the encrypted data is corrupt: gpg's integrity check failed"

@@ -1,8 +1,8 @@
 """Verify a snapshot: prove it can be restored, and record the answer beside it.
 
 - `list`: the stored object's sha256 against the manifest, gpg's integrity
-  check while decrypting, and `pg_restore --list` reading the whole archive's
-  table of contents;
+  check while decrypting, the decrypted dump's sha256 against the manifest,
+  and `pg_restore --list` reading the whole archive's table of contents;
 - `full`: all that, then a real restore into a scratch database and a row
   count of every table against the manifest; the scratch database is dropped.
 

@@ -60,7 +60,7 @@ def push(store: Any, cluster: str, path: Path, *, recipients: tuple[str, ...] = 
         already = _compare_with_archived(store, cluster, name, data, encrypted, gpg_home)
         if already:
             return already
-        payload = _gpg(encrypt_argv(list(recipients), gpg_home), data, gpg_home) \
+        payload = _gpg(encrypt_argv(list(recipients), gpg_home), data, gpg_home, name) \
             if encrypted else data
         try:
             # create-only: two pushes racing (a retried archive_command, two clusters
@@ -79,7 +79,8 @@ def _compare_with_archived(store: Any, cluster: str, name: str, data: bytes, enc
         key = wal_key(cluster, name, was_encrypted)
         if store.stat(key) is None:
             continue
-        archived = _plain(store.read_bytes(key), was_encrypted, gpg_home, store.location(key))
+        archived = _plain(store.read_bytes(key), was_encrypted, gpg_home, store.location(key),
+                          name)
         if archived == data:
             return f"{name} was already archived, with the same content"
         raise WalConflict(
@@ -97,7 +98,7 @@ def fetch(store: Any, cluster: str, name: str, dest: Path, gpg_home: str | None 
             raw = store.read_bytes(key)
         except ObjectNotFound:
             continue
-        write_atomically(dest, _plain(raw, encrypted, gpg_home, store.location(key)))
+        write_atomically(dest, _plain(raw, encrypted, gpg_home, store.location(key), name))
         return True
     return False
 
@@ -116,19 +117,19 @@ def write_atomically(dest: Path, data: bytes) -> None:
         raise
 
 
-def _plain(raw: bytes, encrypted: bool, gpg_home: str | None, where: str) -> bytes:
+def _plain(raw: bytes, encrypted: bool, gpg_home: str | None, where: str, name: str) -> bytes:
     if not encrypted:
         return raw
     try:
         passphrase = passphrase_from_environment()
         if passphrase is None:
-            return _gpg(decrypt_argv(gpg_home), raw, gpg_home)
+            return _gpg(decrypt_argv(gpg_home), raw, gpg_home, name)
         # as for snapshots: the passphrase reaches gpg through a pipe, never argv or a file
         read_end, write_end = os.pipe()
         os.write(write_end, passphrase.encode() + b"\n")
         os.close(write_end)
         try:
-            return _gpg(decrypt_argv(gpg_home, passphrase_fd=read_end), raw, gpg_home,
+            return _gpg(decrypt_argv(gpg_home, passphrase_fd=read_end), raw, gpg_home, name,
                         pass_fds=(read_end,))
         finally:
             os.close(read_end)
@@ -136,10 +137,13 @@ def _plain(raw: bytes, encrypted: bool, gpg_home: str | None, where: str) -> byt
         raise WalError(f"{where}: {exc}") from None
 
 
-def _gpg(argv: list[str], data: bytes, gpg_home: str | None,
+def _gpg(argv: list[str], data: bytes, gpg_home: str | None, name: str,
          pass_fds: tuple[int, ...] = ()) -> bytes:
     result = subprocess.run(argv, input=data, capture_output=True, check=False,
                             pass_fds=pass_fds)
     if result.returncode != 0:
-        raise WalError(explain_gpg_failure(result.stderr.decode(errors="replace"), gpg_home))
+        # WAL is pushed for the cluster's gpg_recipients; no manifest lists them
+        raise WalError(explain_gpg_failure(
+            result.stderr.decode(errors="replace"), gpg_home, what=f"WAL file {name}",
+            recipients="the cluster's gpg_recipients in drdeck.toml"))
     return result.stdout
