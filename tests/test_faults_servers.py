@@ -9,7 +9,10 @@ with its 00000002.history archived) and commits on timeline 2.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -23,8 +26,11 @@ from typing import Any
 
 import pytest
 
+from tui.pitr.restore import SPOOL
 from tui.postgres.binaries import pg_bin
 from tui.postgres.cluster import LocalCluster, free_port
+from tui.wal.feeder import WANT
+from tui.wal.names import is_segment
 
 from cli_support import REPO, drdeck_env, json_events
 from fault_support import (
@@ -53,6 +59,9 @@ from pitr_support import (
 pytestmark = pytest.mark.slow
 
 ROWS_ON_1, ROWS_ON_2 = 8, 8
+# WAL segments between the base backup and the first row: clearly more than a restore
+# fetches ahead (16), so a test can hold recovery waiting for one (see the kill test)
+SEGMENTS_BEFORE_ROWS = 30
 
 
 # --- the PITR world ----------------------------------------------------------------------
@@ -97,15 +106,27 @@ def commit_rows(cluster: ScratchCluster, numbers: range) -> list[datetime]:
     return times
 
 
+def fill_segments(cluster: ScratchCluster, count: int) -> None:
+    """`count` 1 MiB segments full of WAL, archived in the background.
+
+    Real records, not pg_switch_wal(): recovery reads WAL ahead of replay by records,
+    and would run through a switch-only segment long before replay reaches it."""
+    cluster.execute("create table filler (v text)", dbname="app")
+    start = cluster.scalar("select pg_current_wal_lsn()")
+    while cluster.scalar("select pg_wal_lsn_diff(pg_current_wal_lsn(), %s)",
+                         (start,)) < count << 20:
+        cluster.execute("insert into filler select md5(g::text) from generate_series(1, 10000) g",
+                        dbname="app")
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state = tmp_path_factory.mktemp("state")
     with scratch_gpg_home() as gpg:
         give_to_server(gpg.path)
         setup = archiving_setup(state, recipients=[gpg.fingerprint], gpg_home=gpg.path)
-        # recovery_min_apply_delay does nothing on a primary; a base backup carries it, and
-        # a server restored from it holds every commit for an hour: a recovery that stays
-        # in progress until a test kills it (drdeck keeps the setting it finds)
+        # recovery_min_apply_delay does nothing on a primary, but a base backup carries it,
+        # as one taken from a delayed standby does: a restore must not wait an hour
         with scratch_cluster(wal_segsize_mb=1, archive_mode="on",
                              archive_command=setup.archive_command(),
                              track_commit_timestamp="on",
@@ -119,6 +140,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             wait_archived(cluster)
             backup = setup.deck.run("run", "base-backup", "--headless")
             assert backup.returncode == 0, backup.stdout + backup.stderr
+            fill_segments(cluster, SEGMENTS_BEFORE_ROWS)
             commits = commit_rows(cluster, range(1, ROWS_ON_1 + 1))
             wait_archived(cluster)
             promote_to_a_new_timeline(cluster)
@@ -143,6 +165,33 @@ def pitr(setup: ArchivingSetup, target: str, data_dir: Path, port: int,
     finally:
         stop_restored(data_dir)
     return proc, json_events(proc.stdout)
+
+
+# --- a base backup that is not the one its manifest describes ---------------------------------
+
+
+def test_a_base_backup_whose_plaintext_does_not_match_its_manifest_is_not_used(
+        world) -> None:
+    setup = world["setup"]
+    [manifest] = (setup.repo / "prod" / "base").glob("*/manifest.json")
+    original = manifest.read_bytes()
+    recorded = json.loads(original)
+    # the stored object and its sha256 agree; what it decrypts to does not
+    manifest.write_text(json.dumps({**recorded, "sha256_plaintext": "0" * 64}))
+    data_dir = setup.base / "restored-mismatch"
+    try:
+        proc, events = pitr(setup, world["commits"][3].isoformat(), data_dir, free_port())
+    finally:
+        manifest.write_bytes(original)
+
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
+    step, error, _ = failure(events)
+    assert step == "restore"
+    assert f"the decrypted tar's sha256 is {recorded['sha256_plaintext'][:16]}…" in error, error
+    assert "its manifest's sha256_plaintext says 0000000000000000…" in error, error
+    assert "the data directory was emptied again" in error
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not data_dir.exists() or not any(data_dir.iterdir())
 
 
 # --- the target port taken -------------------------------------------------------------------
@@ -218,13 +267,20 @@ def test_postgres_killed_mid_recovery_fails_clearly_and_the_data_directory_can_f
             stderr=subprocess.STDOUT)
     server = LocalCluster(data_dir, port, data_dir, recovery_log(data_dir))
     try:
-        # consistent, open to read-only connections, and held at the first commit
         wait_until(lambda: "ready to accept read-only connections" in log_text(data_dir)
                    or run.poll() is not None, "the restored server to reach a consistent state")
         assert run.poll() is None, out.read_text()[-3000:]
-        assert in_recovery(server) is True
-        postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-        os.kill(postmaster, signal.SIGKILL)
+        # drdeck stopped: the server replays what was fetched ahead, then waits for a
+        # segment only drdeck can hand it. Recovery is held in progress, before the target
+        os.kill(run.pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: waited_for(data_dir), "recovery to wait for a segment")
+            assert in_recovery(server) is True
+            assert server.scalar("select count(*) from events", dbname="app") < target_row
+            postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+            os.kill(postmaster, signal.SIGKILL)
+        finally:
+            os.kill(run.pid, signal.SIGCONT)
         code = run.wait(timeout=60)
     finally:
         if run.poll() is None:
@@ -235,25 +291,50 @@ def test_postgres_killed_mid_recovery_fails_clearly_and_the_data_directory_can_f
         assert code == 1, out.read_text()[-3000:]
         step, error, _ = failure(events)
         assert step == "restore"
-        assert str(recovery_log(data_dir)) in error, error  # where to look
         assert "stopped during recovery" in error, error
+        assert str(recovery_log(data_dir)) in error, error  # where to look
+        assert f"The data directory {data_dir} is left as it is" in error, error
+        assert "restore_command now fetches WAL from the archive itself" in error, error
         assert "Traceback" not in out.read_text()
         # left as it was for inspection: not emptied, not running, still to recover
         assert not server.is_running()
         assert (data_dir / "PG_VERSION").exists() and (data_dir / "recovery.signal").exists()
 
-        # By hand, as the operator would: WAL from the archive through `drdeck wal fetch`,
-        # and this test's hold lifted. Recovery picks up where it was and reaches the target.
-        fetch = " ".join([sys.executable, "-m", "tui", "--config", str(setup.config), "wal",
-                          "fetch", "--cluster", "prod", "%f", "%p"])
-        server.configure(restore_command=fetch, recovery_min_apply_delay=0)
-        server.start()
+        # By hand, as the operator would: the command the message gives, with the settings
+        # drdeck left. Recovery picks up where it was and reaches the target.
+        by_hand = shlex.split(error.split("finish the recovery by hand: ", 1)[1])
+        assert by_hand[-1] == "start" and str(data_dir) in by_hand, by_hand
+        started = subprocess.run(by_hand, cwd=setup.base, capture_output=True, text=True,
+                                 stdin=subprocess.DEVNULL, timeout=90)
+        assert started.returncode == 0, started.stdout + started.stderr + log_text(data_dir)
         wait_until(lambda: in_recovery(server) is False, "the recovery to finish", 90)
         rows = server.execute("select count(*), max(n) from events", dbname="app")
         assert rows == [(target_row, target_row)]
         assert "restored log file \"00000002.history\" from archive" in log_text(data_dir)
+        # segments came through drdeck's prefetcher, not one Python start each
+        settings = (data_dir / "postgresql.auto.conf").read_text()
+        assert "wal fetch --cluster prod --spool" in settings.rsplit("restore_command", 1)[1]
     finally:
         stop_restored(data_dir)
+        stop_prefetchers(data_dir)
+
+
+def stop_prefetchers(data_dir: Path) -> None:
+    """The prefetcher a hand-started recovery spawned leaves by itself once idle; not wait."""
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"prefetch" in argv and any(bytes(data_dir) in a for a in argv):
+                os.kill(int(proc.name), signal.SIGTERM)
+
+
+def waited_for(data_dir: Path) -> bool:
+    """Whether the server asks drdeck's spool for a WAL segment that is not there."""
+    try:
+        wanted = [e[len(WANT):] for e in os.listdir(data_dir / SPOOL) if e.startswith(WANT)]
+    except FileNotFoundError:
+        return False
+    return any(is_segment(name) for name in wanted)
 
 
 def log_text(data_dir: Path) -> str:
@@ -341,9 +422,14 @@ def test_pg_restore_killed_fails_clearly_and_names_the_partly_restored_database(
     assert "compare" not in steps_started(events)
 
 
-def test_a_disk_that_fills_up_during_the_fetch_fails_cleanly(restore_deck: SnapshotDeck,
-                                                             tmp_path: Path) -> None:
+def test_a_disk_too_small_for_the_dump_is_refused_before_the_download(
+        restore_deck: SnapshotDeck, tmp_path: Path) -> None:
+    """The pre-flight of the fetch; a disk that fills up in the middle of the download is
+    test_faults_storage.py's (test_a_disk_filled_by_someone_else_during_the_fetch_...)."""
+    from tui.units import format_bytes
+
     deck = restore_deck
+    [snapshot] = deck.inventory()["snapshots"]
     with small_filesystem("1m") as full:
         if full is None:
             pytest.skip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)")
@@ -355,9 +441,21 @@ def test_a_disk_that_fills_up_during_the_fetch_fails_cleanly(restore_deck: Snaps
         proc, events = small.restore()
 
         assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
-        step, error, _ = failure(events)
-        assert step == "fetch"
-        assert "No space left on device" in error, error
+        step, error, attempts = failure(events)
+        assert (step, attempts) == ("fetch", 1)  # a disk stays small: no automatic retry
+        # which disk, what the dump needs and what is free, and the knob that moves it
+        assert snapshot["plaintext_size"] > 1 << 20
+        assert error.startswith(
+            f"the disk holding {workdir_of(events)} is too full for snapshot {snapshot['id']} "
+            f"of {DATABASE} (No space left on device): the decrypted dump needs "
+            f"{format_bytes(snapshot['plaintext_size'])} there and "), error
+        free = error.split(" there and ", 1)[1].split(" is free.", 1)[0]
+        assert free.endswith((" B", " KiB", "1.0 MiB")), error
+        assert "set DRDECK_STATE_DIR to a directory on a disk with room" in error, error
+        # refused before a byte was downloaded
+        fetch_lines = [e["line"] for e in events
+                       if e["event"] == "output" and e["step"] == "fetch"]
+        assert not [line for line in fetch_lines if line.startswith("fetching ")], fetch_lines
         assert "Traceback" not in proc.stdout + proc.stderr
         assert "restore" not in steps_started(events)
         assert not deck.target_exists()

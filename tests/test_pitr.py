@@ -35,8 +35,11 @@ def world(tmp_path_factory):
         give_to_server(gpg.path)
         setup = archiving_setup(state, recipients=[gpg.fingerprint], gpg_home=gpg.path)
         command = setup.archive_command()
+        # does nothing on a primary, but the base backup carries it, as one taken from a
+        # delayed standby does: a restore must not hold every commit for an hour
         with scratch_cluster(wal_segsize_mb=1, archive_mode="on", archive_command=command,
-                             track_commit_timestamp="on") as cluster:
+                             track_commit_timestamp="on",
+                             recovery_min_apply_delay="1h") as cluster:
             cluster.execute("create database app")
             subprocess.run([pg_bin("pgbench"), "-i", "-s", "1", "-q", cluster.dsn("app")],
                            check=True, capture_output=True)
@@ -92,6 +95,14 @@ def test_restore_to_a_time_in_the_middle_of_the_load(world) -> None:
         assert 0 <= rpo["value"] < 1.0
         progress = [e for e in events if e["event"] == "progress" and e["step"] == "restore"]
         assert progress and progress[-1]["done"] == progress[-1]["total"]
+        # the base backup brought a 1h apply delay along; drdeck's setting, read later, won
+        settings = (data_dir / "postgresql.auto.conf").read_text()
+        assert "recovery_min_apply_delay = '1h'" in settings
+        assert settings.rindex("recovery_min_apply_delay = 0") > \
+            settings.rindex("recovery_min_apply_delay = '1h'")
+        took = next(e["duration_s"] for e in events
+                    if e["event"] == "step_finished" and e["step"] == "restore")
+        assert took < 60
         import psycopg
 
         announced = next(e["line"] for e in events

@@ -578,3 +578,87 @@ async def test_the_feeder_survives_the_server_taking_a_file_before_it_is_handed_
     finally:
         feeding.cancel()
         await feeder.close()
+
+
+def test_restore_command_gives_up_at_once_when_the_spool_is_removed(tmp_path: Path) -> None:
+    """What drdeck does when recovery fails: the server's startup process, waiting in
+    restore_command, must not outlive it for the full wait (a start by hand would fail)."""
+    from tui.wal.feeder import WANT, restore_command
+
+    spool, pg_wal = tmp_path / "spool", tmp_path / "pg_wal"
+    spool.mkdir()
+    pg_wal.mkdir()
+    name = segment_name(1)
+    line = restore_command(spool, wait_s=60).replace("%f", name).replace(
+        "%p", str(pg_wal / "RECOVERYXLOG")).replace("%%", "%")
+    waiting = subprocess.Popen(line, shell=True, cwd=pg_wal, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + SPOOL_WAIT_S
+        while not (spool / f"{WANT}{name}").exists():
+            assert waiting.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        started = time.monotonic()
+
+        shutil.rmtree(spool)
+
+        assert waiting.wait(timeout=SPOOL_WAIT_S) == UNREADABLE
+        assert time.monotonic() - started < 5
+        assert f"drdeck stopped feeding WAL: {name} never came" in waiting.stderr.read()
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+        if waiting.stderr:
+            waiting.stderr.close()
+
+
+def test_the_printed_restore_command_moves_spooled_segments_without_starting_drdeck(
+        make_archive: Callable[..., Archive], spools: list[Path]) -> None:
+    """`drdeck wal restore-command --spool`: what an operator pastes into postgresql.conf."""
+    last = 6
+    archive = make_archive("s3", True)
+    segments = {segment_name(n): os.urandom(SEGMENT_BYTES) for n in range(1, last + 1)}
+    archive.pushed(*segments.items())
+    spool = archive.work / "spool"
+    spools.append(spool)
+    dest = archive.restored()
+    printed = archive.drdeck("restore-command", "--cluster", CLUSTER, "--spool", str(spool),
+                             "--prefetch", "3")
+    assert printed.returncode == 0, printed.stderr
+    setting = printed.stdout.strip()
+    assert setting.startswith("restore_command = '") and setting.endswith("'")
+    line = setting[len("restore_command = '"):-1].replace("''", "'")
+    assert f"--config {archive.config} wal fetch --cluster {CLUSTER} --spool {spool}" in line
+
+    def restore(name: str) -> subprocess.CompletedProcess[str]:
+        """restore_command as the server runs it: %f and %p replaced, through a shell."""
+        shell = line.replace("%f", name).replace("%p", str(dest)).replace("%%", "%")
+        return subprocess.run(["sh", "-c", shell], capture_output=True, text=True,
+                              env=archive.env, cwd=archive.work, timeout=90, check=False)
+
+    first = restore(segment_name(1))  # nothing spooled: drdeck fetches, starts the prefetcher
+    assert first.returncode == 0, first.stderr
+    assert dest.read_bytes() == segments[segment_name(1)]
+    for n in range(2, last + 1):
+        name = segment_name(n)
+        wait_until(lambda name=name: name in spooled(spool), f"{name} in the spool")
+        taken = restore(name)
+        assert taken.returncode == 0, taken.stderr
+        assert dest.read_bytes() == segments[name]  # decrypted, whole
+    # a `drdeck wal fetch` that serves from the spool notes it there; none ran for 2 to 6
+    assert not (spool / ".last-requested").exists()
+    assert restore(segment_name(last + 1)).returncode == NOT_FOUND
+    wait_until(lambda: lock_is_free(spool) and not prefetchers(spool),
+               "the prefetcher leaving at the end of the archive")
+
+
+def test_the_printed_restore_command_without_a_spool_is_the_plain_fetch(
+        make_archive: Callable[..., Archive]) -> None:
+    archive = make_archive("local", False)
+    printed = archive.drdeck("restore-command")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.strip().endswith(
+        f"--config {archive.config} wal fetch --cluster {CLUSTER} %f %p'")
+    refused = archive.drdeck("restore-command", "--spool", "x", "--prefetch", "0")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "drdeck: --prefetch must be 1 or more"

@@ -131,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="segments to keep ready ahead, with --spool (default 16)")
     fetch.add_argument("name", metavar="NAME", help="the file wanted (%%f)")
     fetch.add_argument("dest", metavar="DEST", help="where to put it (%%p)")
+    line = wal_sub.add_parser(
+        "restore-command", parents=[per_command],
+        help="print the restore_command line for a standby or a recovery set up by hand",
+        description="Print a restore_command for this configuration. With --spool, segments "
+        "are prefetched into DIR in the background and the shell moves each one into place "
+        "without starting drdeck: replay at about the speed of a local cp.")
+    line.add_argument("--cluster", metavar="NAME", help="default: the only configured cluster")
+    line.add_argument("--spool", metavar="DIR",
+                      help="a directory the postgres account can write (e.g. beside pg_wal)")
+    line.add_argument("--prefetch", type=int, default=16, metavar="N",
+                      help="segments to keep ready ahead, with --spool (default 16)")
     prefetch = wal_sub.add_parser("prefetch", parents=[per_command],
                                   help=argparse.SUPPRESS)
     prefetch.add_argument("--cluster", metavar="NAME")
@@ -274,7 +285,8 @@ def _main(argv: list[str] | None = None) -> int:
             from tui.commands import wal
 
             return {"push": wal.push_command, "fetch": wal.fetch_command,
-                    "prefetch": wal.prefetch_command}[args.wal_command](args)
+                    "prefetch": wal.prefetch_command,
+                    "restore-command": wal.restore_command_line}[args.wal_command](args)
         if args.command == "inventory":
             from tui.commands.inventory import inventory_command
 

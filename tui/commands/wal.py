@@ -1,4 +1,4 @@
-"""`drdeck wal push|fetch|prefetch`: archive_command and restore_command.
+"""`drdeck wal push|fetch|prefetch|restore-command`: archive_command and restore_command.
 
 These run once per WAL segment, as the postgres OS user, so they import as
 little as they can and say what went wrong on stderr, where PostgreSQL logs it.
@@ -84,3 +84,25 @@ def _is_segment(name: str) -> bool:
     from tui.wal.names import is_segment
 
     return is_segment(name)
+
+
+def restore_command_line(args: Namespace) -> int:
+    from tui.commands.init import drdeck_executable
+    from tui.config import load_config
+    from tui.errors import InvalidInput
+    from tui.wal import restore_line
+
+    config = load_config(args.config)
+    cluster = config.cluster(args.cluster)
+    where = config.path.absolute() if config.path else None
+    if args.spool:
+        if args.prefetch < 1:
+            raise InvalidInput("--prefetch must be 1 or more")
+        line = restore_line.spooled(drdeck_executable(), where, cluster.name,
+                                    Path(args.spool).absolute(), args.prefetch)
+    else:
+        line = restore_line.direct(drdeck_executable(), where, cluster.name)
+    # as postgresql.conf wants it: single quotes, and a quote inside doubled
+    print("restore_command = '" + line.replace("'", "''") + "'")
+    return 0
+

@@ -5,13 +5,16 @@
 then recovery settings in postgresql.auto.conf (read last, so they beat the
 copied postgresql.conf), recovery.signal, and the server started as the
 `postgres` OS user. The restore_command only moves files out of a spool
-directory that drdeck fills (see tui.wal.feeder).
+directory that drdeck fills (see tui.wal.feeder). A recovery that fails leaves
+its data directory for inspection, with a restore_command that needs no drdeck
+run behind it (hand_over).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import socket
 import tempfile
@@ -22,7 +25,8 @@ from typing import Any
 from tui.errors import PermanentFailure
 from tui.pitr.basebackup import BaseManifest
 from tui.pitr.target import Target
-from tui.postgres.cluster import LocalCluster, server_account
+from tui.postgres.binaries import pg_bin
+from tui.postgres.cluster import LOOPBACK, LocalCluster, server_account
 from tui.snapshots.fetch import StoredItem, stream_object
 from tui.snapshots.pipes import Reporter, reap
 
@@ -92,13 +96,22 @@ async def unpack_base(base: BaseManifest, store: Any, data_dir: Path, reporter: 
         stdin=read_end, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         start_new_session=True)
     os.close(read_end)
-    item = StoredItem(base.object, base.stored_size, base.sha256_stored, base.encrypted)
+    item = StoredItem(base.object, base.stored_size, base.sha256_stored, base.encrypted,
+                      what="this base backup")
     try:
         try:
-            await stream_object(item, store, write_end, reporter, gpg_home)
+            unpacked = await stream_object(item, store, write_end, reporter, gpg_home,
+                                           hash_plaintext=True)
         finally:
             os.close(write_end)
         _, errors = await tar.communicate()
+        if base.sha256_plaintext and unpacked != base.sha256_plaintext:
+            raise RestoreRefused(
+                f"{store.location(base.object)}: the decrypted tar's sha256 is "
+                f"{(unpacked or '')[:16]}…, its manifest's sha256_plaintext says "
+                f"{base.sha256_plaintext[:16]}…; it is not the base backup the manifest "
+                "describes, so the data directory was emptied again. Restore to a point "
+                "after another base backup, or take a new one")
         if tar.returncode != 0:
             raise RestoreRefused(f"tar could not unpack the base backup: "
                                  f"{errors.decode(errors='replace').strip()[-300:]}")
@@ -125,10 +138,18 @@ def configure(cluster: LocalCluster, target: Target, *, command: str, timeline: 
         "restore_command": command,
         "recovery_target_action": "promote",
         "recovery_target_timeline": timeline or "latest",
+        # a base backup taken from a delayed standby carries its delay ('1h'): recovery
+        # would hold every commit that long, in the middle of an incident
+        "recovery_min_apply_delay": 0,
         # the restored cluster must never archive its new timeline into the archive
         # it was restored from
         "archive_mode": "off",
+        # where drdeck starts it, written down: a server started by hand (a failed
+        # recovery finished with a plain `pg_ctl start`) comes up the same way, not on
+        # the source's listen_addresses or a socket directory that may not exist here
         "port": cluster.port,
+        "listen_addresses": LOOPBACK,
+        "unix_socket_directories": str(cluster.socket_dir),
         "hot_standby": "on",
         "primary_conninfo": "",
     }
@@ -140,3 +161,25 @@ def configure(cluster: LocalCluster, target: Target, *, command: str, timeline: 
     if account is not None:
         os.chown(signal, account.uid, account.gid)
         cluster.give_data_dir_to_server()
+
+
+def hand_over(cluster: LocalCluster, command: str) -> str:
+    """After a failed recovery, leave the data directory ready to be finished by hand.
+
+    Its restore_command reads a spool that no feeder fills any more, so a restart could
+    never get a segment: it is pointed at the archive instead (`command`, from
+    archive_restore_command). The recovery target and recovery.signal stay as they were.
+    """
+    cluster.configure(restore_command=command)
+    return (f"The data directory {cluster.data_dir} is left as it is; its restore_command "
+            "now fetches WAL from the archive itself (drdeck wal fetch), so you can finish "
+            f"the recovery by hand: {start_by_hand(cluster)}")
+
+
+def start_by_hand(cluster: LocalCluster) -> str:
+    """The command line that starts the server, as the account PostgreSQL accepts."""
+    argv = [pg_bin("pg_ctl"), "-D", str(cluster.data_dir), "-l", str(cluster.log_file), "start"]
+    account = server_account()
+    if account is not None:  # we are root, and PostgreSQL refuses to run as root
+        argv = ["runuser", "-u", account.name, "--", *argv]
+    return shlex.join(argv)

@@ -12,7 +12,9 @@ need to be readable by the postgres account, and no Python starts per segment.
 
 If the feeder stops answering, restore_command gives up with exit 126, which
 PostgreSQL treats as fatal: recovery stops rather than ending early at a
-point nobody chose.
+point nobody chose. It gives up at once when the spool is removed (drdeck does
+when recovery fails): PostgreSQL's startup process outlives a killed postmaster
+while restore_command runs, and holds the shared memory a new start needs.
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ def restore_command(spool: Path, wait_s: int = 600) -> str:
         f'f={s}/"%f"; '
         f'if [ ! -f "$f" ]; then '
         f'touch {s}/"{WANT}%f"; i=0; '
-        f'while [ ! -f "$f" ] && [ ! -f "$f{MISSING}" ] && [ $i -lt {ticks} ]; '
+        f'while [ ! -f "$f" ] && [ ! -f "$f{MISSING}" ] && [ -d {s} ] && [ $i -lt {ticks} ]; '
         f'do sleep 0.05; i=$((i+1)); done; '
         f'fi; '
         f'if [ -f "$f" ]; then exec mv -f "$f" "%p"; fi; '
         f'if [ -f "$f{MISSING}" ]; then rm -f "$f{MISSING}"; exit 1; fi; '
-        f'echo "drdeck stopped feeding WAL (waited {wait_s}s for %f)" >&2; exit 126'
+        f'echo "drdeck stopped feeding WAL: %f never came (waited up to {wait_s}s)" >&2; '
+        f'exit 126'
     )
 
 

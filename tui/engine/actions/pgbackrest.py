@@ -179,8 +179,9 @@ class PgbackrestRestore(Action):
             (server.data_dir / stale).unlink(missing_ok=True)
         # pgBackRest wrote restore_command and the target; ours are read after its lines.
         # The restored cluster must never archive its new timeline into the stanza.
+        # A delay carried from a delayed standby's config would hold the restore for it.
         server.configure(archive_mode="off", port=placement.port, hot_standby="on",
-                         primary_conninfo="")
+                         primary_conninfo="", recovery_min_apply_delay=0)
         ctx.output(f"starting PostgreSQL on port {placement.port} to recover to "
                    f"{target.describe()} (WAL from pgbackrest archive-get)")
         dsn = server.dsn(str(args.get("database") or "postgres"),

@@ -170,11 +170,13 @@ class PitrRestore(Action):
                 f"recover to {args.get('target') or 'latest'}")
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
-        from tui.pitr.follow import Goal, follow
+        from tui.errors import DrdeckError
+        from tui.pitr.follow import Goal, RecoveryFailed, follow
         from tui.pitr.restore import (
             SPOOL,
             Placement,
             configure,
+            hand_over,
             new_socket_dir,
             prepare_data_dir,
             unpack_base,
@@ -214,8 +216,17 @@ class PitrRestore(Action):
             state = await follow(dsn, server.log_file, goal, ctx, server.is_running)
             if feeding.done() and feeding.exception() is not None:
                 raise feeding.exception()
-        except BaseException:
+        except BaseException as exc:
             await asyncio.to_thread(server.stop, "fast")  # never leave a half-recovered server
+            # a restore_command still waiting gives up once the spool is gone, and with it the
+            # startup process of a killed server, which would hold up a start by hand
+            feeding.cancel()
+            _clear(feeder.spool)
+            finish = hand_over(server, _archive_fetch(ctx, cluster_config.name, feeder.spool))
+            if isinstance(exc, DrdeckError):
+                # permanent: the data directory is no longer empty, so a retry is refused
+                raise RecoveryFailed(f"{exc}. {finish}") from None
+            ctx.output(finish)
             raise
         finally:
             feeding.cancel()
@@ -225,6 +236,16 @@ class PitrRestore(Action):
         verify_recovery(ctx, base, target, state)
         ctx.output(f"recovered and promoted: connect with {dsn}")
         return ActionResult(output=dsn)
+
+
+def _archive_fetch(ctx: StepContext, cluster: str, spool: Path) -> str:
+    """restore_command through this drdeck and this configuration, with no run behind it:
+    `wal fetch` and its own prefetcher, through the same spool."""
+    from tui.commands.init import drdeck_executable
+    from tui.wal import restore_line
+
+    config = ctx.config.path.absolute() if ctx.config.path else None
+    return restore_line.spooled(drdeck_executable(), config, cluster, spool)
 
 
 def _clear(spool: Path) -> None:
