@@ -1,6 +1,8 @@
 """Servers and disks that fail under a restore, and an archive missing a timeline's history:
-the PITR target port taken, PostgreSQL killed mid-recovery, pg_restore killed, a disk that
-fills up during a fetch. All through the real CLI, on real clusters.
+the PITR target port taken, PostgreSQL killed mid-recovery (then finished by hand), a base
+backup that is not what its manifest says, pg_restore killed, a disk too small for the
+dump (a disk filling up during the download: test_faults_storage.py). All through the real
+CLI, on real clusters.
 
 The PITR world (one per module and xdist worker) is a cluster archiving through
 `drdeck wal push`, a base backup, commits on timeline 1, then a promotion (timeline 2,
@@ -29,6 +31,7 @@ import pytest
 from tui.pitr.restore import SPOOL
 from tui.postgres.binaries import pg_bin
 from tui.postgres.cluster import LocalCluster, free_port
+from tui.units import format_bytes
 from tui.wal.feeder import WANT
 from tui.wal.names import is_segment
 
@@ -426,7 +429,6 @@ def test_a_disk_too_small_for_the_dump_is_refused_before_the_download(
         restore_deck: SnapshotDeck, tmp_path: Path) -> None:
     """The pre-flight of the fetch; a disk that fills up in the middle of the download is
     test_faults_storage.py's (test_a_disk_filled_by_someone_else_during_the_fetch_...)."""
-    from tui.units import format_bytes
 
     deck = restore_deck
     [snapshot] = deck.inventory()["snapshots"]
