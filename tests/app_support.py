@@ -45,3 +45,20 @@ async def wait_for(pilot, predicate, timeout: float = 20.0, what: str = "the app
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
     await pilot.pause()
+
+
+async def settled(pilot, quiet_s: float = 0.3, timeout: float = 20.0) -> None:
+    """Wait until the screen stops changing: two pictures `quiet_s` apart are the same.
+
+    A busy machine can leave a repaint (a footer recomposing for a new screen) pending
+    past any fixed pause; a snapshot must not catch the screen halfway."""
+    deadline = time.monotonic() + timeout
+    before = pilot.app.export_screenshot()
+    while True:
+        await pilot.pause(quiet_s)
+        now = pilot.app.export_screenshot()
+        if now == before:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the screen kept changing")
+        before = now

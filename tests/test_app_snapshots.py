@@ -5,7 +5,7 @@ from __future__ import annotations
 from tui.app.screens.run import RunScreen
 from tui.app.screens.summary import RunSummary
 
-from app_support import TERMINAL, app_runbook, frozen_app, wait_for
+from app_support import TERMINAL, app_runbook, frozen_app, settled, wait_for
 
 
 def run_screen(pilot) -> RunScreen:
@@ -80,8 +80,11 @@ def test_finish_summary(snap_compare) -> None:
     async def until_finished(pilot) -> None:
         # the summary opens over the run screen once the run has finished; both drawn
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunSummary))
+        # the screen behind the modal is drawn whole once more: on a busy machine its last
+        # paint could come from before the log's scrollbars were laid out
+        run_screen(pilot).refresh(layout=True)
         await pilot.wait_for_scheduled_animations()
-        await pilot.pause(0.2)
+        await settled(pilot)
 
     app = frozen_app(open_runbook=app_runbook("finish"), autostart={})
     assert snap_compare(app, terminal_size=TERMINAL, run_before=until_finished)

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Label, Static
+from textual.widgets import Footer, Label, Static
 
 from tui.durations import format_clock
 from tui.engine.state import RunState
@@ -82,3 +82,6 @@ class RunSummary(ModalScreen[str]):
             with VerticalScroll():
                 yield Static(summary_renderable(self.state))
             yield Static(Text("enter/esc: back to the log    h: home", style="dim"))
+        # its own keys at the bottom: the run screen's footer behind it is drawn for
+        # whichever screen was on top when it last updated
+        yield Footer()
