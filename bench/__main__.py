@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.markdown:
         print(markdown(rows, env))
+        for note in notes:  # the why behind the numbers, kept out of the pasted table
+            print(note_text(note), file=sys.stderr)
         return 0
     print()
     print(table(rows))

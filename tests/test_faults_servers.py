@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -298,6 +299,7 @@ def test_postgres_killed_mid_recovery_fails_clearly_and_the_data_directory_can_f
         assert str(recovery_log(data_dir)) in error, error  # where to look
         assert f"The data directory {data_dir} is left as it is" in error, error
         assert "restore_command now fetches WAL from the archive itself" in error, error
+        assert f"Once it is promoted, remove {data_dir / SPOOL}" in error, error
         assert "Traceback" not in out.read_text()
         # left as it was for inspection: not emptied, not running, still to recover
         assert not server.is_running()
@@ -305,7 +307,7 @@ def test_postgres_killed_mid_recovery_fails_clearly_and_the_data_directory_can_f
 
         # By hand, as the operator would: the command the message gives, with the settings
         # drdeck left. Recovery picks up where it was and reaches the target.
-        by_hand = shlex.split(error.split("finish the recovery by hand: ", 1)[1])
+        by_hand = shlex.split(error.split("Finish the recovery by hand with: ", 1)[1])
         assert by_hand[-1] == "start" and str(data_dir) in by_hand, by_hand
         started = subprocess.run(by_hand, cwd=setup.base, capture_output=True, text=True,
                                  stdin=subprocess.DEVNULL, timeout=90)
@@ -320,6 +322,45 @@ def test_postgres_killed_mid_recovery_fails_clearly_and_the_data_directory_can_f
     finally:
         stop_restored(data_dir)
         stop_prefetchers(data_dir)
+
+
+def test_the_hand_over_names_what_the_server_account_cannot_read() -> None:
+    """After a failed PITR, restore_command runs drdeck as the server's OS user: the
+    message must say which of drdeck, its configuration and the keys it cannot read."""
+    from tui.postgres.cluster import server_account
+
+    if server_account() is None:
+        pytest.skip("only as root does the server run as another OS user")
+    # pytest's own temporary directories are 0700: one the server account can enter
+    tmp_path = Path(tempfile.mkdtemp(prefix="drdeck-reach-"))
+    tmp_path.chmod(0o755)
+    try:
+        check_what_the_server_account_reads(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def check_what_the_server_account_reads(tmp_path: Path) -> None:
+    from tui.postgres.cluster import server_account, unreadable_for_server
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    hidden = private / "drdeck.toml"
+    hidden.write_text("")
+    closed = tmp_path / "closed.toml"
+    closed.write_text("")
+    closed.chmod(0o600)
+    open_file = tmp_path / "open.toml"
+    open_file.write_text("")
+    open_file.chmod(0o644)
+    account = server_account().name
+
+    problems = unreadable_for_server([hidden, closed, open_file])
+
+    assert problems == [
+        f"the {account} OS user cannot reach {hidden}: {private} is mode 0700 owned by root:root",
+        f"the {account} OS user cannot read {closed}: it is mode 0600 owned by root:root",
+    ]
 
 
 def stop_prefetchers(data_dir: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -603,7 +604,7 @@ def test_restore_command_gives_up_at_once_when_the_spool_is_removed(tmp_path: Pa
 
         assert waiting.wait(timeout=SPOOL_WAIT_S) == UNREADABLE
         assert time.monotonic() - started < 5
-        assert f"drdeck stopped feeding WAL: {name} never came" in waiting.stderr.read()
+        assert "drdeck stopped feeding WAL (the restore was stopped)" in waiting.stderr.read()
     finally:
         if waiting.poll() is None:
             waiting.kill()
@@ -612,29 +613,41 @@ def test_restore_command_gives_up_at_once_when_the_spool_is_removed(tmp_path: Pa
             waiting.stderr.close()
 
 
+def conf_string(setting: str) -> str:
+    """The value of `name = '...'` as postgresql.conf reads it: '' and \\ undone."""
+    quoted = setting.split(" = ", 1)[1]
+    assert quoted.startswith("'") and quoted.endswith("'"), setting
+    return re.sub(r"''|\\\\", lambda m: m.group()[0], quoted[1:-1])
+
+
+def expand(line: str, name: str, dest: Path) -> str:
+    """What PostgreSQL runs: %f, %p and %% replaced in one pass, left to right."""
+    return re.sub(r"%[fp%]", lambda m: {"%f": name, "%p": str(dest), "%%": "%"}[m.group()],
+                  line)
+
+
 def test_the_printed_restore_command_moves_spooled_segments_without_starting_drdeck(
         make_archive: Callable[..., Archive], spools: list[Path]) -> None:
-    """`drdeck wal restore-command --spool`: what an operator pastes into postgresql.conf."""
+    """`drdeck wal restore-command --spool`: what an operator pastes into postgresql.conf,
+    with a spool whose name holds what a shell or PostgreSQL would read as syntax."""
     last = 6
     archive = make_archive("s3", True)
     segments = {segment_name(n): os.urandom(SEGMENT_BYTES) for n in range(1, last + 1)}
     archive.pushed(*segments.items())
-    spool = archive.work / "spool"
+    spool = archive.work / "it's 100%f $(touch pwned) `x` \\ spool"
     spools.append(spool)
     dest = archive.restored()
     printed = archive.drdeck("restore-command", "--cluster", CLUSTER, "--spool", str(spool),
                              "--prefetch", "3")
     assert printed.returncode == 0, printed.stderr
-    setting = printed.stdout.strip()
-    assert setting.startswith("restore_command = '") and setting.endswith("'")
-    line = setting[len("restore_command = '"):-1].replace("''", "'")
-    assert f"--config {archive.config} wal fetch --cluster {CLUSTER} --spool {spool}" in line
+    line = conf_string(printed.stdout.strip())
+    assert f"--config {archive.config} wal fetch --cluster {CLUSTER} --spool " in line
 
     def restore(name: str) -> subprocess.CompletedProcess[str]:
-        """restore_command as the server runs it: %f and %p replaced, through a shell."""
-        shell = line.replace("%f", name).replace("%p", str(dest)).replace("%%", "%")
-        return subprocess.run(["sh", "-c", shell], capture_output=True, text=True,
-                              env=archive.env, cwd=archive.work, timeout=90, check=False)
+        """restore_command as the server runs it: expanded, through a shell."""
+        return subprocess.run(["sh", "-c", expand(line, name, dest)], capture_output=True,
+                              text=True, env=archive.env, cwd=archive.work, timeout=90,
+                              check=False)
 
     first = restore(segment_name(1))  # nothing spooled: drdeck fetches, starts the prefetcher
     assert first.returncode == 0, first.stderr
@@ -648,6 +661,7 @@ def test_the_printed_restore_command_moves_spooled_segments_without_starting_drd
     # a `drdeck wal fetch` that serves from the spool notes it there; none ran for 2 to 6
     assert not (spool / ".last-requested").exists()
     assert restore(segment_name(last + 1)).returncode == NOT_FOUND
+    assert not list(archive.work.rglob("pwned"))  # the name was never run as a command
     wait_until(lambda: lock_is_free(spool) and not prefetchers(spool),
                "the prefetcher leaving at the end of the archive")
 
@@ -662,3 +676,22 @@ def test_the_printed_restore_command_without_a_spool_is_the_plain_fetch(
     refused = archive.drdeck("restore-command", "--spool", "x", "--prefetch", "0")
     assert refused.returncode == 2
     assert refused.stderr.strip() == "drdeck: --prefetch must be 1 or more"
+
+
+def test_a_spool_that_cannot_be_used_is_a_miss_not_the_end_of_the_archive(
+        make_archive: Callable[..., Archive]) -> None:
+    """Exit 1 would tell PostgreSQL the archive has no such file, and recovery would end
+    there: a spool drdeck cannot use must not do that."""
+    archive = make_archive("local", False)
+    segments = {segment_name(n): os.urandom(SEGMENT_BYTES) for n in range(1, 3)}
+    archive.pushed(*segments.items())
+    blocker = archive.work / "not-a-directory"
+    blocker.write_text("")
+    dest = archive.restored()
+
+    fetched = archive.fetch(segment_name(1), dest, "--spool", str(blocker / "spool"))
+
+    assert fetched.returncode == 0, fetched.stderr
+    assert dest.read_bytes() == segments[segment_name(1)]
+    assert f"spool {blocker / 'spool'}: Not a directory" in fetched.stderr
+    assert "Traceback" not in fetched.stderr

@@ -16,6 +16,7 @@ from typing import Any
 from tui.catalog.layout import parse_key, snapshots_prefix, time_of
 from tui.catalog.manifest import Manifest, ManifestInvalid, Verification
 from tui.errors import DrdeckError, InvalidInput
+from tui.storage.base import EndpointUnreachable
 
 # manifests are small: read several at once (an S3 round trip each), unless the store
 # says otherwise (`parallel_reads`: LocalStore reads one at a time)
@@ -67,6 +68,7 @@ class ClusterInventory:
     snapshots: list[Snapshot] = field(default_factory=list)  # newest first
     incomplete_uploads: list[Any] = field(default_factory=list)
     error: str | None = None  # the repository could not be read
+    unreachable: bool = False  # ...because it did not answer at all
     pitr: Any = None  # the point-in-time picture (tui.pitr.window), when there is one
     pgbackrest: dict[str, Any] | None = None  # what pgBackRest reports, when configured
 
@@ -120,6 +122,7 @@ def read_cluster(store: Any, cluster: str, rpo_s: float | None = None) -> Cluste
         inventory.incomplete_uploads = list(store.incomplete_uploads(snapshots_prefix(cluster)))
     except DrdeckError as exc:
         inventory.error = str(exc)
+        inventory.unreachable = isinstance(exc, EndpointUnreachable)
         return inventory
     found: dict[tuple[str, str], Snapshot] = {}
     manifest_keys: dict[tuple[str, str], str] = {}

@@ -34,9 +34,10 @@ def load_inventories(config: Any, names: list[str] | None = None,
             return ClusterInventory(cluster.name, cluster.repository or "-", cluster.rpo,
                                     error=str(exc))
         inventory = read_cluster(store, cluster.name, cluster.rpo)
-        # a repository that could not be listed once (a dead endpoint, a 403) will not be
-        # for the rest: asking again would only make the operator wait for every timeout
-        if not inventory.error:
+        # an endpoint that did not answer will not for the rest either: asking again would
+        # only make the operator wait for every timeout (a 403 on one prefix may not be
+        # one on the others: those are still asked)
+        if not inventory.unreachable:
             retention_classes(inventory, cluster, now)
             inventory.pitr = read_pitr(store, cluster.name, config)
         if cluster.pgbackrest is not None:

@@ -43,14 +43,30 @@ def push_command(args: Namespace) -> int:
 
 
 def fetch_command(args: Namespace) -> int:
+    """Exit 1 only when the archive answered that it does not have the file: anything
+    else (a spool it cannot use, an error of drdeck's own) stops recovery with 126."""
+    try:
+        return _fetch(args)
+    except Exception as exc:  # exit 1 here would end recovery early
+        print(f"drdeck wal fetch {args.name}: {exc}", file=sys.stderr)
+        return EXIT_ARCHIVE_UNREADABLE
+
+
+def _fetch(args: Namespace) -> int:
     from tui.errors import DrdeckError
     from tui.wal.archive import fetch
     from tui.wal.prefetch import note_request, start_prefetcher, take_from_spool
 
     dest = Path(args.dest)
     spool = Path(args.spool) if args.spool else None
-    if spool is not None and take_from_spool(spool, args.name, dest):
-        return 0
+    if spool is not None:
+        try:
+            if take_from_spool(spool, args.name, dest):
+                return 0
+        except OSError as exc:  # a spool it cannot use is a miss: the archive still has it
+            print(f"drdeck wal fetch {args.name}: spool {spool}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            spool = None
     try:
         cluster, store, gpg_home = _target(args)
         found = fetch(store, cluster.name, args.name, dest, gpg_home,
@@ -62,12 +78,16 @@ def fetch_command(args: Namespace) -> int:
     if not found:
         return EXIT_NOT_FOUND
     if spool is not None:
-        note_request(spool, args.name)
-    if spool is not None and args.prefetch > 0 and _is_segment(args.name):
-        prefix = [sys.executable, "-m", "tui"] + (["--config", args.config] if args.config
-                                                    else [])
-        start_prefetcher(prefix, ["--cluster", cluster.name], spool, args.name,
-                         dest.stat().st_size, args.prefetch)
+        try:  # the file is delivered: prefetching is a help, its failure is not fatal
+            note_request(spool, args.name)
+            if args.prefetch > 0 and _is_segment(args.name):
+                prefix = [sys.executable, "-m", "tui"] + (
+                    ["--config", args.config] if args.config else [])
+                start_prefetcher(prefix, ["--cluster", cluster.name], spool, args.name,
+                                 dest.stat().st_size, args.prefetch)
+        except OSError as exc:
+            print(f"drdeck wal fetch {args.name}: cannot prefetch into {spool}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
     return 0
 
 
@@ -90,6 +110,7 @@ def restore_command_line(args: Namespace) -> int:
     from tui.commands.init import drdeck_executable
     from tui.config import load_config
     from tui.errors import InvalidInput
+    from tui.postgres.cluster import config_value
     from tui.wal import restore_line
 
     config = load_config(args.config)
@@ -102,7 +123,6 @@ def restore_command_line(args: Namespace) -> int:
                                     Path(args.spool).absolute(), args.prefetch)
     else:
         line = restore_line.direct(drdeck_executable(), where, cluster.name)
-    # as postgresql.conf wants it: single quotes, and a quote inside doubled
-    print("restore_command = '" + line.replace("'", "''") + "'")
+    print(f"restore_command = {config_value('restore_command', line)}")
     return 0
 

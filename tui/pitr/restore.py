@@ -102,9 +102,14 @@ async def unpack_base(base: BaseManifest, store: Any, data_dir: Path, reporter: 
         try:
             unpacked = await stream_object(item, store, write_end, reporter, gpg_home,
                                            hash_plaintext=True)
+        except BrokenPipeError:
+            unpacked = None  # tar stopped reading (a full disk, say): its stderr says why
         finally:
             os.close(write_end)
         _, errors = await tar.communicate()
+        if tar.returncode != 0 or unpacked is None:
+            raise RestoreRefused(f"tar could not unpack the base backup into {data_dir}: "
+                                 f"{errors.decode(errors='replace').strip()[-300:]}")
         if base.sha256_plaintext and unpacked != base.sha256_plaintext:
             raise RestoreRefused(
                 f"{store.location(base.object)}: the decrypted tar's sha256 is "
@@ -112,9 +117,6 @@ async def unpack_base(base: BaseManifest, store: Any, data_dir: Path, reporter: 
                 f"{base.sha256_plaintext[:16]}…; it is not the base backup the manifest "
                 "describes, so the data directory was emptied again. Restore to a point "
                 "after another base backup, or take a new one")
-        if tar.returncode != 0:
-            raise RestoreRefused(f"tar could not unpack the base backup: "
-                                 f"{errors.decode(errors='replace').strip()[-300:]}")
     except BaseException:
         await reap(tar)
         _empty(data_dir)
@@ -149,7 +151,11 @@ def configure(cluster: LocalCluster, target: Target, *, command: str, timeline: 
         # the source's listen_addresses or a socket directory that may not exist here
         "port": cluster.port,
         "listen_addresses": LOOPBACK,
-        "unix_socket_directories": str(cluster.socket_dir),
+        # drdeck's own start passes its socket directory; written down only when it is
+        # the data directory itself: a /tmp one may be gone when someone starts it later,
+        # so that start listens on TCP alone
+        "unix_socket_directories": str(cluster.socket_dir)
+        if cluster.socket_dir == cluster.data_dir else "",
         "hot_standby": "on",
         "primary_conninfo": "",
     }
@@ -163,17 +169,22 @@ def configure(cluster: LocalCluster, target: Target, *, command: str, timeline: 
         cluster.give_data_dir_to_server()
 
 
-def hand_over(cluster: LocalCluster, command: str) -> str:
+def hand_over(cluster: LocalCluster, command: str, notes: list[str] | None = None) -> str:
     """After a failed recovery, leave the data directory ready to be finished by hand.
 
     Its restore_command reads a spool that no feeder fills any more, so a restart could
     never get a segment: it is pointed at the archive instead (`command`, from
-    archive_restore_command). The recovery target and recovery.signal stay as they were.
+    tui.wal.restore_line: `drdeck wal fetch` with its own prefetcher). The recovery
+    target and recovery.signal stay as they were. The message ends with the command.
     """
     cluster.configure(restore_command=command)
-    return (f"The data directory {cluster.data_dir} is left as it is; its restore_command "
-            "now fetches WAL from the archive itself (drdeck wal fetch), so you can finish "
-            f"the recovery by hand: {start_by_hand(cluster)}")
+    return " ".join([
+        f"The data directory {cluster.data_dir} is left as it is; its restore_command now "
+        "fetches WAL from the archive itself (drdeck wal fetch).",
+        *(f"{note}." for note in notes or []),
+        f"Once it is promoted, remove {cluster.data_dir / SPOOL} (WAL fetched ahead).",
+        f"Finish the recovery by hand with: {start_by_hand(cluster)}",
+    ])
 
 
 def start_by_hand(cluster: LocalCluster) -> str:

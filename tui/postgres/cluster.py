@@ -221,7 +221,7 @@ class LocalCluster:
         for name, value in settings.items():
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
                 raise DrdeckError(f"{name!r} is not a PostgreSQL parameter name")
-            lines.append(f"{name} = {_config_value(name, value)}")
+            lines.append(f"{name} = {config_value(name, value)}")
         auto_conf = self.data_dir / "postgresql.auto.conf"
         if not self.data_dir.is_dir():
             raise DrdeckError(f"cannot configure {self.data_dir}: no such data directory")
@@ -469,7 +469,8 @@ def _server_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("PG")}
 
 
-def _config_value(name: str, value: str | int | float | bool) -> str:
+def config_value(name: str, value: str | int | float | bool) -> str:
+    """`value` written as postgresql.conf reads it."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, int | float):
@@ -487,20 +488,47 @@ def _conninfo_value(value: str) -> str:
 
 
 def _require_reachable(path: Path, account: ServerAccount) -> None:
+    blocked = _unreachable(path, account)
+    if blocked is not None:
+        ancestor, why = blocked
+        raise DrdeckError(
+            f"{why}. Use a directory it can reach (for example one made with "
+            f"tempfile.mkdtemp() under /tmp) or 'chmod o+x {ancestor}'"
+        )
+
+
+def _unreachable(path: Path, account: ServerAccount) -> tuple[Path, str] | None:
     # Ancestors that do not exist yet will be created by us, for the server.
     for ancestor in path.parents:
         if ancestor.exists() and not _permits(ancestor, account, search=True):
             mode = stat.S_IMODE(ancestor.stat().st_mode)
-            owner = _owner_name(ancestor)
-            raise DrdeckError(
-                f"the {account.name} OS user cannot reach {path}: {ancestor} is mode "
-                f"{mode:04o} owned by {owner}. Use a directory it can reach (for example "
-                f"one made with tempfile.mkdtemp() under /tmp) or 'chmod o+x {ancestor}'"
-            )
+            return ancestor, (f"the {account.name} OS user cannot reach {path}: {ancestor} "
+                              f"is mode {mode:04o} owned by {_owner_name(ancestor)}")
+    return None
+
+
+def unreadable_for_server(paths: list[Path]) -> list[str]:
+    """Why the server account could not read each of `paths` (a directory: and search it);
+    nothing when drdeck does not run as root."""
+    account = server_account()
+    if account is None:
+        return []
+    problems = []
+    for path in (Path(os.path.realpath(p)) for p in paths):
+        blocked = _unreachable(path, account)
+        if blocked is not None:
+            problems.append(blocked[1])
+        elif path.exists() and not _permits(path, account, read=True,
+                                            search=path.is_dir()):
+            mode = stat.S_IMODE(path.stat().st_mode)
+            problems.append(f"the {account.name} OS user cannot read {path}: it is mode "
+                            f"{mode:04o} owned by {_owner_name(path)}")
+    return problems
 
 
 def _permits(
-    path: Path, account: ServerAccount, *, search: bool = False, write: bool = False
+    path: Path, account: ServerAccount, *, search: bool = False, write: bool = False,
+    read: bool = False,
 ) -> bool:
     """Whether the mode bits of ``path`` let ``account`` search/write it."""
     info = path.stat()
@@ -510,7 +538,7 @@ def _permits(
         allowed = (info.st_mode >> 3) & 0o7
     else:
         allowed = info.st_mode & 0o7
-    wanted = (0o1 if search else 0) | (0o3 if write else 0)
+    wanted = (0o1 if search else 0) | (0o3 if write else 0) | (0o4 if read else 0)
     return allowed & wanted == wanted
 
 

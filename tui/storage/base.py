@@ -47,6 +47,11 @@ class StorageError(DrdeckError):
     """A store operation failed; the message names the object and what to do."""
 
 
+class EndpointUnreachable(StorageError):
+    """The store did not answer at all (refused, reset, timed out): asking it for more
+    now would only make the operator wait for the same timeouts again."""
+
+
 class ObjectNotFound(StorageError):
     """The object asked for does not exist."""
 

@@ -271,9 +271,7 @@ class LocalObjectWriter:
             self._file.close()
             self._file = None
             if self.if_absent:
-                # link() fails if the name exists, however close the other writer was
-                os.link(self._partial, self.path)
-                os.unlink(self._partial)
+                _create_only(self._partial, self.path)
             else:
                 os.replace(self._partial, self.path)
         except FileExistsError:
@@ -358,3 +356,20 @@ def _error(action: str, path: Path, error: OSError) -> StorageError:
     reason = error.strerror or str(error)
     advice = _ADVICE.get(error.errno or 0)
     return StorageError(f"cannot {action} {path}: {reason}" + (f"; {advice}" if advice else ""))
+
+
+def _create_only(partial: Path, path: Path) -> None:
+    """Move `partial` to `path` unless `path` exists (FileExistsError)."""
+    try:
+        # link() fails if the name exists, however close the other writer was
+        os.link(partial, path)
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        # a file system without hard links (vfat, FUSE mounts of object stores): look,
+        # then rename; a writer in that instant is not seen, as before create-only writes
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+        os.replace(partial, path)
+        return
+    os.unlink(partial)

@@ -13,7 +13,7 @@ import socket
 import ssl
 from typing import Any
 
-from .base import ObjectNotFound, StorageError
+from .base import EndpointUnreachable, ObjectNotFound, StorageError
 
 CREDENTIALS_HINT = "credentials come from the AWS environment variables or profile"
 
@@ -169,12 +169,13 @@ def storage_error(
         return StorageError(f"the AWS profile {profile!r} (AWS_PROFILE) does not exist; "
                             "check ~/.aws/config or unset AWS_PROFILE")
     if isinstance(error, bx.ReadTimeoutError):
-        return StorageError(f"the S3 endpoint {endpoint} did not answer in time to {doing} "
-                            f"{where}; check the network and the endpoint, then try again")
+        return EndpointUnreachable(
+            f"the S3 endpoint {endpoint} did not answer in time to {doing} {where}; check "
+            "the network and the endpoint, then try again")
     if is_transient(error):
-        return StorageError(f"cannot reach the S3 endpoint {endpoint}: "
-                            f"{network_reason(error)} (trying to {doing} {where}); "
-                            "check the repository's endpoint_url and the network")
+        return EndpointUnreachable(
+            f"cannot reach the S3 endpoint {endpoint}: {network_reason(error)} (trying to "
+            f"{doing} {where}); check the repository's endpoint_url and the network")
     return StorageError(f"cannot {doing} {where} at {endpoint}: {type(error).__name__}: "
                         f"{_first_line(error)}")
 

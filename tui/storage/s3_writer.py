@@ -181,15 +181,26 @@ class S3ObjectWriter:
             self._send_part(bytes(self._buffer))
             self._buffer.clear()
         parts = [future.result() for future in self._parts]
-        self._call("complete_multipart_upload", UploadId=self._upload_id,
-                   MultipartUpload={"Parts": parts}, **self._condition)
+        self._call_conditionally("complete_multipart_upload", UploadId=self._upload_id,
+                                 MultipartUpload={"Parts": parts})
         self._object_made = True
 
     def _put_whole(self) -> None:
-        self._call("put_object", Body=bytes(self._buffer), **self._class_argument(),
-                   **self._condition)
+        self._call_conditionally("put_object", Body=bytes(self._buffer),
+                                 **self._class_argument())
         self._object_made = True
         self._buffer.clear()
+
+    def _call_conditionally(self, method: str, **kwargs: Any) -> Any:
+        """With If-None-Match when asked; an S3-compatible endpoint that does not implement
+        conditional writes gets the plain request (the caller compared contents just
+        before, so only a race in that moment goes unseen, as it would without this)."""
+        try:
+            return self._call(method, **kwargs, **self._condition)
+        except Exception as error:
+            if not self._condition or error_code(error) != "NotImplemented":
+                raise
+        return self._call(method, **kwargs)
 
     # --- helpers ------------------------------------------------------------------
 

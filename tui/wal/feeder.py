@@ -44,9 +44,12 @@ def restore_command(spool: Path, wait_s: int = 600) -> str:
         f'while [ ! -f "$f" ] && [ ! -f "$f{MISSING}" ] && [ -d {s} ] && [ $i -lt {ticks} ]; '
         f'do sleep 0.05; i=$((i+1)); done; '
         f'fi; '
-        f'if [ -f "$f" ]; then exec mv -f "$f" "%p"; fi; '
+        # a move that fails is not "not in the archive" (exit 1 would end recovery early)
+        f'if [ -f "$f" ]; then mv -f "$f" "%p" && exit 0; exit 126; fi; '
         f'if [ -f "$f{MISSING}" ]; then rm -f "$f{MISSING}"; exit 1; fi; '
-        f'echo "drdeck stopped feeding WAL: %f never came (waited up to {wait_s}s)" >&2; '
+        f'if [ ! -d {s} ]; then echo "drdeck stopped feeding WAL (the restore was stopped)" >&2; '
+        f'exit 126; fi; '
+        f'echo "drdeck stopped feeding WAL: %f never came (waited {wait_s}s)" >&2; '
         f'exit 126'
     )
 

@@ -26,8 +26,9 @@ def spooled(drdeck: list[str], config: Path | None, cluster: str, spool: Path,
             depth: int = 16) -> str:
     fetch = _fetch(drdeck, config, cluster, "--spool", str(spool), "--prefetch", str(depth))
     folder = _quoted(str(spool))
-    return (f'f={folder}/"%f"; if [ -f "$f" ]; then exec mv -f "$f" "%p"; fi; '
-            f'exec {fetch} "%f" "%p"')
+    # no test-then-move: a move that fails for any reason (not there, taken by the
+    # prefetcher's clean-up, another disk full) falls back to fetching from the archive
+    return f'mv -f {folder}/"%f" "%p" 2>/dev/null && exit 0; exec {fetch} "%f" "%p"'
 
 
 def _fetch(drdeck: list[str], config: Path | None, cluster: str, *options: str) -> str:

@@ -176,7 +176,6 @@ class PitrRestore(Action):
             SPOOL,
             Placement,
             configure,
-            hand_over,
             new_socket_dir,
             prepare_data_dir,
             unpack_base,
@@ -222,7 +221,7 @@ class PitrRestore(Action):
             # startup process of a killed server, which would hold up a start by hand
             feeding.cancel()
             _clear(feeder.spool)
-            finish = hand_over(server, _archive_fetch(ctx, cluster_config.name, feeder.spool))
+            finish = _hand_over(ctx, server, cluster_config, feeder.spool, gpg_home)
             if isinstance(exc, DrdeckError):
                 # permanent: the data directory is no longer empty, so a retry is refused
                 raise RecoveryFailed(f"{exc}. {finish}") from None
@@ -238,14 +237,35 @@ class PitrRestore(Action):
         return ActionResult(output=dsn)
 
 
-def _archive_fetch(ctx: StepContext, cluster: str, spool: Path) -> str:
-    """restore_command through this drdeck and this configuration, with no run behind it:
-    `wal fetch` and its own prefetcher, through the same spool."""
+def _hand_over(ctx: StepContext, server: Any, cluster: Any, spool: Path,
+               gpg_home: str | None) -> str:
+    """Leave the data directory ready to finish by hand (tui.pitr.restore.hand_over) with a
+    restore_command through this drdeck and configuration: `wal fetch` with its own
+    prefetcher, through the same spool. Says what the server account will need."""
     from tui.commands.init import drdeck_executable
+    from tui.pitr.restore import hand_over
+    from tui.postgres.cluster import unreadable_for_server
     from tui.wal import restore_line
 
-    config = ctx.config.path.absolute() if ctx.config.path else None
-    return restore_line.spooled(drdeck_executable(), config, cluster, spool)
+    try:
+        drdeck = drdeck_executable()
+        config = ctx.config.path.absolute() if ctx.config.path else None
+        # the restore_command now runs drdeck as the server account, not drdeck's run
+        needs = [Path(drdeck[0]), *([config] if config else []),
+                 *([Path(gpg_home)] if gpg_home and cluster.gpg_recipients else [])]
+        notes = []
+        blocked = unreadable_for_server(needs)
+        if blocked:
+            notes.append("First, the server's OS user must be able to run drdeck with its "
+                         "configuration and keys: " + "; ".join(blocked))
+        if ctx.config.repository_for(cluster).type == "s3":
+            notes.append("It needs the S3 credentials too (AWS_* in the environment pg_ctl "
+                         "starts with, or a profile in its home)")
+        return hand_over(server, restore_line.spooled(drdeck, config, cluster.name, spool),
+                         notes)
+    except Exception as exc:  # the original failure is what the operator must hear about
+        return (f"The data directory {server.data_dir} is left as it is (its "
+                f"restore_command could not be pointed at the archive: {exc})")
 
 
 def _clear(spool: Path) -> None:
