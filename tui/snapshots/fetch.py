@@ -186,28 +186,30 @@ def _copy_out(decrypt: asyncio.subprocess.Process, fd: int) -> asyncio.Task[str]
 
     Writes happen in a thread, so a slow disk does not stall the download feeding gpg.
     A failed write stops gpg, which would otherwise block on a pipe nobody reads while
-    the download blocks on gpg.
+    the download blocks on gpg, and drains what gpg had written.
     """
     async def copy() -> str:
         assert decrypt.stdout is not None
         digest, buffer = hashlib.sha256(), bytearray()
-        while chunk := await decrypt.stdout.read(CHUNK):
-            digest.update(chunk)
-            buffer += chunk
-            if len(buffer) >= CHUNK:
+        try:
+            while chunk := await decrypt.stdout.read(CHUNK):
+                digest.update(chunk)
+                buffer += chunk
+                if len(buffer) >= CHUNK:
+                    await asyncio.to_thread(_write_all, fd, bytes(buffer))
+                    buffer.clear()
+            if buffer:
                 await asyncio.to_thread(_write_all, fd, bytes(buffer))
-                buffer.clear()
-        if buffer:
-            await asyncio.to_thread(_write_all, fd, bytes(buffer))
+        except OSError:
+            stop(decrypt)
+            # read gpg's output to its end: asyncio's wait() for a process returns only
+            # once its pipes are closed, and a pipe nobody reads stays open
+            while await decrypt.stdout.read(CHUNK):
+                pass
+            raise
         return digest.hexdigest()
 
-    def stop_gpg_on_failure(task: asyncio.Task[str]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            stop(decrypt)
-
-    task = asyncio.ensure_future(copy())
-    task.add_done_callback(stop_gpg_on_failure)
-    return task
+    return asyncio.ensure_future(copy())
 
 
 async def _settle(copy: asyncio.Task[str] | None) -> None:
