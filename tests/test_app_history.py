@@ -362,9 +362,10 @@ def killed_run(book: Path, gate: Path) -> str:
     """Run `book` through the real CLI in INCIDENT mode and SIGKILL it mid-step."""
     state = Path(os.environ["DRDECK_STATE_DIR"])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tui", "run", str(book), "-p", f"token={SECRET}", "--json",
-         "--incident"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env=drdeck_env(state, DRDECK_TEST_GATE=str(gate)), stdin=subprocess.DEVNULL)
+        [sys.executable, "-m", "tui", "run", str(book), "--json", "--incident"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env=drdeck_env(state, DRDECK_TEST_GATE=str(gate), DRDECK_SECRET_TOKEN=SECRET),
+        stdin=subprocess.DEVNULL)
     assert proc.stdout is not None
     run = None
     for line in proc.stdout:

@@ -46,8 +46,8 @@ def write(tmp_path: Path, text: str, name: str = "cli-test.toml") -> Path:
 
 def test_json_output_follows_the_contract(tmp_path: Path) -> None:
     path = write(tmp_path, RUNBOOK)
-    proc = drdeck("run", str(path), "-p", "who=ops", "-p", "token=t0ken-xyz", "--json",
-                  state_dir=tmp_path)
+    proc = drdeck("run", str(path), "-p", "who=ops", "--json", state_dir=tmp_path,
+                  DRDECK_SECRET_TOKEN="t0ken-xyz")
     assert proc.returncode == 0, proc.stderr
     events = json_events(proc.stdout)
     kinds = [e["event"] for e in events]
@@ -67,7 +67,8 @@ def test_json_output_follows_the_contract(tmp_path: Path) -> None:
 
 def test_human_output_shows_steps_and_the_rto_verdict(tmp_path: Path) -> None:
     path = write(tmp_path, RUNBOOK)
-    proc = drdeck("run", str(path), "-p", "who=ops", "-p", "token=x", state_dir=tmp_path)
+    proc = drdeck("run", str(path), "-p", "who=ops", state_dir=tmp_path,
+                  DRDECK_SECRET_TOKEN="x")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "▶ greet  Greet" in out
@@ -83,12 +84,12 @@ def test_missing_parameters_exit_2_and_are_all_listed(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "missing required parameters" in proc.stderr
     assert "-p who=...   string: Who to greet" in proc.stderr
-    assert "DRDECK_SECRET_TOKEN=... in the environment (or -p token=...)   secret" in proc.stderr
+    assert "DRDECK_SECRET_TOKEN=... in the environment   secret" in proc.stderr
     assert proc.stdout == "" and "Traceback" not in proc.stderr
 
 
 def test_a_secret_comes_from_the_environment_not_the_command_line(tmp_path: Path) -> None:
-    """`-p token=...` would be readable in ps; $DRDECK_SECRET_TOKEN is not."""
+    """`-p token=...` would be readable in ps: refused; $DRDECK_SECRET_TOKEN is not."""
     text = RUNBOOK.replace('with = { command = ["echo", "hello ${who}"] }',
                            'with = { command = "echo hello ${who}; echo length $${#TOKEN}", '
                            'env = { TOKEN = "${token}" } }')
@@ -100,12 +101,21 @@ def test_a_secret_comes_from_the_environment_not_the_command_line(tmp_path: Path
     assert "params: who=ops  token=***" in proc.stdout
     assert "hunter2" not in proc.stdout + proc.stderr
 
+    typed = drdeck("run", str(path), "-p", "who=ops", "-p", "token=hunter2-hunter2",
+                   "--headless", state_dir=tmp_path)
+    assert typed.returncode == 2
+    assert typed.stderr.strip() == (
+        "drdeck: token: a secret is not taken with -p, where every user of this machine can "
+        "read it (ps) and the shell history keeps it; give it in the environment instead, "
+        "DRDECK_SECRET_TOKEN=..., or type it in the app")
+    assert typed.stdout == "" and "hunter2" not in typed.stderr
+
 
 def test_bad_parameter_values_and_names_exit_2(tmp_path: Path) -> None:
     text = RUNBOOK.replace('[params.who]\ntype = "string"', '[params.who]\ntype = "int"')
     path = write(tmp_path, text)
-    proc = drdeck("run", str(path), "-p", "who=many", "-p", "token=x", "-p", "colour=red",
-                  state_dir=tmp_path)
+    proc = drdeck("run", str(path), "-p", "who=many", "-p", "colour=red", state_dir=tmp_path,
+                  DRDECK_SECRET_TOKEN="x")
     assert proc.returncode == 2
     assert "parameter who: 'many' is not a whole number" in proc.stderr
     assert "unknown parameter 'colour'" in proc.stderr
@@ -136,7 +146,7 @@ def test_an_invalid_runbook_exits_2_with_its_position(tmp_path: Path) -> None:
 
 def test_a_failed_run_exits_1(tmp_path: Path) -> None:
     path = write(tmp_path, RUNBOOK.replace('["echo", "hello ${who}"]', '"exit 7"'))
-    proc = drdeck("run", str(path), "-p", "who=x", "-p", "token=x", state_dir=tmp_path)
+    proc = drdeck("run", str(path), "-p", "who=x", state_dir=tmp_path, DRDECK_SECRET_TOKEN="x")
     assert proc.returncode == 1
     assert "error: command exited with code 7" in proc.stdout
     assert "FAILED" in proc.stdout
@@ -145,8 +155,8 @@ def test_a_failed_run_exits_1(tmp_path: Path) -> None:
 def test_dry_run_runs_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     path = write(tmp_path, RUNBOOK.replace('["echo", "hello ${who}"]', f'"touch {marker}"'))
-    proc = drdeck("run", str(path), "-p", "who=x", "-p", "token=x", "--dry-run", "--json",
-                  state_dir=tmp_path)
+    proc = drdeck("run", str(path), "-p", "who=x", "--dry-run", "--json", state_dir=tmp_path,
+                  DRDECK_SECRET_TOKEN="x")
     assert proc.returncode == 0, proc.stderr
     assert not marker.exists()
     kinds = [e["event"] for e in json_events(proc.stdout)]
@@ -157,10 +167,9 @@ def test_ctrl_c_stops_the_step_records_the_run_and_exits_130(tmp_path: Path) -> 
     path = write(tmp_path, RUNBOOK.replace('["echo", "hello ${who}"]',
                                            '"echo started; sleep 60"'))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tui", "run", str(path), "-p", "who=x", "-p", "token=x",
-         "--json"],
+        [sys.executable, "-m", "tui", "run", str(path), "-p", "who=x", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env=drdeck_env(tmp_path), stdin=subprocess.DEVNULL,
+        env=drdeck_env(tmp_path, DRDECK_SECRET_TOKEN="x"), stdin=subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     for line in proc.stdout:

@@ -143,11 +143,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return drdeck("--config", str(config), *args, state_dir=state, cwd=root,
-                      AWS_SECRET_ACCESS_KEY=AWS_SECRET, AWS_ACCESS_KEY_ID="AKIDEXAMPLE")
+                      AWS_SECRET_ACCESS_KEY=AWS_SECRET, AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
+                      DRDECK_SECRET_TOKEN=SECRET)
 
     ids = []
     for _ in range(2):
-        proc = run("run", "snapshot-drill", "-p", f"token={SECRET}", "--yes", "--json")
+        proc = run("run", "snapshot-drill", "--yes", "--json")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         ids.append(json_events(proc.stdout)[0]["run_id"])
     for extra in ([], [], ["-p", "fail=true"]):
@@ -278,7 +279,7 @@ def test_documents_are_replaced_with_what_the_journal_says_now(setup, tmp_path: 
     out = tmp_path / "again"
     out.mkdir()
     (out / "backup-policy.md").write_text("stale")
-    proc = setup["run"]("run", "snapshot-drill", "-p", f"token={SECRET}", "--yes", "--json")
+    proc = setup["run"]("run", "snapshot-drill", "--yes", "--json")
     assert proc.returncode == 0, proc.stderr
     proc = setup["run"]("docs", "--out", str(out))
     assert proc.returncode == 0, proc.stderr

@@ -119,7 +119,7 @@ class Recorded:
 
     def run(self, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
         return drdeck("--config", str(self.config), *args, state_dir=self.state,
-                      cwd=self.root, **kwargs)
+                      cwd=self.root, **{"DRDECK_SECRET_TOKEN": SECRET, **kwargs})
 
     def journal(self) -> Journal:
         return Journal(str(self.state / "journal.sqlite"))
@@ -165,10 +165,10 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     _, config = write_books(root)
     rec = Recorded(root, root / "state", config)
 
-    ok = rec.run("run", "restore-drill", "-p", f"token={SECRET}", "--json")
+    ok = rec.run("run", "restore-drill", "--json")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     rec.ids["ok"] = json_events(ok.stdout)[0]["run_id"]
-    failed = rec.run("run", "restore-drill", "-p", f"token={SECRET}", "-p", "fail=true",
+    failed = rec.run("run", "restore-drill", "-p", "fail=true",
                      "--json")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     rec.ids["failed"] = json_events(failed.stdout)[0]["run_id"]
@@ -469,7 +469,7 @@ def test_the_same_reports_from_a_postgresql_journal(pg_cluster, tmp_path: Path) 
     url = pg_cluster.dsn("journal")
     _, config = write_books(tmp_path)
     rec = Recorded(tmp_path, tmp_path / "state", config)
-    ok = rec.run("run", "restore-drill", "-p", f"token={SECRET}", "--json", DRDECK_JOURNAL=url)
+    ok = rec.run("run", "restore-drill", "--json", DRDECK_JOURNAL=url)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     run_id = json_events(ok.stdout)[0]["run_id"]
     assert not (tmp_path / "state" / "journal.sqlite").exists()

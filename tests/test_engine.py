@@ -258,8 +258,8 @@ type = "secret"
 
 [params.dsn]
 type = "dsn"
-""" + shell_step("leak", "echo token=$TOKEN; echo ${dsn}; echo $TOKEN >&2; exit 1",
-                 env='TOKEN = "${token}"')
+""" + shell_step("leak", "echo token=$TOKEN; echo $DSN; echo $TOKEN >&2; exit 1",
+                 env='TOKEN = "${token}", DSN = "${dsn}"')
     secret, password = "tok-3141-secret", "pw-2718-hidden"
     _result, rec = run_text(text, tmp_path, params={
         "token": secret, "dsn": f"postgresql://app:{password}@db.internal/app"})
@@ -375,8 +375,8 @@ def test_dry_run_renders_every_step_and_runs_nothing(tmp_path: Path) -> None:
     text = HEADER + """
 [params.token]
 type = "secret"
-""" + shell_step("touch", f"touch {marker}; echo $TOKEN; echo ${{dsn}}",
-                 env='TOKEN = "${token}"') + shell_step("two", "true") + """
+""" + shell_step("touch", f"touch {marker}; echo $TOKEN; echo $DSN",
+                 env='TOKEN = "${token}", DSN = "${dsn}"') + shell_step("two", "true") + """
 [params.dsn]
 type = "dsn"
 """
@@ -385,7 +385,7 @@ type = "dsn"
     assert not marker.exists()
     planned = rec.of("step_planned")
     assert [p.step for p in planned] == ["touch", "two"]
-    assert planned[0].command == f"touch {marker}; echo $TOKEN; echo postgresql://app:***@db/app"
+    assert planned[0].command == f"touch {marker}; echo $TOKEN; echo $DSN"
     assert rec.of("step_started") == []
     assert "s3cr3t-value" not in rec.as_json_text()
 

@@ -67,12 +67,12 @@ def book(tmp_path: Path) -> Path:
 
 
 def start(book: Path, state: Path, gate: Path, *extra: str, journal: str | None = None):
-    env = drdeck_env(state, DRDECK_TEST_GATE=str(gate))
+    env = drdeck_env(state, DRDECK_TEST_GATE=str(gate), DRDECK_SECRET_TOKEN=SECRET)
     if journal:
         env["DRDECK_JOURNAL"] = journal
     return subprocess.Popen(
-        [sys.executable, "-m", "tui", "run", str(book), "-p", f"token={SECRET}", "--json",
-         *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+        [sys.executable, "-m", "tui", "run", str(book), "--json", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
         stdin=subprocess.DEVNULL)
 
 
@@ -137,9 +137,9 @@ def test_a_killed_run_is_interrupted_then_resumed_to_success(book, tmp_path, bac
     gate.touch()
     env = {"DRDECK_TEST_GATE": str(gate), **({"DRDECK_JOURNAL": url} if url else {})}
     missing = drdeck("resume", run_id, "--json", state_dir=state, **env)
-    assert missing.returncode == 2 and "-p token=" in missing.stderr
-    resumed = drdeck("resume", run_id[:6], "-p", f"token={SECRET}", "--json", state_dir=state,
-                     **env)
+    assert missing.returncode == 2 and "DRDECK_SECRET_TOKEN=..." in missing.stderr
+    resumed = drdeck("resume", run_id[:6], "--json", state_dir=state,
+                     DRDECK_SECRET_TOKEN=SECRET, **env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     events = json_events(resumed.stdout)
     assert [e["step"] for e in events if e["event"] == "step_started"] == ["slow", "use",
@@ -162,8 +162,8 @@ def test_a_killed_run_is_interrupted_then_resumed_to_success(book, tmp_path, bac
 def test_the_journal_never_holds_a_secret(book, tmp_path) -> None:
     state, gate = tmp_path / "state", tmp_path / "gate"
     gate.touch()
-    proc = drdeck("run", str(book), "-p", f"token={SECRET}", state_dir=state,
-                  DRDECK_TEST_GATE=str(gate))
+    proc = drdeck("run", str(book), state_dir=state,
+                  DRDECK_TEST_GATE=str(gate), DRDECK_SECRET_TOKEN=SECRET)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     files = list(state.glob("journal.sqlite*"))
     assert files
@@ -181,14 +181,14 @@ def test_a_second_run_on_the_same_target_is_refused(book, tmp_path) -> None:
     first = start(book, state, gate)
     events = wait_for_line(first, '"waiting"')
     try:
-        second = drdeck("run", str(book), "-p", f"token={SECRET}", state_dir=state,
-                        DRDECK_TEST_GATE=str(gate))
+        second = drdeck("run", str(book), state_dir=state,
+                        DRDECK_TEST_GATE=str(gate), DRDECK_SECRET_TOKEN=SECRET)
         assert second.returncode == 1
         assert "another run works on the same target (drill on scratch)" in second.stderr
         assert events[0]["run_id"] in second.stderr
         gate.touch()
-        other = drdeck("run", str(book), "-p", f"token={SECRET}", "-p", "target=elsewhere",
-                       state_dir=state, DRDECK_TEST_GATE=str(gate))
+        other = drdeck("run", str(book), "-p", "target=elsewhere", state_dir=state,
+                       DRDECK_TEST_GATE=str(gate), DRDECK_SECRET_TOKEN=SECRET)
         assert other.returncode == 0, other.stdout + other.stderr
     finally:
         first.kill()

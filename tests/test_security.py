@@ -67,13 +67,13 @@ class World:
     def dsn(self, dbname: str = "postgres", *, tcp: bool = False) -> str:
         return self.cluster.dsn(dbname, tcp=tcp)  # with password=...
 
-    def drdeck(self, *args: str, state: Path, timeout: float = 180) -> Any:
+    def drdeck(self, *args: str, state: Path, timeout: float = 180, **env: str) -> Any:
         argv = [sys.executable, "-m", "tui", "--config", str(self.config), *args]
         if any(s.decode() in " ".join(argv) for s in self.secrets.values()):
             # a secret typed on drdeck's own command line: only that process may show it
             self.launched.add(b"\0".join(a.encode() for a in argv) + b"\0")
         proc = drdeck("--config", str(self.config), *args, state_dir=state, timeout=timeout,
-                      **self.env)
+                      **{**self.env, **env})
         self.outputs.append(proc.stdout + proc.stderr)
         return proc
 
@@ -223,10 +223,10 @@ capture = true
 [steps.with]
 command = '''
 echo "$DATABASE_URL"
-echo dsn ${target_dsn}
+echo dsn "$TARGET_DSN"
 echo "$SECRET_PARAM" >&2
 echo note > "$DRDECK_WORKDIR/notes.txt"'''
-env = { SECRET_PARAM = "${token}" }
+env = { SECRET_PARAM = "${token}", TARGET_DSN = "${target_dsn}" }
 
 [[steps]]
 id = "fails"
@@ -252,8 +252,8 @@ def test_secrets_reach_no_output_file_journal_export_or_command_line(world: Worl
             "-p", f"target_dsn={world.dsn(tcp=True)}", "--keep-workdir", "--yes", "--json",
             state=state)
         assert restore.returncode == 0, restore.stdout[-3000:] + restore.stderr
-        failed = world.drdeck("run", str(drill), "-p", f"token={world.secret}", "-p",
-                              f"target_dsn={world.dsn('shop')}", "--headless", state=state)
+        failed = world.drdeck("run", str(drill), "-p", f"target_dsn={world.dsn('shop')}",
+                              "--headless", state=state, DRDECK_SECRET_TOKEN=world.secret)
         assert failed.returncode == 1, failed.stdout + failed.stderr
     assert watcher.rounds > 20
 
@@ -343,6 +343,30 @@ with = {{ command = {command} }}
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"{book}:" in proc.stderr and "${token} is a secret" in proc.stderr
     assert 'env = { TOKEN = "${token}" }' in proc.stderr
+
+
+def test_a_connection_string_spliced_into_a_command_line_is_refused(tmp_path: Path) -> None:
+    """A dsn parameter may hold a password (found by the ps sweep above: `echo ${dsn}`)."""
+    book = tmp_path / "leaky.toml"
+    book.write_text("""
+[runbook]
+name = "leaky"
+title = "Puts a connection string on a command line"
+
+[params.target_dsn]
+type = "dsn"
+
+[[steps]]
+id = "dump"
+title = "Dump it"
+action = "shell"
+with = { command = ["pg_dump", "${target_dsn}"] }
+""")
+    proc = drdeck("validate", str(book), state_dir=tmp_path / "state")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert ("${target_dsn} is a connection string, which may hold a password: on a command "
+            "line every user of the machine can read it (ps)") in proc.stderr
+    assert 'env = { TARGET_DSN = "${target_dsn}" }' in proc.stderr
 
 
 def test_a_wal_segment_pushed_to_a_local_repository_is_private(tmp_path: Path) -> None:

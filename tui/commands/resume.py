@@ -10,12 +10,19 @@ from tui.errors import InvalidInput
 RESUMABLE = ("interrupted", "failed", "aborted")
 
 
-def load_resumable(config, run_id: str, given: dict[str, str]):
-    """The run's record, its runbook and its parameters (secrets given again)."""
+def load_resumable(config, run_id: str, given: dict[str, str], *,
+                   from_command_line: bool = False):
+    """The run's record, its runbook and its parameters (secrets given again: typed in
+    the app, or in the environment; `given` from -p may not hold one)."""
     from tui.journal.store import open_journal
     from tui.runbook.discovery import find_runbook
     from tui.runbook.loader import load_runbook
-    from tui.runbook.params import resolve, secret_variable, with_secrets_from_environment
+    from tui.runbook.params import (
+        refuse_secrets_on_the_command_line,
+        resolve,
+        secret_variable,
+        with_secrets_from_environment,
+    )
 
     journal = open_journal(config)
     try:
@@ -37,6 +44,8 @@ def load_resumable(config, run_id: str, given: dict[str, str]):
         raise InvalidInput(
             f"the runbook {run.runbook} has changed since run {run.id} started ({runbook.path}): "
             "resuming would not be the same run. Start a new run instead")
+    if from_command_line:
+        refuse_secrets_on_the_command_line(runbook, given)
     stored = {name: value for name, value in run.params.items()
               if name in runbook.params and not runbook.params[name].is_secret}
     given = with_secrets_from_environment(runbook, given, os.environ)
@@ -44,8 +53,7 @@ def load_resumable(config, run_id: str, given: dict[str, str]):
     if missing:
         raise InvalidInput("secrets are never stored: give them again in the environment, "
                            + " ".join(f"{secret_variable(name)}=..." for name in missing)
-                           + " (or with " + " ".join(f"-p {name}=..." for name in missing)
-                           + ")")
+                           + ", or resume in the app, which asks for them")
     params = resolve(runbook, {**stored, **given})
     return detail, runbook, params
 
@@ -61,6 +69,7 @@ def resume_command(args: Namespace) -> int:
         from tui.commands.app import open_app
 
         return open_app(config=config, resume_run=args.run_id, given=given)
-    detail, runbook, params = load_resumable(config, args.run_id, given)
+    detail, runbook, params = load_resumable(config, args.run_id, given,
+                                             from_command_line=True)
     return run_headless(runbook, params, yes=args.yes, as_json=args.json, dry_run=False,
                         mode=detail.run.mode, config=config, resume=detail)

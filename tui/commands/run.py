@@ -11,7 +11,12 @@ from argparse import Namespace
 from tui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from tui.runbook.discovery import find_runbook
 from tui.runbook.loader import load_runbook
-from tui.runbook.params import parse_assignments, resolve, with_secrets_from_environment
+from tui.runbook.params import (
+    parse_assignments,
+    refuse_secrets_on_the_command_line,
+    resolve,
+    with_secrets_from_environment,
+)
 
 
 def run_command(args: Namespace) -> int:
@@ -19,7 +24,9 @@ def run_command(args: Namespace) -> int:
 
     config = load_config(args.config)
     runbook = load_runbook(find_runbook(args.runbook, list(config.runbook_dirs)))
-    given = {**config.defaults_for(runbook.name), **parse_assignments(args.param)}
+    assigned = parse_assignments(args.param)
+    refuse_secrets_on_the_command_line(runbook, assigned)
+    given = {**config.defaults_for(runbook.name), **assigned}
     given = with_secrets_from_environment(runbook, given, os.environ)
     given = {k: v for k, v in given.items() if k in runbook.params or k not in
              config.defaults_for(runbook.name)}

@@ -388,11 +388,14 @@ class _Checker:
         """A command line is readable by every user of the machine (ps, /proc)."""
         for ref in refs:
             param = names.params.get(ref.name)
-            if param is not None and param.is_secret:
-                variable = re.sub(r"\W", "_", ref.name).upper()
-                self.problem(where, f"{ref.text} is a secret: on a command line every user of "
-                             f"the machine can read it (ps); pass it through the environment, "
-                             f"env = {{ {variable} = \"{ref.text}\" }}, and read ${variable}")
+            if param is None or not (param.is_secret or param.type == "dsn"):
+                continue
+            what = "a secret" if param.is_secret else (
+                "a connection string, which may hold a password")
+            variable = re.sub(r"\W", "_", ref.name).upper()
+            self.problem(where, f"{ref.text} is {what}: on a command line every user of "
+                         f"the machine can read it (ps); pass it through the environment, "
+                         f"env = {{ {variable} = \"{ref.text}\" }}, and read ${variable}")
 
     def templates(self, text: str, where: KeyPath, names: _Names, context: str) -> list:
         try:

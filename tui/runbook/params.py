@@ -143,8 +143,8 @@ def with_secrets_from_environment(runbook: Runbook, given: dict[str, str],
                                   environ: Mapping[str, str]) -> dict[str, str]:
     """`given`, plus each secret parameter it lacks that $DRDECK_SECRET_<NAME> holds.
 
-    `-p token=...` puts the secret in drdeck's own command line, readable by every
-    user (ps); cron and CI keep secrets in the environment anyway.
+    `-p token=...` would put the secret in drdeck's own command line, readable by every
+    user (ps), so it is refused; cron and CI keep secrets in the environment anyway.
     """
     found = dict(given)
     for name, param in runbook.params.items():
@@ -154,7 +154,21 @@ def with_secrets_from_environment(runbook: Runbook, given: dict[str, str],
     return found
 
 
+def refuse_secrets_on_the_command_line(runbook: Runbook, assigned: dict[str, str]) -> None:
+    """A secret in drdeck's own argv is readable by every user of the machine (ps) and
+    lands in shell histories: it goes through the environment, or the app's form."""
+    secrets = [name for name in assigned if name in runbook.params
+               and runbook.params[name].is_secret]
+    if secrets:
+        raise InvalidInput(
+            f"{', '.join(secrets)}: a secret is not taken with -p, where every user of "
+            "this machine can read it (ps) and the shell history keeps it; give it in the "
+            "environment instead, "
+            + " ".join(f"{secret_variable(name)}=..." for name in secrets)
+            + ", or type it in the app")
+
+
 def _how_to_give(param: Param) -> str:
     if param.is_secret:
-        return f"{secret_variable(param.name)}=... in the environment (or -p {param.name}=...)"
+        return f"{secret_variable(param.name)}=... in the environment"
     return f"-p {param.name}=..."
