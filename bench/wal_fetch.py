@@ -56,7 +56,6 @@ import asyncio
 import contextlib
 import os
 import re
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -79,6 +78,7 @@ from bench.fixtures import (
     scratch_directory,
     use_test_harness,
 )
+from tui.wal import restore_line
 
 NAME = "wal-fetch"
 SEGMENT_MB = 1
@@ -383,21 +383,15 @@ def feeding(feeder: Any) -> Iterator[Callable[[], str | None]]:
 
 
 def with_cp(world: World) -> float:
-    archive = shlex.quote(str(world.archive)).replace("%", "%%")
+    archive = restore_line.quoted(str(world.archive))
     with recovery(world) as run:
         run.configure(f"cp {archive}/%f %p")
         return run.run()
 
 
-def drdeck_fetch(config: Path, *options: str) -> str:
-    argv = [*drdeck_argv(), "--config", str(config), "wal", "fetch", "--cluster", CLUSTER,
-            *options]
-    return " ".join(shlex.quote(a).replace("%", "%%") for a in argv) + " %f %p"
-
-
 def with_fetch(world: World) -> float:
     with recovery(world) as run:
-        run.configure(drdeck_fetch(world.local_config))
+        run.configure(restore_line.direct(drdeck_argv(), world.local_config, CLUSTER))
         return run.run()
 
 
@@ -422,8 +416,6 @@ def with_feeder(world: World, store: Any, key: str) -> float:
 
 
 def with_line(world: World, config: Path) -> float:
-    from tui.wal import restore_line
-
     with recovery(world) as run:
         run.configure(restore_line.spooled(drdeck_argv(), config, CLUSTER, run.spool, DEPTH))
         try:

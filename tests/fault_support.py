@@ -24,11 +24,11 @@ from urllib.parse import urlsplit
 
 from backup_support import Deck, write_config
 from cli_support import REPO
+from harness.relay import request_line
 
 CLUSTER, DATABASE, TARGET = "prod", "app", "restored"
 PREFIX = "pg"  # the S3 repositories' prefix
 
-_METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE")
 
 
 # --- runbooks ----------------------------------------------------------------------------
@@ -230,10 +230,8 @@ class FaultRelay:
                   state: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
-                head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-                if head and head[0].split(" ")[0] in _METHODS:
-                    ranges = [line for line in head if line.lower().startswith("range:")]
-                    request = " ".join([head[0].rsplit(" ", 1)[0], *ranges])
+                request = request_line(data)
+                if request is not None:
                     self.requests.append(request)
                     state["method"] = request.split(" ")[0]
                     with self._lock:

@@ -16,6 +16,16 @@ from urllib.parse import urlsplit
 _METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE")
 
 
+def request_line(data: bytes) -> str | None:
+    """A request's first line (without the HTTP version) and its Range header, when `data`
+    starts a request; None for the rest of a body."""
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    if not head or head[0].split(" ")[0] not in _METHODS:
+        return None
+    ranges = [line for line in head if line.lower().startswith("range:")]
+    return " ".join([head[0].rsplit(" ", 1)[0], *ranges])
+
+
 class CuttingRelay:
     """Forwards TCP connections to ``upstream`` and cuts the first ``cuts`` responses.
 
@@ -100,10 +110,8 @@ class CuttingRelay:
                   pending: dict[str, bool]) -> None:
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
-                head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-                if head and head[0].split(" ")[0] in _METHODS:
-                    ranges = [line for line in head if line.lower().startswith("range:")]
-                    request = " ".join([head[0].rsplit(" ", 1)[0], *ranges])
+                request = request_line(data)
+                if request is not None:
                     self.requests.append(request)
                     if self.cut_when is not None and self.cut_when(request):
                         pending["cut"] = self._take_cut(request)

@@ -10,19 +10,13 @@ from tui.errors import InvalidInput
 RESUMABLE = ("interrupted", "failed", "aborted")
 
 
-def load_resumable(config, run_id: str, given: dict[str, str], *,
-                   from_command_line: bool = False):
+def load_resumable(config, run_id: str, given: dict[str, str]):
     """The run's record, its runbook and its parameters (secrets given again: typed in
-    the app, or in the environment; `given` from -p may not hold one)."""
+    the app, or in the environment)."""
     from tui.journal.store import open_journal
     from tui.runbook.discovery import find_runbook
     from tui.runbook.loader import load_runbook
-    from tui.runbook.params import (
-        refuse_secrets_on_the_command_line,
-        resolve,
-        secret_variable,
-        with_secrets_from_environment,
-    )
+    from tui.runbook.params import resolve, secret_variable, with_secrets_from_environment
 
     journal = open_journal(config)
     try:
@@ -44,8 +38,6 @@ def load_resumable(config, run_id: str, given: dict[str, str], *,
         raise InvalidInput(
             f"the runbook {run.runbook} has changed since run {run.id} started ({runbook.path}): "
             "resuming would not be the same run. Start a new run instead")
-    if from_command_line:
-        refuse_secrets_on_the_command_line(runbook, given)
     stored = {name: value for name, value in run.params.items()
               if name in runbook.params and not runbook.params[name].is_secret}
     given = with_secrets_from_environment(runbook, given, os.environ)
@@ -61,7 +53,7 @@ def load_resumable(config, run_id: str, given: dict[str, str], *,
 def resume_command(args: Namespace) -> int:
     from tui.commands.run import _wants_app, run_headless
     from tui.config import load_config
-    from tui.runbook.params import parse_assignments
+    from tui.runbook.params import parse_assignments, refuse_secrets_on_the_command_line
 
     config = load_config(args.config)
     given = parse_assignments(args.param)
@@ -69,7 +61,7 @@ def resume_command(args: Namespace) -> int:
         from tui.commands.app import open_app
 
         return open_app(config=config, resume_run=args.run_id, given=given)
-    detail, runbook, params = load_resumable(config, args.run_id, given,
-                                             from_command_line=True)
+    detail, runbook, params = load_resumable(config, args.run_id, given)
+    refuse_secrets_on_the_command_line(runbook, given)
     return run_headless(runbook, params, yes=args.yes, as_json=args.json, dry_run=False,
                         mode=detail.run.mode, config=config, resume=detail)

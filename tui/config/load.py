@@ -348,7 +348,8 @@ class _Checker:
             return None
         return Repository(name, kind, bucket=bucket, prefix=prefix.strip("/"),
                           endpoint_url=endpoint_url, region=region,
-                          storage_class=storage_class, timeout=timeout or 30)
+                          storage_class=storage_class,
+                          timeout=Repository.timeout if timeout is None else timeout)
 
     def clusters(
         self, doc: dict, repositories: dict[str, Repository | None]

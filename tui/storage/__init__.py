@@ -60,7 +60,7 @@ def open_store(repository: Any) -> Store:
         bucket = getattr(repository, "bucket", None)
         if not bucket:
             raise StorageError(f"{which} is of type \"s3\" but has no bucket; set bucket = \"...\"")
-        from .s3 import S3Store
+        from .s3 import DEFAULT_READ_TIMEOUT_S, S3Store
 
         return S3Store(
             bucket,
@@ -68,7 +68,7 @@ def open_store(repository: Any) -> Store:
             endpoint_url=getattr(repository, "endpoint_url", None) or None,
             region=getattr(repository, "region", None) or None,
             storage_class=getattr(repository, "storage_class", None) or None,
-            read_timeout=getattr(repository, "timeout", None) or 30,
+            read_timeout=getattr(repository, "timeout", None) or DEFAULT_READ_TIMEOUT_S,
         )
     if kind == "local":
         path = getattr(repository, "path", None)

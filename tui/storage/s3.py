@@ -34,6 +34,7 @@ MiB = 1 << 20
 GiB = 1 << 30
 MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last
 MAX_SINGLE_COPY = 5 * GiB  # CopyObject's ceiling: larger objects are copied in parts
+DEFAULT_READ_TIMEOUT_S = 30  # a repository's timeout when drdeck.toml sets none
 
 
 class S3Store:
@@ -61,7 +62,7 @@ class S3Store:
         retry_base_delay: float = 0.5,
         read_attempts: int = 5,
         max_single_copy: int = MAX_SINGLE_COPY,
-        read_timeout: float = 30,
+        read_timeout: float = DEFAULT_READ_TIMEOUT_S,
     ):
         if not bucket:
             raise StorageError("an S3 repository needs a bucket name")
@@ -416,7 +417,7 @@ _shared_loader: Any = None
 
 def _new_client(
     bucket: str, endpoint_url: str | None, region: str | None, max_in_flight: int,
-    read_timeout: float = 30,
+    read_timeout: float = DEFAULT_READ_TIMEOUT_S,
 ) -> Any:
     """A botocore S3 client whose credentials and region come from the AWS chain.
 

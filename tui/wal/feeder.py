@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shlex
 from pathlib import Path
 from typing import Any
 
 from tui.wal.archive import fetch
 from tui.wal.names import Segment, is_segment
+from tui.wal.restore_line import quoted
 
 WANT = ".want."
 MISSING = ".missing"
@@ -35,7 +35,7 @@ POLL_S = 0.02
 
 def restore_command(spool: Path, wait_s: int = 600) -> str:
     """The shell line PostgreSQL runs for each file it needs."""
-    s = shlex.quote(str(spool)).replace("%", "%%")
+    s = quoted(str(spool))
     ticks = wait_s * 20
     return (
         f'f={s}/"%f"; '

@@ -25,7 +25,7 @@ def direct(drdeck: list[str], config: Path | None, cluster: str) -> str:
 def spooled(drdeck: list[str], config: Path | None, cluster: str, spool: Path,
             depth: int = 16) -> str:
     fetch = _fetch(drdeck, config, cluster, "--spool", str(spool), "--prefetch", str(depth))
-    folder = _quoted(str(spool))
+    folder = quoted(str(spool))
     # no test-then-move: a move that fails for any reason (not there, taken by the
     # prefetcher's clean-up, another disk full) falls back to fetching from the archive
     return f'mv -f {folder}/"%f" "%p" 2>/dev/null && exit 0; exec {fetch} "%f" "%p"'
@@ -34,9 +34,10 @@ def spooled(drdeck: list[str], config: Path | None, cluster: str, spool: Path,
 def _fetch(drdeck: list[str], config: Path | None, cluster: str, *options: str) -> str:
     argv = [*drdeck, *(["--config", str(config)] if config else []), "wal", "fetch",
             "--cluster", cluster, *options]
-    return " ".join(_quoted(word) for word in argv)
+    return " ".join(quoted(word) for word in argv)
 
 
-def _quoted(word: str) -> str:
+def quoted(word: str) -> str:
+    """`word` as one shell word in a line PostgreSQL expands (restore_command)."""
     # PostgreSQL expands %f and %p in the line: a literal % must be doubled
     return shlex.quote(word).replace("%", "%%")
