@@ -281,6 +281,27 @@ def test_drills_from_a_postgresql_journal(repo, state, config_path, capsys, pg_c
     assert "last drill FAILED" in out and "OVERDUE" in out
 
 
+def test_drills_from_a_sqlite_url_in_the_config(tmp_path, repo, state, capsys,
+                                                monkeypatch) -> None:
+    journal = tmp_path / "shared" / "journal.db"
+    path = tmp_path / "conf" / "drdeck.toml"
+    path.parent.mkdir()
+    path.write_text(CONFIG.format(repo=tmp_path / "repo")
+                    + f'\n[journal]\nurl = "sqlite://{journal}"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # not where the journal is: the URL alone says where
+    snapshot(repo, HOUR)
+    code, out, _ = status(path, capsys=capsys)
+    assert code == 1 and f"no journal at {journal}" in out
+    assert not journal.exists() and list(work.iterdir()) == []  # status only reads
+
+    drill(state, ended_ago_s=DAY, journal_url=f"sqlite://{journal}")
+    code, out, _ = status(path, capsys=capsys)
+    assert code == 0, out
+    assert states(out)["drill snapshot-restore"] == "OK"
+
+
 def test_unreadable_journal_is_a_warning(repo, tmp_path, config_path, capsys, monkeypatch
                                          ) -> None:
     snapshot(repo, HOUR)

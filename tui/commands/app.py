@@ -16,9 +16,11 @@ def open_app(*, mode: str = "drill", runbook: Runbook | None = None,
     """Run the app; the exit code follows the last run (0 when none failed)."""
     from tui.app.app import DrdeckApp
     from tui.config import load_config
+    from tui.journal.location import journal_location
 
     if config is None:
         config = load_config(config_path)
+    journal_location(config)  # a malformed $DRDECK_JOURNAL exits 2 before the screen opens
 
     start: dict[str, Any] | None = None
     if runbook is not None and autostart:

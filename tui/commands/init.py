@@ -281,6 +281,8 @@ def config_text(plan: Plan, today: str | None = None) -> str:
         "# [journal]",
         '# url = "postgresql://drdeck@ops-db.internal/drdeck"   # a journal shared by the team '
         "(default: SQLite in the state directory)",
+        '# url = "sqlite:///var/lib/drdeck/journal.db"   # or a SQLite file: three slashes, '
+        "then the absolute path",
         "",
         "# Webhooks for run_failed, rpo_breach and drill_overdue (no events: all of them).",
         "# A webhook URL is a secret: keep this file private if you write one here.",

@@ -454,14 +454,27 @@ class _Checker:
         return Retention(**counts, monthly_storage_class=storage_class)
 
     def journal(self, doc: dict) -> str | None:
+        """The PostgreSQL connection string, or the SQLite file's absolute path as text."""
+        from tui.journal.location import JournalUrlInvalid, parse_journal_url
+
         journal = self.table(doc, "journal", ()) or {}
         self.unknown_keys(journal, {"url"}, ("journal",), "[journal]")
         url = self.text(journal, "url", ("journal",))
-        if url is not None and dsn_password(url) is not None:
+        if url is None:
+            return None
+        try:
+            # a relative path follows the file, like every other path in drdeck.toml
+            location = parse_journal_url(url, self.base_dir, "[journal] url")
+        except JournalUrlInvalid as exc:
+            self.problem(("journal", "url"), str(exc))
+            return None
+        if isinstance(location, Path):
+            return str(location)
+        if dsn_password(location) is not None:
             self.problem(("journal", "url"), "url contains a password: put it in ~/.pgpass "
                          "or PGPASSWORD (secrets never live in drdeck.toml)")
             return None
-        return url
+        return location
 
     def notify(self, doc: dict) -> Notify:
         notify = self.table(doc, "notify", ()) or {}

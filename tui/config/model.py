@@ -104,7 +104,9 @@ class Config:
     clusters: dict[str, ClusterConfig] = field(default_factory=dict)
     gpg_home: Path | None = None  # None: GnuPG's own default
     runbook_dirs: tuple[Path, ...] = ()
-    journal_url: str | None = None  # None: the SQLite journal in the state directory
+    # a PostgreSQL connection string or a SQLite file's absolute path (the loader resolves
+    # sqlite:/// and relative paths: tui.journal.location); None: the state directory's
+    journal_url: str | None = None
     notify: Notify = field(default_factory=Notify)
     searched: tuple[Path, ...] = ()  # where drdeck.toml was looked for, when none was found
     # [runbooks.defaults.<runbook>]: parameter values the command line and forms start from

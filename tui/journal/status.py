@@ -149,22 +149,18 @@ def _journal_runs(config: Any) -> tuple[list[Any], str | None, str | None]:
     A SQLite journal that does not exist is not created: status only reads, and
     a monitoring agent running as another user would otherwise start an empty one.
     """
-    import os
     from pathlib import Path
 
     from tui.errors import DrdeckError
-    from tui.journal.store import Journal, default_path
+    from tui.journal.location import journal_location
+    from tui.journal.store import Journal
 
-    url = os.environ.get("DRDECK_JOURNAL") or getattr(config, "journal_url", None)
+    # outside the try: a malformed $DRDECK_JOURNAL is bad input (exit 2), not a warning
+    location = journal_location(config)
+    if isinstance(location, Path) and not location.exists():
+        return [], None, str(location)
     try:
-        # the same test Journal makes: a URL or a key=value string is PostgreSQL
-        postgres = bool(url) and (url.startswith(("postgres://", "postgresql://"))
-                                  or "dbname=" in url or "host=" in url)
-        if not postgres:
-            path = Path(url) if url else default_path()
-            if not path.exists():
-                return [], None, str(path)
-        journal = Journal(url)
+        journal = Journal(location)
     except DrdeckError as exc:
         return [], str(exc), None
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.errors import DrdeckError, InvalidInput
+from tui.journal.location import journal_location, parse_journal_url
 from tui.journal.schema import LATEST, MIGRATIONS
 
 HEARTBEAT_STALE = timedelta(minutes=2)  # a run on another host is presumed dead after this
@@ -127,45 +128,19 @@ _STEP_FIELDS = list(StepRow.__dataclass_fields__)
 class Journal:
     """One connection to the journal. Not shared between threads: open one per thread."""
 
-    def __init__(self, url: str | None = None):
-        self.url = url
-        # a URL, or a libpq key=value string ("host=... dbname=...")
-        self.postgres = bool(url) and (url.startswith(("postgres://", "postgresql://"))
-                                       or "dbname=" in url or "host=" in url)
-        self.where = _shown_url(url) if self.postgres else str(Path(url) if url
-                                                              else default_path())
+    def __init__(self, url: str | Path | None = None):
+        """`url` in any form [journal] url accepts (tui.journal.location), or the SQLite
+        file itself; None or "" is the SQLite file in the state directory."""
+        location = parse_journal_url(url, Path.cwd()) if isinstance(url, str) and url \
+            else url or default_path()
+        self.postgres = isinstance(location, str)
+        self.where = _shown_url(location) if isinstance(location, str) else str(location)
         self._in_transaction = False
-        self._conn = self._connect()
+        self._conn = _connect_postgres(location, self.where) if isinstance(location, str) \
+            else _connect_sqlite(location)
         self._migrate()
 
     # --- plumbing -------------------------------------------------------------------
-
-    def _connect(self) -> Any:
-        if self.postgres:
-            import psycopg
-
-            try:
-                return psycopg.connect(self.url, connect_timeout=10)
-            except psycopg.Error as exc:
-                raise JournalError(f"cannot open the journal at {self.where}: "
-                                   f"{_first_line(exc)}") from None
-        path = Path(self.url) if self.url else default_path()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # created 0600 before SQLite opens it: run records name clusters and operators
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-            conn = sqlite3.connect(path, timeout=10, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("pragma journal_mode = wal")
-            conn.execute("pragma synchronous = normal")
-            conn.execute("pragma busy_timeout = 10000")
-        except (OSError, sqlite3.Error) as exc:
-            raise JournalError(f"cannot open the journal at {path}: {exc}") from None
-        for sidecar in ("-wal", "-shm"):
-            side = Path(f"{path}{sidecar}")
-            if side.exists():
-                side.chmod(0o600)
-        return conn
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement
@@ -373,6 +348,33 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _connect_postgres(conninfo: str, where: str) -> Any:
+    import psycopg
+
+    try:
+        return psycopg.connect(conninfo, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise JournalError(f"cannot open the journal at {where}: {_first_line(exc)}") from None
+
+
+def _connect_sqlite(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # created 0600 before SQLite opens it: run records name clusters and operators
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+        conn.execute("pragma journal_mode = wal")
+        conn.execute("pragma synchronous = normal")
+        conn.execute("pragma busy_timeout = 10000")
+    except (OSError, sqlite3.Error) as exc:
+        raise JournalError(f"cannot open the journal at {path}: {exc}") from None
+    for sidecar in ("-wal", "-shm"):
+        side = Path(f"{path}{sidecar}")
+        if side.exists():
+            side.chmod(0o600)
+    return conn
+
+
 def _shown_url(url: str | None) -> str:
     from tui.redact import mask_credentials
 
@@ -385,7 +387,5 @@ def _first_line(exc: Exception) -> str:
 
 
 def open_journal(config: Any = None) -> Journal:
-    """The configured journal ([journal] url), else the SQLite file in the state directory."""
-    url = getattr(config, "journal_url", None) if config is not None else None
-    url = os.environ.get("DRDECK_JOURNAL") or url
-    return Journal(url)
+    """$DRDECK_JOURNAL, else [journal] url, else the SQLite file in the state directory."""
+    return Journal(journal_location(config))

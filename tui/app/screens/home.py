@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -107,11 +106,13 @@ def next_drill_text(runbook: Runbook, succeeded: list[RunRow], now: datetime) ->
 def journal_exists(config: Any) -> bool:
     """False only when it is certain no run was ever recorded: then there is nothing to read
     (and a screen that only looks creates no journal file)."""
-    from tui.journal.store import default_path
+    from tui.journal.location import JournalUrlInvalid, journal_location
 
-    if os.environ.get("DRDECK_JOURNAL") or getattr(config, "journal_url", None):
-        return True
-    return default_path().exists()
+    try:
+        location = journal_location(config)
+    except JournalUrlInvalid:
+        return True  # reading it says why, on screen
+    return location.exists() if isinstance(location, Path) else True
 
 
 class JournalRead(Message):
