@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,9 @@ class StepContext:
         emit_check: Callable[[str, bool, str], None] | None = None,
         config: Any = None,
         emit_measure: Callable[[str, float, str, str], None] | None = None,
+        ask_confirm: Callable[[str, str, str | None], Any] | None = None,
+        on_run_failed: Callable[[str, Callable[[], Awaitable[str]], str], None] | None = None,
+        settle: Callable[[str], None] | None = None,
     ):
         self.step = step
         self.run = run
@@ -79,6 +82,9 @@ class StepContext:
         self._base_env = base_env
         self._emit_check = emit_check
         self._emit_measure = emit_measure
+        self._ask_confirm = ask_confirm
+        self._on_run_failed = on_run_failed
+        self._settle = settle
         self._meter = RateMeter()
         self.config = config
         self.failed_checks: list[str] = []
@@ -115,6 +121,35 @@ class StepContext:
 
     async def ask_manual(self, instructions: str) -> Answer:
         return await self._ask_manual(instructions)
+
+    async def confirm(self, text: str, command: str = "",
+                      expected_input: str | None = None) -> Answer:
+        """Ask the operator to confirm what only the action knows (the roles it will create).
+
+        Headless without --yes, the answer is no (by_person False): the action
+        refuses, and says how to go on.
+        """
+        if self._ask_confirm is None:
+            from tui.engine.operator import Answer
+
+            return Answer(False, by_person=False, note="no one to ask")
+        return await self._ask_confirm(text, command, expected_input)
+
+    def on_run_failed(self, key: str, undo: Callable[[], Awaitable[str]], kept: str) -> None:
+        """Undo this step's work if the run ends failed or aborted (a staging database).
+
+        `undo` returns the line that says what it did. When the run is
+        interrupted instead (the process is going away; `drdeck resume` may go
+        on), nothing is undone and `kept` is said. `key` names the work, for
+        settle().
+        """
+        if self._on_run_failed is not None:
+            self._on_run_failed(key, undo, kept)
+
+    def settle(self, key: str) -> None:
+        """The work `key` names is done for good (published): never undo it."""
+        if self._settle is not None:
+            self._settle(key)
 
     def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(self._base_env)

@@ -128,6 +128,8 @@ class Runner:
         self._start = 0.0
         self._current: asyncio.Task[Any] | None = None
         self._abort_reason: str | None = None
+        # key -> (step, undo, what to say when kept): a failed or aborted run undoes them
+        self._undo: dict[str, tuple[str, Callable[[], Coroutine[Any, Any, str]], str]] = {}
         self.resume = resume  # a journal RunDetail: continue it from its first unfinished step
         self._register_secrets()
 
@@ -254,9 +256,34 @@ class Runner:
                     status = "failed"
         except asyncio.CancelledError:
             self._abort_reason = self._abort_reason or "interrupted"
+            for step_id, _undo, kept in reversed(self._undo.values()):
+                self._say(step_id, kept)
             self._finish_run("aborted", self._abort_reason)
             raise
+        if status != "succeeded":
+            await self._undo_work()
         return self._finish_run(status, error)
+
+    async def _undo_work(self) -> None:
+        """What steps asked to undo when the run does not succeed, newest first."""
+        while self._undo:
+            step_id, undo, kept = self._undo.pop(next(reversed(self._undo)))
+            try:
+                self._say(step_id, await undo())
+            except asyncio.CancelledError:
+                self._say(step_id, kept)
+                raise
+            except Exception as exc:  # an undo that fails must not hide the run's failure
+                self._say(step_id, f"could not undo: {exc}; {kept}", ok=False)
+
+    def _say(self, step_id: str, line: str, ok: bool = True) -> None:
+        """What became of a step's work after the run failed: in its output, and as a check,
+        so the run's report (what an auditor reads) says it too."""
+        line = self.redact(line)
+        self._records[step_id].tail.append(line)
+        self.emit(ev.Output(step=step_id, stream="stdout", line=line))
+        self.emit(ev.CheckResult(step=step_id, name="after the run: its unfinished work",
+                                 ok=ok, detail=line))
 
     def _done_before(self) -> dict[str, Any]:
         if self.resume is None:
@@ -392,7 +419,9 @@ class Runner:
     async def _abortable(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Await `coro` as its own task, so abort() can cancel just this piece of work."""
         task = asyncio.ensure_future(coro)
-        self._current = task
+        # a question asked inside a step's attempt nests: once answered, abort() must
+        # reach the attempt again
+        outer, self._current = self._current, task
         try:
             return await task
         except asyncio.CancelledError:
@@ -400,7 +429,7 @@ class Runner:
                 raise _Aborted() from None
             raise
         finally:
-            self._current = None
+            self._current = outer
 
     def _finish_step(self, record: StepRecord, status: str, started: float) -> None:
         record.status = status
@@ -447,6 +476,8 @@ class Runner:
         except OSError as exc:
             return _Failure(f"{exc.strerror or exc}"
                             + (f": {exc.filename}" if exc.filename else ""))
+        except _Aborted:  # a question inside the step was answered with an abort
+            raise
         except Exception as exc:  # a bug in an action must not take the whole run down
             return _Failure(f"internal error in the {step.action} action: "
                             f"{type(exc).__name__}: {exc}", retryable=False)
@@ -495,6 +526,18 @@ class Runner:
             return await self._ask(step, "manual", request.instructions,
                                    self.operator.manual(request))
 
+        async def ask_confirm(text: str, command: str, expected: str | None) -> Answer:
+            request = ConfirmRequest(step.id, step.title, redact(text), redact(command),
+                                     expected)
+            return await self._ask(step, "confirm", request.text,
+                                   self.operator.confirm(request))
+
+        def on_run_failed(key: str, undo: Callable[[], Coroutine[Any, Any, str]],
+                          kept: str) -> None:
+            # a retried attempt asks again for the same thing: undone once
+            self._undo.pop(key, None)
+            self._undo[key] = (step.id, undo, kept)
+
         return StepContext(
             step,
             RunInfo(self.run_id, self.workdir, self.mode, self._started_at),
@@ -507,6 +550,9 @@ class Runner:
             config=self.config,
             emit_measure=lambda name, value, unit, detail: self._record_measure(
                 step, name, value, unit, detail),
+            ask_confirm=ask_confirm,
+            on_run_failed=on_run_failed,
+            settle=lambda key: self._undo.pop(key, None),
         )
 
     # --- checks -----------------------------------------------------------------------
