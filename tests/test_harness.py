@@ -44,7 +44,9 @@ def test_archiving_cluster_archives_a_switched_segment(make_pg_cluster):
 
     archived = cluster.archive_dir / segment
     deadline = time.monotonic() + 30
-    while not archived.exists() and time.monotonic() < deadline:
+    # done when the archiver says so: the file exists while cp is still writing it
+    while (cluster.scalar("select last_archived_wal from pg_stat_archiver") or "") < segment \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
     assert archived.exists(), f"{segment} not archived; log:\n{cluster.log_file.read_text()}"
     assert archived.stat().st_size == 1024 * 1024
