@@ -23,7 +23,7 @@ from tmux_support import Tmux
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 
-def test_the_headless_demo_runs_both_drills_and_cleans_up(tmp_path: Path) -> None:
+def test_the_headless_demo_runs_its_drills_and_cleans_up(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "tui", "demo", "--headless"],
                           capture_output=True, text=True, timeout=300, cwd=REPO,
                           env=drdeck_env(tmp_path / "state"), stdin=subprocess.DEVNULL)
@@ -31,7 +31,11 @@ def test_the_headless_demo_runs_both_drills_and_cleans_up(tmp_path: Path) -> Non
     assert proc.returncode == 0, out[-3000:] + proc.stderr
     root = Path(out.splitlines()[0].removeprefix("building a sandbox in "))
     assert "sandbox built in" in out
-    assert "sandbox drills: snapshot restore succeeded, point-in-time restore succeeded" in out
+    assert ("sandbox drills: snapshot restore succeeded, restore onto a new server succeeded, "
+            "point-in-time restore succeeded") in out
+    # the snapshot restored onto the empty server brought its roles: the application logs in
+    assert "created roles shop_app, shop_reporting" in out
+    assert "the application role logs in on the disaster-recovery server: yes, " in out
     # the journal summary: both drills with their RTO and RPO
     journal = out.split("== the journal", 1)[1]
     assert "snapshot-restore" in journal and "pitr-restore" in journal
@@ -132,8 +136,8 @@ def test_the_demo_runs_without_root(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
                               stdin=subprocess.DEVNULL)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
-        assert ("sandbox drills: snapshot restore succeeded, point-in-time restore succeeded"
-                in proc.stdout)
+        assert ("sandbox drills: snapshot restore succeeded, restore onto a new server "
+                "succeeded, point-in-time restore succeeded") in proc.stdout
         assert not (home / "sandbox").exists()
     finally:
         give_back(opened)

@@ -431,7 +431,7 @@ def children_named(parent: int, name: str) -> list[int]:
     return found
 
 
-def test_pg_restore_killed_fails_clearly_and_names_the_partly_restored_database(
+def test_pg_restore_killed_fails_clearly_and_leaves_nothing_under_the_target_name(
         restore_deck: SnapshotDeck, tmp_path: Path) -> None:
     deck = restore_deck
     out = tmp_path / "events.jsonl"
@@ -459,10 +459,16 @@ def test_pg_restore_killed_fails_clearly_and_names_the_partly_restored_database(
     step, error, attempts = failure(events)
     assert (step, attempts) == ("restore", 1)
     assert "pg_restore" in error and "killed" in error, error
-    assert f"database {TARGET}" in error and "partly restored" in error, error
+    assert "drdeck_restore_" in error and "partly restored" in error, error
     assert "Traceback" not in out.read_text()
-    # left for the operator to look at, as the message says; and not called restored
-    assert deck.target_exists()
+    # restored under a staging name, and that is dropped: nothing half-written remains
+    # under the target's name, nor anywhere else
+    assert not deck.target_exists()
+    assert deck.cluster.scalar("select count(*) from pg_database where datname like "
+                               "'drdeck_restore_%'") == 0
+    dropped = [e["line"] for e in events if e["event"] == "output" and e["step"] == "restore"
+               and "dropped the staging database" in e["line"]]
+    assert dropped, "the journal says what became of the staging database"
     assert "compare" not in steps_started(events)
 
 

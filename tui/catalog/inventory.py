@@ -33,6 +33,7 @@ class Snapshot:
     database: str
     stamp: str
     dump: Any = None  # StoredObject of the dump, if present
+    globals_object: Any = None  # StoredObject of its globals, if present
     manifest: Manifest | None = None
     verifications: list[Verification] = field(default_factory=list)
     problem: str | None = None
@@ -51,6 +52,24 @@ class Snapshot:
         if self.manifest is not None:
             return self.manifest.encrypted
         return None if self.dump is None else self.dump.key.endswith(".gpg")
+
+    @property
+    def globals_state(self) -> str | None:
+        """What the snapshot carries to recreate its database elsewhere, in a word or two.
+
+        complete | no password hashes | none (taken before globals, or unreadable) |
+        missing | damaged; None when there is no manifest to say.
+        """
+        if self.manifest is None:
+            return None
+        record = self.manifest.globals
+        if record is None:
+            return "none"
+        if self.globals_object is None:
+            return "missing"
+        if self.globals_object.size != record.stored_size:
+            return "damaged"
+        return "complete" if record.role_passwords else "no password hashes"
 
     @property
     def last_verification(self) -> Verification | None:
@@ -135,6 +154,8 @@ def read_cluster(store: Any, cluster: str, rpo_s: float | None = None) -> Cluste
         snapshot = found.setdefault(ident, Snapshot(cluster, parsed.database, parsed.stamp))
         if parsed.part == "dump":
             snapshot.dump = obj
+        elif parsed.part == "globals":
+            snapshot.globals_object = obj
         elif parsed.part == "manifest":
             manifest_keys[ident] = obj.key
         else:
@@ -172,19 +193,42 @@ def read_cluster(store: Any, cluster: str, rpo_s: float | None = None) -> Cluste
             snapshot.problem = f"manifest unreadable: {manifest}"
         elif manifest is not None:
             snapshot.manifest = manifest
+            snapshot.problem = _forged(manifest, cluster, *ident)
         if snapshot.problem:
             continue
         if snapshot.manifest is None:
             snapshot.problem = ("no manifest: an incomplete or interrupted upload"
                                 if snapshot.dump else "no dump and no manifest")
-        elif snapshot.dump is None:
-            snapshot.problem = "the manifest exists but the dump is missing"
-        elif snapshot.dump.size != snapshot.manifest.stored_size:
-            snapshot.problem = (f"the dump is {snapshot.dump.size:,} bytes, the manifest says "
-                                f"{snapshot.manifest.stored_size:,}")
+        else:
+            snapshot.problem = _dump_problem(snapshot)
     inventory.snapshots = sorted(found.values(), key=lambda s: (s.stamp, s.database),
                                  reverse=True)
     return inventory
+
+
+def _dump_problem(snapshot: Snapshot) -> str | None:
+    assert snapshot.manifest is not None
+    if snapshot.dump is None:
+        return "the manifest exists but the dump is missing"
+    if snapshot.dump.size != snapshot.manifest.stored_size:
+        return (f"the dump is {snapshot.dump.size:,} bytes, the manifest says "
+                f"{snapshot.manifest.stored_size:,}")
+    return None
+
+
+def _forged(manifest: Manifest, cluster: str, database: str, stamp: str) -> str | None:
+    """Why a manifest cannot be the one its key says it is, if it cannot.
+
+    Its globals object is read and applied to a server: it must be the one
+    beside it, not another key a repository writer chose.
+    """
+    from tui.catalog.layout import globals_key
+
+    if manifest.globals is not None and manifest.globals.object != globals_key(
+            cluster, database, stamp, manifest.encrypted):
+        return (f"refused as forged: its globals object {manifest.globals.object!r} is not "
+                "the one beside it")
+    return None
 
 
 def now_utc() -> datetime:
@@ -213,11 +257,10 @@ def read_snapshot(store: Any, cluster: str, database: str, stamp: str) -> Snapsh
         snapshot.problem = "no manifest: an incomplete or interrupted upload"
     if snapshot.manifest is not None:
         snapshot.dump = store.stat(snapshot.manifest.object)
-        if snapshot.dump is None:
-            snapshot.problem = "the manifest exists but the dump is missing"
-        elif snapshot.dump.size != snapshot.manifest.stored_size:
-            snapshot.problem = (f"the dump is {snapshot.dump.size:,} bytes, the manifest says "
-                                f"{snapshot.manifest.stored_size:,}")
+        snapshot.problem = _forged(snapshot.manifest, cluster, database, stamp)
+        if snapshot.problem is None and snapshot.manifest.globals is not None:
+            snapshot.globals_object = store.stat(snapshot.manifest.globals.object)
+        snapshot.problem = snapshot.problem or _dump_problem(snapshot)
     if not snapshot.complete:
         raise SnapshotNotFound(f"snapshot {stamp} of {database} is not usable: "
                                f"{snapshot.problem}")

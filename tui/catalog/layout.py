@@ -1,6 +1,8 @@
 """Where a snapshot's pieces live in a repository, and how to read a key back.
 
     <cluster>/snapshots/<database>/<stamp>.dump.gpg               the dump (.dump: unencrypted)
+    <cluster>/snapshots/<database>/<stamp>.globals.sql.gpg        its globals (roles, the
+                                                                  database's properties)
     <cluster>/snapshots/<database>/<stamp>.json                   its manifest, written last
     <cluster>/snapshots/<database>/<stamp>.verified/<stamp>.json  one record per verification
 
@@ -21,7 +23,8 @@ _STAMP_RE = re.compile(_STAMP)
 _NAME = r"[^/]+"
 _KEY = re.compile(
     rf"(?P<cluster>{_NAME})/snapshots/(?P<database>{_NAME})/(?P<stamp>{_STAMP})"
-    rf"(?P<rest>\.dump\.gpg|\.dump|\.json|\.verified/(?P<verified>{_STAMP}(?:-[0-9a-f]+)?)\.json)"
+    rf"(?P<rest>\.dump\.gpg|\.dump|\.globals\.sql\.gpg|\.globals\.sql|\.json"
+    rf"|\.verified/(?P<verified>{_STAMP}(?:-[0-9a-f]+)?)\.json)"
 )
 
 
@@ -55,6 +58,11 @@ def dump_key(cluster: str, database: str, stamp: str, encrypted: bool) -> str:
     return f"{snapshots_prefix(cluster, database)}{stamp}{suffix}"
 
 
+def globals_key(cluster: str, database: str, stamp: str, encrypted: bool) -> str:
+    suffix = ".globals.sql.gpg" if encrypted else ".globals.sql"
+    return f"{snapshots_prefix(cluster, database)}{stamp}{suffix}"
+
+
 def manifest_key(cluster: str, database: str, stamp: str) -> str:
     return f"{snapshots_prefix(cluster, database)}{stamp}.json"
 
@@ -72,7 +80,7 @@ class SnapshotKey:
     cluster: str
     database: str
     stamp: str
-    part: str  # dump | manifest | verification
+    part: str  # dump | globals | manifest | verification
     encrypted: bool = False
     verified_stamp: str | None = None
 
@@ -84,9 +92,11 @@ def parse_key(key: str) -> SnapshotKey | None:
     rest = match["rest"]
     if rest.startswith(".dump"):
         part = "dump"
+    elif rest.startswith(".globals"):
+        part = "globals"
     elif rest == ".json":
         part = "manifest"
     else:
         part = "verification"
     return SnapshotKey(match["cluster"], match["database"], match["stamp"], part,
-                       encrypted=rest == ".dump.gpg", verified_stamp=match["verified"])
+                       encrypted=rest.endswith(".gpg"), verified_stamp=match["verified"])

@@ -3,6 +3,12 @@
 Written as the last piece of a snapshot, so its presence means the dump is
 complete. Verification results are separate records beside it, never written
 into the manifest: the history of a snapshot is appended to, not rewritten.
+
+Format 2 adds the snapshot's globals (roles, memberships, the database's own
+properties: tui/snapshots/globals.py) as a second stored object, and the names
+of the roles and tablespaces the dump refers to, so a restore onto a new
+server can say what is missing before it downloads anything. Format 1
+manifests still read: they have no globals, and `roles` is None (unknown).
 """
 
 from __future__ import annotations
@@ -14,11 +20,47 @@ from typing import Any
 
 from tui.errors import DrdeckError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 
 
 class ManifestInvalid(DrdeckError):
     pass
+
+
+@dataclass(frozen=True)
+class GlobalsRecord:
+    """The globals object of a snapshot, and what it could not hold."""
+
+    object: str  # its key in the repository
+    plaintext_size: int
+    stored_size: int
+    sha256_stored: str
+    sha256_plaintext: str
+    role_passwords: bool  # False: read without pg_authid, the roles have no password hashes
+    missing: tuple[str, ...] = ()  # what could not be read, in words
+
+    @classmethod
+    def from_data(cls, data: Any) -> GlobalsRecord:
+        if not isinstance(data, dict):
+            raise ValueError("globals must be an object")
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown globals fields {', '.join(map(repr, unknown))}")
+        missing = data.get("missing", [])
+        if not isinstance(missing, list) or not all(isinstance(m, str) for m in missing):
+            raise ValueError("globals.missing must be a list of texts")
+        record = cls(**{**data, "missing": tuple(missing)})
+        for name in ("object", "sha256_stored", "sha256_plaintext"):
+            if not isinstance(getattr(record, name), str):
+                raise ValueError(f"globals.{name} must be text")
+        for name in ("plaintext_size", "stored_size"):
+            value = getattr(record, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"globals.{name} must be a whole number")
+        if not isinstance(record.role_passwords, bool):
+            raise ValueError("globals.role_passwords must be true or false")
+        return record
 
 
 @dataclass(frozen=True)
@@ -39,12 +81,19 @@ class Manifest:
     sha256_plaintext: str
     tables: dict[str, int] = field(default_factory=dict)  # "schema.table" -> rows at dump time
     large_objects: int = 0
+    globals: GlobalsRecord | None = None  # None: a format 1 snapshot, or none could be read
+    roles: tuple[str, ...] | None = None  # roles the dump names; None: not recorded
+    tablespaces: tuple[str, ...] = ()  # tablespaces the dump names
     format: int = FORMAT_VERSION
     kind: str = "snapshot"
 
     def to_json(self) -> bytes:
         data = asdict(self)
         data["recipients"] = list(self.recipients)
+        if self.globals is not None:
+            data["globals"]["missing"] = list(self.globals.missing)
+        data["roles"] = None if self.roles is None else list(self.roles)
+        data["tablespaces"] = list(self.tablespaces)
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -55,16 +104,23 @@ class Manifest:
             raise ManifestInvalid(f"{where}: not a valid manifest ({exc})") from None
         if not isinstance(data, dict):
             raise ManifestInvalid(f"{where}: not a valid manifest (not a JSON object)")
-        if data.get("format") != FORMAT_VERSION or data.get("kind") != "snapshot":
+        version = data.get("format")
+        if type(version) is not int or version not in READABLE_FORMATS or \
+                data.get("kind") != "snapshot":
             raise ManifestInvalid(
                 f"{where}: manifest format {data.get('format')!r} is not one this drdeck reads "
-                f"({FORMAT_VERSION}); upgrade drdeck")
+                f"({', '.join(map(str, READABLE_FORMATS))}); upgrade drdeck")
         try:
-            recipients = data.get("recipients", [])
-            if not isinstance(recipients, list) or not all(isinstance(r, str)
-                                                           for r in recipients):
-                raise ValueError("recipients must be a list of key fingerprints")
-            data["recipients"] = tuple(recipients)
+            data["recipients"] = _texts(data.get("recipients", []),
+                                        "recipients must be a list of key fingerprints")
+            if data.get("format") == 1 and set(data) & {"globals", "roles", "tablespaces"}:
+                raise ValueError("globals, roles and tablespaces came with format 2")
+            if data.get("globals") is not None:
+                data["globals"] = GlobalsRecord.from_data(data["globals"])
+            if data.get("roles") is not None:
+                data["roles"] = _texts(data["roles"], "roles must be a list of role names")
+            data["tablespaces"] = _texts(data.get("tablespaces", []),
+                                         "tablespaces must be a list of names")
             unknown = sorted(set(data) - set(cls.__dataclass_fields__))
             if unknown:  # named with repr: a key is untrusted text bound for a terminal
                 raise ValueError(f"unknown fields {', '.join(map(repr, unknown))}")
@@ -85,6 +141,12 @@ class Manifest:
     @property
     def total_rows(self) -> int:
         return sum(self.tables.values())
+
+
+def _texts(value: Any, message: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(message)
+    return tuple(value)
 
 
 def _check_types(m: Manifest) -> None:

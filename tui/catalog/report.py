@@ -111,6 +111,8 @@ def snapshot_json(snapshot: Snapshot, now: datetime) -> dict[str, Any]:
         "rows": manifest.total_rows if manifest else None,
         "storage_class": getattr(snapshot.dump, "storage_class", None),
         "retention": snapshot.retention,
+        "globals": snapshot.globals_state,
+        "roles": list(manifest.roles) if manifest and manifest.roles is not None else None,
         "verified": None if verified is None else {
             "at": verified.at, "how": verified.how, "ok": verified.ok,
             "detail": verified.detail, "by": verified.by,

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from tui.errors import EXIT_FAILED, EXIT_OK
 
 BANNER = (
-    "SANDBOX: a throwaway cluster \"demo\" taking live orders, with encrypted snapshots, a "
-    "base backup and WAL archiving, in {root}. Try a drill: restore the last snapshot "
-    "(snapshot-restore), or press i, then p, to restore to a point in time: the window "
-    "grows as orders come in. Everything is removed when you quit."
+    "SANDBOX in {root}: a cluster \"demo\" taking live orders, with encrypted snapshots, "
+    "a base backup and WAL archiving. Try: restore the last snapshot (snapshot-restore), "
+    "onto the empty disaster-recovery server too (target_dsn = {dr}), or press i, then p, "
+    "to restore to a point in time. Quitting removes everything."
 )
 
 
@@ -55,7 +55,7 @@ def _app(sandbox) -> int:
     os.environ["DRDECK_STATE_DIR"] = str(sandbox.state)
     config = load_config(str(sandbox.config))
     app = DrdeckApp(config=config, runbook_dirs=list(config.runbook_dirs),
-                    banner=BANNER.format(root=sandbox.root))
+                    banner=BANNER.format(root=sandbox.root, dr=_short_dsn(sandbox.dr)))
     app.run()
     return EXIT_OK
 
@@ -67,7 +67,18 @@ def _drills(sandbox, say) -> int:
     snapshot_ok = _run(sandbox, "run", "snapshot-restore", "--yes", "--headless",
                        "-p", f"incident_time={datetime.now(UTC).isoformat()}")
 
-    say("\n== drill 2: restore to a point in time, one second ago")
+    say("\n== drill 2: restore the newest snapshot onto the empty disaster-recovery server")
+    say(f"   drdeck run snapshot-restore -p target_dsn='{sandbox.dr.dsn()}' "
+        "-p target_db=shop --yes")
+    new_server_ok = _run(sandbox, "run", "snapshot-restore", "--yes", "--headless",
+                         "-p", f"target_dsn={sandbox.dr.dsn()}", "-p", "target_db=shop")
+    if new_server_ok:
+        orders = _app_logs_in(sandbox)
+        say(f"the application role logs in on the disaster-recovery server: "
+            f"{'yes, ' + str(orders) + ' orders' if orders is not None else 'NO'}")
+        new_server_ok = orders is not None
+
+    say("\n== drill 3: restore to a point in time, one second ago")
     time.sleep(3)  # orders before the target
     target = datetime.now(UTC)
     time.sleep(1.5)  # and after it
@@ -84,8 +95,9 @@ def _drills(sandbox, say) -> int:
 
     say("\n== the journal")
     _run(sandbox, "drills")
-    ok = snapshot_ok and pitr_ok
+    ok = snapshot_ok and new_server_ok and pitr_ok
     say(f"\nsandbox drills: snapshot restore {'succeeded' if snapshot_ok else 'FAILED'}, "
+        f"restore onto a new server {'succeeded' if new_server_ok else 'FAILED'}, "
         f"point-in-time restore {'succeeded' if pitr_ok else 'FAILED'}")
     return EXIT_OK if ok else EXIT_FAILED
 
@@ -94,6 +106,26 @@ def _run(sandbox, *args: str) -> bool:
     result = subprocess.run([sys.executable, "-m", "tui", "--config", str(sandbox.config),
                              *args], env=sandbox.env(), stdin=subprocess.DEVNULL, check=False)
     return result.returncode == 0
+
+
+def _short_dsn(cluster) -> str:
+    """What target_dsn needs of a local server: where it is, and a superuser."""
+    return f"host={cluster.socket_dir} port={cluster.port} user=postgres"
+
+
+def _app_logs_in(sandbox) -> int | None:
+    """The orders the application role sees on the DR server, logged in with its password."""
+    import psycopg
+
+    from tui.demo.sandbox import APP_ROLE, DATABASE
+
+    dsn = sandbox.dr.dsn(DATABASE, user=APP_ROLE, tcp=True)
+    try:
+        with psycopg.connect(f"{dsn} passfile={sandbox.app_passfile}",
+                             connect_timeout=5) as conn:
+            return conn.execute("select count(*) from orders").fetchone()[0]
+    except psycopg.Error:
+        return None
 
 
 def _wait_archived(cluster, timeout: float = 30) -> None:

@@ -10,6 +10,9 @@ from tui.durations import format_duration
 from tui.errors import EXIT_FAILED, EXIT_OK
 
 VERIFIED_MARK = {True: "✓", False: "✗"}
+# what a snapshot carries to be restored onto a new server (roles, the database's properties)
+GLOBALS_MARK = {"complete": "✓", "no password hashes": "no pw", "none": "-",
+                "missing": "MISSING", "damaged": "DAMAGED", None: "?"}
 
 
 def inventory_command(args: Namespace) -> int:
@@ -44,17 +47,18 @@ def _print_cluster(inventory, now) -> None:
         return
     if inventory.snapshots:
         print(f"  {'taken (UTC)':<17} {'database':<14} {'stored':>10} {'age':>7}  "
-              f"{'enc':<3}  {'verified':<22} retention")
+              f"{'enc':<3}  {'globals':<8} {'verified':<22} retention")
     for snap in inventory.snapshots:
         taken = snap.taken_at.strftime("%Y-%m-%d %H:%M")
         size = format_bytes(snap.manifest.stored_size if snap.manifest else
                             (snap.dump.size if snap.dump else None))
         encrypted = {True: "✓", False: "NO!", None: "?"}[snap.encrypted]
+        globals_ = GLOBALS_MARK.get(snap.globals_state, "?")
         verified = snap.last_verification
         shown = "never" if verified is None else (
             f"{VERIFIED_MARK[verified.ok]} {verified.at[:16].replace('T', ' ')} {verified.how}")
         line = (f"  {taken:<17} {snap.database:<14} {size:>10} "
-                f"{format_duration(snap.age_s(now)):>7}  {encrypted:<3}  {shown:<22} "
+                f"{format_duration(snap.age_s(now)):>7}  {encrypted:<3}  {globals_:<8} {shown:<22} "
                 f"{snap.retention or '-'}")
         if not snap.complete:
             line += f"  INCOMPLETE: {snap.problem}"

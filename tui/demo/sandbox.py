@@ -4,14 +4,18 @@ Everything lives in one directory: the cluster, its WAL archive and backups (a
 local repository), an ephemeral GnuPG key, a drdeck.toml and the journal. The
 cluster archives through `drdeck wal push`, exactly as production would, and a
 light load keeps committing orders so a point-in-time target is meaningful.
-`close()` stops everything it started, restored servers included, and removes
-the directory unless asked to keep it.
+The shop belongs to an application role that logs in with a password, as in
+production, and a second, empty server stands by as the disaster-recovery
+site: a snapshot restored there brings its roles along. `close()` stops
+everything it started, restored servers included, and removes the directory
+unless asked to keep it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -30,6 +34,8 @@ from tui.postgres.cluster import LocalCluster, free_port
 
 CLUSTER = "demo"
 DATABASE = "shop"
+APP_ROLE = "shop_app"  # owns the shop, logs in with a password
+READER_ROLE = "shop_reporting"
 EMAIL = "sandbox@drdeck.invalid"
 
 
@@ -43,6 +49,8 @@ class Sandbox:
     keep: bool = False
     say: Any = print
     cluster: LocalCluster | None = None
+    dr: LocalCluster | None = None  # the empty disaster-recovery server
+    app_passfile: Path | None = None  # the application's password, as a libpq passfile
     config: Path | None = None
     state: Path | None = None
     built_in_s: float = 0.0
@@ -78,8 +86,9 @@ class Sandbox:
             archive_mode="on", archive_command=self._archive_command(), archive_timeout="5s",
             track_commit_timestamp="on", fsync="off", synchronous_commit="off")
         self.cluster.start()
-        self.say("· data: pgbench and an orders table")
+        self.say(f"· data: pgbench and an orders table, owned by the role {APP_ROLE}")
         self._seed()
+        self._start_dr_server()
         self.say("· WAL archiving through drdeck wal push, a base backup, two snapshots")
         self._drdeck("run", "base-backup", "--headless")
         self._drdeck("run", "snapshot-backup", "--headless")
@@ -125,10 +134,19 @@ check_query = "select count(*) as orders, max(placed_at) from orders"
 
     def _seed(self) -> None:
         assert self.cluster is not None
-        self.cluster.execute(f"create database {DATABASE}")
+        password = secrets.token_urlsafe(12)
+        self.cluster.execute(f"create role {APP_ROLE} login password '{password}'")
+        self.cluster.execute(f"create role {READER_ROLE} nologin")
+        self.cluster.execute(f"create database {DATABASE} owner {APP_ROLE}")
+        self.app_passfile = self.root / "app.pgpass"
+        self.app_passfile.write_text(f"*:*:{DATABASE}:{APP_ROLE}:{password}\n")
+        self.app_passfile.chmod(0o600)
         subprocess.run([pg_bin("pgbench"), "-i", "-s", "2", "-q", "-n",
-                        self.cluster.dsn(DATABASE)], check=True, capture_output=True)
-        self.cluster.execute("""
+                        self.cluster.dsn(DATABASE, user=APP_ROLE)], check=True,
+                       capture_output=True)
+        self.cluster.execute(f"""
+            set role {APP_ROLE};
+            alter default privileges grant select on tables to {READER_ROLE};
             create table customers (id int primary key, name text not null);
             insert into customers select g, 'customer ' || g from generate_series(1, 500) g;
             create table orders (
@@ -141,6 +159,19 @@ check_query = "select count(*) as orders, max(placed_at) from orders"
             select 1 + g % 500, (g % 97) * 1.25, now() - (1000 - g) * interval '1 minute'
             from generate_series(1, 1000) g;
         """, dbname=DATABASE)
+
+    def _start_dr_server(self) -> None:
+        """A second server with nothing on it; the application may log in with its password."""
+        self.dr = LocalCluster.in_directory(self.root / "dr")
+        (self.root / "dr").mkdir(exist_ok=True)
+        give_to_server(self.root / "dr")
+        self.dr.init(no_sync=True)
+        hba = self.dr.data_dir / "pg_hba.conf"
+        hba.write_text(f"host all {APP_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        self.dr.configure(fsync="off")
+        self.dr.start()
+        self.say(f"· an empty disaster-recovery server on port {self.dr.port}: no roles, "
+                 "no databases")
 
     def _start_load(self) -> None:
         """A few orders a second until the sandbox closes."""

@@ -48,8 +48,20 @@ async def toc_items(dump: Path, env: dict[str, str]) -> set[int]:
     return ids
 
 
+async def schema_sql(dump: Path, env: dict[str, str]) -> str:
+    """The archive's schema as SQL (`pg_restore --schema-only -f -`): what it will run."""
+    proc = await spawn([pg_bin("pg_restore"), "--schema-only", "--file=-", str(dump)], env=env)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        message = err.decode(errors="replace").strip().splitlines()
+        raise RestoreFailed(f"pg_restore cannot read {dump.name}: "
+                            f"{message[-1] if message else 'no message'}")
+    return out.decode(errors="replace")
+
+
 async def restore_dump(dump: Path, database_dsn: str, *, jobs: int, reporter: Reporter,
-                       env: dict[str, str], no_owner: bool = False) -> int:
+                       env: dict[str, str], no_owner: bool = False,
+                       no_tablespaces: bool = False) -> int:
     """Restore into an existing, empty database; returns the number of TOC items."""
     items = await toc_items(dump, env)
     target = for_child_process(database_dsn, env)
@@ -57,6 +69,8 @@ async def restore_dump(dump: Path, database_dsn: str, *, jobs: int, reporter: Re
             f"--dbname={target.dsn}", str(dump)]
     if no_owner:
         argv[1:1] = ["--no-owner", "--no-privileges"]
+    if no_tablespaces:
+        argv[1:1] = ["--no-tablespaces"]
     progress = Throttled(reporter, len(items), "items")
     done: set[int] = set()
     errors: list[str] = []
@@ -86,8 +100,7 @@ async def restore_dump(dump: Path, database_dsn: str, *, jobs: int, reporter: Re
         from psycopg.conninfo import conninfo_to_dict
 
         name = conninfo_to_dict(database_dsn).get("dbname")
-        raise RestoreFailed(f"{reason}; database {name} is left as it is, partly restored, "
-                            "for you to inspect or drop")
+        raise RestoreFailed(f"{reason}; database {name} is partly restored")
     progress(len(items), "done", final=True)
     return len(items)
 
@@ -126,8 +139,13 @@ async def database_exists(server_dsn: str, name: str) -> bool:
     return bool(row[0])
 
 
-async def create_database(server_dsn: str, name: str, *, replace: bool = False) -> None:
-    """CREATE DATABASE (from template0: a dump brings its own objects); DROP first if asked."""
+async def create_database(server_dsn: str, name: str, *, replace: bool = False,
+                          statement: str | None = None) -> None:
+    """CREATE DATABASE (from template0: a dump brings its own objects); DROP first if asked.
+
+    `statement` is the whole CREATE DATABASE to run instead, naming `name`: the
+    snapshot's own, with its encoding and locale.
+    """
     import psycopg
     from psycopg import sql
 
@@ -137,10 +155,14 @@ async def create_database(server_dsn: str, name: str, *, replace: bool = False) 
             if replace:
                 await conn.execute(sql.SQL("drop database if exists {} with (force)").format(
                     sql.Identifier(name)))
-            await conn.execute(sql.SQL("create database {} template template0").format(
-                sql.Identifier(name)))
+            await conn.execute(statement.encode() if statement else sql.SQL(
+                "create database {} template template0").format(sql.Identifier(name)))
     except psycopg.Error as exc:
-        raise RestoreFailed(f"cannot create database {name}: {_first_line(exc)}") from None
+        reason = _first_line(exc)
+        if "locale" in reason or "collation" in reason:
+            reason += (" (the snapshot's database was made with a locale this server does not "
+                       "have: install it on the server, e.g. with locale-gen, and retry)")
+        raise RestoreFailed(f"cannot create database {name}: {reason}") from None
 
 
 async def drop_database(server_dsn: str, name: str) -> None:

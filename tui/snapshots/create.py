@@ -19,15 +19,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tui.catalog.layout import dump_key, manifest_key, stamp_of
-from tui.catalog.manifest import Manifest
+from tui.catalog.layout import dump_key, globals_key, manifest_key, stamp_of
+from tui.catalog.manifest import GlobalsRecord, Manifest
 from tui.crypto import resolve_recipients
 from tui.errors import DrdeckError
 from tui.postgres.binaries import pg_bin
 from tui.postgres.dsn import for_child_process
 from tui.postgres.rowcounts import count_rows
+from tui.snapshots.globals import CapturedGlobals, GlobalsFailed, capture_globals
 from tui.snapshots.pipes import Reporter
-from tui.snapshots.stream import Stored, StreamFailed, store_output
+from tui.snapshots.stream import Stored, StreamFailed, store_bytes, store_output
 from tui.units import format_bytes
 
 
@@ -74,26 +75,45 @@ async def create_snapshot(plan: SnapshotPlan, store: Any, reporter: Reporter,
         reporter.output(f"dumping {plan.database} (PostgreSQL {server_version}) to "
                         f"{store.location(key)}")
         counting = asyncio.ensure_future(count_rows(conn))
+        dump_version = _pg_dump_version()
+        header = (f"drdeck globals of database {plan.database!r}, cluster {plan.cluster!r}, "
+                  f"snapshot {stamp}\nPostgreSQL {server_version}, pg_dump {dump_version}")
+        reading = asyncio.ensure_future(capture_globals(plan.dsn, plan.database, exported, env,
+                                                        header=header))
         try:
             result = await _dump_and_store(plan, store, key, exported, fingerprints, reporter,
                                            env)
             tables, large_objects = await counting
+            captured = await reading
         except BaseException:
             counting.cancel()
+            reading.cancel()
             raise
     except psycopg.Error as exc:
         raise SnapshotFailed(f"reading {plan.database} failed: {_first_line(exc)}") from None
+    except GlobalsFailed as exc:
+        await asyncio.to_thread(_delete_quietly, store, key)
+        raise SnapshotFailed(str(exc)) from None
     finally:
         await conn.close()
+
+    try:
+        globals_record = await _store_globals(plan, store, stamp, captured, fingerprints,
+                                              reporter)
+    except BaseException:
+        await asyncio.to_thread(_delete_quietly, store, key)
+        raise
 
     manifest = Manifest(
         cluster=plan.cluster, database=plan.database, stamp=stamp, object=key,
         started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(),
-        server_version=server_version, pg_dump_version=_pg_dump_version(),
+        server_version=server_version, pg_dump_version=dump_version,
         encrypted=plan.encrypt, recipients=tuple(fingerprints),
         plaintext_size=result.plaintext_size, stored_size=result.stored_size,
         sha256_stored=result.sha256_stored, sha256_plaintext=result.sha256_plaintext,
-        tables=tables, large_objects=large_objects,
+        tables=tables, large_objects=large_objects, globals=globals_record,
+        roles=tuple(sorted(captured.named.roles)),
+        tablespaces=tuple(sorted(captured.named.tablespaces)),
     )
     try:
         await asyncio.to_thread(store.write_bytes, manifest_key(plan.cluster, plan.database,
@@ -101,6 +121,7 @@ async def create_snapshot(plan: SnapshotPlan, store: Any, reporter: Reporter,
     except BaseException:
         # a dump without its manifest would only ever be "incomplete": remove it
         await asyncio.to_thread(_delete_quietly, store, key)
+        await asyncio.to_thread(_delete_quietly, store, globals_record.object)
         raise
     reporter.output(f"snapshot {stamp}: {len(tables)} tables, {manifest.total_rows:,} rows, "
                     f"{format_bytes(result.stored_size)} stored")
@@ -119,6 +140,26 @@ async def _dump_and_store(plan: SnapshotPlan, store: Any, key: str, exported: st
             reporter=reporter, what="dumped")
     except StreamFailed as exc:
         raise SnapshotFailed(str(exc)) from None
+
+
+async def _store_globals(plan: SnapshotPlan, store: Any, stamp: str, captured: CapturedGlobals,
+                         fingerprints: list[str], reporter: Reporter) -> GlobalsRecord:
+    key = globals_key(plan.cluster, plan.database, stamp, plan.encrypt)
+    try:
+        stored = await store_bytes(captured.text.encode(), store, key,
+                                   fingerprints=fingerprints if plan.encrypt else (),
+                                   gpg_home=plan.gpg_home)
+    except StreamFailed as exc:
+        raise SnapshotFailed(f"storing the globals failed: {exc}") from None
+    roles = len(captured.named.roles)
+    reporter.output(f"globals stored: the database's properties and the server's roles "
+                    f"({roles} named by the dump), {format_bytes(stored.stored_size)}")
+    for what in captured.missing:
+        reporter.output(f"WARNING: the globals do not include {what}", "stderr")
+    return GlobalsRecord(object=key, plaintext_size=stored.plaintext_size,
+                         stored_size=stored.stored_size, sha256_stored=stored.sha256_stored,
+                         sha256_plaintext=stored.sha256_plaintext,
+                         role_passwords=captured.role_passwords, missing=captured.missing)
 
 
 def _pg_dump_version() -> str:

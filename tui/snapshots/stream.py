@@ -109,3 +109,20 @@ async def store_output(argv: Sequence[str], env: dict[str, str], store: Any, key
             if isinstance(failure, Exception) and str(cleanup) not in str(failure):
                 raise StreamFailed(f"{failure}; and {cleanup}") from None
         raise
+
+
+async def store_bytes(data: bytes, store: Any, key: str, *, fingerprints: Sequence[str],
+                      gpg_home: str | None) -> Stored:
+    """Store a small object (kilobytes: a manifest's companion), encrypted when asked."""
+    stored = data
+    if fingerprints:
+        encrypt = await spawn(encrypt_argv(list(fingerprints), gpg_home),
+                              stdin=asyncio.subprocess.PIPE)
+        stored, errors = await encrypt.communicate(data)
+        if encrypt.returncode != 0:
+            lines = errors.decode(errors="replace").strip().splitlines()
+            raise StreamFailed(f"gpg failed to encrypt (exit {encrypt.returncode}): "
+                               + (lines[-1] if lines else "no message"))
+    await asyncio.to_thread(store.write_bytes, key, stored)
+    return Stored(len(data), len(stored), hashlib.sha256(data).hexdigest(),
+                  hashlib.sha256(stored).hexdigest())

@@ -45,6 +45,23 @@ class VerifyPlan:
     jobs: int = 2
 
 
+async def _verify_globals(manifest: Manifest, store: Any, plan: VerifyPlan,
+                          reporter: Reporter) -> str:
+    """The globals object: checksums, gpg's integrity check, and every statement readable."""
+    from tui.postgres.globals_file import parse_globals
+    from tui.snapshots.globals import fetch_globals
+
+    assert manifest.globals is not None
+    text = await fetch_globals(manifest, store, plan.workdir, reporter, plan.gpg_home)
+    parsed = parse_globals(text, store.location(manifest.globals.object))
+    described = (f"globals read: {len(parsed.roles)} roles, {len(parsed.memberships)} "
+                 f"memberships, {len(parsed.properties)} database properties")
+    reporter.output(described)
+    for what in manifest.globals.missing:
+        reporter.output(f"the globals do not include {what}")
+    return described
+
+
 def operator_name() -> str:
     """user@host: who ran it, for the record."""
     try:
@@ -79,6 +96,8 @@ async def _verify(manifest: Manifest, store: Any, plan: VerifyPlan, reporter: Re
     items = await toc_items(dump, env)
     reporter.output(f"pg_restore --list: {len(items)} items in the archive")
     detail = f"checksum, gpg integrity and {len(items)} archive items read"
+    if manifest.globals is not None:
+        detail += "; " + await _verify_globals(manifest, store, plan, reporter)
     if plan.how != "full":
         return True, detail
     if not plan.scratch_server_dsn:

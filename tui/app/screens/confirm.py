@@ -30,7 +30,8 @@ class ConfirmStep(ModalScreen[Answer]):
         request = self.request
         with Vertical(classes="dialog", id="confirm-dialog"):
             yield Label(f"Confirm: {request.title}", classes="dialog-title")
-            yield Static(request.text)
+            # plain text: it names things from a repository (role names), never markup
+            yield Static(Text(request.text))
             if request.command:
                 yield Static(Text(f"$ {request.command}"), classes="command")
             if request.expected_input is not None:

@@ -143,6 +143,18 @@ def verified_cell(snapshot: Snapshot) -> Text:
                 style="green" if record.ok else "bold red")
 
 
+# what a snapshot carries to be restored onto a new server, and how it is shown
+GLOBALS_WORDS = {
+    "complete": ("globals ✓ roles, memberships and the database's own properties", ""),
+    "no password hashes": ("globals ✓ WITHOUT password hashes (the backup role could not "
+                           "read them): restored roles need new passwords", "yellow"),
+    "none": ("no globals (taken before drdeck stored them): on a new server, make the roles "
+             "by hand or restore with no_owner", "yellow"),
+    "missing": ("✗ its globals object is missing", "bold red"),
+    "damaged": ("✗ its globals object is damaged (its size differs)", "bold red"),
+}
+
+
 def manifest_view(snapshot: Snapshot, now: datetime) -> Group:
     manifest = snapshot.manifest
     head = Text()
@@ -159,6 +171,11 @@ def manifest_view(snapshot: Snapshot, now: datetime) -> Group:
     head.append("encrypted for " + ", ".join(r[-16:] for r in manifest.recipients)
                 if manifest.encrypted else "NOT ENCRYPTED",
                 style="" if manifest.encrypted else "bold red")
+    words, style = GLOBALS_WORDS[snapshot.globals_state or "none"]
+    head.append(f"\n{words}", style=style)
+    if manifest.roles:
+        shown = ", ".join(manifest.roles[:6]) + (" …" if len(manifest.roles) > 6 else "")
+        head.append(f" · roles it needs: {shown}")
     tables = Table(box=None, padding=(0, 2), show_header=True, header_style="bold")
     tables.add_column(f"{len(manifest.tables)} tables")
     tables.add_column("rows", justify="right")

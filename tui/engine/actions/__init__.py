@@ -8,7 +8,7 @@ from tui.engine.actions.milestone import MilestoneAction
 from tui.engine.actions.neon import NeonRestoreBranch
 from tui.engine.actions.pgbackrest import PgbackrestPreflight, PgbackrestRestore
 from tui.engine.actions.pitr import BaseBackupCreate, PitrPreflight, PitrRestore
-from tui.engine.actions.restore import PgRestore, RestorePreflight
+from tui.engine.actions.restore import PgPublish, PgRestore, RestorePreflight, RestoreRoles
 from tui.engine.actions.retention import RetentionPrune
 from tui.engine.actions.shell import Shell
 from tui.engine.actions.snapshot import (
@@ -25,7 +25,7 @@ ACTIONS: dict[str, type[Action]] = {
     for cls in (
         Shell, Sql, Wait, Manual, MilestoneAction,
         SnapshotCreate, SnapshotFetch, SnapshotVerify, SnapshotCompare,
-        RestorePreflight, PgRestore, RetentionPrune,
+        RestorePreflight, RestoreRoles, PgRestore, PgPublish, RetentionPrune,
         BaseBackupCreate, PitrPreflight, PitrRestore,
         NeonRestoreBranch,
         PgbackrestPreflight, PgbackrestRestore,

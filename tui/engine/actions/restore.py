@@ -1,10 +1,16 @@
-"""Restore actions: the pre-flight that refuses unsafe targets, and pg_restore itself."""
+"""Restore actions: the pre-flight, the roles a new server lacks, pg_restore, publishing.
+
+    restore.preflight   the snapshot is whole, the target is safe, what the target lacks
+    restore.roles       create the roles the dump names and the target lacks (confirmed)
+    pg.restore          into a staging database, with the database's own properties
+    pg.publish          the staging database takes the target's name, once checked
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tui.engine.actions.base import Action, ActionResult, Arg
+from tui.engine.actions.base import Action, ActionResult, Arg, StepFailed
 from tui.engine.actions.snapshot import CLUSTER, DATABASE, SNAPSHOT, _target
 from tui.engine.context import StepContext
 from tui.postgres.dsn import describe
@@ -13,6 +19,12 @@ from tui.units import format_bytes
 TARGET_DSN = Arg("text", help="server to restore into (default: the cluster's)", default="")
 TARGET_DB = Arg("text", required=True, help="the new database's name")
 REPLACE = Arg("bool", help="drop and recreate target_db if it exists", default=False)
+NO_OWNER = Arg("bool", help="restore without owners and privileges (roles missing on the "
+               "target)", default=False)
+
+_WAYS_ON = ("pass --yes (headless) or confirm in the console to create them from the "
+            "snapshot's globals, or set no_owner = true (-p no_owner=true) to restore "
+            "without owners and privileges")
 
 
 class RestorePreflight(Action):
@@ -26,6 +38,7 @@ class RestorePreflight(Action):
         "target_dsn": TARGET_DSN,
         "target_db": TARGET_DB,
         "replace": REPLACE,
+        "no_owner": NO_OWNER,
         "incident_time": Arg("text", help="when the incident began: the achieved RPO is this "
                              "minus the snapshot's time", default=""),
     }
@@ -55,6 +68,7 @@ class RestorePreflight(Action):
         await refuse_unsafe_target(target.server_dsn(), target.database, server,
                                    args["target_db"], bool(args.get("replace")))
         ctx.output(f"restore target: {args['target_db']} on {describe(server)}")
+        await _report_what_the_target_lacks(ctx, snapshot, server, bool(args.get("no_owner")))
         incident = str(args.get("incident_time") or "").strip()
         if incident:
             from tui.runbook.params import parse_timestamp
@@ -71,26 +85,148 @@ class RestorePreflight(Action):
         return ActionResult(output=snapshot.stamp)
 
 
+async def _report_what_the_target_lacks(ctx: StepContext, snapshot: Any, server: str,
+                                        no_owner: bool) -> None:
+    """The roles and tablespaces the dump names that the target does not have, by name."""
+    from tui.postgres.roles import existing_roles, existing_tablespaces, missing
+
+    manifest = snapshot.manifest
+    globals_state = snapshot.globals_state
+    if globals_state == "complete":
+        ctx.output("globals: the snapshot carries its roles and the database's properties")
+    elif globals_state == "no password hashes":
+        ctx.output("globals: the snapshot carries its roles WITHOUT their password hashes "
+                   "(the backup role could not read them)")
+    elif globals_state == "none":
+        ctx.output("globals: none (taken before drdeck stored them): roles cannot be created "
+                   "from this snapshot")
+    elif globals_state:
+        ctx.output(f"globals: {globals_state}: roles cannot be created from this snapshot")
+    lacking_spaces = missing(manifest.tablespaces, await existing_tablespaces(server))
+    if lacking_spaces:
+        ctx.output(f"WARNING: the target has no tablespace {', '.join(lacking_spaces)}: the "
+                   "objects in it are restored into the default tablespace")
+    if manifest.roles is None:
+        ctx.output("roles: the snapshot does not list the roles its dump names (taken before "
+                   "drdeck recorded them); they are checked against the dump after the fetch")
+        return
+    lacking = missing(manifest.roles, await existing_roles(server))
+    if no_owner:
+        ctx.output(f"roles: not needed (no_owner = true: objects are owned by the restoring "
+                   f"user, without the snapshot's privileges); {len(lacking)} of "
+                   f"{len(manifest.roles)} are not on the target")
+        return
+    if not lacking:
+        ctx.output(f"roles: all {len(manifest.roles)} that the dump names are on the target")
+        ctx.check("the roles the dump names are on the target", True,
+                  f"{len(manifest.roles)} roles")
+        return
+    ctx.output(f"roles the dump names that the target lacks: {', '.join(lacking)}")
+    creatable = globals_state in ("complete", "no password hashes")
+    ctx.check("the roles the dump names are on the target, or in its globals", creatable,
+              ", ".join(lacking) + ("" if creatable else
+                                    ": the snapshot has no globals to create them from"))
+    if creatable:
+        ctx.output("the next step creates them from the snapshot's globals, once you confirm")
+    else:
+        raise StepFailed(f"the target lacks roles {', '.join(lacking)}, and snapshot "
+                         f"{snapshot.stamp} carries no globals to create them from: create "
+                         "them on the target, or set no_owner = true (-p no_owner=true) to "
+                         "restore without owners and privileges")
+
+
+class RestoreRoles(Action):
+    produces_output = True
+    name = "restore.roles"
+    summary = "create the roles the dump names that the target lacks, from the snapshot's globals"
+    args = {
+        "cluster": CLUSTER,
+        "database": DATABASE,
+        "snapshot": SNAPSHOT,
+        "target_dsn": TARGET_DSN,
+    }
+
+    def describe(self, args: dict[str, Any]) -> str:
+        return (f"create the roles snapshot {args.get('snapshot') or 'latest'} needs and the "
+                "target lacks (you confirm the list first; existing roles are never changed)")
+
+    async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
+        from tui.postgres.globals_file import parse_globals
+        from tui.postgres.roles import create_roles, existing_roles, missing
+        from tui.snapshots.globals import fetch_globals
+
+        target = _target(ctx, args)
+        snapshot = await target.snapshot(args.get("snapshot", "latest"))
+        manifest = snapshot.manifest
+        assert manifest is not None
+        server = args.get("target_dsn") or target.server_dsn()
+        if manifest.roles is None:
+            ctx.output("the snapshot does not list its roles: they are checked against the "
+                       "dump after the fetch")
+            return ActionResult(output="")
+        lacking = missing(manifest.roles, await existing_roles(server))
+        if not lacking:
+            ctx.output(f"nothing to create: all {len(manifest.roles)} roles the dump names are "
+                       f"on {describe(server)}")
+            return ActionResult(output="")
+        if manifest.globals is None:
+            raise StepFailed(f"the target lacks roles {', '.join(lacking)} and the snapshot "
+                             "carries no globals to create them from: create them yourself, "
+                             "or set no_owner = true")
+        text = await fetch_globals(manifest, target.store, ctx.run.workdir, ctx,
+                                   target.gpg_home)
+        definitions = parse_globals(text, target.store.location(manifest.globals.object))
+        undefined = [name for name in lacking if name not in definitions.roles]
+        if undefined:
+            raise StepFailed(f"the snapshot's globals do not define {', '.join(undefined)}: "
+                             "create them yourself, or set no_owner = true")
+        listing = [f"  {name}: {definitions.roles[name].describe()}" for name in lacking]
+        question = (f"Create {len(lacking)} role{'s' * (len(lacking) != 1)} on "
+                    f"{describe(server)} from the snapshot's globals?\n" + "\n".join(listing)
+                    + "\nRoles that exist there are not changed.")
+        answer = await ctx.confirm(question, f"CREATE ROLE {', '.join(lacking)}")
+        if not answer.ok:
+            who = "you did not confirm" if answer.by_person else "no one confirmed"
+            raise StepFailed(f"refused before writing anything ({who}): the target lacks roles "
+                             f"{', '.join(lacking)}; {_WAYS_ON}")
+        created = await create_roles(server, definitions, lacking)
+        how = "confirmed by the operator" if answer.by_person else answer.note
+        ctx.output(f"created roles {', '.join(created.roles)} ({how})")
+        for membership in created.memberships:
+            ctx.output(f"granted membership: {membership}")
+        for left_out in created.left_out:
+            ctx.output(f"membership not granted: {left_out}")
+        for name in created.without_password:
+            ctx.output(f"WARNING: {name} can log in but has no password (the snapshot holds no "
+                       f"hash for it): set one with ALTER ROLE {name} PASSWORD ...")
+        ctx.check("missing roles created from the snapshot's globals", True,
+                  ", ".join(created.roles))
+        return ActionResult(output=",".join(created.roles))
+
+
 class PgRestore(Action):
     produces_output = True
     name = "pg.restore"
-    summary = "pg_restore -j N into a new database, with progress"
+    summary = "pg_restore -j N into a staging database, with the database's own properties"
     args = {
         "dump": Arg("text", required=True, help="the dump file (from snapshot.fetch)"),
         "target_dsn": TARGET_DSN,
         "target_db": TARGET_DB,
         "cluster": CLUSTER,
         "database": DATABASE,
+        "snapshot": Arg("text", help="the snapshot the dump is of (its globals)",
+                        default=""),
         "jobs": Arg("int", help="parallel jobs (default 2)", default=2),
         "replace": REPLACE,
-        "no_owner": Arg("bool", help="skip ownership and privileges (roles missing on the "
-                        "target)", default=False),
+        "no_owner": NO_OWNER,
+        "keep_staging": Arg("bool", help="keep the staging database if the run fails, to "
+                            "inspect it", default=False),
     }
 
     def describe(self, args: dict[str, Any]) -> str:
-        replace = " (replacing it)" if args.get("replace") else ""
-        return (f"pg_restore --jobs={args.get('jobs', 2)} into {args.get('target_db')}"
-                f"{replace} from {args.get('dump')}")
+        replace = ", to replace it" if args.get("replace") else ""
+        return (f"pg_restore --jobs={args.get('jobs', 2)} into a staging database for "
+                f"{args.get('target_db')}{replace} from {args.get('dump')}")
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
         from pathlib import Path
@@ -101,20 +237,159 @@ class PgRestore(Action):
             refuse_unsafe_target,
             restore_dump,
         )
+        from tui.postgres.staging import create_statement, staging_name
 
         target = _target(ctx, args)
         server = args.get("target_dsn") or target.server_dsn()
         name = args["target_db"]
-        replace = bool(args.get("replace"))
+        replace, no_owner = bool(args.get("replace")), bool(args.get("no_owner"))
+        dump = Path(args["dump"])
         # checked again here: the guardrail holds even for a runbook without a pre-flight
         await refuse_unsafe_target(target.server_dsn(), target.database, server, name, replace)
-        await create_database(server, name, replace=replace)
-        ctx.output(f"{'recreated' if replace else 'created'} database {name} on "
-                   f"{describe(server)}")
-        items = await restore_dump(Path(args["dump"]), database_dsn(server, name),
+        no_tablespaces = await _refuse_what_the_dump_needs(ctx, dump, server, no_owner)
+        definitions = await _globals_of(ctx, target, args.get("snapshot") or "")
+        staging = staging_name(ctx.run.run_id)
+        # a retry starts afresh: the staging name is this run's own
+        await create_database(server, staging, replace=True, statement=create_statement(
+            definitions.create_database if definitions else "", staging))
+        ctx.on_run_failed(staging, *_undo_staging(server, staging,
+                                                  bool(args.get("keep_staging"))))
+        ctx.output(f"created the staging database {staging} on {describe(server)}; it takes "
+                   f"the name {name} once its checks pass")
+        items = await restore_dump(dump, database_dsn(server, staging),
                                    jobs=int(args.get("jobs", 2)), reporter=ctx,
-                                   env=ctx.child_env(), no_owner=bool(args.get("no_owner")))
-        ctx.output(f"restored {items} archive items into {name}")
-        # the new database's DSN, for later steps (its password, if any, is masked like
-        # every DSN password the run knows)
+                                   env=ctx.child_env(), no_owner=no_owner,
+                                   no_tablespaces=no_tablespaces)
+        ctx.output(f"restored {items} archive items into {staging}")
+        if definitions is not None:
+            await _apply_properties(ctx, server, staging, definitions, no_owner)
+        # the staging database's DSN, for the checks and the publish step (its password,
+        # if any, is masked like every DSN password the run knows)
+        return ActionResult(output=database_dsn(server, staging))
+
+
+async def _refuse_what_the_dump_needs(ctx: StepContext, dump: Any, server: str,
+                                      no_owner: bool) -> bool:
+    """Read the dump's own SQL for the roles and tablespaces it names; refuse missing roles.
+
+    Returns whether to restore without tablespaces (the target lacks one).
+    """
+    from tui.postgres.dumpnames import names_in
+    from tui.postgres.restore import RestoreFailed, schema_sql
+    from tui.postgres.roles import existing_roles, existing_tablespaces, missing
+    from tui.postgres.sqltext import SqlSyntaxError, statements
+
+    try:
+        named = names_in(statements(await schema_sql(dump, ctx.child_env())))
+    except SqlSyntaxError as exc:
+        raise RestoreFailed(f"cannot read the dump's schema: {exc}") from None
+    lacking_spaces = missing(named.tablespaces, await existing_tablespaces(server))
+    if lacking_spaces:
+        ctx.output(f"restoring without tablespaces: the target has no "
+                   f"{', '.join(lacking_spaces)}")
+    if not no_owner:
+        lacking = missing(named.roles, await existing_roles(server))
+        if lacking:
+            raise RestoreFailed(f"the dump names roles the target lacks: {', '.join(lacking)}; "
+                                f"nothing was written; {_WAYS_ON}")
+        ctx.output(f"every role the dump names is on the target ({len(named.roles)})")
+    return bool(lacking_spaces)
+
+
+async def _globals_of(ctx: StepContext, target: Any, stamp: str) -> Any:
+    """The snapshot's parsed globals, or None when it has none (or no snapshot is named)."""
+    from tui.postgres.globals_file import parse_globals
+    from tui.snapshots.globals import fetch_globals
+
+    if not stamp:
+        return None
+    snapshot = await target.snapshot(stamp)
+    manifest = snapshot.manifest
+    if manifest is None or manifest.globals is None:
+        ctx.output("the snapshot carries no globals: the database is created with the "
+                   "server's defaults (encoding, locale), without its settings and privileges")
+        return None
+    text = await fetch_globals(manifest, target.store, ctx.run.workdir, ctx, target.gpg_home)
+    return parse_globals(text, target.store.location(manifest.globals.object))
+
+
+async def _apply_properties(ctx: StepContext, server: str, staging: str, definitions: Any,
+                            no_owner: bool) -> None:
+    import psycopg
+
+    from tui.postgres.restore import RestoreFailed
+    from tui.postgres.roles import existing_roles
+    from tui.postgres.staging import property_statements
+
+    run, left_out = property_statements(definitions.properties, staging, no_owner=no_owner,
+                                        roles=await existing_roles(server))
+    try:
+        async with await psycopg.AsyncConnection.connect(server, autocommit=True,
+                                                         connect_timeout=10) as conn:
+            for statement in run:
+                await conn.execute(statement.encode())
+    except psycopg.Error as exc:
+        raise RestoreFailed(f"giving {staging} the database's properties failed: "
+                            f"{str(exc).strip().splitlines()[0]}") from None
+    ctx.output(f"the database's own properties applied ({len(run)}: owner, settings, "
+               "privileges, comment)")
+    for line in left_out:
+        ctx.output(f"not applied: {line}")
+
+
+def _undo_staging(server: str, staging: str, keep: bool) -> tuple[Any, str]:
+    from tui.postgres.restore import drop_database
+
+    kept = (f"the staging database {staging} is kept on {describe(server)}: the run did not "
+            f"publish it. Inspect it, or drop it: DROP DATABASE {staging};")
+
+    async def undo() -> str:
+        if keep:
+            return f"{kept} (keep_staging = true)"
+        await drop_database(server, staging)
+        return (f"dropped the staging database {staging}: the run did not publish it "
+                "(keep_staging = true keeps it for inspection)")
+
+    return undo, kept
+
+
+class PgPublish(Action):
+    produces_output = True
+    name = "pg.publish"
+    summary = "give the checked staging database the target's name (with replace: swap it in)"
+    args = {
+        "staging_dsn": Arg("text", required=True, help="the staging database (from "
+                           "pg.restore)"),
+        "target_dsn": TARGET_DSN,
+        "target_db": TARGET_DB,
+        "cluster": CLUSTER,
+        "database": DATABASE,
+        "replace": REPLACE,
+    }
+
+    def describe(self, args: dict[str, Any]) -> str:
+        how = "swap it in for" if args.get("replace") else "rename it to"
+        return f"publish the restored database: {how} {args.get('target_db')}"
+
+    async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
+        from psycopg.conninfo import conninfo_to_dict
+
+        from tui.postgres.restore import database_dsn, refuse_unsafe_target
+        from tui.postgres.staging import publish
+
+        target = _target(ctx, args)
+        server = args.get("target_dsn") or target.server_dsn()
+        name, replace = args["target_db"], bool(args.get("replace"))
+        staging = str(conninfo_to_dict(args["staging_dsn"]).get("dbname") or "")
+        # the source database is never the target, whatever happened since the pre-flight
+        await refuse_unsafe_target(target.server_dsn(), target.database, server, name,
+                                   replace=True)
+        retired = await publish(server, staging, name, replace=replace, run_id=ctx.run.run_id)
+        ctx.settle(staging)  # it is the target now: a later failure must not drop it
+        ctx.output(f"published: {staging} is now {name} on {describe(server)}"
+                   + (" (the old one was swapped out and dropped)" if replace and not retired
+                      else ""))
+        if retired:
+            ctx.output(f"WARNING: the old {name} could not be dropped: it is kept as {retired}")
+        ctx.check(f"{name} is the restored, checked database", True, describe(server))
         return ActionResult(output=database_dsn(server, name))

@@ -64,15 +64,20 @@ class RetentionPrune(Action):
                     move = f"  → {decision.move_to}" if decision.move_to else ""
                     ctx.output(f"keep    {snap.stamp}  {why}{move}")
                     if deleting and decision.move_to:
-                        await asyncio.to_thread(store.set_storage_class, snap.dump.key,
-                                                decision.move_to)
+                        for stored in (snap.dump, snap.globals_object):
+                            if stored is not None:
+                                await asyncio.to_thread(store.set_storage_class, stored.key,
+                                                        decision.move_to)
                         moved += 1
                     continue
                 ctx.output(f"{'delete ' if deleting else 'would delete'}  {snap.stamp}")
                 if deleting:
                     # the manifest goes first: a snapshot half-deleted by a crash then
                     # shows as incomplete, never as a good snapshot missing its dump
-                    for key in (manifest_key(cluster.name, database, snap.stamp), snap.dump.key):
+                    keys = [manifest_key(cluster.name, database, snap.stamp), snap.dump.key]
+                    if snap.globals_object is not None:
+                        keys.append(snap.globals_object.key)
+                    for key in keys:
                         await asyncio.to_thread(store.delete, key)
                     await asyncio.to_thread(_delete_verifications, store, cluster.name,
                                             database, snap.stamp)
