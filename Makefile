@@ -6,8 +6,11 @@ SHELL := /bin/bash
 
 VENV := .venv
 STAMP := $(VENV)/.installed
+# programs the tests drive that pin their own dependencies: each in a venv of its own
+AWSCLI := .tools/awscli
+AWSCLI_STAMP := $(AWSCLI)/.installed
 
-.PHONY: .venv system-tools test lint bench demo clean
+.PHONY: .venv system-tools tools test lint bench demo clean
 
 # The stamp, not the directory, carries the date: a directory's mtime changes
 # whenever a file in it does, so it cannot tell us pyproject.toml is newer.
@@ -35,7 +38,17 @@ $(STAMP): pyproject.toml
 system-tools:
 	@scripts/ensure-system-tools --with-pgbackrest
 
-test: system-tools .venv
+# the AWS CLI (PyPI's awscli pins its own botocore, so not beside boto3 in .venv):
+# tests/test_restore_by_hand.py runs docs/restore-by-hand.md with it
+tools: $(AWSCLI_STAMP)
+
+$(AWSCLI_STAMP): $(STAMP)
+	@set -euo pipefail; \
+	if [ ! -x $(AWSCLI)/bin/python ]; then $(VENV)/bin/python -m venv $(AWSCLI); fi
+	$(AWSCLI)/bin/python -m pip install --quiet 'awscli>=1.36,<2'
+	@touch $(AWSCLI_STAMP)
+
+test: system-tools .venv tools
 	$(VENV)/bin/python -m pytest -n 2 -q
 
 lint: .venv
@@ -48,5 +61,5 @@ demo: system-tools .venv
 	$(VENV)/bin/drdeck demo
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis snapshot_report.html
+	rm -rf $(VENV) .tools build dist *.egg-info .pytest_cache .ruff_cache .hypothesis snapshot_report.html
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

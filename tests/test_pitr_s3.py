@@ -11,10 +11,8 @@ starts (and put back right after), as a service manager would set them in produc
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
 
 import pytest
 
@@ -24,6 +22,7 @@ from tui.postgres.cluster import LocalCluster, free_port
 from backup_support import s3_repository
 from pitr_support import (
     archiving_setup,
+    aws_environment,
     give_to_server,
     point_config_at,
     stop_restored,
@@ -35,21 +34,6 @@ pytestmark = pytest.mark.slow
 ROWS = 20
 ARCHIVE_EVERY = 5  # events: then the load waits for the archive (S3 pushes take a while)
 PREFIX = "pg"  # backup_support.s3_repository's key prefix
-
-
-@contextlib.contextmanager
-def aws_environment(values: Mapping[str, str]) -> Iterator[None]:
-    """This process's AWS_* variables replaced by `values` for a while, then put back."""
-    saved = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
-    for key in saved:
-        del os.environ[key]
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key in [key for key in os.environ if key.startswith("AWS_")]:
-            del os.environ[key]
-        os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")
