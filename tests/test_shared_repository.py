@@ -1,6 +1,7 @@
 """A local repository that root, the operator and the server's archive_command (as postgres)
-all write into: what drdeck creates there stays usable by the others, and a user who cannot
-keep it so is refused before writing.
+all write into: what drdeck creates there stays usable by the others, a user who cannot keep
+it so is refused before writing, and a failing archive_command stops a base backup in its
+pre-flight and turns `drdeck status` critical.
 
 Everyone here is real: drdeck runs as root, as postgres and as nobody (runuser), and the
 archive_command of a real cluster runs `drdeck wal push` as postgres.
@@ -9,17 +10,23 @@ archive_command of a real cluster runs `drdeck wal push` as postgres.
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from tui.storage import LocalStore
 
 from cli_support import REPO, drdeck_env
 from pitr_support import (
@@ -29,6 +36,7 @@ from pitr_support import (
     point_config_at,
     wait_archived,
 )
+from repo_support import fake_snapshot
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root to act as root, postgres and nobody")
@@ -198,6 +206,7 @@ def test_a_base_backup_as_root_keeps_the_archive_working(archiving) -> None:
     backup = setup.deck.run("run", "base-backup", "--headless")
 
     assert backup.returncode == 0, backup.stdout + backup.stderr
+    assert "WAL archiving works" in backup.stdout
     # and the archive goes on: segment after segment, as postgres, with no failure
     failures = failed_count(cluster)
     for _ in range(2):
@@ -211,3 +220,83 @@ def test_a_base_backup_as_root_keeps_the_archive_working(archiving) -> None:
         assert owner(info) == "postgres:postgres", path  # the root's, not root's own
         want = 0o750 if stat.S_ISDIR(info.st_mode) else 0o640
         assert stat.S_IMODE(info.st_mode) == want, (path, oct(info.st_mode))
+
+
+def status_of(setup) -> tuple[int, dict[str, dict]]:
+    proc = setup.deck.run("status", "--json")
+    items = json.loads(proc.stdout)["clusters"][0]["items"]
+    return proc.returncode, {i["check"]: i for i in items}
+
+
+def test_a_failing_archive_command_stops_the_base_backup_and_turns_status_critical(
+        archiving) -> None:
+    setup, cluster = archiving
+    # a fresh, verified snapshot and a base backup: only the archiver can become critical
+    fake_snapshot(LocalStore(setup.repo), "prod", "app", datetime.now(UTC) - timedelta(minutes=1),
+                  verified=("full", True))
+    first = setup.deck.run("run", "base-backup", "--headless")
+    assert first.returncode == 0, first.stdout + first.stderr
+    wait_archived(cluster)
+    code, items = status_of(setup)
+    assert (code, items["archiver"]["state"], items["archiver"]["ok"]) == (1, "ok", True), items
+    assert items["archiver"]["reason"].startswith("archiving works: no failure")
+
+    working = setup.archive_command()
+    cluster.configure(archive_command="cp %p /nonexistent/archive/%f")
+    cluster.reload()
+    cluster.execute("create table filler (n int); insert into filler values (1)")  # a segment
+    cluster.execute("select pg_switch_wal()")  # to archive, which now fails
+    deadline = time.monotonic() + 30
+    while failed_count(cluster) == 0:
+        assert time.monotonic() < deadline, "the archive command never failed"
+        time.sleep(0.1)
+    before = sorted(p for p, _ in entries(setup.repo))
+
+    backup = setup.deck.run("run", "base-backup", "--headless")
+
+    assert backup.returncode == 1, backup.stdout + backup.stderr
+    said = backup.stdout + backup.stderr
+    assert ("WAL archiving is failing: fix archive_command; WAL is piling up in pg_wal until "
+            "it works.") in said
+    assert f"The server's log ({cluster.log_file}) says:" in said
+    assert re.search(r"cp: cannot create regular file '/nonexistent/archive/0000000100+\w+'",
+                     said), said
+    assert "archive command failed with exit code 1" in said
+    assert "The failed archive command was: cp pg_wal/" in said
+    assert "Traceback" not in said
+    assert sorted(p for p, _ in entries(setup.repo)) == before  # refused before writing
+
+    code, items = status_of(setup)
+    assert code == 2
+    assert (items["archiver"]["state"], items["archiver"]["ok"]) == ("critical", False)
+    assert "archive command failed with exit code 1" in items["archiver"]["reason"]
+    assert {i["state"] for c, i in items.items() if c != "archiver"} <= {"ok", "warning"}
+    text = setup.deck.run("status")
+    assert text.returncode == 2
+    assert re.search(r"^CRITICAL\s+prod\s+archiver\s+WAL archiving is failing: fix "
+                     r"archive_command", text.stdout, re.M), text.stdout
+    metrics = setup.deck.run("status", "--prometheus")
+    assert 'drdeck_archiver_ok{cluster="prod"} 0' in metrics.stdout.splitlines()
+
+    cluster.configure(archive_command=working)  # fixed: what piled up goes out, status calms
+    cluster.reload()
+    wait_archived(cluster)
+    code, items = status_of(setup)
+    assert (code, items["archiver"]["state"]) == (1, "ok")
+
+
+def test_an_unreadable_log_still_shows_the_archivers_numbers() -> None:
+    """Where the server's log cannot be read, the refusal says so and gives pg_stat_archiver."""
+    from tui.postgres.archiver import ArchiverCheck, ArchiverStats
+
+    now = datetime.now(UTC)
+    stats = ArchiverStats("on", False, 4, "000000010000000000000004", now - timedelta(hours=1),
+                          7, "000000010000000000000005", now,
+                          log_problem="the server does not run on this machine")
+    text = ArchiverCheck(stats, stats).explain()
+    assert stats.failing
+    assert text.startswith("WAL archiving is failing: fix archive_command; WAL is piling up "
+                           "in pg_wal until it works. The server's log could not be read (the "
+                           "server does not run on this machine); pg_stat_archiver: last "
+                           "failed 000000010000000000000005 at ")
+    assert "(7 failures), last archived 000000010000000000000004 at " in text
