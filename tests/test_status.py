@@ -261,8 +261,12 @@ def test_wal_lag_against_the_rpo(repo, state, config_path, capsys) -> None:
 
     fake_base_backup(repo, "prod", now() - timedelta(hours=1), start_segment=20)
     code, out, _ = status(config_path, capsys=capsys)
-    assert code == 0, out
     assert states(out)["wal"] == "OK"
+    # the repository holds a WAL archive of prod, and prod's server cannot be asked
+    # whether it still feeds it: a warning, the only one (test_shared_repository asks one)
+    assert code == 1, out
+    assert states(out)["archiver"] == "WARNING"
+    assert "cannot check the server's archiver: cannot connect:" in out
 
 
 def test_drills_from_a_postgresql_journal(repo, state, config_path, capsys, pg_cluster,

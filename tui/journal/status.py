@@ -15,6 +15,13 @@ proved otherwise lately.
   point is the last commit found in the archive: a database with no writes
   shows a lag it does not really have, so keep `archive_timeout` and some
   traffic (a heartbeat table) if its RPO is short.
+- archiver (clusters with a dsn, asked through pg_stat_archiver): archive_command
+  failing (its newest failure newer than its newest success): critical, with the
+  server's own failure line when its log can be read; the server cannot be asked
+  while the repository holds drdeck's WAL archive for it: warning (nobody can
+  say the archive still grows). A server that cannot be asked and has no WAL
+  archive in the repository, or one that does not archive (a standby, or
+  archive_mode off without a WAL archive), has no archiver item.
 - last verification failed: critical; older than 7 days, or none ever: warning.
 - last drill failed, aborted or interrupted: warning; its RTO over the target
   (the cluster's `rto`, else the runbook's): warning; no drill recorded for the
@@ -55,15 +62,15 @@ _NOT_ATTEMPTS = ("running", "refused")
 class Item:
     """One thing judged: what, its state, and why, with the numbers behind it."""
 
-    check: str  # repository | snapshot | wal | verification | drill | due
+    check: str  # repository | snapshot | wal | archiver | verification | drill | due
     state: str  # ok | warning | critical
     reason: str
     runbook: str | None = None
     database: str | None = None
     age_s: float | None = None  # snapshot age, WAL lag, verification age, drill age
     target_s: float | None = None  # RPO or RTO the age or RTO is judged against
-    ok: bool | None = None  # verification or drill result
-    at: str | None = None  # when the snapshot, point, verification or drill was
+    ok: bool | None = None  # verification or drill result; whether the archiver works
+    at: str | None = None  # when the snapshot, point, verification, drill or archive try was
     rto_s: float | None = None  # the last drill's measured RTO
     last_rto_s: float | None = None  # the RTO of the newest drill that measured one
     overdue_s: float | None = None  # due items: seconds past due; None: never succeeded
@@ -128,19 +135,43 @@ def worst(states: Any) -> str:
 def compute_status(config: Any, names: list[str] | None = None,
                    now: datetime | None = None) -> Status:
     """Read the repositories (in parallel), the journal and the runbooks; judge each cluster."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tui.catalog.report import load_inventories
 
     names = names or list(config.clusters)
-    inventories, now = load_inventories(config, names, now=now)
+    # the servers are asked while the repositories are read: a slow one costs its
+    # connect timeout once, not once per cluster
+    with ThreadPoolExecutor(4) as pool:
+        asked = pool.map(lambda name: _ask_archiver(config.cluster(name)), names)
+        inventories, now = load_inventories(config, names, now=now)
+        archivers = dict(zip(names, asked, strict=True))
     runs, journal_error, missing = _journal_runs(config)
     runbooks = _runbooks(config)
     clusters = [
         cluster_status(config.cluster(inventory.name), inventory, runs, runbooks, now,
                        only_cluster=len(config.clusters) == 1, journal_error=journal_error,
-                       journal_missing=missing)
+                       journal_missing=missing, archiver=archivers.get(inventory.name))
         for inventory in inventories
     ]
     return Status(now, clusters)
+
+
+def _ask_archiver(cluster: Any) -> Any:
+    """The server's ArchiverStats, the reason it could not be asked, or None without a dsn."""
+    import asyncio
+
+    from tui.errors import DrdeckError
+    from tui.postgres.archiver import ArchiverUnknown, read_stats
+
+    try:
+        dsn = cluster.resolve_dsn()
+    except DrdeckError:
+        return None
+    try:
+        return asyncio.run(read_stats(dsn))
+    except ArchiverUnknown as exc:
+        return str(exc)
 
 
 def _journal_runs(config: Any) -> tuple[list[Any], str | None, str | None]:
@@ -187,8 +218,10 @@ def _runbooks(config: Any) -> dict[str, Any]:
 def cluster_status(cluster: Any, inventory: Any, runs: list[Any], runbooks: dict[str, Any],
                    now: datetime, *, only_cluster: bool = False,
                    journal_error: str | None = None,
-                   journal_missing: str | None = None) -> ClusterStatus:
-    """Every item of one cluster; `runs` are the journal's, newest first."""
+                   journal_missing: str | None = None,
+                   archiver: Any = None) -> ClusterStatus:
+    """Every item of one cluster; `runs` are the journal's, newest first; `archiver` is
+    what _ask_archiver found."""
     status = ClusterStatus(cluster.name, cluster.rpo, cluster.rto)
     if inventory.error:
         status.items.append(Item("repository", CRITICAL,
@@ -196,6 +229,9 @@ def cluster_status(cluster: Any, inventory: Any, runs: list[Any], runbooks: dict
                                  f"{inventory.error}"))
     else:
         status.items.extend(_snapshot_items(cluster, inventory, now))
+    judged = _archiver_item(archiver, getattr(inventory, "pitr", None) is not None)
+    if judged is not None:
+        status.items.append(judged)
     status.items.extend(_drill_items(cluster, runs, runbooks, now, only_cluster, journal_error,
                                      journal_missing))
     return status
@@ -289,6 +325,30 @@ def _wal_item(pitr: Any, pgbackrest: dict[str, Any] | None, rpo: float | None,
                 f"({_against_rpo(lag, rpo)})",
                 age_s=round(lag, 1), target_s=rpo, at=latest.isoformat(),
                 event="rpo_breach" if state == CRITICAL else None)
+
+
+def _archiver_item(archiver: Any, has_wal_archive: bool) -> Item | None:
+    """`archiver`: ArchiverStats, the reason the server could not be asked, or None."""
+    from tui.postgres.archiver import ArchiverCheck
+
+    if archiver is None:
+        return None
+    if isinstance(archiver, str):
+        if not has_wal_archive:
+            return None  # it may archive nowhere: nothing says it should
+        return Item("archiver", WARNING, f"cannot check the server's archiver: {archiver}")
+    if not archiver.archives:
+        if not has_wal_archive or archiver.in_recovery:
+            return None
+        return Item("archiver", WARNING, f"archive_mode is {archiver.archive_mode}, but the "
+                    "repository holds a WAL archive of this cluster: nothing new reaches it")
+    at = archiver.last_failed_time if archiver.failing else archiver.last_archived_time
+    if archiver.failing:
+        return Item("archiver", CRITICAL, ArchiverCheck(archiver, archiver).explain(),
+                    ok=False, at=at.isoformat() if at else None)
+    return Item("archiver", OK, "archiving works: " +
+                archiver.describe().removeprefix("pg_stat_archiver: "),
+                ok=True, at=at.isoformat() if at else None)
 
 
 def _verification_item(inventory: Any, now: datetime) -> Item:
@@ -415,6 +475,7 @@ METRICS = {
     "drdeck_rpo_seconds": "The cluster's recovery point objective",
     "drdeck_rto_seconds": "The cluster's recovery time objective",
     "drdeck_wal_lag_seconds": "Age of the newest point in time recoverable from the archive",
+    "drdeck_archiver_ok": "Whether the server's archive_command works (1) or fails (0)",
     "drdeck_last_verification_age_seconds": "Age of the newest snapshot verification",
     "drdeck_last_verification_ok": "Whether the newest snapshot verification passed (1) or "
                                    "failed (0)",
@@ -445,6 +506,9 @@ def prometheus_text(status: Status) -> str:
         add("drdeck_snapshot_age_seconds", snapshot.age_s if snapshot else None, cluster=name)
         wal = cluster.item("wal")
         add("drdeck_wal_lag_seconds", wal.age_s if wal else None, cluster=name)
+        archiver = cluster.item("archiver")
+        if archiver is not None and archiver.ok is not None:
+            add("drdeck_archiver_ok", int(archiver.ok), cluster=name)
         verification = cluster.item("verification")
         if verification is not None and verification.ok is not None:
             add("drdeck_last_verification_age_seconds", verification.age_s, cluster=name)

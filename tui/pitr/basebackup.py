@@ -5,7 +5,8 @@
 
 Taken with `-X fetch`, the archive holds the WAL from its start to its stop
 LSN, so it is consistent on its own; the WAL archive carries it from there
-to any later point.
+to any later point. So the archive must work before a base backup is worth
+taking: `check_archiving` refuses while the server's archive_command fails.
 """
 
 from __future__ import annotations
@@ -155,6 +156,28 @@ async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter,
     reporter.output(f"base backup {stamp}: WAL {manifest.start_lsn} .. {manifest.stop_lsn} on "
                     f"timeline {manifest.timeline}, {format_bytes(stored.stored_size)} stored")
     return manifest
+
+
+async def check_archiving(dsn: str, reporter: Any) -> str:
+    """Refuse (BaseBackupFailed) while the server's archiver fails, quoting the server's
+    log; else a line saying how it stands. A server that does not archive is only warned
+    about: the backup is consistent, and the wait for its WAL says what is missing."""
+    from tui.postgres.archiver import ArchiverUnknown, check_archiver
+
+    try:
+        archiver = await check_archiver(dsn)
+    except ArchiverUnknown as exc:
+        raise BaseBackupFailed(str(exc)) from None
+    stats = archiver.stats
+    if not stats.archives:
+        where = " on a standby" if stats.in_recovery else ""
+        reporter.output(f"WARNING: archive_mode is {stats.archive_mode}{where}: this server "
+                        "archives no WAL, so only an archive fed from elsewhere can carry "
+                        "this backup forward")
+        return f"archive_mode = {stats.archive_mode}{where}: not checked"
+    if archiver.failing:
+        raise BaseBackupFailed(await asyncio.to_thread(archiver.explain))
+    return stats.describe().removeprefix("pg_stat_archiver: ")
 
 
 async def _identity(dsn: str) -> dict[str, str]:

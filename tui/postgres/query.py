@@ -62,7 +62,7 @@ async def run_query(
             dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
         )
     except psycopg.Error as exc:
-        raise QueryFailed(f"cannot connect: {_reason(exc)}") from None
+        raise QueryFailed(f"cannot connect: {error_reason(exc)}") from None
     try:
         if on_notice is not None:
             conn.add_notice_handler(
@@ -72,7 +72,7 @@ async def run_query(
             try:
                 await cur.execute(text, params or None)
             except psycopg.Error as exc:
-                raise QueryFailed(_reason(exc)) from None
+                raise QueryFailed(error_reason(exc)) from None
             result = QueryResult(status=cur.statusmessage or "")
             if cur.description:
                 result.columns = [c.name for c in cur.description]
@@ -82,7 +82,7 @@ async def run_query(
         await conn.close()
 
 
-def _reason(exc: Exception) -> str:
+def error_reason(exc: Exception) -> str:
     """psycopg's message without the noise: first line plus the server's hint when there is one."""
     message = str(exc).strip() or type(exc).__name__
     lines = [ln for ln in message.splitlines() if ln.strip()]

@@ -3,8 +3,13 @@
 Objects are plain files under the root, so an operator can inspect them with ls
 and copy them with cp. Writes go to a hidden partial file beside the target and
 are renamed into place on commit: a reader, a crash or a full disk never leaves
-a half-written file under the real name. Everything is created private (files
-0600, directories 0700): these are database backups.
+a half-written file under the real name.
+
+The directory is shared (the operator, root from cron, archive_command as
+postgres): what drdeck creates takes the owner, group and mode bits of the
+repository's root directory, never anything for "other" (these are database
+backups), and a user who cannot keep it usable for the others is refused
+before it writes. The rule, and why, is in tui/storage/sharing.py.
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ from .base import (
     check_prefix,
     is_usable_key,
 )
+from .sharing import Sharing, describe_denied, sharing_for
 
+# What a partial file or a new directory has until it is given its owner and mode:
+# nothing is ever more open, even for an instant, than it will end up.
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
@@ -78,7 +86,7 @@ class LocalStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as error:
-            raise _error("read", path, error) from None
+            raise self._error("read", path, error) from None
         if not stat.S_ISREG(info.st_mode):
             return None
         return StoredObject(key, info.st_size, _utc(info.st_mtime))
@@ -131,7 +139,7 @@ class LocalStore:
         try:
             path.unlink(missing_ok=True)
         except OSError as error:
-            raise _error("delete", path, error) from None
+            raise self._error("delete", path, error) from None
 
     def set_storage_class(self, key: str, storage_class: str) -> None:
         # A directory has one kind of storage. Accepting the call (for an object
@@ -182,7 +190,7 @@ class LocalStore:
     def _read_error(self, key: str, path: Path, error: OSError) -> StorageError:
         if isinstance(error, FileNotFoundError | NotADirectoryError):
             return ObjectNotFound(f"no object {key!r} in {self.description}")
-        return _error("read", path, error)
+        return self._error("read", path, error)
 
     def _walk(self, prefix: str, partial_names: bool = False) -> Iterator[tuple[str, Path]]:
         """(key, path) of every file whose key starts with ``prefix``.
@@ -217,8 +225,54 @@ class LocalStore:
         except OSError as error:
             raise _error("list", Path(error.filename or top), error) from None
 
-    def _make_dirs(self, folder: Path) -> None:
-        """mkdir -p with 0700 at every new level (os.makedirs gives the mode to the last only)."""
+    def _make_dirs(self, folder: Path) -> Sharing:
+        """mkdir -p for an object's folder; how the object itself is to be owned.
+
+        A missing root (and its missing parents) is made private to the running user,
+        as it always was; below the root, each new level follows the root (sharing.py).
+        The check that the running user may write there comes first: a refusal leaves
+        nothing behind.
+        """
+        try:
+            if not self.root.is_dir():
+                self._make_private(self.root)
+        except OSError as error:  # an ancestor we may not look into
+            raise self._error("create directory", self.root, error) from None
+        sharing = sharing_for(self.root)
+        missing = []
+        try:
+            while not folder.exists():
+                missing.append(folder)
+                folder = folder.parent
+        except OSError as error:  # a level we may not even look into
+            raise self._error("create directory", folder, error) from None
+        for path in reversed(missing):
+            try:
+                path.mkdir(mode=DIR_MODE)
+            except FileExistsError:  # another writer made it first, and gave it away
+                continue
+            except OSError as error:
+                raise self._error("create directory", path, error) from None
+            try:
+                # by descriptor, not following links: someone who can write the parent
+                # must not get a chown of whatever a symlink put in its place points at
+                descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                try:
+                    sharing.give(descriptor, directory=True)
+                finally:
+                    os.close(descriptor)
+            except OSError as error:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                raise _error(f"give to {sharing.owner_text()}", path, error) from None
+        return sharing
+
+    def _make_private(self, folder: Path) -> None:
+        """The root and its missing parents, 0700 at every new level (os.makedirs
+        gives the mode to the last only)."""
+        if folder.exists() and not folder.is_dir():
+            raise StorageError(f"the repository path {folder} is not a directory; "
+                               "point the repository at a directory")
         missing = []
         while not folder.exists():
             missing.append(folder)
@@ -226,10 +280,19 @@ class LocalStore:
         for path in reversed(missing):
             try:
                 path.mkdir(mode=DIR_MODE)
-            except FileExistsError:  # another writer made it first
+            except FileExistsError:
                 pass
             except OSError as error:
-                raise _error("create directory", path, error) from None
+                raise self._error("create directory", path, error) from None
+
+    def _error(self, action: str, path: Path, error: OSError) -> StorageError:
+        """_error, and on a refusal the entry that refuses us, and how to fix it."""
+        if error.errno in (errno.EACCES, errno.EPERM):
+            detail = describe_denied(self.root, path, writing=action != "read")
+            if detail:
+                return StorageError(f"cannot {action} {path}: "
+                                    f"{error.strerror or error} ({detail})")
+        return _error(action, path, error)
 
 
 class LocalObjectWriter:
@@ -241,12 +304,20 @@ class LocalObjectWriter:
         self.if_absent = if_absent
         self.bytes_written = 0
         self._committed = False
-        store._make_dirs(self.path.parent)
+        sharing = store._make_dirs(self.path.parent)
         self._partial = self.path.with_name(f".{self.path.name}.partial-{secrets.token_hex(8)}")
         try:
-            descriptor = os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            descriptor = os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                 | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
         except OSError as error:
-            raise _error("write", self.path, error) from None
+            raise store._error("write", self.path, error) from None
+        try:
+            sharing.give(descriptor, directory=False)
+        except OSError as error:
+            os.close(descriptor)
+            with contextlib.suppress(OSError):
+                self._partial.unlink()
+            raise _error(f"give to {sharing.owner_text()}", self._partial, error) from None
         self._file: BinaryIO | None = os.fdopen(descriptor, "wb")
 
     def write(self, data: bytes) -> None:

@@ -56,7 +56,7 @@ class BaseBackupCreate(Action):
                 f"[cluster {args.get('cluster') or '(default)'}]")
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
-        from tui.pitr.basebackup import BasePlan, create_base_backup
+        from tui.pitr.basebackup import BasePlan, check_archiving, create_base_backup
         from tui.pitr.window import read_archive
 
         cluster, store, gpg_home = _resolve(ctx, args)
@@ -70,6 +70,9 @@ class BaseBackupCreate(Action):
         else:
             ctx.output("WARNING: this base backup is NOT encrypted (no gpg_recipients)")
         plan = BasePlan(cluster.name, cluster.resolve_dsn(), fingerprints, gpg_home)
+        # before anything is written: a backup the archive cannot carry forward is no
+        # backup, and a failing archive_command is filling the server's disk right now
+        ctx.check("WAL archiving works", True, await check_archiving(plan.dsn, ctx))
         manifest = await create_base_backup(plan, store, ctx, ctx.child_env())
         # the window starts at this backup only once the archive continues from it
         wanted = manifest.last_segment
@@ -81,11 +84,26 @@ class BaseBackupCreate(Action):
                 break
             if asyncio.get_running_loop().time() > deadline:
                 ctx.check("the WAL that makes the backup consistent is archived", False,
-                          f"{wanted.name} is not in the archive: check archive_command")
+                          f"{wanted.name} is not in the archive: "
+                          f"{await _why_not_archived(plan.dsn)}")
                 return ActionResult(output=manifest.stamp)
             await asyncio.sleep(1)
         ctx.check("the WAL that makes the backup consistent is archived", True, wanted.name)
         return ActionResult(output=manifest.stamp)
+
+
+async def _why_not_archived(dsn: str) -> str:
+    """The archiver's own account once the wait is over (it may have started failing
+    during the backup: a repository it can no longer write, say)."""
+    from tui.postgres.archiver import ArchiverUnknown, check_archiver
+
+    try:
+        archiver = await check_archiver(dsn)
+    except ArchiverUnknown as exc:
+        return f"check archive_command ({exc})"
+    if archiver.failing:
+        return await asyncio.to_thread(archiver.explain)
+    return f"check archive_command ({archiver.stats.describe()})"
 
 
 class PitrPreflight(Action):
