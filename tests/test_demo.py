@@ -66,7 +66,7 @@ def _demo_in_tmux(tmp_path: Path, socket: str):
     tmux = Tmux(socket)
     tmux("new-session", "-d", "-s", "drill", "-x", "140", "-y", "40", command)
     try:
-        screen = tmux.wait_for("Everything is removed when you quit", timeout=90)
+        screen = tmux.wait_for("everything.", timeout=90)  # the banner's last word
     except AssertionError:
         tmux("kill-server")
         shutil.rmtree(root, ignore_errors=True)

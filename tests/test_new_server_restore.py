@@ -65,8 +65,8 @@ def new_server(make_pg_cluster):
     return cluster
 
 
-@pytest.fixture
-def deck(source, gpg_home, tmp_path: Path) -> Deck:
+def shop_deck(tmp_path: Path, dsn: str, gpg_home) -> Deck:
+    """A drdeck.toml for the shop in a local repository, and a snapshot taken with it."""
     config = tmp_path / "drdeck.toml"
     config.write_text(f"""
 [repositories.backups]
@@ -77,16 +77,21 @@ path = "{tmp_path / 'repo'}"
 home = "{gpg_home.path}"
 
 [clusters.prod]
-dsn = "{source.dsn('shop')}"
+dsn = "{dsn}"
 repository = "backups"
 databases = ["shop"]
 gpg_recipients = ["{gpg_home.fingerprint}"]
 """)
     deck = Deck(config, tmp_path / "state")
-    proc = deck.run("run", "snapshot-backup", "--headless")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     deck.repo = tmp_path / "repo"
+    deck.backup = deck.run("run", "snapshot-backup", "--headless")
+    assert deck.backup.returncode == 0, deck.backup.stdout + deck.backup.stderr
     return deck
+
+
+@pytest.fixture
+def deck(source, gpg_home, tmp_path: Path) -> Deck:
+    return shop_deck(tmp_path, source.dsn("shop"), gpg_home)
 
 
 def restore(deck: Deck, server, *params: str, yes: bool = True) -> tuple[int, list[dict], str]:
@@ -212,22 +217,8 @@ def test_the_manifest_records_the_globals_and_the_inventory_shows_them(deck: Dec
 def test_a_backup_role_that_cannot_read_password_hashes_records_what_is_missing(
         source, gpg_home, tmp_path: Path, new_server) -> None:
     """The database's owner takes the snapshots: it reads its tables, not pg_authid."""
-    config = tmp_path / "drdeck.toml"
-    config.write_text(f"""
-[repositories.backups]
-type = "local"
-path = "{tmp_path / 'repo'}"
-[gpg]
-home = "{gpg_home.path}"
-[clusters.prod]
-dsn = "{source.dsn('shop', user='app')}"
-repository = "backups"
-databases = ["shop"]
-gpg_recipients = ["{gpg_home.fingerprint}"]
-""")
-    deck = Deck(config, tmp_path / "state")
-    proc = deck.run("run", "snapshot-backup", "--headless")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    deck = shop_deck(tmp_path, source.dsn("shop", user="app"), gpg_home)
+    proc = deck.backup
     assert "the globals do not include role password hashes" in proc.stdout + proc.stderr
     [manifest_path] = (tmp_path / "repo" / "prod" / "snapshots" / "shop").glob("*.json")
     record = json.loads(manifest_path.read_text())["globals"]
@@ -238,8 +229,8 @@ gpg_recipients = ["{gpg_home.fingerprint}"]
     assert snapshot["globals"] == "no password hashes"
 
     # restored by a superuser of the new server: the roles come, without their passwords
-    config.write_text(config.read_text().replace(source.dsn("shop", user="app"),
-                                                 source.dsn("shop")))
+    deck.config.write_text(deck.config.read_text().replace(source.dsn("shop", user="app"),
+                                                           source.dsn("shop")))
     code, events, text = restore(deck, new_server)
     assert code == 0, text[-3000:]
     roles = outputs(events, "roles")

@@ -99,8 +99,14 @@ async def create_roles(server_dsn: str, globals_: Globals, names: list[str]) -> 
                             membership, membership.grantor in after).encode())
                         result.memberships.append(f"{membership.member} in {membership.role}")
     except psycopg.Error as exc:
+        reason = _first_line(exc)
+        # a server's message may quote the statement: never its password hash
+        for name in names:
+            for option in globals_.roles[name].options:
+                if option.startswith("PASSWORD '"):
+                    reason = reason.replace(option[len("PASSWORD '"):-1], "***")
         raise RolesFailed(f"creating the roles on {describe(server_dsn)} failed, so none "
-                          f"was created: {_first_line(exc)}") from None
+                          f"was created: {reason}") from None
     return result
 
 
