@@ -142,6 +142,10 @@ def test_the_statements_drdeck_runs_quote_every_name() -> None:
     assert "GRANTED BY" not in membership_sql(membership, grantor_exists=False)
     assert create_statement(parsed.create_database, 'drdeck_restore_1').startswith(
         'CREATE DATABASE "drdeck_restore_1" WITH TEMPLATE = template0')
+    in_a_tablespace = parsed.create_database + " TABLESPACE = fast"
+    assert create_statement(in_a_tablespace, "x", tablespace=False) == \
+        create_statement(parsed.create_database, "x")
+    assert create_statement(in_a_tablespace, "x").endswith("TABLESPACE = fast")
     run, left_out = property_statements(parsed.properties, "drdeck_restore_1", no_owner=True,
                                         roles={"app", "reporting"})
     assert run[0] == "COMMENT ON DATABASE \"drdeck_restore_1\" IS 'the shop''s data'"

@@ -10,6 +10,7 @@ a real GnuPG home and a local repository.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -297,3 +298,28 @@ def test_the_globals_file_restores_by_hand_with_psql(deck: Deck, new_server, gpg
     assert new_server.scalar("select pg_get_userbyid(datdba) from pg_database "
                              "where datname = 'shop'") == "app"
     assert new_server.scalar("select pg_has_role('app', 'reporting', 'member')") is True
+
+
+def test_a_tablespace_the_new_server_lacks_is_said_and_its_tables_restore_anyway(
+        source, gpg_home, tmp_path: Path, new_server) -> None:
+    import tempfile
+
+    from tui.postgres.access import give_to_server
+
+    place = Path(tempfile.mkdtemp(prefix="ts"))
+    give_to_server(place)
+    source.execute(f"create tablespace fast location '{place}'")
+    source.execute("create table hot (id int) tablespace fast; insert into hot values (1)",
+                   dbname="shop")
+    deck = shop_deck(tmp_path, source.dsn("shop"), gpg_home)
+    try:
+        code, events, text = restore(deck, new_server)
+        assert code == 0, text[-3000:]
+        assert "the target has no tablespace fast" in outputs(events, "preflight")
+        assert "restoring without tablespaces: the target has no fast" in \
+            outputs(events, "restore")
+        assert new_server.scalar("select count(*) from hot", dbname="shop") == 1
+    finally:
+        source.execute("drop database shop with (force)")
+        source.execute("drop tablespace fast")
+        shutil.rmtree(place, ignore_errors=True)

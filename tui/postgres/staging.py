@@ -36,11 +36,23 @@ def is_staging_name(name: str) -> bool:
     return name.startswith(STAGING_PREFIX) and name[len(STAGING_PREFIX):].isalnum()
 
 
-def create_statement(template: str, name: str) -> str:
-    """The globals' CREATE DATABASE (its encoding, locale) for `name`, or a plain one."""
+def create_statement(template: str, name: str, *, tablespace: bool = True) -> str:
+    """The globals' CREATE DATABASE (its encoding, locale) for `name`, or a plain one.
+
+    Without `tablespace`, its TABLESPACE clause is left out: the server lacks it,
+    and the database goes to the default one, as its objects do.
+    """
     if not template:
         return f"CREATE DATABASE {quote_name(name)} TEMPLATE template0"
-    return _with_name(template, name)
+    text = _with_name(template, name)
+    if tablespace:
+        return text
+    tokens = statements(text)[0].tokens
+    for i, token in enumerate(tokens):
+        if token.depth == 0 and token.is_word("tablespace"):
+            last = i + 2 if i + 2 < len(tokens) and tokens[i + 1].text == "=" else i + 1
+            return (text[:token.start].rstrip() + " " + text[tokens[last].end:].lstrip()).rstrip()
+    return text
 
 
 def property_statements(properties: list[str], name: str, *, no_owner: bool,

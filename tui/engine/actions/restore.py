@@ -251,7 +251,8 @@ class PgRestore(Action):
         staging = staging_name(ctx.run.run_id)
         # a retry starts afresh: the staging name is this run's own
         await create_database(server, staging, replace=True, statement=create_statement(
-            definitions.create_database if definitions else "", staging))
+            definitions.create_database if definitions else "", staging,
+            tablespace=not no_tablespaces))
         ctx.on_run_failed(staging, *_undo_staging(server, staging,
                                                   bool(args.get("keep_staging"))))
         ctx.output(f"created the staging database {staging} on {describe(server)}; it takes "
