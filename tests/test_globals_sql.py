@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui.postgres.dumpnames import names_in
+from tui.postgres.dumpnames import names_in, worth_reading
 from tui.postgres.globals_file import (
     GlobalsInvalid,
     Membership,
@@ -57,8 +57,21 @@ def test_the_roles_and_tablespaces_a_schema_names_and_nothing_else() -> None:
     assert named.tablespaces == {"fast_ssd"}
 
 
+def test_skipping_what_cannot_name_a_role_reads_the_same_names() -> None:
+    tricky = SCHEMA + r"""
+CREATE TABLE t (a text DEFAULT E'\'; GRANT x TO skipped_fake; --', b text DEFAULT $$;$$);
+CREATE VIEW v AS SELECT ';' AS "GRANT ALL ON t TO quoted_fake;" ;
+GRANT SELECT ON t TO after_skip;
+"""
+    kept = list(statements(tricky, keep=worth_reading))
+    assert names_in(kept) == names_in(statements(tricky))
+    assert "after_skip" in names_in(kept).roles
+    assert not any(s.starts("create", "table") for s in kept)
+
+
 def test_statements_end_where_sql_ends_them() -> None:
     found = [s for s in statements(SCHEMA) if not s.is_meta]
+    everything = list(statements(SCHEMA))
     begin_atomic = found.index(next(s for s in found if "BEGIN ATOMIC" in s.text))
     # BEGIN ATOMIC's inner ';' cuts the function in two: harmless, as neither piece is a
     # statement that names a role (its OWNER TO, after END, is read whole)
@@ -66,14 +79,14 @@ def test_statements_end_where_sql_ends_them() -> None:
     assert found[begin_atomic + 2].starts("alter", "function")
     dollar = next(s for s in found if "plpgsql" in s.text)
     assert "dollar_fake" in dollar.text and dollar.text.rstrip().endswith("$body$")
-    assert statements(SCHEMA)[-1].is_meta
+    assert everything[-1].is_meta
 
 
 @pytest.mark.parametrize("broken", ["select 'never ends", 'select "never ends',
                                     "select $x$ never ends", "/* never ends"])
 def test_unfinished_text_is_an_error_not_a_guess(broken: str) -> None:
     with pytest.raises(SqlSyntaxError):
-        statements(broken)
+        list(statements(broken))
 
 
 DUMP_WITH_CREATE = """
@@ -143,13 +156,23 @@ def test_the_statements_drdeck_runs_quote_every_name() -> None:
     assert create_statement(parsed.create_database, 'drdeck_restore_1').startswith(
         'CREATE DATABASE "drdeck_restore_1" WITH TEMPLATE = template0')
     in_a_tablespace = parsed.create_database + " TABLESPACE = fast"
-    assert create_statement(in_a_tablespace, "x", tablespace=False) == \
-        create_statement(parsed.create_database, "x")
-    assert create_statement(in_a_tablespace, "x").endswith("TABLESPACE = fast")
+    assert create_statement(in_a_tablespace, "x", missing_tablespaces=frozenset({"fast"})) \
+        == create_statement(parsed.create_database, "x")
+    assert create_statement(in_a_tablespace, "x", missing_tablespaces=frozenset({"other"})
+                            ).endswith("TABLESPACE = fast")
     run, left_out = property_statements(parsed.properties, "drdeck_restore_1", no_owner=True,
-                                        roles={"app", "reporting"})
+                                        roles={"app", "reporting"}, superusers={"postgres"})
     assert run[0] == "COMMENT ON DATABASE \"drdeck_restore_1\" IS 'the shop''s data'"
     assert len(left_out) == 3 and all("no_owner" in line for line in left_out)
+    # a template database's flags and library-loading settings are read, never applied;
+    # an existing superuser's settings are the target's own business
+    odd = parse_globals(globals_text(properties=[
+        'ALTER DATABASE :"target_db" IS_TEMPLATE = true;',
+        'ALTER DATABASE :"target_db" SET session_preload_libraries TO \'evil\';',
+        'ALTER ROLE postgres IN DATABASE :"target_db" SET search_path TO evil;']), "test")
+    run, left_out = property_statements(odd.properties, "x", no_owner=False,
+                                        roles={"postgres"}, superusers={"postgres"})
+    assert run == [] and len(left_out) == 3
 
 
 @pytest.mark.parametrize("forged", [
@@ -162,6 +185,9 @@ def test_the_statements_drdeck_runs_quote_every_name() -> None:
     'ALTER DATABASE :"target_db" SET x TO (select 1)',
     'ALTER DATABASE :"target_db" SET TABLESPACE pg_global',
     'CREATE DATABASE :"target_db"',
+    'GRANT CONNECT ON DATABASE :"target_db", prod TO evil',
+    'REVOKE CONNECT ON DATABASE :"target_db", prod FROM PUBLIC',
+    'COMMENT ON DATABASE :"target_db" IS E\'x\\\' \'',
 ])
 def test_a_forged_database_part_is_refused_whole(forged: str) -> None:
     text = globals_text(properties=[f"{statement};" for statement in forged.split("; ")])
@@ -175,6 +201,7 @@ def test_a_forged_database_part_is_refused_whole(forged: str) -> None:
     "ALTER ROLE ghost WITH SUPERUSER;",
     "ALTER ROLE app SET search_path TO (select 1);",
     "GRANT reporting TO app WITH SUPERUSER;",
+    "ALTER ROLE app WITH PASSWORD E'\\'; ALTER ROLE postgres PASSWORD $$x$$; --';",
 ])
 def test_a_forged_role_statement_is_refused(forged: str) -> None:
     with pytest.raises(GlobalsInvalid):
@@ -192,3 +219,13 @@ def test_other_cluster_statements_are_never_run_only_listed() -> None:
 def test_a_file_without_its_parts_is_not_a_globals_file() -> None:
     with pytest.raises(GlobalsInvalid, match="parts are missing"):
         parse_globals(CLUSTER, "test")
+
+
+@pytest.mark.parametrize("forged", [
+    'CREATE DATABASE :"create_database" WITH TEMPLATE = prod;',
+    'CREATE DATABASE :"create_database" WITH TEMPLATE = template0 OWNER = evil;',
+    'CREATE DATABASE :"create_database" WITH TEMPLATE = template0 IS_TEMPLATE = true;',
+])
+def test_a_forged_create_database_is_refused(forged: str) -> None:
+    with pytest.raises(GlobalsInvalid, match="unexpected statement"):
+        parse_globals(globals_text(create=[forged]), "repo/x.globals.sql")

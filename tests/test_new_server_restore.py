@@ -323,3 +323,45 @@ def test_a_tablespace_the_new_server_lacks_is_said_and_its_tables_restore_anyway
         source.execute("drop database shop with (force)")
         source.execute("drop tablespace fast")
         shutil.rmtree(place, ignore_errors=True)
+
+
+FORGED_CLUSTER = r"""
+CREATE ROLE intruder;
+ALTER ROLE intruder WITH LOGIN PASSWORD 'x\''; ALTER ROLE postgres WITH NOLOGIN; --';
+CREATE ROLE boss;
+ALTER ROLE boss WITH LOGIN;
+GRANT postgres TO boss;
+GRANT pg_execute_server_program TO boss;
+"""
+
+
+def test_a_forged_globals_file_cannot_reach_past_its_own_roles(make_pg_cluster) -> None:
+    """A repository writer's globals file, on a server whose strings take backslashes."""
+    import asyncio
+
+    from tui.postgres.globals_file import parse_globals
+    from tui.postgres.roles import create_roles, plan_roles, read_target
+    from tui.snapshots.globals import build_file
+
+    server = make_pg_cluster()
+    server.execute("alter database postgres set standard_conforming_strings = off")
+    text = build_file(header="forged", create=[], properties=[], cluster_text=FORGED_CLUSTER,
+                      missing=())
+    forged = parse_globals(text, "forged")
+    target = asyncio.run(read_target(server.dsn()))
+
+    plan = plan_roles(forged, ["intruder"], target)
+    assert plan.powers == []
+    asyncio.run(create_roles(server.dsn(), plan))
+    assert server.scalar("select rolcanlogin from pg_roles where rolname = 'postgres'") is True
+    assert server.scalar("select count(*) from pg_roles where rolname = 'intruder'") == 1
+
+    # what a person must see before a role gets power over the server
+    plan = plan_roles(forged, ["boss"], target)
+    assert plan.powers == [
+        "boss would be a member of postgres, a superuser of the target",
+        "boss would be a member of pg_execute_server_program: it acts on the server's files "
+        "or programs as the server's account"]
+    shown = "\n".join(plan.describe())
+    assert "2 memberships, 2 with powers over the server" in shown
+    assert "boss: LOGIN, NO PASSWORD; member of postgres, pg_execute_server_program" in shown

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tui.storage import LocalStore
+from tui.storage.base import StorageError
 
 from cli_support import REPO, drdeck_env
 from pitr_support import (
@@ -154,6 +155,21 @@ def test_a_folder_an_older_drdeck_made_as_root_is_named_with_its_fix(shared: Pat
             f"repository's owner and group: chown -R postgres:postgres {repo / 'prod'}"
             ) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_link_the_server_account_plants_does_not_lead_root_elsewhere(shared: Path) -> None:
+    """The levels below the root belong to its owner: root must not write through them."""
+    account = pwd.getpwnam("postgres")
+    repo, elsewhere = shared / "repo", shared / "elsewhere"
+    for directory in (repo, elsewhere):
+        directory.mkdir(mode=0o750)
+        os.chown(directory, account.pw_uid, account.pw_gid)
+    subprocess.run(["runuser", "-u", "postgres", "--", "mkdir", str(repo / "prod")], check=True)
+    subprocess.run(["runuser", "-u", "postgres", "--", "ln", "-s", str(elsewhere),
+                    str(repo / "prod" / "snapshots")], check=True)
+    with pytest.raises(StorageError, match="symbolic link"):
+        LocalStore(repo).write_bytes("prod/snapshots/app/20261202T000000Z.json", b"{}")
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_a_new_repository_root_is_private_to_its_maker(shared: Path) -> None:

@@ -57,8 +57,9 @@ class Snapshot:
     def globals_state(self) -> str | None:
         """What the snapshot carries to recreate its database elsewhere, in a word or two.
 
-        complete | no password hashes | none (taken before globals, or unreadable) |
-        missing | damaged; None when there is no manifest to say.
+        complete | no password hashes | no roles (pg_dumpall could not read them: only the
+        database's own properties) | none (taken before globals) | missing | damaged;
+        None when there is no manifest to say.
         """
         if self.manifest is None:
             return None
@@ -69,6 +70,8 @@ class Snapshot:
             return "missing"
         if self.globals_object.size != record.stored_size:
             return "damaged"
+        if any(what.startswith("roles") for what in record.missing):
+            return "no roles"
         return "complete" if record.role_passwords else "no password hashes"
 
     @property
@@ -219,11 +222,18 @@ def _dump_problem(snapshot: Snapshot) -> str | None:
 def _forged(manifest: Manifest, cluster: str, database: str, stamp: str) -> str | None:
     """Why a manifest cannot be the one its key says it is, if it cannot.
 
-    Its globals object is read and applied to a server: it must be the one
-    beside it, not another key a repository writer chose.
+    Its fields name local files and the objects that are fetched, decrypted and
+    applied to a server: each must be what the key it was read from says, not
+    what a repository writer chose.
     """
-    from tui.catalog.layout import globals_key
+    from tui.catalog.layout import dump_key, globals_key
 
+    expected = {"cluster": cluster, "database": database, "stamp": stamp,
+                "object": dump_key(cluster, database, stamp, manifest.encrypted)}
+    for field_name, value in expected.items():
+        if getattr(manifest, field_name) != value:
+            return (f"refused as forged: its {field_name} {getattr(manifest, field_name)!r} is "
+                    f"not the {value!r} its key says")
     if manifest.globals is not None and manifest.globals.object != globals_key(
             cluster, database, stamp, manifest.encrypted):
         return (f"refused as forged: its globals object {manifest.globals.object!r} is not "

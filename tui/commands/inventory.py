@@ -11,7 +11,8 @@ from tui.errors import EXIT_FAILED, EXIT_OK
 
 VERIFIED_MARK = {True: "✓", False: "✗"}
 # what a snapshot carries to be restored onto a new server (roles, the database's properties)
-GLOBALS_MARK = {"complete": "✓", "no password hashes": "no pw", "none": "-",
+GLOBALS_MARK = {"complete": "✓", "no password hashes": "no pw", "no roles": "no roles",
+                "none": "-",
                 "missing": "MISSING", "damaged": "DAMAGED", None: "?"}
 
 

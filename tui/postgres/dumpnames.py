@@ -35,6 +35,13 @@ class Named:
         self.tablespaces |= other.tablespaces
 
 
+def worth_reading(first: str, second: str) -> bool:
+    """The statements that can name a role or a tablespace, or be about the database itself,
+    by their first two words: the rest of a schema (tables, indexes, functions) is skipped."""
+    return first in ("grant", "revoke", "alter", "set", "comment", "security") or (
+        first == "create" and second in ("policy", "user", "database"))
+
+
 def names_in(found: Iterable[Statement]) -> Named:
     named = Named()
     for statement in found:

@@ -76,7 +76,7 @@ class Globals:
 
 def parse_globals(text: str, where: str) -> Globals:
     try:
-        found = statements(text)
+        found = list(statements(text))
     except SqlSyntaxError as exc:
         raise GlobalsInvalid(f"{where}: not a globals file drdeck wrote ({exc})") from None
     parsed = Globals()
@@ -114,7 +114,7 @@ def _section_after(command: str, section: str | None) -> str | None:
 
 
 def _checked_database_statement(statement: Statement, variable: str, where: str) -> str:
-    """The statement, if it only touches the database the variable names."""
+    """The statement, if it only touches the database the variable names, as pg_dump does."""
     token = database_name_token(statement)
     top = statement.top()
     if token is None or token.kind != "variable" or token.value != variable or \
@@ -123,26 +123,71 @@ def _checked_database_statement(statement: Statement, variable: str, where: str)
                              f"{_shown(statement)}")
     if statement.starts("create", "database") != (variable == CREATE_VARIABLE):
         raise GlobalsInvalid(f"{where}: CREATE DATABASE outside its part")
-    plain = all(t.kind in ("word", "name", "string", "number", "variable") or
+    plain = all(t.kind in ("word", "name", "number", "variable") or
+                (t.kind == "string" and t.text[:1] not in "eEuU") or
                 t.text in (",", "=", "-", ".") for t in statement.tokens)
-    if not plain or len(top) != len(statement.tokens) or (
-            statement.starts("alter", "database") and not _database_change(top)):
+    shaped = {
+        "create": lambda: _creates_from_template0(top),
+        "alter": lambda: _database_change(top) if statement.starts("alter", "database")
+        else True,  # ALTER ROLE ... IN DATABASE :"target_db" SET ...
+        "grant": lambda: _grant_names_one_database(top, "to"),
+        "revoke": lambda: _grant_names_one_database(top, "from"),
+        "comment": lambda: len(top) == 6 and top[4].is_word("is") and
+        top[5].kind == "string",
+        "security": lambda: True,
+    }.get(top[0].value)
+    if not plain or len(top) != len(statement.tokens) or shaped is None or not shaped():
         raise GlobalsInvalid(f"{where}: unexpected statement in the database part: "
                              f"{_shown(statement)}")
     return statement.text
 
 
+# what CREATE DATABASE may say: the encoding and locale pg_dump writes, nothing that
+# copies another database or changes who owns it
+_CREATE_OPTIONS = frozenset({
+    "template", "encoding", "locale", "lc_collate", "lc_ctype", "locale_provider",
+    "icu_locale", "icu_rules", "builtin_locale", "collation_version", "tablespace",
+})
+
+
+def _creates_from_template0(top: list[Token]) -> bool:
+    rest = top[3:]
+    if rest and rest[0].is_word("with"):
+        rest = rest[1:]
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(rest):
+        name = rest[i]
+        has_equals = i + 1 < len(rest) and rest[i + 1].text == "="
+        value = rest[i + 2] if has_equals and i + 2 < len(rest) else \
+            rest[i + 1] if i + 1 < len(rest) else None
+        if name.kind != "word" or name.value not in _CREATE_OPTIONS or value is None or \
+                value.kind not in ("word", "name", "string"):
+            return False
+        options[name.value] = value.value
+        i += 3 if has_equals else 2
+    return options.get("template") == "template0"
+
+
+def _grant_names_one_database(top: list[Token], keyword: str) -> bool:
+    """GRANT ... ON DATABASE :"target_db" TO ...: the variable, then TO (or FROM) at once."""
+    for i, token in enumerate(top[:-1]):
+        if token.kind == "variable":
+            return top[i + 1].is_word(keyword)
+    return False
+
+
 def _database_change(top: list[Token]) -> bool:
-    """ALTER DATABASE as pg_dump writes it: an owner, a setting, a connection limit."""
+    """ALTER DATABASE as pg_dump writes it: an owner, a setting, a connection limit, and the
+    flags of a template database (read, then left out: see staging.property_statements)."""
     rest = top[3:]
     if rest and rest[0].is_word("with"):
         rest = rest[1:]
     moves = len(rest) >= 2 and rest[1].is_word("tablespace")  # SET TABLESPACE: not pg_dump's
-    return bool(rest) and not moves and (rest[0].is_word("set", "reset") or
-                           (len(rest) >= 2 and rest[0].is_word("owner") and
-                            rest[1].is_word("to")) or
-                           (len(rest) >= 2 and rest[0].is_word("connection") and
-                            rest[1].is_word("limit")))
+    return bool(rest) and not moves and (
+        rest[0].is_word("set", "reset", "is_template", "allow_connections") or
+        (len(rest) >= 2 and rest[0].is_word("owner") and rest[1].is_word("to")) or
+        (len(rest) >= 2 and rest[0].is_word("connection") and rest[1].is_word("limit")))
 
 
 def _read_cluster_statement(statement: Statement, parsed: Globals, where: str) -> None:
@@ -204,7 +249,7 @@ def _role_options(tokens: list[Token], statement: Statement, where: str) -> list
             value = tokens[i + 1] if token.value == "password" else (
                 tokens[i + 2] if i + 2 < len(tokens) and tokens[i + 1].is_word("until")
                 else None)
-            if value is None or value.kind != "string":
+            if value is None or value.kind != "string" or value.text[:1] in "eEuU":
                 if token.value == "password" and tokens[i + 1].is_word("null"):
                     i += 2
                     continue
@@ -226,8 +271,9 @@ def _setting(statement: Statement, set_token: Token, where: str) -> str:
             not (rest[2].is_word("to") or rest[2].text == "="):
         raise GlobalsInvalid(f"{where}: unexpected role setting in {_shown(statement)}")
     for token in rest[3:]:
-        if token.depth or (token.kind not in ("word", "name", "string", "number")
-                           and token.text not in (",", "-", ".")):
+        escaped = token.kind == "string" and token.text[:1] in "eEuU"  # pg_dumpall's are plain
+        if token.depth or escaped or (token.kind not in ("word", "name", "string", "number")
+                                      and token.text not in (",", "-", ".")):
             raise GlobalsInvalid(f"{where}: unexpected role setting in {_shown(statement)}")
     return statement.source[set_token.start:rest[-1].end]
 

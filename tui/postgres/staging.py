@@ -18,7 +18,7 @@ from typing import Any
 
 from tui.errors import PermanentFailure
 from tui.postgres.dsn import describe
-from tui.postgres.sqltext import quote_name, statements
+from tui.postgres.sqltext import first_statement, quote_name
 
 STAGING_PREFIX = "drdeck_restore_"
 RETIRED_PREFIX = "drdeck_replaced_"
@@ -36,50 +36,68 @@ def is_staging_name(name: str) -> bool:
     return name.startswith(STAGING_PREFIX) and name[len(STAGING_PREFIX):].isalnum()
 
 
-def create_statement(template: str, name: str, *, tablespace: bool = True) -> str:
+def create_statement(template: str, name: str, *,
+                     missing_tablespaces: frozenset[str] = frozenset()) -> str:
     """The globals' CREATE DATABASE (its encoding, locale) for `name`, or a plain one.
 
-    Without `tablespace`, its TABLESPACE clause is left out: the server lacks it,
-    and the database goes to the default one, as its objects do.
+    A TABLESPACE clause naming a tablespace the server lacks is left out: the
+    database goes to the default one, as its objects do.
     """
     if not template:
         return f"CREATE DATABASE {quote_name(name)} TEMPLATE template0"
     text = _with_name(template, name)
-    if tablespace:
-        return text
-    tokens = statements(text)[0].tokens
+    tokens = first_statement(text).tokens
     for i, token in enumerate(tokens):
         if token.depth == 0 and token.is_word("tablespace"):
             last = i + 2 if i + 2 < len(tokens) and tokens[i + 1].text == "=" else i + 1
-            return (text[:token.start].rstrip() + " " + text[tokens[last].end:].lstrip()).rstrip()
+            if last < len(tokens) and tokens[last].value in missing_tablespaces:
+                kept = text[:token.start].rstrip() + " " + text[tokens[last].end:].lstrip()
+                return kept.rstrip()
     return text
 
 
+# settings that load code into every session: never taken from a repository's file
+_LOADS_CODE = ("session_preload_libraries", "local_preload_libraries",
+               "shared_preload_libraries")
+
+
 def property_statements(properties: list[str], name: str, *, no_owner: bool,
-                        roles: set[str]) -> tuple[list[str], list[str]]:
+                        roles: set[str], superusers: set[str]) -> tuple[list[str], list[str]]:
     """(statements to run on the restored database, what is left out and why).
 
     With no_owner, ownership and privileges are left out, as pg_restore leaves
-    them out of the objects; a role setting for a role the server lacks is too.
+    them out of the objects. Left out always: a role setting for a role the
+    server lacks, or for one of its superusers (a repository's file does not
+    get to shape a superuser's sessions); a setting that loads libraries; and a
+    template database's flags (the restored copy is an ordinary database).
     """
     run, left_out = [], []
     for text in properties:
-        statement = statements(text)[0]
+        statement = first_statement(text)
         top = statement.top()
+        words = {t.value for t in top if t.kind == "word"}
         if no_owner and (statement.starts("grant") or statement.starts("revoke") or
-                         any(t.is_word("owner") for t in top)):
+                         "owner" in words):
             left_out.append(f"{_words(text)} (no_owner = true)")
-            continue
-        if statement.starts("alter", "role") and top[2].value not in roles:
+        elif statement.starts("alter", "role") and top[2].value not in roles:
             left_out.append(f"{_words(text)} (role {top[2].value} is not on the target)")
-            continue
-        run.append(_with_name(text, name))
+        elif statement.starts("alter", "role") and top[2].value in superusers:
+            left_out.append(f"{_words(text)} (role {top[2].value} is a superuser of the "
+                            "target: its settings are the target's business)")
+        elif words & set(_LOADS_CODE):
+            left_out.append(f"{_words(text)} (it loads libraries into sessions)")
+        elif statement.starts("alter", "database") and words & {"is_template",
+                                                                 "allow_connections"}:
+            left_out.append(f"{_words(text)} (a template's flag: the restore is a plain "
+                            "database)")
+        else:
+            run.append(_with_name(text, name))
     return run, left_out
 
 
 def _with_name(text: str, name: str) -> str:
     """`text` with its one psql variable (the database's name) replaced by `name`, quoted."""
-    statement = statements(text)[0]
+    statement = first_statement(text)
     variables = [t for t in statement.tokens if t.kind == "variable"]
     if len(variables) != 1:
         raise PublishFailed(f"cannot place the database's name in {_words(text)!r}")
@@ -89,7 +107,7 @@ def _with_name(text: str, name: str) -> str:
 
 def _words(text: str) -> str:
     """A statement's first words for a message: never the literals in it."""
-    statement = statements(text)[0]
+    statement = first_statement(text)
     shown = ["'…'" if t.kind == "string" else t.text for t in statement.tokens[:5]]
     return " ".join(shown) + (" …" if len(statement.tokens) > 5 else "")
 
@@ -124,16 +142,26 @@ async def publish(server_dsn: str, staging: str, target: str, *, replace: bool,
                     f"pre-flight); the restored copy waits as {staging}. Drop or rename {target}, "
                     "then retry this step")
             await _close_sessions(conn, staging)
-            if old:
-                await conn.execute(sql.SQL("alter database {} with allow_connections false")
-                                   .format(sql.Identifier(target)))
-                await _close_sessions(conn, target)
-            async with conn.transaction():
+            swapped = False
+            try:
                 if old:
+                    # no new session may slip in between closing them and the rename
+                    await conn.execute(sql.SQL("alter database {} with allow_connections "
+                                               "false").format(sql.Identifier(target)))
+                    await _close_sessions(conn, target)
+                async with conn.transaction():
+                    if old:
+                        await conn.execute(sql.SQL("alter database {} rename to {}").format(
+                            sql.Identifier(target), sql.Identifier(retired)))
                     await conn.execute(sql.SQL("alter database {} rename to {}").format(
-                        sql.Identifier(target), sql.Identifier(retired)))
-                await conn.execute(sql.SQL("alter database {} rename to {}").format(
-                    sql.Identifier(staging), sql.Identifier(target)))
+                        sql.Identifier(staging), sql.Identifier(target)))
+                swapped = True
+            except BaseException:
+                # an error, an abort or a signal before the swap: the old database is still
+                # the live one under its name, and must take connections again
+                if old and not swapped:
+                    await _allow_connections_again(server_dsn, target)
+                raise
             if not old:
                 return None
             try:
@@ -143,8 +171,6 @@ async def publish(server_dsn: str, staging: str, target: str, *, replace: bool,
                 return retired
             return None
     except psycopg.Error as exc:
-        if replace:
-            await _allow_connections_again(server_dsn, target)
         raise PublishFailed(f"publishing {staging} as {target} on {describe(server_dsn)} "
                             f"failed: {_first_line(exc)}; {staging} is kept as it is") from None
 

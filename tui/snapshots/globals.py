@@ -35,7 +35,7 @@ from typing import Any
 from tui.errors import DrdeckError
 from tui.postgres.binaries import pg_bin
 from tui.postgres.dsn import for_child_process
-from tui.postgres.dumpnames import Named, names_in
+from tui.postgres.dumpnames import Named, names_in, worth_reading
 from tui.postgres.sqltext import SqlSyntaxError, Statement, Token, statements
 from tui.snapshots.pipes import Reporter, spawn
 
@@ -66,7 +66,9 @@ async def capture_globals(dsn: str, database: str, exported_snapshot: str | None
     schema, (cluster_text, passwords, unread) = await asyncio.gather(
         _output_of(schema_argv, target.env), _dumpall_globals(target.dsn, target.env))
     try:
-        schema_statements = statements(schema)
+        # a large schema takes seconds to read: in a thread, beside the dump's streaming
+        schema_statements = await asyncio.to_thread(
+            lambda: list(statements(schema, keep=worth_reading)))
     except SqlSyntaxError as exc:
         raise GlobalsFailed(f"cannot read pg_dump's schema of {database}: {exc}") from None
     named = names_in(schema_statements)
@@ -74,6 +76,15 @@ async def capture_globals(dsn: str, database: str, exported_snapshot: str | None
     missing = (unread,) if unread else () if passwords else (PASSWORDS_MISSING,)
     text = build_file(header=header, create=create, properties=properties,
                       cluster_text=cluster_text, missing=missing)
+    # read back now what a restore will read: a form drdeck does not know is found tonight,
+    # not on the night of the restore
+    from tui.postgres.globals_file import GlobalsInvalid, parse_globals
+
+    try:
+        parse_globals(text, "the new globals")
+    except GlobalsInvalid as exc:
+        missing = (*missing, f"roles and the database's properties in a form drdeck reads "
+                             f"({exc})")
     return CapturedGlobals(text, named, passwords, missing)
 
 
@@ -169,7 +180,9 @@ def build_file(*, header: str, create: list[str], properties: list[str],
         "-- A psql script in three parts; run each as a superuser of the new server:",
         "--   1. roles, memberships, role settings and tablespaces:",
         "--        psql -X -d postgres -f FILE",
-        "--      (\"already exists\" for a role the server has is harmless: it is not changed)",
+        "--      (it also sets the attributes and password of roles the server has, its",
+        "--      superuser's included: on a server with other databases, create only the",
+        "--      roles you lack, by hand or with drdeck's snapshot-restore)",
         "--   2. the database, with its encoding and locale:",
         f"--        psql -X -d postgres -v {CREATE_VARIABLE}=NAME -f FILE",
         "--   3. after pg_restore into it, its owner, settings, privileges and comment:",
@@ -212,17 +225,19 @@ async def fetch_globals(manifest: Any, store: Any, workdir: Path, reporter: Repo
     item = StoredItem(record.object, record.stored_size, record.sha256_stored,
                       manifest.encrypted, what="this snapshot's globals")
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = workdir / f"{manifest.database}-{manifest.stamp}.globals.sql"
-    # inside the run's private directory; O_EXCL: never through a name planted there
+    # a fixed name in the run's private directory: nothing from the manifest makes the path;
+    # O_EXCL|O_NOFOLLOW: never through a name planted there
+    path = workdir / "globals.sql.partial"
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         got = await stream_object(item, store, fd, _WithoutProgress(reporter), gpg_home,
                                   hash_plaintext=True)
         os.lseek(fd, 0, os.SEEK_SET)
-        data = b""
+        chunks = []
         while chunk := os.read(fd, 1 << 20):
-            data += chunk
+            chunks.append(chunk)
+        data = b"".join(chunks)
     finally:
         os.close(fd)
         path.unlink(missing_ok=True)

@@ -239,13 +239,14 @@ class LocalStore:
         except OSError as error:  # an ancestor we may not look into
             raise self._error("create directory", self.root, error) from None
         sharing = sharing_for(self.root)
-        missing = []
+        wanted, missing = folder, []
         try:
             while not folder.exists():
                 missing.append(folder)
                 folder = folder.parent
         except OSError as error:  # a level we may not even look into
             raise self._error("create directory", folder, error) from None
+        self._refuse_links(folder)  # before anything is made below a level that is a link
         for path in reversed(missing):
             try:
                 path.mkdir(mode=DIR_MODE)
@@ -265,7 +266,33 @@ class LocalStore:
                 with contextlib.suppress(OSError):
                     path.rmdir()
                 raise _error(f"give to {sharing.owner_text()}", path, error) from None
+        self._refuse_links(wanted)
         return sharing
+
+    def _refuse_links(self, folder: Path) -> None:
+        """Every level from the root down to `folder` is a directory, not a symbolic link.
+
+        The levels below the root belong to the repository's owner (the server's
+        account, say): a link planted there must not lead a root drdeck to write, and
+        give away, a file elsewhere. (A link swapped in after this look is not seen.)
+        """
+        try:
+            relative = folder.relative_to(self.root)
+        except ValueError:
+            return
+        path = self.root
+        for part in relative.parts:
+            path = path / part
+            try:
+                info = os.lstat(path)
+            except OSError as error:
+                raise self._error("create directory", path, error) from None
+            if not stat.S_ISDIR(info.st_mode):
+                raise StorageError(
+                    f"refusing to write through {path}: it is "
+                    f"{'a symbolic link' if stat.S_ISLNK(info.st_mode) else 'not a directory'}"
+                    " inside the repository, which drdeck never makes; remove it (and look "
+                    "at who could put it there)")
 
     def _make_private(self, folder: Path) -> None:
         """The root and its missing parents, 0700 at every new level (os.makedirs

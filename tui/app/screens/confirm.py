@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
@@ -30,10 +30,12 @@ class ConfirmStep(ModalScreen[Answer]):
         request = self.request
         with Vertical(classes="dialog", id="confirm-dialog"):
             yield Label(f"Confirm: {request.title}", classes="dialog-title")
+            # scrolls when long (25 roles in an 80x24 terminal), so the buttons stay in view;
             # plain text: it names things from a repository (role names), never markup
-            yield Static(Text(request.text))
-            if request.command:
-                yield Static(Text(f"$ {request.command}"), classes="command")
+            with VerticalScroll(classes="dialog-body"):
+                yield Static(Text(request.text))
+                if request.command:
+                    yield Static(Text(f"$ {request.command}"), classes="command")
             if request.expected_input is not None:
                 hint = Text("Type ")
                 hint.append(request.expected_input, style="bold reverse")

@@ -148,6 +148,8 @@ GLOBALS_WORDS = {
     "complete": ("globals ✓ roles, memberships and the database's own properties", ""),
     "no password hashes": ("globals ✓ WITHOUT password hashes (the backup role could not "
                            "read them): restored roles need new passwords", "yellow"),
+    "no roles": ("globals without roles (pg_dumpall could not read them): on a new server, "
+                 "make the roles by hand or restore with no_owner", "yellow"),
     "none": ("no globals (taken before drdeck stored them): on a new server, make the roles "
              "by hand or restore with no_owner", "yellow"),
     "missing": ("✗ its globals object is missing", "bold red"),

@@ -25,6 +25,11 @@ NO_OWNER = Arg("bool", help="restore without owners and privileges (roles missin
 _WAYS_ON = ("pass --yes (headless) or confirm in the console to create them from the "
             "snapshot's globals, or set no_owner = true (-p no_owner=true) to restore "
             "without owners and privileges")
+_WAYS_ON_WITHOUT_GLOBALS = ("the snapshot's globals cannot create them: create them on the "
+                            "target, or set no_owner = true (-p no_owner=true) to restore "
+                            "without owners and privileges")
+# the globals states (Snapshot.globals_state) that can create roles
+CREATABLE = ("complete", "no password hashes")
 
 
 class RestorePreflight(Action):
@@ -111,6 +116,10 @@ async def _report_what_the_target_lacks(ctx: StepContext, snapshot: Any, server:
                    "drdeck recorded them); they are checked against the dump after the fetch")
         return
     lacking = missing(manifest.roles, await existing_roles(server))
+    present = len(manifest.roles) - len(lacking)
+    if present and not no_owner:
+        ctx.output(f"roles: {present} the dump names are on the target already and are kept "
+                   "as they are there (their attributes and passwords are the target's)")
     if no_owner:
         ctx.output(f"roles: not needed (no_owner = true: objects are owned by the restoring "
                    f"user, without the snapshot's privileges); {len(lacking)} of "
@@ -122,7 +131,7 @@ async def _report_what_the_target_lacks(ctx: StepContext, snapshot: Any, server:
                   f"{len(manifest.roles)} roles")
         return
     ctx.output(f"roles the dump names that the target lacks: {', '.join(lacking)}")
-    creatable = globals_state in ("complete", "no password hashes")
+    creatable = globals_state in CREATABLE
     ctx.check("the roles the dump names are on the target, or in its globals", creatable,
               ", ".join(lacking) + ("" if creatable else
                                     ": the snapshot has no globals to create them from"))
@@ -144,6 +153,10 @@ class RestoreRoles(Action):
         "database": DATABASE,
         "snapshot": SNAPSHOT,
         "target_dsn": TARGET_DSN,
+        "powerful_roles": Arg("bool", help="without a person (--yes), also create roles with "
+                              "powers over the server (superuser, replication, membership "
+                              "in a superuser or in the roles that reach the server's files)",
+                              default=False),
     }
 
     def describe(self, args: dict[str, Any]) -> str:
@@ -152,7 +165,7 @@ class RestoreRoles(Action):
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
         from tui.postgres.globals_file import parse_globals
-        from tui.postgres.roles import create_roles, existing_roles, missing
+        from tui.postgres.roles import create_roles, missing, plan_roles, read_target
         from tui.snapshots.globals import fetch_globals
 
         target = _target(ctx, args)
@@ -164,15 +177,16 @@ class RestoreRoles(Action):
             ctx.output("the snapshot does not list its roles: they are checked against the "
                        "dump after the fetch")
             return ActionResult(output="")
-        lacking = missing(manifest.roles, await existing_roles(server))
+        on_target = await read_target(server)
+        lacking = missing(manifest.roles, on_target.roles)
         if not lacking:
             ctx.output(f"nothing to create: all {len(manifest.roles)} roles the dump names are "
                        f"on {describe(server)}")
             return ActionResult(output="")
-        if manifest.globals is None:
-            raise StepFailed(f"the target lacks roles {', '.join(lacking)} and the snapshot "
-                             "carries no globals to create them from: create them yourself, "
-                             "or set no_owner = true")
+        if snapshot.globals_state not in CREATABLE:
+            raise StepFailed(f"the target lacks roles {', '.join(lacking)} and the snapshot's "
+                             f"globals cannot create them ({snapshot.globals_state}): create "
+                             "them yourself, or set no_owner = true (-p no_owner=true)")
         text = await fetch_globals(manifest, target.store, ctx.run.workdir, ctx,
                                    target.gpg_home)
         definitions = parse_globals(text, target.store.location(manifest.globals.object))
@@ -180,22 +194,30 @@ class RestoreRoles(Action):
         if undefined:
             raise StepFailed(f"the snapshot's globals do not define {', '.join(undefined)}: "
                              "create them yourself, or set no_owner = true")
-        listing = [f"  {name}: {definitions.roles[name].describe()}" for name in lacking]
-        question = (f"Create {len(lacking)} role{'s' * (len(lacking) != 1)} on "
-                    f"{describe(server)} from the snapshot's globals?\n" + "\n".join(listing)
+        plan = plan_roles(definitions, lacking, on_target)
+        question = (f"Create on {describe(server)}, from the snapshot's globals:\n"
+                    + "\n".join(plan.describe())
                     + "\nRoles that exist there are not changed.")
-        answer = await ctx.confirm(question, f"CREATE ROLE {', '.join(lacking)}")
+        answer = await ctx.confirm(question, f"create roles {', '.join(plan.names)}")
         if not answer.ok:
             who = "you did not confirm" if answer.by_person else "no one confirmed"
             raise StepFailed(f"refused before writing anything ({who}): the target lacks roles "
                              f"{', '.join(lacking)}; {_WAYS_ON}")
-        created = await create_roles(server, definitions, lacking)
+        if plan.powers and not answer.by_person and not args.get("powerful_roles"):
+            raise StepFailed(
+                "refused before writing anything: without a person, drdeck does not create "
+                f"roles with powers over the server ({'; '.join(plan.powers)}). Confirm them "
+                "in the console, or pass -p powerful_roles=true if the snapshot is yours")
+        created = await create_roles(server, plan)
         how = "confirmed by the operator" if answer.by_person else answer.note
-        ctx.output(f"created roles {', '.join(created.roles)} ({how})")
+        ctx.output(f"created roles {', '.join(created.roles)} ({how}); they stay on the "
+                   "target whatever becomes of the restore")
         for membership in created.memberships:
             ctx.output(f"granted membership: {membership}")
-        for left_out in created.left_out:
+        for left_out in plan.left_out:
             ctx.output(f"membership not granted: {left_out}")
+        for power in plan.powers:
+            ctx.output(f"WARNING: {power}")
         for name in created.without_password:
             ctx.output(f"WARNING: {name} can log in but has no password (the snapshot holds no "
                        f"hash for it): set one with ALTER ROLE {name} PASSWORD ...")
@@ -246,13 +268,14 @@ class PgRestore(Action):
         dump = Path(args["dump"])
         # checked again here: the guardrail holds even for a runbook without a pre-flight
         await refuse_unsafe_target(target.server_dsn(), target.database, server, name, replace)
-        no_tablespaces = await _refuse_what_the_dump_needs(ctx, dump, server, no_owner)
         definitions = await _globals_of(ctx, target, args.get("snapshot") or "")
+        lacking_spaces = await _refuse_what_the_dump_needs(ctx, dump, server, no_owner,
+                                                           has_globals=definitions is not None)
         staging = staging_name(ctx.run.run_id)
         # a retry starts afresh: the staging name is this run's own
         await create_database(server, staging, replace=True, statement=create_statement(
             definitions.create_database if definitions else "", staging,
-            tablespace=not no_tablespaces))
+            missing_tablespaces=frozenset(lacking_spaces)))
         ctx.on_run_failed(staging, *_undo_staging(server, staging,
                                                   bool(args.get("keep_staging"))))
         ctx.output(f"created the staging database {staging} on {describe(server)}; it takes "
@@ -260,7 +283,7 @@ class PgRestore(Action):
         items = await restore_dump(dump, database_dsn(server, staging),
                                    jobs=int(args.get("jobs", 2)), reporter=ctx,
                                    env=ctx.child_env(), no_owner=no_owner,
-                                   no_tablespaces=no_tablespaces)
+                                   no_tablespaces=bool(lacking_spaces))
         ctx.output(f"restored {items} archive items into {staging}")
         if definitions is not None:
             await _apply_properties(ctx, server, staging, definitions, no_owner)
@@ -270,18 +293,23 @@ class PgRestore(Action):
 
 
 async def _refuse_what_the_dump_needs(ctx: StepContext, dump: Any, server: str,
-                                      no_owner: bool) -> bool:
+                                      no_owner: bool, *, has_globals: bool) -> list[str]:
     """Read the dump's own SQL for the roles and tablespaces it names; refuse missing roles.
 
-    Returns whether to restore without tablespaces (the target lacks one).
+    Returns the tablespaces it names that the target lacks (restored without them).
     """
-    from tui.postgres.dumpnames import names_in
+    import asyncio
+
+    from tui.postgres.dumpnames import names_in, worth_reading
     from tui.postgres.restore import RestoreFailed, schema_sql
     from tui.postgres.roles import existing_roles, existing_tablespaces, missing
     from tui.postgres.sqltext import SqlSyntaxError, statements
 
+    text = await schema_sql(dump, ctx.child_env())
     try:
-        named = names_in(statements(await schema_sql(dump, ctx.child_env())))
+        # a large schema takes seconds to read: not on the loop that answers the operator
+        named = await asyncio.to_thread(
+            lambda: names_in(statements(text, keep=worth_reading)))
     except SqlSyntaxError as exc:
         raise RestoreFailed(f"cannot read the dump's schema: {exc}") from None
     lacking_spaces = missing(named.tablespaces, await existing_tablespaces(server))
@@ -291,27 +319,35 @@ async def _refuse_what_the_dump_needs(ctx: StepContext, dump: Any, server: str,
     if not no_owner:
         lacking = missing(named.roles, await existing_roles(server))
         if lacking:
+            ways = _WAYS_ON if has_globals else _WAYS_ON_WITHOUT_GLOBALS
             raise RestoreFailed(f"the dump names roles the target lacks: {', '.join(lacking)}; "
-                                f"nothing was written; {_WAYS_ON}")
+                                f"nothing was written; {ways}")
         ctx.output(f"every role the dump names is on the target ({len(named.roles)})")
-    return bool(lacking_spaces)
+    return lacking_spaces
 
 
 async def _globals_of(ctx: StepContext, target: Any, stamp: str) -> Any:
     """The snapshot's parsed globals, or None when it has none (or no snapshot is named)."""
-    from tui.postgres.globals_file import parse_globals
+    from tui.postgres.globals_file import GlobalsInvalid, parse_globals
     from tui.snapshots.globals import fetch_globals
 
     if not stamp:
         return None
     snapshot = await target.snapshot(stamp)
     manifest = snapshot.manifest
-    if manifest is None or manifest.globals is None:
-        ctx.output("the snapshot carries no globals: the database is created with the "
-                   "server's defaults (encoding, locale), without its settings and privileges")
+    if manifest is None or manifest.globals is None or \
+            snapshot.globals_state in ("missing", "damaged"):
+        ctx.output(f"the snapshot's globals: {snapshot.globals_state}: the database is created "
+                   "with the server's defaults (encoding, locale), without its own settings "
+                   "and privileges")
         return None
     text = await fetch_globals(manifest, target.store, ctx.run.workdir, ctx, target.gpg_home)
-    return parse_globals(text, target.store.location(manifest.globals.object))
+    try:
+        return parse_globals(text, target.store.location(manifest.globals.object))
+    except GlobalsInvalid as exc:
+        # the data can still be restored: nothing from the file is applied
+        ctx.output(f"WARNING: the snapshot's globals are not used: {exc}", "stderr")
+        return None
 
 
 async def _apply_properties(ctx: StepContext, server: str, staging: str, definitions: Any,
@@ -319,14 +355,17 @@ async def _apply_properties(ctx: StepContext, server: str, staging: str, definit
     import psycopg
 
     from tui.postgres.restore import RestoreFailed
-    from tui.postgres.roles import existing_roles
+    from tui.postgres.roles import plain_strings, read_target
     from tui.postgres.staging import property_statements
 
+    on_target = await read_target(server)
     run, left_out = property_statements(definitions.properties, staging, no_owner=no_owner,
-                                        roles=await existing_roles(server))
+                                        roles=set(on_target.roles),
+                                        superusers=set(on_target.superusers))
     try:
         async with await psycopg.AsyncConnection.connect(server, autocommit=True,
                                                          connect_timeout=10) as conn:
+            await plain_strings(conn)
             for statement in run:
                 await conn.execute(statement.encode())
     except psycopg.Error as exc:
@@ -361,6 +400,8 @@ class PgPublish(Action):
     args = {
         "staging_dsn": Arg("text", required=True, help="the staging database (from "
                            "pg.restore)"),
+        "compared": Arg("text", required=True, help="the output of snapshot.compare on it: "
+                        "the number of tables whose rows differ (0, or nothing is published)"),
         "target_dsn": TARGET_DSN,
         "target_db": TARGET_DB,
         "cluster": CLUSTER,
@@ -382,6 +423,10 @@ class PgPublish(Action):
         server = args.get("target_dsn") or target.server_dsn()
         name, replace = args["target_db"], bool(args.get("replace"))
         staging = str(conninfo_to_dict(args["staging_dsn"]).get("dbname") or "")
+        if str(args["compared"]).strip() != "0":
+            # a skipped or failed comparison has no output, or a count: never published
+            raise StepFailed(f"{staging} has not passed its row-count comparison "
+                             f"({args['compared']!r} tables differ): it is not published")
         # the source database is never the target, whatever happened since the pre-flight
         await refuse_unsafe_target(target.server_dsn(), target.database, server, name,
                                    replace=True)
@@ -391,6 +436,8 @@ class PgPublish(Action):
                    + (" (the old one was swapped out and dropped)" if replace and not retired
                       else ""))
         if retired:
-            ctx.output(f"WARNING: the old {name} could not be dropped: it is kept as {retired}")
+            ctx.output(f"WARNING: the old {name} could not be dropped: it is kept as {retired}, "
+                       f"closed to connections (ALTER DATABASE {retired} WITH ALLOW_CONNECTIONS "
+                       f"true opens it; DROP DATABASE {retired} removes it)")
         ctx.check(f"{name} is the restored, checked database", True, describe(server))
         return ActionResult(output=database_dsn(server, name))
