@@ -24,7 +24,7 @@ def test_briefing_with_a_form_error(snap_compare) -> None:
         await pilot.pause()
         await pilot.press(*"2026-11-27 14:29")
         await pilot.press("ctrl+s")
-        await pilot.pause()
+        await settled(pilot)
 
     app = frozen_app(open_runbook=app_runbook("restore-drill"))
     assert snap_compare(app, terminal_size=TERMINAL, run_before=fill_badly)
@@ -46,6 +46,7 @@ def test_failed_step_with_its_choices(snap_compare) -> None:
 
     async def until_failed(pilot) -> None:
         await wait_for(pilot, lambda: run_screen(pilot)._waiting_for("failure"))
+        await settled(pilot)
 
     app = frozen_app(open_runbook=app_runbook("failing"), autostart={})
     assert snap_compare(app, terminal_size=TERMINAL, run_before=until_failed)
@@ -57,7 +58,7 @@ def test_typed_confirmation(snap_compare) -> None:
     async def type_wrong(pilot) -> None:
         await wait_for(pilot, lambda: run_screen(pilot)._waiting_for("confirm"))
         await pilot.press(*"orders_")
-        await pilot.pause()
+        await settled(pilot)
 
     app = frozen_app(open_runbook=app_runbook("confirm"), autostart={"target_db":
                                                                      "orders_restored"})
@@ -69,6 +70,7 @@ def test_manual_step(snap_compare) -> None:
 
     async def until_manual(pilot) -> None:
         await wait_for(pilot, lambda: run_screen(pilot)._waiting_for("manual"))
+        await settled(pilot)
 
     app = frozen_app(open_runbook=app_runbook("manual"), autostart={})
     assert snap_compare(app, terminal_size=TERMINAL, run_before=until_manual)
@@ -96,7 +98,7 @@ def test_help_on_the_run_screen(snap_compare) -> None:
     async def open_help(pilot) -> None:
         await wait_for(pilot, lambda: run_screen(pilot)._waiting_for("manual"))
         await pilot.press("question_mark")
-        await pilot.pause()
+        await settled(pilot)
 
     app = frozen_app(open_runbook=app_runbook("manual"), autostart={})
     assert snap_compare(app, terminal_size=TERMINAL, run_before=open_help)
