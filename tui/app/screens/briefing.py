@@ -2,112 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widget import Widget
-from textual.widgets import Button, Footer, Input, Label, Markdown, Select, Static, Switch
+from textual.widgets import Button, Footer, Markdown, Static
 
-from tui.runbook.model import Param, Runbook
-from tui.runbook.params import coerce
-from tui.runbook.templating import to_text
+from tui.runbook.model import Runbook
 
-from .._shared import DeckInput
 from ..widgets.breadcrumb import Breadcrumb
+from ..widgets.param_form import ParamField, ParamForm
 from .home import runbook_markdown
 
-PLACEHOLDERS = {
-    "duration": "e.g. 15m, 4h, 1h30m",
-    "timestamp": "e.g. 2026-11-27 14:29:59+00:00",
-    "dsn": "postgresql://user@host:5432/dbname",
-    "int": "a whole number",
-    "secret": "hidden as you type; never shown or recorded",
-}
-
-
-class ParamField(Vertical):
-    """One parameter: label, typed input, help, and the error right next to it."""
-
-    def __init__(self, param: Param, initial: str | None) -> None:
-        super().__init__(classes="field")
-        self.param = param
-        self.initial = initial
-
-    def compose(self) -> ComposeResult:
-        param = self.param
-        required = "" if not param.required else "  required"
-        yield Label(f"{param.name}  ({param.type}){required}", classes="field-label")
-        field_id = f"param-{param.name}"
-        if param.type == "choice":
-            options = [(c, c) for c in param.choices]
-            value = self.initial if self.initial in param.choices else Select.BLANK
-            yield Select(options, value=value, id=field_id, allow_blank=True)
-        elif param.type == "snapshot":
-            # the inventory fills this in once it is read; until then, what we were given
-            initial = self.initial or "latest"
-            options = [("latest (the newest complete snapshot)", "latest")]
-            if initial != "latest":
-                options.append((initial, initial))
-            yield Select(options, value=initial, id=field_id, allow_blank=False)
-        elif param.type == "bool":
-            yield Switch(value=self.initial in ("true", "yes", "on", "1"), id=field_id)
-        else:
-            yield DeckInput(value=self.initial or "", id=field_id,
-                        password=param.type == "secret",
-                        placeholder=PLACEHOLDERS.get(param.type, ""))
-        if param.help:
-            yield Static(param.help, classes="field-help")
-        yield Static("", classes="field-error", id=f"error-{param.name}")
-
-    @property
-    def raw(self) -> str | None:
-        widget = self.query_one(f"#param-{self.param.name}")
-        if isinstance(widget, Switch):
-            return "true" if widget.value else "false"
-        if isinstance(widget, Select):
-            return None if widget.value is Select.BLANK else str(widget.value)
-        value = widget.value
-        return value if value.strip() or self.param.type == "string" else None
-
-    def validate(self) -> str | None:
-        """The error to show, or None. Empty optional fields take the runbook's default."""
-        raw = self.raw
-        if raw is None or (raw == "" and self.param.type != "string"):
-            return "required" if self.param.required else None
-        try:
-            coerce(self.param, raw)
-        except ValueError as exc:
-            return str(exc)
-        return None
-
-    def show_error(self, error: str | None) -> None:
-        label = self.query_one(f"#error-{self.param.name}", Static)
-        label.update(f"✗ {error}" if error else "")
-        label.set_class(bool(error), "visible")
-
-    def focus_input(self) -> None:
-        self.query_one(f"#param-{self.param.name}").focus()
-
-    def offer(self, options: list[tuple[str, str]]) -> None:
-        """Snapshot choices from the inventory; the current choice stays selected."""
-        select = self.query_one(f"#param-{self.param.name}", Select)
-        current = select.value
-        values = {value for _, value in options}
-        if current not in values and current is not Select.BLANK:
-            options = [*options, (str(current), str(current))]
-        select.set_options(options)
-        select.value = current
-
-
-class SnapshotsListed(Message):
-    def __init__(self, options: list[tuple[str, str]], note: str = "") -> None:
-        super().__init__()
-        self.options, self.note = options, note
+__all__ = ["BriefingScreen", "ParamField"]
 
 
 class BriefingScreen(Screen[None]):
@@ -131,112 +38,27 @@ class BriefingScreen(Screen[None]):
                 with Horizontal(id="form-actions"):
                     yield Button("Start run (ctrl+s)", id="start", variant="success")
                     yield Static("", id="form-status")
-                with VerticalScroll(id="form-fields"):
-                    for param in self.runbook.params.values():
-                        yield ParamField(param, self._initial(param))
-                    if not self.runbook.params:
-                        yield Static("This runbook takes no parameters.")
+                yield ParamForm(self.runbook, self.given)
         yield Footer()
 
-    def _initial(self, param: Param) -> str | None:
-        if param.name in self.given:
-            return self.given[param.name]
-        return None if param.required else to_text(param.default)
+    @property
+    def form(self) -> ParamForm:
+        return self.query_one(ParamForm)
 
     def on_mount(self) -> None:
         crumb = self.query_one(Breadcrumb)
         crumb.mode = self.app.mode
         crumb.parts = (self.runbook.name, "briefing")
         self.query_one("#briefing-form").border_title = "Parameters"
-        fields = list(self.query(ParamField))
-        for field in fields:
-            if field.validate() is not None or field.param.required:
-                field.focus_input()
-                break
-        else:
+        if not self.form.focus_first_to_fill():
             self.query_one("#start", Button).focus()
-        if any(f.param.type == "snapshot" for f in fields):
-            self.list_snapshots(self._value("cluster"), self._value("database"))
-
-    def _value(self, name: str) -> str:
-        field = next((f for f in self.query(ParamField) if f.param.name == name), None)
-        return (field.raw or "") if field else ""
-
-    @work(thread=True, exclusive=True, group="snapshots")
-    def list_snapshots(self, cluster: str, database: str) -> None:
-        from tui.catalog.inventory import now_utc
-        from tui.durations import format_duration
-        from tui.snapshots.targets import resolve
-
-        try:
-            target = resolve(self.app.config, cluster, database)
-            from tui.catalog.inventory import read_cluster
-
-            inventory = read_cluster(target.store, target.cluster.name, target.cluster.rpo)
-        except Exception as exc:  # a form field can say it; the run would say it again
-            self.post_message(SnapshotsListed([], f"cannot list snapshots: {exc}"))
-            return
-        now = now_utc()
-        options = [("latest (the newest complete snapshot)", "latest")]
-        for snap in inventory.complete(target.database):
-            verified = snap.last_verification
-            mark = ("✓ verified" if verified.ok else "✗ verification failed") if verified \
-                else "not verified"
-            options.append((f"{snap.stamp}  {format_duration(snap.age_s(now))} old  {mark}",
-                            snap.stamp))
-        self.post_message(SnapshotsListed(options))
-
-    def on_snapshots_listed(self, message: SnapshotsListed) -> None:
-        for field in self.query(ParamField):
-            if field.param.type == "snapshot":
-                field.offer(message.options)
-                if message.note:
-                    field.show_error(message.note)
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self._revalidate(event.input)
-
-    def on_select_changed(self, event: Select.Changed) -> None:
-        self._revalidate(event.select)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id in ("param-cluster", "param-database"):
-            self.list_snapshots(self._value("cluster"), self._value("database"))
-        self.focus_next()
-
-    def _revalidate(self, widget: Widget) -> None:
-        field = next((a for a in widget.ancestors if isinstance(a, ParamField)), None)
-        if field is not None:
-            field.show_error(field.validate())
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "start":
             self.action_start()
 
-    def values(self) -> tuple[dict[str, Any] | None, int]:
-        """The typed parameters, or None with how many fields are wrong (errors shown)."""
-        values: dict[str, Any] = {}
-        wrong = 0
-        first_wrong: ParamField | None = None
-        for field in self.query(ParamField):
-            error = field.validate()
-            field.show_error(error)
-            if error:
-                wrong += 1
-                first_wrong = first_wrong or field
-                continue
-            raw = field.raw
-            if raw is None or (raw == "" and field.param.type != "string"):
-                values[field.param.name] = field.param.default
-            else:
-                values[field.param.name] = coerce(field.param, raw)
-        if first_wrong is not None:
-            first_wrong.focus_input()
-            return None, wrong
-        return values, 0
-
     def action_start(self) -> None:
-        values, wrong = self.values()
+        values, wrong = self.form.values()
         status = self.query_one("#form-status", Static)
         if values is None:
             status.update(f"✗ fix {wrong} field{'s' if wrong != 1 else ''} to start")
