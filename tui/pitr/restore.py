@@ -16,7 +16,6 @@ import asyncio
 import os
 import shlex
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from tui.pitr.basebackup import BaseManifest
 from tui.pitr.target import Target
 from tui.postgres.binaries import pg_bin
 from tui.postgres.cluster import LOOPBACK, LocalCluster, server_account
+from tui.postgres.placement import port_in_use, why_not_a_new_directory
 from tui.snapshots.fetch import StoredItem, stream_object
 from tui.snapshots.pipes import Reporter, reap
 
@@ -50,19 +50,18 @@ class Placement:
 
 
 def check_data_dir(path: Path) -> None:
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise RestoreRefused(f"{path} is not empty: drdeck never restores over existing files. "
+    why = why_not_a_new_directory(path)
+    if why:
+        raise RestoreRefused(f"{why}: drdeck never restores over existing files. "
                              "Choose a new directory, or empty this one yourself")
 
 
 def check_port(port: int) -> None:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            raise RestoreRefused(f"port {port} is in use on 127.0.0.1: choose another port "
-                                 "for the restored server") from None
+    if not 1 <= port <= 65535:
+        raise RestoreRefused(f"{port} is not a port: ports run from 1 to 65535")
+    if port_in_use(port):
+        raise RestoreRefused(f"port {port} is in use on 127.0.0.1: choose another port "
+                             "for the restored server")
 
 
 def prepare_data_dir(path: Path) -> None:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from tui.errors import PermanentFailure
-from tui.pitr.basebackup import BaseManifest
-from tui.pitr.window import RecoveryPicture, Window
 from tui.runbook.params import parse_timestamp
 from tui.wal.names import format_lsn, parse_lsn
+
+if TYPE_CHECKING:  # only named here: a runbook parameter's check parses targets, fast
+    from tui.pitr.basebackup import BaseManifest
+    from tui.pitr.window import RecoveryPicture, Window
 
 KINDS = ("time", "lsn", "xid", "name", "immediate", "latest")
 
@@ -83,6 +86,11 @@ def parse_target(text: str, kind: str = "", inclusive: bool = True) -> Target:
     return Target(kind, "")
 
 
+# a date (2026-12-02, 2026/12/02, 02.12.2026) or a time of day (14:30) at the start: meant
+# as a moment, so a typo in it (14:61) is refused rather than taken for a restore point
+_LOOKS_LIKE_A_MOMENT = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}\b|\d{1,2}:\d\d\b")
+
+
 def infer_kind(text: str) -> str:
     if text in ("", "latest"):
         return "latest"
@@ -92,7 +100,7 @@ def infer_kind(text: str) -> str:
         return "lsn"
     if text.isdigit():
         return "xid"
-    if re.match(r"\d{4}-\d\d-\d\d", text):
+    if _LOOKS_LIKE_A_MOMENT.match(text):
         return "time"
     return "name"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from tui.durations import parse_duration
@@ -18,6 +19,8 @@ _FALSE = {"false", "no", "off", "0"}
 def coerce(param: Param, raw: Any) -> Any:
     """The typed value of `raw` for `param`; ValueError says what is wrong, in plain words."""
     kind = param.type
+    if kind == "port":
+        return _port(raw)
     if kind == "int":
         if isinstance(raw, bool):
             raise ValueError("expected a whole number")
@@ -51,6 +54,10 @@ def coerce(param: Param, raw: Any) -> Any:
         if not raw.strip() and not param.required:
             return ""  # an optional moment left blank
         return parse_timestamp(raw)
+    if kind == "new_directory":
+        return _new_directory(raw, param.required)
+    if kind == "recovery_target":
+        return _recovery_target(raw, param.required)
     if kind == "choice":
         if raw not in param.choices:
             raise ValueError(f"{raw!r} is not one of: {', '.join(param.choices)}")
@@ -60,6 +67,64 @@ def coerce(param: Param, raw: Any) -> Any:
     if kind == "dsn" and raw.strip():
         check_dsn(raw)
     return raw
+
+
+def _port(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise ValueError("expected a port number")
+    try:
+        port = int(str(raw).strip())
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a port number (1 to 65535)") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{port} is not a port: ports run from 1 to 65535")
+    return port
+
+
+def _new_directory(raw: str, required: bool) -> str:
+    """An absolute path (~ expanded): relative to where drdeck happened to start is no
+    place to restore a cluster. Whether it is empty is asked of the machine, not here."""
+    text = raw.strip()
+    if not text:
+        if required:
+            raise ValueError("must not be empty")
+        return ""
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"{text!r} is not an absolute path; write it from /, e.g. "
+                         "/var/lib/postgresql/restored")
+    return str(path)
+
+
+def _recovery_target(raw: str, required: bool) -> str:
+    """A target PostgreSQL can recover to, parsed as the restore will parse it."""
+    from tui.pitr.target import TargetRefused, parse_target
+
+    text = raw.strip()
+    if not text and required:
+        raise ValueError("must not be empty; write latest for the end of the archive")
+    try:
+        parse_target(text)
+    except TargetRefused as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
+def check_on_this_machine(param: Param, value: Any) -> None:
+    """What only this machine can say about a valid value, right now: a port is free, a
+    new directory is absent or empty. The form asks before a run; the run's pre-flight
+    asks again (the answer can change in between). ValueError says what is wrong."""
+    if param.type == "port":
+        from tui.postgres.placement import port_in_use
+
+        if port_in_use(value):
+            raise ValueError(f"port {value} is in use on this machine; choose another")
+    elif param.type == "new_directory" and value:
+        from tui.postgres.placement import why_not_a_new_directory
+
+        why = why_not_a_new_directory(Path(value))
+        if why:
+            raise ValueError(why)
 
 
 def check_dsn(text: str) -> None:
@@ -81,9 +146,11 @@ def parse_timestamp(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(cleaned.replace(" ", "T", 1) if "T" not in cleaned
                                        else cleaned)
-    except ValueError:
+    except ValueError as exc:
+        # "minute must be in 0..59" says which part is wrong; the format errors say nothing
+        why = f" ({exc})" if "must be in" in str(exc) else ""
         raise ValueError(
-            f"{text!r} is not a timestamp; write it like 2026-11-27 14:29:59+00:00"
+            f"{text!r} is not a timestamp; write it like 2026-11-27 14:29:59+00:00{why}"
         ) from None
     if value.tzinfo is None:
         example = value.isoformat(sep=" ") + "+00:00"
