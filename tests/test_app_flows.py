@@ -155,6 +155,8 @@ async def test_declining_a_confirmation_stops_the_run(pg_cluster) -> None:
         screen = run_screen(app)
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmStep))
         await pilot.press("escape")
+        await wait_for(pilot, lambda: "Stop the run here?" in screen_text(app))
+        await pilot.press("y")
         await wait_for(pilot, lambda: screen.state.finished is not None)
         assert screen.state.finished.status == "aborted"
         assert pg_cluster.scalar(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+import signal
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -79,9 +82,12 @@ class DrdeckApp(App[None]):
         self._autostart = autostart
         self._run_id = run_id
         self.last_result = None
+        self._signals: dict[int, Any] = {}
+        self._stopping: asyncio.Task | None = None
 
     def on_mount(self) -> None:
         _freeze_start_up_heap()
+        self._watch_signals()
         found = self._runbooks if self._runbooks is not None else discover(self._runbook_dirs)
         self.push_screen(HomeScreen(found))
         if self._resume is not None:
@@ -163,6 +169,37 @@ class DrdeckApp(App[None]):
 
     # --- quitting -------------------------------------------------------------------
 
+    def _watch_signals(self) -> None:
+        """SIGTERM or a closed terminal (SIGHUP) stop the run as an interruption, record it,
+        and leave the terminal clean: never a traceback over a half-drawn screen."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous = signal.getsignal(sig)
+            try:
+                loop.add_signal_handler(sig, self._on_signal)
+            except (ValueError, RuntimeError, NotImplementedError):
+                continue  # not the main thread: whoever runs us handles signals
+            self._signals[sig] = previous
+
+    def _on_signal(self) -> None:
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop_and_exit("interrupted"))
+
+    async def _stop_and_exit(self, reason: str) -> None:
+        run = self._run_screen()
+        if run is not None and run.running:
+            await run.stop_run(reason)
+        self._remember(run)
+        self.exit()
+
+    def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig, previous in self._signals.items():
+            loop.remove_signal_handler(sig)
+            with contextlib.suppress(TypeError, ValueError):
+                signal.signal(sig, previous)
+        self._signals.clear()
+
     def action_request_quit(self) -> None:
         run = self._run_screen()
         if run is None or not run.running:
@@ -170,11 +207,10 @@ class DrdeckApp(App[None]):
             self.exit()
             return
 
-        async def answer(yes: bool | None) -> None:
-            if yes:
-                await run.stop_run("the operator quit drdeck during the run")
-                self._remember(run)
-                self.exit()
+        def answer(yes: bool | None) -> None:
+            if yes and self._stopping is None:
+                self._stopping = asyncio.ensure_future(
+                    self._stop_and_exit("the operator quit drdeck during the run"))
 
         self.push_screen(AskYesNo(
             "A run is in progress. Abort it and quit?",

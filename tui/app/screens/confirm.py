@@ -18,7 +18,7 @@ class ConfirmStep(ModalScreen[Answer]):
     """Shows what will run and against what; with a typed value, confirm waits for it."""
 
     BINDINGS = [
-        Binding("escape", "cancel", "don't run it"),
+        Binding("escape", "cancel", "stop the run"),
         Binding("enter", "confirm", "confirm", priority=True),
     ]
 
@@ -44,7 +44,7 @@ class ConfirmStep(ModalScreen[Answer]):
                 yield DeckInput(id="typed", placeholder=request.expected_input)
                 yield Static("", id="typed-feedback", classes="typed-mismatch")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Don't run it (esc)", id="cancel")
+                yield Button("Stop the run (esc)", id="cancel")
                 yield Button("Confirm (enter)", id="confirm", variant="error",
                              disabled=request.expected_input is not None)
 
@@ -76,7 +76,17 @@ class ConfirmStep(ModalScreen[Answer]):
                 f"type {self.request.expected_input} exactly to confirm")
 
     def action_cancel(self) -> None:
-        self.dismiss(Answer(False, note="the operator did not confirm; the run stops here"))
+        # esc is a reflex: what earlier steps fetched and checked must not go with it unasked
+        def answer(stop: bool | None) -> None:
+            if stop:
+                self.dismiss(Answer(False, note="the operator did not confirm; "
+                                                "the run stops here"))
+
+        self.app.push_screen(AskYesNo(
+            "Stop the run here?",
+            f"“{self.request.title}” does not run, and the run is recorded as aborted. "
+            "What the steps before it did stays as it is.",
+            yes="Stop the run", no="Back to the question"), answer)
 
 
 class AskYesNo(ModalScreen[bool]):

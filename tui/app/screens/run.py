@@ -8,6 +8,7 @@ tick, however fast a step prints, so a flood never starves the keyboard.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from textual.app import ComposeResult
@@ -34,6 +35,8 @@ from .confirm import AskYesNo, ConfirmStep, SkipReason
 from .summary import RunSummary
 
 FLUSH_INTERVAL_S = 1 / 30
+# how long quitting waits for the run to stop: a process group gets SIGTERM, then SIGKILL
+STOP_PATIENCE_S = 20.0
 
 RUN_HELP = (
     "Glyphs: ○ pending  ● running  ◐ waiting for you  ✓ succeeded  ✗ failed  ↷ skipped.\n\n"
@@ -341,12 +344,21 @@ class RunScreen(Screen[None]):
     # --- stopping -------------------------------------------------------------------
 
     async def stop_run(self, reason: str) -> None:
-        """Abort the run and wait until the engine has recorded it."""
-        if self.running:
-            self.runner.abort(reason)
-            for worker in self.workers:
-                await worker.wait()
-            await asyncio.sleep(0)
+        """Abort the run and wait until the engine has recorded it.
+
+        Bounded: a step that will not stop must not hold the person at a frozen screen.
+        The journal then shows the run as interrupted, and `drdeck resume` goes on."""
+        if not self.running:
+            return
+        self.app.notify("stopping the run…", timeout=STOP_PATIENCE_S)
+        self.runner.abort(reason)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_PATIENCE_S):
+                for worker in list(self.workers):
+                    with contextlib.suppress(Exception):
+                        await worker.wait()
+        await asyncio.sleep(0)
+        if self.is_mounted:
             self._flush()
 
     @property

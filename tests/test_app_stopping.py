@@ -1,0 +1,77 @@
+"""Stopping always works: quit or abort at a manual step, in a confirmation, after a failure."""
+
+from __future__ import annotations
+
+import pytest
+
+from tui.app.screens.confirm import AskYesNo, ConfirmStep
+from tui.app.screens.run import RunScreen
+
+from app_support import app_runbook, live_app, wait_for
+
+SIZE = (120, 36)
+
+
+def run_screen(app) -> RunScreen:
+    return next(s for s in app.screen_stack if isinstance(s, RunScreen))
+
+
+async def _until_asked(pilot, app, kind: str) -> RunScreen:
+    screen = run_screen(app)
+    if kind == "confirm":
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmStep))
+    else:
+        await wait_for(pilot, lambda: screen._waiting_for(kind))
+    return screen
+
+
+CASES = [("manual", "manual", {}), ("confirm", "confirm", {"target_db": "orders_restored"}),
+         ("failing", "failure", {})]
+
+
+@pytest.mark.parametrize(("runbook", "kind", "params"), CASES, ids=[c[1] for c in CASES])
+async def test_quitting_while_the_run_waits_for_a_person_ends_the_app(
+        runbook: str, kind: str, params: dict) -> None:
+    app = live_app(open_runbook=app_runbook(runbook), autostart=params, journal=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _until_asked(pilot, app, kind)
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, AskYesNo))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.return_code is not None or not app.is_running,
+                       timeout=5, what="the app to exit")
+    result = app.last_result
+    assert result is not None and result.status == "aborted"
+    errors = [s.error or "" for s in result.steps]
+    assert not any("internal error" in e for e in errors), errors
+
+
+@pytest.mark.parametrize(("runbook", "kind", "params"), CASES[:1] + CASES[2:],
+                         ids=["manual", "failure"])
+async def test_one_abort_stops_a_waiting_run_and_says_so_plainly(
+        runbook: str, kind: str, params: dict) -> None:
+    app = live_app(open_runbook=app_runbook(runbook), autostart=params, journal=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _until_asked(pilot, app, kind)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AskYesNo))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.state.finished is not None, timeout=5)
+        assert screen.state.finished.status == "aborted"
+        failed = [s for s in screen.state.steps.values() if s.status == "failed"]
+        assert failed and all("internal error" not in (s.error or "") for s in failed)
+
+
+async def test_escape_in_a_confirmation_asks_before_it_ends_the_run() -> None:
+    app = live_app(open_runbook=app_runbook("confirm"),
+                   autostart={"target_db": "orders_restored"}, journal=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _until_asked(pilot, app, "confirm")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, AskYesNo))
+        await pilot.press("n")  # keep going: the question is asked again
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmStep))
+        assert screen.running
+        await pilot.press(*"orders_restored", "enter")
+        await wait_for(pilot, lambda: screen.state.finished is not None)
+        assert screen.state.finished.status == "succeeded"
