@@ -19,6 +19,7 @@ from tui.durations import format_duration
 from tui.errors import DrdeckError
 from tui.journal.due import due
 from tui.journal.store import RunDetail, RunRow
+from tui.runbook.conditions import in_words
 from tui.runbook.discovery import Found
 from tui.runbook.model import Param, Runbook
 
@@ -47,10 +48,11 @@ def runbook_markdown(runbook: Runbook) -> str:
         if step.action == "manual":
             notes.append("you")
         if step.confirm or step.confirm_input:
-            notes.append("asks to confirm" + (f" when {step.confirm_when}"
-                                              if step.confirm_when else ""))
+            notes.append("asks to confirm" + (
+                f" when {in_words(step.confirm_when, runbook.params)}"
+                if step.confirm_when else ""))
         if step.when:
-            notes.append(f"only when {step.when}")
+            notes.append(f"only when {in_words(step.when, runbook.params)}")
         suffix = f" _({', '.join(notes)})_" if notes else ""
         steps.append(f"{index}. {step.title}{suffix}")
     parts.append("**Steps**\n\n" + "\n".join(steps))
