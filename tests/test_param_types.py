@@ -118,3 +118,19 @@ def test_the_command_line_refuses_a_bad_port_before_the_run(tmp_path: Path) -> N
     assert "parameter data_dir: 'restored' is not an absolute path" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "journal.sqlite").exists()  # no run was recorded
+
+
+def test_warn_when_on_goes_with_a_switch_only() -> None:
+    from tui.errors import RunbookInvalid
+
+    head = '[runbook]\nname = "t"\ntitle = "T"\n'
+    steps = '\n[[steps]]\nid = "a"\ntitle = "A"\naction = "manual"\nwith = { instructions = "x" }\n'
+    good = load_text(head + '\n[params.replace]\ntype = "bool"\ndefault = false\n'
+                     'warn_when_on = "On: drops the database"\n' + steps, "rb.toml")
+    assert good.params["replace"].warn_when_on == "On: drops the database"
+    with pytest.raises(RunbookInvalid, match='warn_when_on only goes with type = "bool"'):
+        load_text(head + '\n[params.db]\ntype = "string"\nwarn_when_on = "x"\n' + steps,
+                  "rb.toml")
+    with pytest.raises(RunbookInvalid, match="warn_when_on must be text"):
+        load_text(head + '\n[params.on]\ntype = "bool"\ndefault = true\nwarn_when_on = 1\n'
+                  + steps, "rb.toml")

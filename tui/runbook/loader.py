@@ -41,7 +41,7 @@ RESERVED_PARAM_NAMES = {"env", "run", "steps"}
 
 RUNBOOK_KEYS = {"name", "title", "scenario", "description", "rto", "rpo", "contacts", "lock",
                 "cadence"}
-PARAM_KEYS = {"type", "help", "default", "choices"}
+PARAM_KEYS = {"type", "help", "default", "choices", "warn_when_on"}
 STEP_KEYS = {
     "id", "title", "action", "with", "timeout", "retries", "retry_delay", "on_failure",
     "confirm", "confirm_input", "confirm_when", "capture", "description", "checks", "expect",
@@ -218,8 +218,13 @@ class _Checker:
             elif "choices" in spec:
                 self.problem((*where, "choices"), "choices only go with type = \"choice\"")
                 continue
+            warning = self.text(spec, "warn_when_on", where, default="") or ""
+            if warning and kind != "bool":
+                self.problem((*where, "warn_when_on"),
+                             "warn_when_on only goes with type = \"bool\" (it is shown while "
+                             "the switch is on)")
             param = Param(name, kind, self.text(spec, "help", where, default="") or "",
-                          spec.get("default", MISSING), tuple(choices))
+                          spec.get("default", MISSING), tuple(choices), warning)
             if "default" in spec:
                 if kind == "secret":
                     self.problem((*where, "default"),
@@ -232,7 +237,7 @@ class _Checker:
                     self.problem((*where, "default"), f"default of {name}: {exc}")
                     self.broken_params.add(name)
                     continue
-                param = Param(name, kind, param.help, default, param.choices)
+                param = Param(name, kind, param.help, default, param.choices, warning)
             result[name] = param
         return result
 

@@ -83,6 +83,7 @@ class Param:
     help: str = ""
     default: Any = MISSING
     choices: tuple[str, ...] = ()
+    warn_when_on: str = ""  # a bool's consequence, said in warning colour while it is on
 
     @property
     def required(self) -> bool:
