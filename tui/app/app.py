@@ -83,6 +83,9 @@ class DrdeckApp(App[None]):
         self._run_id = run_id
         self.last_result = None
         self._signals: dict[int, Any] = {}
+        # a runbook's values from its last failed or aborted run, per runbook name (in
+        # memory only: secrets among them are never written down)
+        self._remembered: dict[str, dict[str, str]] = {}
         self._stopping: asyncio.Task | None = None
 
     def on_mount(self) -> None:
@@ -103,7 +106,16 @@ class DrdeckApp(App[None]):
     def open_briefing(self, runbook: Runbook, given: dict[str, str] | None = None) -> None:
         defaults = {k: v for k, v in self.config.defaults_for(runbook.name).items()
                     if k in runbook.params}
-        self.push_screen(BriefingScreen(runbook, {**defaults, **(given or {})}))
+        kept = {k: v for k, v in self._remembered.get(runbook.name, {}).items()
+                if k in runbook.params}
+        self.push_screen(BriefingScreen(runbook, {**defaults, **kept, **(given or {})}))
+
+    def remember_values(self, runbook: str, values: dict[str, str] | None) -> None:
+        """What the briefing of `runbook` starts from next time (None: its defaults)."""
+        if values is None:
+            self._remembered.pop(runbook, None)
+        else:
+            self._remembered[runbook] = dict(values)
 
     def open_journal(self) -> Any:
         """A journal connection for the app's own thread (workers open their own)."""

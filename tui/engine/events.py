@@ -165,6 +165,18 @@ class OperatorAnswer(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class ParamsEdited(Event):
+    """The person changed parameters after `step` failed; the steps from `rerun_from` to
+    `step` run again with the new values (secrets shown as ***)."""
+
+    kind: ClassVar[str] = "params_edited"
+    step: str
+    changed: dict[str, list[str]]  # name -> [before, after]
+    rerun_from: str
+    params: dict[str, str] = field(default_factory=dict)  # every value now (as shown)
+
+
+@dataclass(slots=True, kw_only=True)
 class StepFinished(Event):
     kind: ClassVar[str] = "step_finished"
     step: str

@@ -7,7 +7,7 @@ refuses clearly. The engine never prints or reads a terminal itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,9 @@ class FailureRequest:
     title: str
     error: str
     attempts: int
-    last_lines: tuple[str, ...]
+    last_lines: tuple[str, ...]  # the failed attempt's own output, not the ones before it
+    skip_refused: str | None = None  # why skipping is not offered, in plain words
+    editable: tuple[str, ...] = ()  # the parameters a person may change before retrying
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,14 @@ class Answer:
     note: str = ""
 
 
-FailureChoice = Literal["retry", "skip", "abort"]
+FailureChoice = Literal["retry", "skip", "abort", "edit"]
 
 
 @dataclass(frozen=True)
 class FailureDecision:
     choice: FailureChoice
     reason: str = ""
+    params: dict[str, Any] | None = None  # "edit": the new typed values, then retry
 
 
 class Operator(Protocol):

@@ -71,6 +71,8 @@ class StepRecord:
     operator_wait_s: float = 0.0
     checks: list[ev.CheckResult] = field(default_factory=list)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL_LINES))
+    # the current attempt's lines only: a failure shows what *this* attempt printed
+    attempt_tail: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL_LINES))
 
 
 @dataclass
@@ -235,7 +237,11 @@ class Runner:
         error: str | None = None
         try:
             done_before = self._done_before()
-            for step in self.runbook.steps:
+            steps = self.runbook.steps
+            index = 0
+            while index < len(steps):
+                step = steps[index]
+                index += 1
                 if self.dry_run:
                     self._plan(step)
                     continue
@@ -246,6 +252,9 @@ class Runner:
                     status = "aborted"
                     break
                 verdict = await self._run_step(step)
+                if verdict.startswith("rerun:"):  # edited parameters: go back to the first
+                    index = [s.id for s in steps].index(verdict[len("rerun:"):])  # step they change
+                    continue
                 if verdict == "aborted":
                     status, error = "aborted", self._abort_reason
                     break
@@ -341,6 +350,10 @@ class Runner:
             workdir=self.workdir if self.workdir.exists() else None,
         )
 
+    def raw_params(self) -> dict[str, str]:
+        """The values as text, to fill a form again (secrets included: for the form only)."""
+        return {name: to_text(value) for name, value in self.params.items()}
+
     def shown_params(self) -> dict[str, str]:
         shown = {}
         for name, value in self.params.items():
@@ -351,7 +364,8 @@ class Runner:
     # --- one step ---------------------------------------------------------------------
 
     async def _run_step(self, step: Step) -> str:
-        """Run a step to its end. Returns ok | failed-continue | failed-stop | aborted."""
+        """Run a step to its end. Returns ok | failed-continue | failed-stop | aborted, or
+        rerun:STEP when edited parameters change an earlier step, which runs again first."""
         record = self._records[step.id]
         action = get_action(step.action)
         assert action is not None, step.action  # the loader guarantees it
@@ -396,6 +410,14 @@ class Runner:
                 decision = await self._ask_failure(step, record)
                 if decision.choice == "retry":
                     continue
+                if decision.choice == "edit":
+                    rerun_from = self._edit_params(step, decision.params or {})
+                    if rerun_from != step.id:
+                        record.status = "pending"
+                        return f"rerun:{rerun_from}"
+                    continue
+                if decision.choice == "skip" and self._skip_refused(step):
+                    continue  # not offered; a front end that sends it anyway is asked again
                 if decision.choice == "skip":
                     record.reason = decision.reason or "skipped by the operator"
                     self._finish_step(record, "skipped", started)
@@ -450,6 +472,7 @@ class Runner:
         """One attempt: render, run, check. Returns None on success, else why it failed."""
         record = self._records[step.id]
         record.checks = []
+        record.attempt_tail.clear()
         instance = action()
         try:
             args = render_args(action, step.args, self.lookup)
@@ -506,6 +529,7 @@ class Runner:
         def output(stream: str, line: str) -> None:
             line = redact(line)
             record.tail.append(line)
+            record.attempt_tail.append(line)
             self.emit(ev.Output(step=step.id, stream=stream, line=line))
 
         def progress(**kwargs: Any) -> None:
@@ -619,8 +643,55 @@ class Runner:
 
     async def _ask_failure(self, step: Step, record: StepRecord) -> FailureDecision:
         request = FailureRequest(step.id, step.title, self.redact(record.error or ""),
-                                 record.attempts, tuple(record.tail)[-20:])
+                                 record.attempts, tuple(record.attempt_tail)[-20:],
+                                 skip_refused=self._skip_refused(step),
+                                 editable=self.editable_params())
         return await self._ask(step, "failure", request.error, self.operator.on_failure(request))
+
+    def _skip_refused(self, step: Step) -> str | None:
+        """Why a failed step may not be skipped: a later step uses its output."""
+        users = [s.title for s in self.runbook.steps
+                 if step.id in {n.split(".")[1] for n in _references(s)
+                                if n.startswith("steps.")}]
+        if not users:
+            return None
+        named = ", ".join(f"“{t}”" for t in users[:3]) + (" and more" if len(users) > 3 else "")
+        return (f"it cannot be skipped: {named} use{'s' if len(users) == 1 else ''} what it "
+                "finds. Fix the cause and retry, edit the parameters, or abort.")
+
+    def editable_params(self) -> tuple[str, ...]:
+        """What a person may change mid-run: not what names the run's lock (its target
+        is what the journal holds for this run)."""
+        locked = _refs_in(self.runbook.lock) if self.runbook.lock else set()
+        return tuple(name for name in self.runbook.params if name not in locked)
+
+    def _edit_params(self, failed: Step, new: dict[str, Any]) -> str:
+        """Take the edited values; returns the first step that must run again with them."""
+        editable = set(self.editable_params())
+        changed = {name: value for name, value in new.items()
+                   if name in editable and self.params.get(name) != value}
+        if not changed:
+            return failed.id
+        before = self.shown_params()
+        self.params.update(changed)
+        self._register_secrets()
+        after = self.shown_params()
+        steps = self.runbook.steps
+        upto = [s.id for s in steps].index(failed.id)
+        affected: set[str] = set()
+        for earlier in steps[:upto]:
+            names = _references(earlier)
+            if names & set(changed) or any(n.startswith("steps.") and n.split(".")[1] in affected
+                                           for n in names):
+                affected.add(earlier.id)
+        rerun_from = next((s.id for s in steps[:upto] if s.id in affected), failed.id)
+        for again in steps[[s.id for s in steps].index(rerun_from):upto + 1]:
+            self._outputs.pop(again.id, None)
+            self._records[again.id].status = "pending"
+        self.emit(ev.ParamsEdited(step=failed.id, rerun_from=rerun_from, params=after,
+                                  changed={n: [before.get(n, ""), after.get(n, "")]
+                                           for n in changed}))
+        return rerun_from
 
     async def _ask(self, step: Step, kind: str, prompt: str, waiting: Coroutine) -> Any:
         """Ask the operator; the wait is timed, shown as an event, and can be aborted."""
@@ -676,23 +747,32 @@ def _is_empty_dir(path: Path) -> bool:
         return False
 
 
-def _referenced_env(runbook: Runbook) -> set[str]:
+def _refs_in(value: Any) -> set[str]:
+    """Every ${name} a value of a runbook (text, table, list) refers to."""
     names: set[str] = set()
 
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
+    def walk(item: Any) -> None:
+        if isinstance(item, str):
             with contextlib.suppress(TemplateError):
-                names.update(r.name[4:] for r in refs(value) if r.name.startswith("env."))
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item)
+                names.update(r.name for r in refs(item))
+        elif isinstance(item, dict):
+            for inner in item.values():
+                walk(inner)
+        elif isinstance(item, list | tuple):
+            for inner in item:
+                walk(inner)
 
-    for step in runbook.steps:
-        walk(step.args)
-        walk([step.confirm, step.confirm_input])
-        for check in step.checks:
-            walk([check.query, check.command, check.dsn])
+    walk(value)
     return names
+
+
+def _references(step: Step) -> set[str]:
+    """What a step's run depends on: its arguments, checks, conditions and confirmation."""
+    return _refs_in([step.args, step.when, step.confirm, step.confirm_input,
+                     step.confirm_when,
+                     [[c.query, c.command, c.dsn] for c in step.checks]])
+
+
+def _referenced_env(runbook: Runbook) -> set[str]:
+    return {name[4:] for step in runbook.steps for name in _references(step)
+            if name.startswith("env.")}

@@ -121,7 +121,7 @@ class RunState:
             step.started_at = now
         step.status, step.attempt, step.max_attempts = "running", e.attempt, e.max_attempts
         step.timeout_s, step.command, step.retry_in_s = e.timeout_s, e.command, None
-        step.error = None
+        step.error, step.duration_s = None, None
         step.checks = []
         step.progress = None
         self.current = e.step
@@ -148,8 +148,12 @@ class RunState:
         step = self.steps[e.step]
         if step.started_at is None:  # a confirmation comes before the first attempt
             step.started_at = now
-        step.status = "waiting"
         self.current = e.step
+        if e.request == "failure":
+            # it failed: ✗ with its time frozen while the person decides what comes next
+            step.status, step.duration_s = "failed", now - step.started_at
+            return
+        step.status = "waiting"
 
     def _on_operator_answer(self, e: ev.OperatorAnswer, now: float) -> None:
         step = self.steps[e.step]
@@ -164,6 +168,14 @@ class RunState:
         step.error, step.reason, step.attempt = e.error, e.reason, e.attempts
         if self.waiting is not None and self.waiting.step == e.step:
             self.waiting, self.waiting_since = None, None
+
+    def _on_params_edited(self, e: ev.ParamsEdited, now: float) -> None:
+        ids = list(self.steps)
+        for step_id in ids[ids.index(e.rerun_from):ids.index(e.step) + 1]:
+            step = self.steps[step_id]
+            step.status, step.started_at, step.duration_s = "pending", None, None
+            step.error, step.reason, step.retry_in_s, step.progress = None, None, None, None
+            step.checks = []
 
     def _on_milestone(self, e: ev.Milestone, now: float) -> None:
         self.milestones.append(e)

@@ -156,6 +156,22 @@ class Recorder:
         step.operator_wait_s += e.waited_s
         self.journal.upsert_step(step)
 
+    def _on_params_edited(self, e: ev.ParamsEdited) -> None:
+        """The record says what changed and what ran again: an auditor sees the retry's
+        values, and a resume after a crash runs those steps again too."""
+        self.journal.update_run(self.runner.run_id,
+                                params_json=json.dumps(e.params, sort_keys=True))
+        changed = "; ".join(f"{name}: {old or '(empty)'} → {new or '(empty)'}"
+                            for name, (old, new) in e.changed.items())
+        self.journal.add("checks", run_id=self.runner.run_id, step_id=e.step,
+                         name="parameters edited", ok=1,
+                         detail=f"{changed}; steps from {e.rerun_from} run again", at=now_iso())
+        ids = [s.id for s in self.runner.runbook.steps]
+        for step_id in ids[ids.index(e.rerun_from):ids.index(e.step) + 1]:
+            step = self._step(step_id)
+            step.status, step.captured, step.error = "pending", None, None
+            self.journal.upsert_step(step)
+
     def _on_step_finished(self, e: ev.StepFinished) -> None:
         if e.replayed:
             return

@@ -32,6 +32,7 @@ from ..widgets.focus import CurrentStep, FailurePanel, ManualPanel
 from ..widgets.output import MAX_LINES, OutputPanel
 from ..widgets.steps import ChecksPanel, StepList
 from .confirm import AskYesNo, ConfirmStep, SkipReason
+from .edit_params import EditParams
 from .summary import RunSummary
 
 FLUSH_INTERVAL_S = 1 / 30
@@ -50,6 +51,7 @@ class RunScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "answer", "done"),
         Binding("r", "retry", "retry"),
+        Binding("e", "edit", "edit & retry"),
         Binding("s", "skip", "skip"),
         Binding("a", "abort", "abort"),
         Binding("f", "follow", "follow"),
@@ -195,6 +197,10 @@ class RunScreen(Screen[None]):
             self._redraw()
         if self.state.finished is not None and not self._summary_shown:
             self._summary_shown = True
+            # reopening the runbook after a failure or an abort starts from these values
+            self.app.remember_values(self.runbook.name, None
+                                     if self.state.finished.status == "succeeded"
+                                     else self.runner.raw_params())
             self.refresh_bindings()
             self.app.push_screen(RunSummary(self.state), self._after_summary)
 
@@ -263,8 +269,12 @@ class RunScreen(Screen[None]):
         # the footer shows only the keys that mean something right now
         if action == "answer":
             return self._waiting_for("manual")
-        if action in ("retry", "skip"):
+        if action == "retry":
             return self._waiting_for("failure")
+        if action == "skip":
+            return self._waiting_for("failure") and self._request.request.skip_refused is None
+        if action == "edit":
+            return self._waiting_for("failure") and bool(self._request.request.editable)
         if action == "abort":
             return self.running
         if action == "home":
@@ -280,8 +290,21 @@ class RunScreen(Screen[None]):
         if self._waiting_for("failure"):
             self._resolve(FailureDecision("retry"))
 
+    def action_edit(self) -> None:
+        """The form again with the run's values: fix the one that is wrong, then retry."""
+        if not self._waiting_for("failure") or not self._request.request.editable:
+            return
+        request = self._request.request
+
+        def edited(values: dict[str, Any] | None) -> None:
+            if values is not None:
+                self._resolve(FailureDecision("edit", params=values))
+
+        self.app.push_screen(EditParams(self.runbook, self.runner.raw_params(),
+                                        request.editable, request.title), edited)
+
     def action_skip(self) -> None:
-        if not self._waiting_for("failure"):
+        if not self._waiting_for("failure") or self._request.request.skip_refused:
             return
         title = self._request.request.title
 
@@ -314,6 +337,7 @@ class RunScreen(Screen[None]):
             "manual-done": self.action_answer,
             "manual-abort": self.action_abort,
             "failure-retry": self.action_retry,
+            "failure-edit": self.action_edit,
             "failure-skip": self.action_skip,
             "failure-abort": self.action_abort,
         }
@@ -340,6 +364,9 @@ class RunScreen(Screen[None]):
     def _after_summary(self, choice: str | None) -> None:
         if choice == "home":
             self.app.go_home()
+        elif choice == "edit":
+            self.app.go_home()
+            self.app.open_briefing(self.runbook, self.runner.raw_params())
 
     # --- stopping -------------------------------------------------------------------
 
@@ -384,6 +411,10 @@ def _log_marker(event: ev.Event) -> str | None:
         return f"   {'✓' if event.ok else '✗'} check {event.name}: {event.detail}"
     if kind == "attempt_failed":
         return f"── ! attempt {event.attempt} failed: {event.error}; retry in {event.retry_in_s:g}s"
+    if kind == "params_edited":
+        changed = ", ".join(f"{name} {old!r} → {new!r}"
+                            for name, (old, new) in event.changed.items())
+        return f"── ✎ parameters edited: {changed}; from {event.rerun_from} again"
     if kind == "milestone":
         return f"── ◆ milestone {event.name} at {format_clock(event.elapsed_s)}"
     if kind == "run_finished":

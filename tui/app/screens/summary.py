@@ -69,6 +69,7 @@ def summary_renderable(state: RunState) -> Group:
 class RunSummary(ModalScreen[str]):
     BINDINGS = [
         Binding("escape,enter", "dismiss('log')", "back to the log"),
+        Binding("e", "dismiss('edit')", "edit & run again"),
         Binding("h", "dismiss('home')", "home"),
     ]
 
@@ -76,12 +77,19 @@ class RunSummary(ModalScreen[str]):
         super().__init__()
         self.state = state
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if parameters == ("edit",):  # a run that failed or was aborted: fix and go again
+            return self.state.finished is not None and self.state.finished.status != "succeeded"
+        return True
+
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="summary"):
             yield Label(f"{self.state.title}: run {self.state.run_id}", classes="dialog-title")
             with VerticalScroll():
                 yield Static(summary_renderable(self.state))
-            yield Static(Text("enter/esc: back to the log    h: home", style="dim"))
+            again = "" if self.state.finished and self.state.finished.status == "succeeded" \
+                else "    e: edit the parameters and run again"
+            yield Static(Text(f"enter/esc: back to the log{again}    h: home", style="dim"))
         # its own keys at the bottom: the run screen's footer behind it is drawn for
         # whichever screen was on top when it last updated
         yield Footer()

@@ -111,14 +111,16 @@ class ManualPanel(Vertical):
 
 
 class FailurePanel(Vertical):
-    """A failed step: the error, the last output, and retry / skip / abort."""
+    """A failed step: the error, this attempt's output, and retry / edit / skip / abort."""
 
     def compose(self) -> ComposeResult:
         yield Label("", classes="failure-title", id="failure-title")
         yield Static(id="failure-error")
         yield Static(id="failure-tail", classes="tail")
+        yield Static(id="failure-skip-note", classes="tail")
         with Horizontal(classes="choices"):
             yield KeyButton("Retry (r)", id="failure-retry", variant="primary")
+            yield KeyButton("Edit & retry (e)", id="failure-edit", variant="primary")
             yield KeyButton("Skip… (s)", id="failure-skip", variant="warning")
             yield KeyButton("Abort run (a)", id="failure-abort", variant="error")
 
@@ -129,6 +131,13 @@ class FailurePanel(Vertical):
         self.query_one("#failure-error", Static).update(Text(request.error, style="bold"))
         tail = Text()
         if request.last_lines:
-            tail.append("last output:\n", style="dim italic")
+            attempt = f" of attempt {request.attempts}" if request.attempts > 1 else ""
+            tail.append(f"last output{attempt}:\n", style="dim italic")
             tail.append("\n".join(request.last_lines[-8:]))
         self.query_one("#failure-tail", Static).update(tail)
+        # a step whose output a later step needs is not offered skip, and the panel says why
+        self.query_one("#failure-skip", Button).display = request.skip_refused is None
+        self.query_one("#failure-edit", Button).display = bool(request.editable)
+        note = Text(f"Skip is not offered: {request.skip_refused}", style="italic") \
+            if request.skip_refused else Text()
+        self.query_one("#failure-skip-note", Static).update(note)
