@@ -131,3 +131,22 @@ async def test_after_an_abort_the_form_comes_back_with_the_values_typed(
         app.open_briefing(runbook)  # as Home does when the runbook is opened again
         await wait_for(pilot, lambda: isinstance(app.screen, BriefingScreen))
         assert (field("dsn"), field("table")) == (pg_cluster.dsn(), "ordres")
+
+
+async def test_a_long_output_line_wraps_on_w_and_its_connection_string_copies_on_c() -> None:
+    dsn = ("host=/tmp/drdeck-demo-4f7a1c2e9b/sockets/restored-server port=54329 dbname=shop "
+           "user=postgres")
+    app = live_app(open_runbook=flow("long-line"), autostart={}, journal=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = run_screen(app)
+        await wait_for(pilot, lambda: screen._waiting_for("manual"))
+        await pilot.press("escape")  # out of any field: the keys go to the screen
+        assert "user=postgres" not in screen_text(app), "one line each: cut at the edge"
+        await pilot.press("w")
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "user=postgres" in shown and "wrapped" in shown
+        assert "c copy connection" in " ".join(shown.split())
+        await pilot.press("c")
+        await pilot.pause()
+        assert app.clipboard == dsn

@@ -21,6 +21,7 @@ from tui.engine.operator import (
     FailureRequest,
     ManualRequest,
 )
+from tui.units import format_progress, format_rate
 
 PROGRESS_EVERY_S = 2.0
 GLYPHS = {"succeeded": "✓", "failed": "✗", "skipped": "↷", "running": "●", "pending": "○"}
@@ -129,11 +130,11 @@ class HumanPrinter:
         self._progress_at[e.step] = now
         if e.total:
             eta = f"  ETA {format_clock(e.eta_s)}" if e.eta_s is not None else ""
-            self._write(f"    … {e.done:,.0f}/{e.total:,.0f} {e.unit} "
+            self._write(f"    … {format_progress(e.done, e.total, e.unit)} "
                         f"({100 * e.done / e.total:.0f}%){eta}")
         else:
-            rate = f" ({e.rate:,.0f} {e.unit}/s)" if e.rate else ""
-            self._write(f"    … {e.done:,.0f} {e.unit}{rate}")
+            rate = f" ({format_rate(e.rate, e.unit)})" if e.rate else ""
+            self._write(f"    … {format_progress(e.done, None, e.unit)}{rate}")
 
     def _on_check(self, e: ev.CheckResult) -> None:
         mark = self.style("✓", "32") if e.ok else self.style("✗", "1;31")

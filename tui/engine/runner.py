@@ -350,6 +350,21 @@ class Runner:
             workdir=self.workdir if self.workdir.exists() else None,
         )
 
+    def connection_string(self) -> str | None:
+        """The newest step output that is a connection string (a restored server's):
+        what an operator copies to point the application at it."""
+        from tui.runbook.params import check_dsn
+
+        for step in reversed(self.runbook.steps):
+            output = (self._outputs.get(step.id) or "").strip()
+            if output and "\n" not in output and ("=" in output or "://" in output):
+                try:
+                    check_dsn(output)
+                except ValueError:
+                    continue
+                return output
+        return None
+
     def raw_params(self) -> dict[str, str]:
         """The values as text, to fill a form again (secrets included: for the form only)."""
         return {name: to_text(value) for name, value in self.params.items()}

@@ -55,6 +55,8 @@ class RunScreen(Screen[None]):
         Binding("s", "skip", "skip"),
         Binding("a", "abort", "abort"),
         Binding("f", "follow", "follow"),
+        Binding("w", "wrap", "wrap", show=False),
+        Binding("c", "copy_connection", "copy connection"),
         Binding("slash", "search", "search"),
         Binding("h", "home", "home"),
     ]
@@ -174,7 +176,7 @@ class RunScreen(Screen[None]):
         stamp = self.app.wall_clock()
         prefix = f"{stamp} " if stamp else ""
         lines: list[str] = []
-        structural = False
+        structural = refresh_keys = False
         outputs = 0
         for item in items:
             if type(item) is str:
@@ -185,6 +187,8 @@ class RunScreen(Screen[None]):
             outputs = 0
             self.state.apply(item, now)
             structural = True
+            if item.kind == "step_finished":
+                refresh_keys = True
             marker = _log_marker(item)
             if marker:
                 lines.append(prefix + marker)
@@ -195,6 +199,8 @@ class RunScreen(Screen[None]):
             self.query_one(OutputPanel).write_lines(lines)
         if structural:
             self._redraw()
+        if refresh_keys:  # a step's output can offer a key (copy the connection string)
+            self.refresh_bindings()
         if self.state.finished is not None and not self._summary_shown:
             self._summary_shown = True
             # reopening the runbook after a failure or an abort starts from these values
@@ -279,6 +285,8 @@ class RunScreen(Screen[None]):
             return self.running
         if action == "home":
             return not self.running
+        if action == "copy_connection":
+            return self.runner.connection_string() is not None
         return True
 
     def action_answer(self) -> None:
@@ -348,6 +356,18 @@ class RunScreen(Screen[None]):
 
     def action_follow(self) -> None:
         self.query_one(OutputPanel).toggle_follow()
+
+    def action_wrap(self) -> None:
+        self.query_one(OutputPanel).toggle_wrap()
+
+    def action_copy_connection(self) -> None:
+        """The restored server's connection string, to paste where the application needs it
+        (to the terminal's clipboard: OSC 52, which works over SSH too)."""
+        dsn = self.runner.connection_string()
+        if dsn is None:
+            return
+        self.app.copy_to_clipboard(dsn)
+        self.app.notify(self.runner.redact(dsn), title="connection string copied")
 
     def action_search(self) -> None:
         self.query_one(OutputPanel).open_search()

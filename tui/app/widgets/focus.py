@@ -10,6 +10,7 @@ from textual.widgets import Button, Label, Markdown, ProgressBar, Static
 from tui.durations import format_clock, format_duration
 from tui.engine.operator import FailureRequest, ManualRequest
 from tui.engine.state import RunState, StepView
+from tui.units import format_progress, format_rate
 
 COMMAND_LINES = 6
 
@@ -60,16 +61,11 @@ class CurrentStep(Vertical):
         row.add_class("visible")
         bar = self.query_one("#progress-bar", ProgressBar)
         bar.update(total=progress.total, progress=progress.done)
-        text = Text()
-        unit = progress.unit
-        text.append(f"{progress.done:,.0f}")
-        if progress.total:
-            text.append(f" of {progress.total:,.0f}")
-        text.append(f" {unit}")
+        text = Text(format_progress(progress.done, progress.total, progress.unit))
         if progress.eta_s is not None:
             text.append(f"   ETA {format_clock(progress.eta_s)}", style="bold")
         if progress.rate:
-            text.append(f"   {progress.rate:,.1f} {unit}/s")
+            text.append(f"   {format_rate(progress.rate, progress.unit)}")
         if progress.detail:
             text.append(f"\n{progress.detail}")
         detail.update(text)

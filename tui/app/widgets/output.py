@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import textwrap
+from collections import deque
+
 from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -47,6 +50,10 @@ class OutputPanel(Vertical):
         self._query = ""
         self._matches: list[int] = []
         self._match = -1
+        self.wrapping = False
+        # the lines as they came: wrapping is a view of them, redone on toggle and resize
+        self._raw: deque[str] = deque(maxlen=MAX_LINES)
+        self._wrapped_at = 0
 
     def compose(self) -> ComposeResult:
         yield FloodLog(id="output", max_lines=MAX_LINES, auto_scroll=True)
@@ -61,6 +68,9 @@ class OutputPanel(Vertical):
 
     def write_lines(self, lines: list[str]) -> None:
         log = self.log_widget
+        self._raw.extend(lines)
+        if self.wrapping:
+            lines = self._wrap(lines)
         log.write_lines(lines, scroll_end=False)
         if self.following:
             # after the next refresh: correct even while a modal covers the log
@@ -74,6 +84,42 @@ class OutputPanel(Vertical):
 
     def toggle_follow(self) -> None:
         self.set_following(not self.following)
+
+    def toggle_wrap(self) -> None:
+        """Long lines (a connection string, a path) whole on screen, or one line each."""
+        self.wrapping = not self.wrapping
+        self._rewrite()
+        self._update_title()
+
+    def on_resize(self) -> None:
+        if self.wrapping and self._wrap_width() != self._wrapped_at:
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        log = self.log_widget
+        log.clear()
+        lines = list(self._raw)
+        log.write_lines(self._wrap(lines) if self.wrapping else lines, scroll_end=False)
+        if self.following:
+            log.scroll_end(animate=False)
+        if self._query:
+            self.find(self._query)
+
+    def _wrap_width(self) -> int:
+        return max(20, self.log_widget.scrollable_content_region.width - 1)
+
+    def _wrap(self, lines: list[str]) -> list[str]:
+        # between words, never inside a path unless the path alone is wider than the pane
+        width = self._wrapped_at = self._wrap_width()
+        out: list[str] = []
+        for line in lines:
+            if len(line) <= width:
+                out.append(line)
+            else:
+                out.extend(textwrap.wrap(line, width, subsequent_indent="    ",
+                                         break_on_hyphens=False, drop_whitespace=False)
+                           or [line])
+        return out
 
     def open_search(self) -> None:
         search = self.query_one("#search", Input)
@@ -125,7 +171,8 @@ class OutputPanel(Vertical):
 
     def _update_title(self) -> None:
         follow = "following" if self.following else "paused (f to follow)"
-        self.border_title = f"Output  {follow}"
+        wrap = "  wrapped" if self.wrapping else ""
+        self.border_title = f"Output  {follow}{wrap}"
         if self._query:
             if self._matches:
                 where = f"{self._match + 1} of {len(self._matches)}"
