@@ -12,6 +12,7 @@ from tui.runbook.model import Runbook
 
 from ..widgets.breadcrumb import Breadcrumb
 from ..widgets.param_form import ParamField, ParamForm
+from .confirm import AskYesNo
 from .home import runbook_markdown
 
 __all__ = ["BriefingScreen", "ParamField"]
@@ -27,6 +28,8 @@ class BriefingScreen(Screen[None]):
         super().__init__()
         self.runbook = runbook
         self.given = given or {}
+        self._opened_with: dict[str, str] = {}
+        self._start_tried = False  # from then on the summary line follows every edit
 
     def compose(self) -> ComposeResult:
         yield Breadcrumb(id="crumb")
@@ -50,6 +53,7 @@ class BriefingScreen(Screen[None]):
         crumb.mode = self.app.mode
         crumb.parts = (self.runbook.name, "briefing")
         self.query_one("#briefing-form").border_title = "Parameters"
+        self._opened_with = self.form.raw_values()
         if not self.form.focus_first_to_fill():
             self.query_one("#start", Button).focus()
 
@@ -57,16 +61,37 @@ class BriefingScreen(Screen[None]):
         if event.button.id == "start":
             self.action_start()
 
-    def action_start(self) -> None:
-        values, wrong = self.form.values()
+    def on_param_form_checked(self, message: ParamForm.Checked) -> None:
+        if self._start_tried:
+            self._show_status(message.wrong)
+
+    def _show_status(self, wrong: int) -> None:
         status = self.query_one("#form-status", Static)
-        if values is None:
+        if wrong:
             status.update(f"✗ fix {wrong} field{'s' if wrong != 1 else ''} to start")
-            status.add_class("invalid")
+        else:
+            status.update("✓ every field is right: ctrl+s starts the run")
+        status.set_class(bool(wrong), "invalid")
+
+    def action_start(self) -> None:
+        # nothing is created, journal included, until every field is right
+        self._start_tried = True
+        values, wrong = self.form.values()
+        if values is None:
+            self._show_status(wrong)
             return
-        status.update("")
-        status.remove_class("invalid")
         self.app.start_run(self.runbook, values)
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        if self.form.raw_values() == self._opened_with:
+            self.app.pop_screen()
+            return
+
+        def answer(leave: bool | None) -> None:
+            if leave:
+                self.app.pop_screen()
+
+        self.app.push_screen(AskYesNo(
+            "Throw away your changes to the parameters?",
+            "Going back forgets what you typed in this form.",
+            yes="Throw them away", no="Keep editing"), answer)

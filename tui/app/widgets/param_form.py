@@ -1,21 +1,24 @@
 """A runbook's parameters as a form: one row per parameter, checked as the operator types.
 
 Used by the briefing before a first run, and wherever a run's values are edited again.
+A field is right only when a run would accept its value: the text parses, a port is
+free, a new directory is empty, a recovery target lies in the recoverable window.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
 
 from tui.runbook.model import Param, Runbook
-from tui.runbook.params import coerce
+from tui.runbook.params import check_on_this_machine, coerce
 from tui.runbook.templating import to_text
 
 from .._shared import DeckInput
@@ -25,17 +28,25 @@ PLACEHOLDERS = {
     "timestamp": "e.g. 2026-11-27 14:29:59+00:00",
     "dsn": "postgresql://user@host:5432/dbname",
     "int": "a whole number",
+    "port": "e.g. 5433 (free on this machine)",
+    "new_directory": "e.g. /var/lib/postgresql/restored (absent or empty)",
+    "recovery_target": "e.g. 2026-11-27 14:29:59+00, 0/3000060, latest",
     "secret": "hidden as you type; never shown or recorded",
 }
+
+# what else a field's value must pass, beyond its type: given the typed value, the error
+ExtraCheck = Callable[[Param, Any], str | None]
 
 
 class ParamField(Vertical):
     """One parameter: label, typed input, help, and the error right next to it."""
 
-    def __init__(self, param: Param, initial: str | None) -> None:
+    def __init__(self, param: Param, initial: str | None,
+                 extra_check: ExtraCheck | None = None) -> None:
         super().__init__(classes="field")
         self.param = param
         self.initial = initial
+        self.extra_check = extra_check
 
     def compose(self) -> ComposeResult:
         param = self.param
@@ -54,14 +65,37 @@ class ParamField(Vertical):
                 options.append((initial, initial))
             yield Select(options, value=initial, id=field_id, allow_blank=False)
         elif param.type == "bool":
-            yield Switch(value=self.initial in ("true", "yes", "on", "1"), id=field_id)
+            on = (self.initial or "").strip().lower() in ("true", "yes", "on", "1")
+            with Horizontal(classes="switch-row"):
+                yield Switch(value=on, id=field_id)
+                yield Static("", classes="switch-state", id=f"state-{param.name}")
         else:
+            # a value selected on focus would be replaced by the first key typed (`?` for
+            # help, say): the operator's value stays, the cursor goes to its end
             yield DeckInput(value=self.initial or "", id=field_id,
-                            password=param.type == "secret",
+                            password=param.type == "secret", select_on_focus=False,
                             placeholder=PLACEHOLDERS.get(param.type, ""))
         if param.help:
             yield Static(param.help, classes="field-help")
+        if param.warn_when_on:
+            yield Static(f"⚠ {param.warn_when_on}", classes="field-warning",
+                         id=f"warning-{param.name}")
+        yield Static("", classes="field-note", id=f"note-{param.name}")
         yield Static("", classes="field-error", id=f"error-{param.name}")
+
+    def on_mount(self) -> None:
+        if self.param.type == "bool":
+            self.show_switch(self.query_one(Switch).value)
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        self.show_switch(event.value)
+
+    def show_switch(self, on: bool) -> None:
+        state = self.query_one(f"#state-{self.param.name}", Static)
+        state.update("ON" if on else "OFF")
+        state.set_class(on, "on")
+        if self.param.warn_when_on:
+            self.query_one(f"#warning-{self.param.name}").set_class(on, "visible")
 
     @property
     def raw(self) -> str | None:
@@ -84,15 +118,21 @@ class ParamField(Vertical):
         if self.blank:
             return "required" if self.param.required else None
         try:
-            coerce(self.param, self.raw)
+            value = coerce(self.param, self.raw)
+            check_on_this_machine(self.param, value)
         except ValueError as exc:
             return str(exc)
-        return None
+        return self.extra_check(self.param, value) if self.extra_check else None
 
     def show_error(self, error: str | None) -> None:
         label = self.query_one(f"#error-{self.param.name}", Static)
         label.update(f"✗ {error}" if error else "")
         label.set_class(bool(error), "visible")
+
+    def show_note(self, note: str) -> None:
+        label = self.query_one(f"#note-{self.param.name}", Static)
+        label.update(note)
+        label.set_class(bool(note), "visible")
 
     def focus_input(self) -> None:
         self.query_one(f"#param-{self.param.name}").focus()
@@ -114,19 +154,48 @@ class SnapshotsListed(Message):
         self.options, self.note = options, note
 
 
+class WindowRead(Message):
+    """The recoverable window of the cluster a recovery target is for (None: unknown)."""
+
+    def __init__(self, picture: Any, note: str) -> None:
+        super().__init__()
+        self.picture, self.note = picture, note
+
+
 class ParamForm(VerticalScroll):
     """Every parameter of `runbook`, starting from `given` (text values that win over the
     runbook's defaults). `values()` gives the typed values once every field is right."""
+
+    # the rows' common look (.field, .field-label, .field Input ...) is in drdeck.tcss,
+    # shared with the dialog that asks for a resumed run's secrets
+    DEFAULT_CSS = """
+    ParamForm { height: 1fr; }
+    ParamForm .switch-row { height: auto; }
+    ParamForm .switch-state { width: auto; padding: 1 1; text-style: bold; color: $text-muted; }
+    ParamForm .switch-state.on { color: $text; }
+    ParamForm .field-warning { color: $warning; text-style: bold; display: none; }
+    ParamForm .field-warning.visible { display: block; }
+    ParamForm .field-note { color: $text-muted; display: none; }
+    ParamForm .field-note.visible { display: block; }
+    """
+
+    class Checked(Message):
+        """A field was checked again: `wrong` fields now stand in the way of a run."""
+
+        def __init__(self, wrong: int) -> None:
+            super().__init__()
+            self.wrong = wrong
 
     def __init__(self, runbook: Runbook, given: dict[str, str], *,
                  id: str | None = "form-fields") -> None:
         super().__init__(id=id)
         self.runbook = runbook
         self.given = dict(given)
+        self._picture: Any = None  # the recoverable window, once read
 
     def compose(self) -> ComposeResult:
         for param in self.runbook.params.values():
-            yield ParamField(param, self._initial(param))
+            yield ParamField(param, self._initial(param), self._reachable)
         if not self.runbook.params:
             yield Static("This runbook takes no parameters.")
 
@@ -136,12 +205,17 @@ class ParamForm(VerticalScroll):
         return None if param.required else to_text(param.default)
 
     def on_mount(self) -> None:
-        if any(f.param.type == "snapshot" for f in self.fields):
+        if self._fields_of("snapshot"):
             self.list_snapshots(self._value("cluster"), self._value("database"))
+        if self._recovers_from_the_archive():
+            self.read_window(self._value("cluster"))
 
     @property
     def fields(self) -> list[ParamField]:
         return list(self.query(ParamField))
+
+    def _fields_of(self, kind: str) -> list[ParamField]:
+        return [f for f in self.fields if f.param.type == kind]
 
     def focus_first_to_fill(self) -> bool:
         """Focus the first field that is wrong or required; False when none is."""
@@ -155,6 +229,10 @@ class ParamForm(VerticalScroll):
         """What each field holds as text, to open the form again with it (blank ones left
         out, so they take the default again)."""
         return {f.param.name: f.raw for f in self.fields if f.raw is not None}
+
+    def wrong(self) -> int:
+        """How many fields a run would refuse now (their errors are not shown)."""
+        return sum(1 for field in self.fields if field.validate() is not None)
 
     def values(self) -> tuple[dict[str, Any] | None, int]:
         """The typed parameters, or None with how many fields are wrong (errors shown,
@@ -182,6 +260,8 @@ class ParamForm(VerticalScroll):
         field = next((f for f in self.fields if f.param.name == name), None)
         return (field.raw or "") if field else ""
 
+    # --- the snapshot picker ------------------------------------------------------------
+
     @work(thread=True, exclusive=True, group="snapshots")
     def list_snapshots(self, cluster: str, database: str) -> None:
         from tui.catalog.inventory import now_utc, read_cluster
@@ -205,11 +285,61 @@ class ParamForm(VerticalScroll):
         self.post_message(SnapshotsListed(options))
 
     def on_snapshots_listed(self, message: SnapshotsListed) -> None:
-        for field in self.fields:
-            if field.param.type == "snapshot":
-                field.offer(message.options)
-                if message.note:
-                    field.show_error(message.note)
+        for field in self._fields_of("snapshot"):
+            field.offer(message.options)
+            if message.note:
+                field.show_error(message.note)
+
+    # --- the recoverable window ---------------------------------------------------------
+
+    def _recovers_from_the_archive(self) -> bool:
+        """A recovery target whose window drdeck can read: the runbook restores from
+        drdeck's own archive (other engines keep their window elsewhere)."""
+        return bool(self._fields_of("recovery_target")) and any(
+            step.action.startswith("pitr.") for step in self.runbook.steps)
+
+    @work(thread=True, exclusive=True, group="window")
+    def read_window(self, cluster: str) -> None:
+        from tui.catalog.report import read_pitr
+        from tui.snapshots.targets import store_for
+
+        config = self.app.config
+        try:
+            chosen = config.cluster(cluster or None)
+            picture = read_pitr(store_for(config.repository_for(chosen)), chosen.name,
+                                config)
+        except Exception as exc:  # the field says so; the pre-flight will check again
+            self.post_message(WindowRead(None, f"cannot read the recoverable window: {exc}"))
+            return
+        if picture is None:
+            self.post_message(WindowRead(None, f"no base backup or WAL of {chosen.name} in "
+                                         "the repository: nothing is recoverable yet"))
+            return
+        self.post_message(WindowRead(picture, f"recoverable ({chosen.name}): "
+                                     f"{picture.describe_windows()}"))
+
+    def on_window_read(self, message: WindowRead) -> None:
+        self._picture = message.picture
+        for field in self._fields_of("recovery_target"):
+            field.show_note(message.note)
+            if not field.blank:
+                field.show_error(field.validate())
+        self.post_message(self.Checked(self.wrong()))
+
+    def _reachable(self, param: Param, value: Any) -> str | None:
+        """A recovery target the window cannot reach is refused here, in the words the
+        pre-flight would use, with what can be reached."""
+        if param.type != "recovery_target" or self._picture is None:
+            return None
+        from tui.pitr.target import TargetRefused, parse_target, plan_recovery
+
+        try:
+            plan_recovery(parse_target(value), self._picture)
+        except TargetRefused as exc:
+            return str(exc)
+        return None
+
+    # --- checked as the operator types --------------------------------------------------
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._revalidate(event.input)
@@ -217,13 +347,19 @@ class ParamForm(VerticalScroll):
     def on_select_changed(self, event: Select.Changed) -> None:
         self._revalidate(event.select)
 
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        self._revalidate(event.switch)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        snapshots_follow = any(f.param.type == "snapshot" for f in self.fields)
-        if snapshots_follow and event.input.id in ("param-cluster", "param-database"):
-            self.list_snapshots(self._value("cluster"), self._value("database"))
+        if event.input.id in ("param-cluster", "param-database"):
+            if self._fields_of("snapshot"):
+                self.list_snapshots(self._value("cluster"), self._value("database"))
+            if event.input.id == "param-cluster" and self._recovers_from_the_archive():
+                self.read_window(self._value("cluster"))
         self.screen.focus_next()
 
     def _revalidate(self, widget: Widget) -> None:
         field = next((a for a in widget.ancestors if isinstance(a, ParamField)), None)
         if field is not None:
             field.show_error(field.validate())
+            self.post_message(self.Checked(self.wrong()))
