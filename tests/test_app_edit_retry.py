@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from test_app_flows import flow, screen_text
+
 from tui.app.screens.edit_params import EditParams
 from tui.app.screens.run import RunScreen
 from tui.journal.store import open_journal
 
 from app_support import live_app, wait_for
-from test_app_flows import flow, screen_text
 
 SIZE = (120, 36)
 

@@ -30,7 +30,7 @@ def open_app(*, mode: str = "drill", runbook: Runbook | None = None,
             start = None  # something is missing: the briefing asks for it
     resume = None
     if resume_run is not None:
-        from tui.commands.resume import load_resumable
+        from tui.journal.resumable import load_resumable
 
         resume = load_resumable(config, resume_run, given or {})
     app = DrdeckApp(mode=mode, open_runbook=runbook, params=given, autostart=start,

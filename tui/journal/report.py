@@ -104,7 +104,7 @@ def target_json(measured: float | None, target: float | None) -> dict[str, Any]:
 
 def target_sentence(target: dict[str, Any]) -> str:
     """'0:12:41 of 4:00:00 target (5%, met)': the sentence the headless summary prints."""
-    from tui.headless import rto_verdict
+    from tui.rto import rto_verdict
 
     return rto_verdict(target["measured_s"], target["target_s"])
 

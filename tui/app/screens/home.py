@@ -424,7 +424,7 @@ class HomeScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="resume")
     def prepare_resume(self, run: RunRow, secrets: dict[str, str] | None) -> None:
         """Read the run and its runbook; ask for secrets first when it takes some."""
-        from tui.commands.resume import load_resumable
+        from tui.journal.resumable import load_resumable
 
         config = self.app.config
         try:

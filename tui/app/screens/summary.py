@@ -13,7 +13,7 @@ from textual.widgets import Footer, Label, Static
 
 from tui.durations import format_clock
 from tui.engine.state import RunState
-from tui.headless import rto_verdict
+from tui.rto import rto_verdict
 
 from .._shared import status_text
 from ..widgets.steps import GLYPHS, short_clock
