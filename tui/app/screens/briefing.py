@@ -24,6 +24,12 @@ class BriefingScreen(Screen[None]):
         Binding("escape", "back", "back"),
     ]
 
+    help_notes = ("Each field is checked as you type, as the run would check it: a port must "
+                  "be free, a new data directory absent or empty, a recovery target inside "
+                  "the window shown beside it. Nothing is started or recorded until every "
+                  "field is right. In a text field ? is typed: f1 opens this help. esc goes "
+                  "back, and asks first when you have changed something.")
+
     def __init__(self, runbook: Runbook, given: dict[str, str] | None = None) -> None:
         super().__init__()
         self.runbook = runbook
