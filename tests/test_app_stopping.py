@@ -75,3 +75,23 @@ async def test_escape_in_a_confirmation_asks_before_it_ends_the_run() -> None:
         await pilot.press(*"orders_restored", "enter")
         await wait_for(pilot, lambda: screen.state.finished is not None)
         assert screen.state.finished.status == "succeeded"
+
+
+async def test_a_finished_run_offers_the_way_on_and_not_an_abort() -> None:
+    from tui.app.screens.home import HomeScreen
+    from tui.app.screens.summary import RunSummary
+
+    app = live_app(open_runbook=app_runbook("manual"), autostart={}, journal=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _until_asked(pilot, app, "manual")
+        titles = [c.title for c in app.get_system_commands(screen)]
+        assert "Abort the run" in titles and "Home" not in titles, titles
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunSummary))
+        await pilot.press("escape")  # the summary closes onto the finished run
+        await wait_for(pilot, lambda: app.screen is screen)
+        titles = [c.title for c in app.get_system_commands(screen)]
+        assert "Abort the run" not in titles
+        assert {"Home", "Inventory", "Runbook: manual", "Runbook: confirm"} <= set(titles)
+        await pilot.press("escape")  # esc on a finished run goes back
+        await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))

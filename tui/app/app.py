@@ -92,6 +92,7 @@ class DrdeckApp(App[None]):
         _freeze_start_up_heap()
         self._watch_signals()
         found = self._runbooks if self._runbooks is not None else discover(self._runbook_dirs)
+        self._found = found
         self.push_screen(HomeScreen(found))
         if self._resume is not None:
             self.resume_run(*self._resume)
@@ -253,9 +254,10 @@ class DrdeckApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help", "The keys of this screen", self.action_help)
-        if isinstance(screen, RunScreen):
+        if isinstance(screen, RunScreen) and screen.running:
             yield SystemCommand("Abort the run", "Stop the current step and record the run "
                                 "as aborted", screen.action_abort)
+        if isinstance(screen, RunScreen):
             yield SystemCommand("Follow the output", "Toggle following the end of the log",
                                 screen.action_follow)
             yield SystemCommand("Search the output", "Find text in the log",
@@ -277,6 +279,28 @@ class DrdeckApp(App[None]):
         elif not isinstance(screen, RunScreen) and not screen.is_modal:
             yield SystemCommand("History", "Every recorded run: results, RTO against target, "
                                 "each step on a time line", self.open_history)
+        if screen.is_modal:
+            return
+        # navigation: anywhere a run is not holding the screen
+        run = self._run_screen()
+        if run is None or not run.running:
+            if not isinstance(screen, HomeScreen):
+                yield SystemCommand("Home", "The runbooks, their last run and next drill",
+                                    self.go_home)
+            from .screens.inventory import InventoryScreen
+
+            if not isinstance(screen, InventoryScreen):
+                yield SystemCommand("Inventory", "Backups, snapshots and the recoverable "
+                                    "window of each cluster", self.open_inventory)
+            for found in getattr(self, "_found", []):
+                if found.runbook is not None:
+                    runbook = found.runbook
+                    yield SystemCommand(f"Runbook: {runbook.name}", runbook.title,
+                                        lambda r=runbook: self.open_briefing_from_anywhere(r))
+
+    def open_briefing_from_anywhere(self, runbook: Runbook) -> None:
+        self.go_home()
+        self.open_briefing(runbook)
 
 
 _heap_frozen = False

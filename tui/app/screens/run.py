@@ -59,6 +59,7 @@ class RunScreen(Screen[None]):
         Binding("c", "copy_connection", "copy connection"),
         Binding("slash", "search", "search"),
         Binding("h", "home", "home"),
+        Binding("escape", "home", "home", show=False),
     ]
 
     def __init__(self, runbook: Runbook, params: dict[str, Any], *, mode: str,
