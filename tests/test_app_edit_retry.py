@@ -33,7 +33,10 @@ async def test_a_mistyped_check_is_edited_and_only_its_step_runs_again(
     monkeypatch.setenv("DRDECK_STATE_DIR", str(tmp_path))
     pg_cluster.execute("create table orders(id int); insert into orders values (1), (2)")
     app = live_app(open_runbook=flow("edit-retry"), autostart={
-        "dsn": pg_cluster.dsn(), "table": "orders", "check_query": "SELEC count(*) from orders"})
+        "dsn": pg_cluster.dsn(), "table": "orders", "check_query": "SELEC count(*) from orders",
+        # in use, as a restored server's port is by the time its check fails: not refused
+        # while unchanged
+        "listen_port": pg_cluster.port})
     async with app.run_test(size=SIZE) as pilot:
         screen = run_screen(app)
         await wait_for(pilot, lambda: screen._waiting_for("failure"))

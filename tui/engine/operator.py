@@ -35,6 +35,7 @@ class FailureRequest:
     last_lines: tuple[str, ...]  # the failed attempt's own output, not the ones before it
     skip_refused: str | None = None  # why skipping is not offered, in plain words
     editable: tuple[str, ...] = ()  # the parameters a person may change before retrying
+    uses: tuple[str, ...] = ()  # the parameters the failed step itself uses (likely culprits)
 
 
 @dataclass(frozen=True)

@@ -660,7 +660,9 @@ class Runner:
         request = FailureRequest(step.id, step.title, self.redact(record.error or ""),
                                  record.attempts, tuple(record.attempt_tail)[-20:],
                                  skip_refused=self._skip_refused(step),
-                                 editable=self.editable_params())
+                                 editable=self.editable_params(),
+                                 uses=tuple(n for n in self.runbook.params
+                                            if n in _references(step)))
         return await self._ask(step, "failure", request.error, self.operator.on_failure(request))
 
     def _skip_refused(self, step: Step) -> str | None:

@@ -21,8 +21,9 @@ class EditParams(ModalScreen[dict[str, Any] | None]):
     run's target (its lock) are shown but cannot change: that would be another run."""
 
     DEFAULT_CSS = """
-    #edit-dialog { width: 90; }
-    #edit-fields { height: auto; max-height: 60vh; margin-top: 1; }
+    /* the buttons stay in view however many fields: the fields scroll */
+    #edit-dialog { width: 90; height: 90%; }
+    #edit-fields { height: 1fr; margin-top: 1; }
     #edit-status { height: auto; }
     """
 
@@ -32,10 +33,11 @@ class EditParams(ModalScreen[dict[str, Any] | None]):
     ]
 
     def __init__(self, runbook: Runbook, given: dict[str, str], editable: tuple[str, ...],
-                 step_title: str) -> None:
+                 step_title: str, uses: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.runbook, self.given = runbook, given
         self.editable, self.step_title = set(editable), step_title
+        self.uses = uses
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="edit-dialog"):
@@ -43,7 +45,7 @@ class EditParams(ModalScreen[dict[str, Any] | None]):
                         classes="dialog-title")
             yield Static(Text("Earlier steps that use a changed value run again first; the "
                               "change is recorded with the run.", style="dim"))
-            yield ParamForm(self.runbook, self.given, id="edit-fields")
+            yield ParamForm(self.runbook, self.given, id="edit-fields", settled=True)
             yield Static("", id="edit-status")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel (esc)", id="cancel")
@@ -56,10 +58,12 @@ class EditParams(ModalScreen[dict[str, Any] | None]):
             if field.param.name not in self.editable:
                 field.query_one(f"#param-{field.param.name}").disabled = True
                 field.show_error("the run's target: abort and start a new run to change it")
-            elif first is None:
-                first = field
+            elif first is None or (field.param.name in self.uses
+                                   and first.param.name not in self.uses):
+                first = field  # the failed step's own values are the likely culprits
         if first is not None:
-            first.focus_input()
+            # once laid out: focusing then scrolls the field into view
+            self.call_after_refresh(first.focus_input)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

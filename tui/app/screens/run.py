@@ -310,7 +310,7 @@ class RunScreen(Screen[None]):
                 self._resolve(FailureDecision("edit", params=values))
 
         self.app.push_screen(EditParams(self.runbook, self.runner.raw_params(),
-                                        request.editable, request.title), edited)
+                                        request.editable, request.title, request.uses), edited)
 
     def action_skip(self) -> None:
         if not self._waiting_for("failure") or self._request.request.skip_refused:

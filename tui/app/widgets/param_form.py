@@ -42,11 +42,14 @@ class ParamField(Vertical):
     """One parameter: label, typed input, help, and the error right next to it."""
 
     def __init__(self, param: Param, initial: str | None,
-                 extra_check: ExtraCheck | None = None) -> None:
+                 extra_check: ExtraCheck | None = None, settled: str | None = None) -> None:
         super().__init__(classes="field")
         self.param = param
         self.initial = initial
         self.extra_check = extra_check
+        # the value a running run already took: its port is now in use by the server it
+        # restored, its directory full; judged against the machine only once changed
+        self.settled = settled
 
     def compose(self) -> ComposeResult:
         param = self.param
@@ -119,6 +122,8 @@ class ParamField(Vertical):
             return "required" if self.param.required else None
         try:
             value = coerce(self.param, self.raw)
+            if self.settled is not None and self.raw == self.settled:
+                return None
             check_on_this_machine(self.param, value)
         except ValueError as exc:
             return str(exc)
@@ -187,15 +192,17 @@ class ParamForm(VerticalScroll):
             self.wrong = wrong
 
     def __init__(self, runbook: Runbook, given: dict[str, str], *,
-                 id: str | None = "form-fields") -> None:
+                 id: str | None = "form-fields", settled: bool = False) -> None:
         super().__init__(id=id)
         self.runbook = runbook
         self.given = dict(given)
+        self.settled = settled  # `given` is what a running run uses (see ParamField.settled)
         self._picture: Any = None  # the recoverable window, once read
 
     def compose(self) -> ComposeResult:
         for param in self.runbook.params.values():
-            yield ParamField(param, self._initial(param), self._reachable)
+            yield ParamField(param, self._initial(param), self._reachable,
+                             settled=self.given.get(param.name) if self.settled else None)
         if not self.runbook.params:
             yield Static("This runbook takes no parameters.")
 
