@@ -71,6 +71,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tui import environment
 from tui.errors import DrdeckError
 from tui.postgres.cluster import ServerAccount, server_account
 from tui.wal.names import HISTORY, SEGMENT, Segment, format_lsn, parse_history, parse_lsn
@@ -155,7 +156,8 @@ class Pgbackrest:
                       "extra_groups": account.groups}
         try:
             result = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL,
-                                    cwd="/", timeout=timeout, check=False, **run_as)
+                                    cwd="/", timeout=timeout, check=False,
+                                    env=environment.for_pgbackrest(), **run_as)
         except subprocess.TimeoutExpired:
             raise PgbackrestError(f"{' '.join(argv)} did not finish within {timeout:.0f}s"
                                   ) from None

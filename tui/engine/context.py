@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tui import environment
 from tui.engine.actions.base import Command
 from tui.engine.process import ProcessResult, run_process
 
@@ -151,13 +152,25 @@ class StepContext:
         if self._settle is not None:
             self._settle(key)
 
+    @property
+    def environ(self) -> dict[str, str]:
+        """The run's whole environment, secrets included: read here, never handed on."""
+        return self._base_env
+
     def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = dict(self._base_env)
+        """A command's environment: the base set (tui.environment), DRDECK_RUN_ID,
+        DRDECK_WORKDIR, and what the step gives it (`extra`). Nothing else of drdeck's."""
+        env = environment.base(self._base_env)
         env["DRDECK_RUN_ID"] = self.run.run_id
         env["DRDECK_WORKDIR"] = str(self.run.workdir)
         if extra:
             env.update(extra)
         return env
+
+    def libpq_env(self) -> dict[str, str]:
+        """For pg_dump, pg_restore, pg_basebackup: a command's environment and the PG*
+        settings libpq reads (the DSN's password is added by tui.postgres.dsn)."""
+        return self.child_env(environment.libpq_settings(self._base_env))
 
     async def run_process(
         self,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui import environment
 from tui.errors import PermanentFailure
 from tui.pitr.basebackup import BaseManifest
 from tui.pitr.target import Target
@@ -93,7 +94,7 @@ async def unpack_base(base: BaseManifest, store: Any, data_dir: Path, reporter: 
     tar = await asyncio.create_subprocess_exec(
         "tar", "--extract", "--file=-", f"--directory={data_dir}", "--no-same-owner",
         stdin=read_end, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        start_new_session=True)
+        env=environment.base(), start_new_session=True)
     os.close(read_end)
     item = StoredItem(base.object, base.stored_size, base.sha256_stored, base.encrypted,
                       what="this base backup")

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from tui import environment
 from tui.errors import DrdeckError
 from tui.postgres.binaries import pg_bin
 
@@ -383,7 +384,9 @@ class LocalCluster:
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
-            env=_server_environment(),
+            # the base set alone: a restored server runs SQL its data brings
+            # (COPY ... FROM PROGRAM 'env'), and drdeck's environment holds secrets
+            env=environment.for_server(),
             # Our working directory may be one the server account cannot
             # enter (/root), which initdb and postgres complain about.
             cwd="/",
@@ -460,13 +463,6 @@ class LocalCluster:
                 return log.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
-
-
-def _server_environment() -> dict[str, str]:
-    # PGDATA, PGPORT, PGHOST, PGOPTIONS... in our environment would quietly
-    # change what initdb, pg_ctl and the server do: they get explicit
-    # arguments instead.
-    return {key: value for key, value in os.environ.items() if not key.startswith("PG")}
 
 
 def config_value(name: str, value: str | int | float | bool) -> str:

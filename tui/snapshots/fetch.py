@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui import environment
 from tui.catalog.manifest import Manifest
 from tui.crypto import decrypt_argv, explain_gpg_failure, passphrase_from_environment
 from tui.errors import PermanentFailure
@@ -235,7 +236,7 @@ async def _start_decrypt(out: int, gpg_home: str | None) -> asyncio.subprocess.P
         return await asyncio.create_subprocess_exec(
             *decrypt_argv(gpg_home, passphrase_fd=read_end), stdin=asyncio.subprocess.PIPE,
             stdout=out, stderr=asyncio.subprocess.PIPE, pass_fds=(read_end,),
-            start_new_session=True)
+            env=environment.for_gpg(), start_new_session=True)
     finally:
         os.close(read_end)
 

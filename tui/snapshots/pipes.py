@@ -12,6 +12,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
+from tui import environment
+
 CHUNK = 1 << 20
 
 
@@ -42,12 +44,16 @@ class Throttled:
 
 async def spawn(argv: Sequence[str], *, stdin: Any = None, stdout: Any = None,
                 env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    """A child in its own process group, so stopping it stops everything it started."""
+    """A child in its own process group, so stopping it stops everything it started.
+
+    Without `env` it gets the base set and GNUPGHOME (tui.environment), never drdeck's
+    whole environment."""
     try:
         return await asyncio.create_subprocess_exec(
             *argv, stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=stdout if stdout is not None else asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
+            stderr=asyncio.subprocess.PIPE, env=environment.for_gpg() if env is None else env,
+            start_new_session=True,
         )
     except FileNotFoundError:
         raise OSError(f"{argv[0]} is not installed") from None

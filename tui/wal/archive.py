@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tui import environment
 from tui.crypto import (
     decrypt_argv,
     encrypt_argv,
@@ -140,7 +141,7 @@ def _plain(raw: bytes, encrypted: bool, gpg_home: str | None, where: str, name: 
 def _gpg(argv: list[str], data: bytes, gpg_home: str | None, name: str,
          pass_fds: tuple[int, ...] = ()) -> bytes:
     result = subprocess.run(argv, input=data, capture_output=True, check=False,
-                            pass_fds=pass_fds)
+                            pass_fds=pass_fds, env=environment.for_gpg())
     if result.returncode != 0:
         # WAL is pushed for the cluster's gpg_recipients; no manifest lists them
         raise WalError(explain_gpg_failure(

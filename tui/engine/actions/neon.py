@@ -106,7 +106,7 @@ class NeonRestoreBranch(Action):
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
         from tui.neon import NeonClient
 
-        client = NeonClient.from_env(ctx.child_env(), on_retry=ctx.output)
+        client = NeonClient.from_env(ctx.environ, on_retry=ctx.output)
         check_only = bool(args.get("check_only"))
         project_id = _required(args, "project_id")
         branch_id = _required(args, "branch_id")

@@ -73,7 +73,7 @@ class BaseBackupCreate(Action):
         # before anything is written: a backup the archive cannot carry forward is no
         # backup, and a failing archive_command is filling the server's disk right now
         ctx.check("WAL archiving works", True, await check_archiving(plan.dsn, ctx))
-        manifest = await create_base_backup(plan, store, ctx, ctx.child_env())
+        manifest = await create_base_backup(plan, store, ctx, ctx.libpq_env())
         # the window starts at this backup only once the archive continues from it
         wanted = manifest.last_segment
         deadline = asyncio.get_running_loop().time() + float(args.get("wait_for_wal", 120))

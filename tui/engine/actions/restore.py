@@ -282,7 +282,7 @@ class PgRestore(Action):
                    f"the name {name} once its checks pass")
         items = await restore_dump(dump, database_dsn(server, staging),
                                    jobs=int(args.get("jobs", 2)), reporter=ctx,
-                                   env=ctx.child_env(), no_owner=no_owner,
+                                   env=ctx.libpq_env(), no_owner=no_owner,
                                    no_tablespaces=bool(lacking_spaces))
         ctx.output(f"restored {items} archive items into {staging}")
         if definitions is not None:
@@ -305,7 +305,7 @@ async def _refuse_what_the_dump_needs(ctx: StepContext, dump: Any, server: str,
     from tui.postgres.roles import existing_roles, existing_tablespaces, missing
     from tui.postgres.sqltext import SqlSyntaxError, statements
 
-    text = await schema_sql(dump, ctx.child_env())
+    text = await schema_sql(dump, ctx.libpq_env())
     try:
         # a large schema takes seconds to read: not on the loop that answers the operator
         named = await asyncio.to_thread(

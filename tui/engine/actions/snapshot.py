@@ -54,7 +54,7 @@ class SnapshotCreate(Action):
                 "unencrypted snapshot")
         plan = SnapshotPlan(target.cluster.name, target.database, target.database_dsn(),
                             encrypt, target.cluster.gpg_recipients, target.gpg_home)
-        manifest = await create_snapshot(plan, target.store, ctx, ctx.child_env())
+        manifest = await create_snapshot(plan, target.store, ctx, ctx.libpq_env())
         return ActionResult(output=manifest.stamp)
 
 
@@ -123,7 +123,7 @@ class SnapshotVerify(Action):
                           (args.get("target_dsn") or target.server_dsn()) if full else None,
                           int(args.get("jobs", 2)))
         record = await verify_snapshot(snapshot.manifest, target.store, plan, ctx,
-                                       ctx.child_env())
+                                       ctx.libpq_env())
         ctx.check(f"snapshot {snapshot.stamp} verifies ({plan.how})", record.ok, record.detail)
         return ActionResult(output=snapshot.stamp)
 
