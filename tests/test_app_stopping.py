@@ -95,3 +95,14 @@ async def test_a_finished_run_offers_the_way_on_and_not_an_abort() -> None:
         assert {"Home", "Inventory", "Runbook: manual", "Runbook: confirm"} <= set(titles)
         await pilot.press("escape")  # esc on a finished run goes back
         await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
+
+
+async def test_enter_confirms_a_question_that_needs_no_typing() -> None:
+    from test_app_flows import flow
+
+    app = live_app(open_runbook=flow("plain-confirm"), autostart={}, journal=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _until_asked(pilot, app, "confirm")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.state.finished is not None)
+        assert screen.state.finished.status == "succeeded"

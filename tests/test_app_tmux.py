@@ -135,6 +135,7 @@ def test_stopping_while_the_run_waits_ends_cleanly(tmp_path: Path, size: tuple[i
             tmux.wait_for("Type shop_restored to confirm")
             if where == "manual":
                 time.sleep(0.5)  # the field takes the keys once it has focus
+                # typed and confirmed in one burst, as a quick typist does
                 tmux("send-keys", "-t", "drill", "-l", "shop_restored")
                 tmux("send-keys", "-t", "drill", "Enter")
             tmux.wait_for(shown)

@@ -19,7 +19,10 @@ class ConfirmStep(ModalScreen[Answer]):
 
     BINDINGS = [
         Binding("escape", "cancel", "stop the run"),
-        Binding("enter", "confirm", "confirm", priority=True),
+        # not a priority binding: in the typed field, enter must come after the keys typed
+        # before it (the field submits in order); a priority binding would read the value
+        # before the field has taken the last letters
+        Binding("enter", "confirm", "confirm"),
     ]
 
     def __init__(self, request: ConfirmRequest) -> None:
@@ -51,6 +54,8 @@ class ConfirmStep(ModalScreen[Answer]):
     def on_mount(self) -> None:
         if self.request.expected_input is not None:
             self.query_one("#typed", Input).focus()
+        else:  # enter confirms; the first button (stop the run) must not take it
+            self.query_one("#confirm", Button).focus()
 
     @property
     def _matches(self) -> bool:
@@ -61,6 +66,11 @@ class ConfirmStep(ModalScreen[Answer]):
         self.query_one("#confirm", Button).disabled = not self._matches
         feedback = "" if self._matches or not event.value else "does not match yet"
         self.query_one("#typed-feedback", Static).update(feedback)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "typed":
+            event.stop()
+            self.action_confirm()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "confirm":
