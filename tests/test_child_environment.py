@@ -127,6 +127,16 @@ action = "shell"
 [steps.with]
 command = ["env"]
 env = { GIVEN = "${env.FOR_THE_STEP}" }
+
+[[steps.checks]]
+name = "a check's command sees no secret either"
+command = "env | grep -c -e ^AWS_ -e ^DRDECK_GPG -e ^DRDECK_SECRET -e ^NEON -e ^EDITOR= || true"
+expect = { equals = 0 }
+
+[[steps.checks]]
+name = "a check's command knows the run"
+command = "printenv DRDECK_RUN_ID"
+expect = { matches = "^[0-9a-f]{12}$" }
 """
 
 
@@ -140,6 +150,9 @@ def test_a_shell_step_gets_the_base_set_and_what_the_runbook_gives(tmp_path: Pat
     assert proc.returncode == 0, proc.stdout + proc.stderr
     printed = dict(e["line"].split("=", 1) for e in json_events(proc.stdout)
                    if e["event"] == "output" and "=" in e["line"])
+    checks = {e["name"]: e["ok"] for e in json_events(proc.stdout) if e["event"] == "check"}
+    assert checks == {"a check's command sees no secret either": True,
+                      "a check's command knows the run": True}, proc.stdout
     assert printed["GIVEN"] == "handed over"
     assert printed["PATH"] == os.environ["PATH"]
     assert printed["LC_TIME"] == "C.UTF-8" and printed["TZ"] == "Europe/Paris"

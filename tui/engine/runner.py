@@ -625,9 +625,13 @@ class Runner:
             result = await run_query(dsn, render_query(check.query, self.lookup))
             return Observed(value=result.first, rows=len(result.rows))
         command = render_command(check.command, self.lookup)
+        from tui import environment
         from tui.engine.process import run_process
 
-        outcome = await run_process(command.argv, on_line=lambda *_: None, env=self.env,
+        # a runbook's command, as a shell step is: the base set, never drdeck's secrets
+        env = {**environment.base(self.env), "DRDECK_RUN_ID": self.run_id,
+               "DRDECK_WORKDIR": str(self.workdir)}
+        outcome = await run_process(command.argv, on_line=lambda *_: None, env=env,
                                     cwd=str(self.workdir), capture_stdout=True)
         return Observed(text=outcome.stdout or "", exit_code=outcome.exit_code)
 
