@@ -33,6 +33,9 @@ def local_time() -> str:
 class DrdeckApp(App[None]):
     CSS_PATH = "drdeck.tcss"
     TITLE = "drdeck"
+    # every screen gets -narrow/-wide and -short/-tall: drdeck.tcss fits 80x24 with them
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
     BINDINGS = [
         # ctrl+c must never kill a running restore silently: it asks, like quit
         Binding("ctrl+c", "request_quit", "quit", show=False, priority=True),
