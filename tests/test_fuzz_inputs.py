@@ -175,6 +175,175 @@ def test_a_verification_record_is_read_or_ignored_never_an_exception(raw: bytes)
         assert all(isinstance(v, str) for v in (record.how, record.detail, record.by))
 
 
+# --- base backup manifests -----------------------------------------------------------------
+
+VALID_BASE = {
+    "cluster": "prod", "stamp": "20261127T020000Z",
+    "object": "prod/base/20261127T020000Z/base.tar", "started_at": "2026-11-27T02:00:00+00:00",
+    "stopped_at": "2026-11-27T02:03:00+00:00", "start_lsn": "0/2000028",
+    "stop_lsn": "0/2000138", "timeline": 1, "system_identifier": "7312345678901234567",
+    "server_version": "15.18", "wal_segment_size": 1 << 20, "encrypted": False,
+    "recipients": [], "plaintext_size": 15, "stored_size": 15, "sha256_stored": "ab" * 32,
+    "sha256_plaintext": "ab" * 32, "format": 1, "kind": "base",
+}
+
+# what the window's arithmetic divides by, indexes with or compares
+BASE_ODD_VALUES = ODD_VALUES | st.sampled_from([
+    "1", "0/0", "FFFFFFFF/FFFFFFFF", "-1/0", "0x1/0", " 0/1", "1/", "/1", "0/2000027",
+    "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", 1 << 19, 1 << 31, 3 << 20,
+    0xFFFFFFFF, 0x100000000, float("nan"),
+])
+
+
+@st.composite
+def mutated_base_manifest(draw: st.DrawFn) -> bytes:
+    data: Any = json.loads(json.dumps(VALID_BASE))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["replace", "replace", "delete", "add", "nest"]))
+        key = draw(st.sampled_from(sorted(VALID_BASE)))
+        if op == "replace":
+            data[key] = draw(BASE_ODD_VALUES)
+        elif op == "delete":
+            data.pop(key, None)
+        elif op == "add":
+            data[draw(st.text(max_size=12))] = draw(BASE_ODD_VALUES)
+        else:
+            data = {"manifest": data} if draw(st.booleans()) else [data]
+            break
+    return json.dumps(data, allow_nan=True).encode()
+
+
+RAW_BASE_MANIFESTS = (
+    mutated_base_manifest()
+    | JSON.map(lambda value: json.dumps(value).encode())
+    | st.binary(max_size=200)
+    | st.integers(1, 100_000).map(lambda depth: b"[" * depth + b"]" * depth)
+    | st.integers(1, 30_000).map(lambda depth: b'{"a":' * depth + b"1" + b"}" * depth)
+)
+
+
+def assert_base_or_refused(raw: bytes) -> Any:
+    from tui.pitr.basebackup import BaseBackupFailed, BaseManifest
+
+    where = "s3://bucket/prod/base/20261127T020000Z/manifest.json"
+    try:
+        manifest = BaseManifest.from_json(raw, where)
+    except BaseBackupFailed as exc:
+        assert str(exc).startswith(f"{where}: not a valid base backup manifest ("), exc
+        assert str(exc).isprintable(), f"one line, no control characters: {exc!r}"
+        return None
+    # what the recovery window and the inventory then do with it
+    assert manifest.stopped.tzinfo is not None
+    assert manifest.first_segment.number <= manifest.last_segment.number + 1
+    assert len(manifest.first_segment.name) == len(manifest.last_segment.name) == 24
+    assert BaseManifest.from_json(manifest.to_json(), where) == manifest
+    return manifest
+
+
+def test_the_valid_base_backup_manifest_is_read() -> None:
+    assert assert_base_or_refused(json.dumps(VALID_BASE).encode()) is not None
+
+
+@QUICK
+@given(RAW_BASE_MANIFESTS)
+def test_a_base_backup_manifest_is_one_or_refused_never_another_exception(raw: bytes) -> None:
+    assert_base_or_refused(raw)
+
+
+@pytest.mark.parametrize("field, value, why", [
+    ("wal_segment_size", 0, "power of two"),
+    ("wal_segment_size", 3 << 20, "power of two"),
+    ("timeline", "1", "timeline must be a whole number"),
+    ("timeline", 0, "timeline must be a whole number"),
+    ("timeline", True, "timeline must be a whole number"),
+    ("start_lsn", "-1/0", "start_lsn is not an LSN"),
+    ("stop_lsn", "0/1", "stop_lsn is before start_lsn"),
+    ("stopped_at", "2026-11-27T02:03:00", "no time zone"),
+    ("stored_size", -1, "whole number"),
+    ("recipients", "ABCDEF", "list of key fingerprints"),
+    ("format", True, "format True of kind 'base'"),
+])
+def test_base_backup_values_the_window_cannot_use_are_refused(field, value, why) -> None:
+    from tui.pitr.basebackup import BaseBackupFailed, BaseManifest
+
+    with pytest.raises(BaseBackupFailed, match=why):
+        BaseManifest.from_json(json.dumps({**VALID_BASE, field: value}).encode(), "m.json")
+
+
+def pitr_repository(root: Path, bad: bytes) -> tuple[LocalStore, str, str, str]:
+    """A good snapshot and a good base backup with its WAL, then a newer base backup whose
+    manifest is `bad`."""
+    from tui.pitr.basebackup import base_manifest_key
+
+    from repo_support import fake_base_backup
+
+    store = LocalStore(root)
+    snapshot = fake_snapshot(store, "prod", "app", NOW - timedelta(hours=1))
+    good = fake_base_backup(store, "prod", NOW - timedelta(hours=3))
+    bad_stamp = fake_base_backup(store, "prod", NOW - timedelta(hours=2), segments=0)
+    (root / base_manifest_key("prod", bad_stamp)).write_bytes(bad)
+    return store, snapshot, good, bad_stamp
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(RAW_BASE_MANIFESTS)
+def test_a_bad_base_backup_beside_good_backups_hides_nothing(raw: bytes) -> None:
+    from tui.catalog.report import pitr_json
+    from tui.commands.inventory import _print_pitr
+    from tui.pitr.window import picture
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store, snapshot, good, _ = pitr_repository(Path(tmp), raw)
+        inventory = inventory_everything(store)
+        seen = picture(store, "prod", read_commit_times=False)
+        json.dumps(pitr_json(seen))
+        with contextlib.redirect_stdout(io.StringIO()):
+            _print_pitr(seen)
+    assert [s.stamp for s in inventory.complete("app")] == [snapshot]
+    listed = {stamp: (manifest, problem) for manifest, stamp, problem in seen.base_backups}
+    assert len(listed) == 2 and listed[good][0] is not None and not listed[good][1]
+    assert any(w.base.stamp == good for w in seen.windows), seen.problems
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 100_000 + b"]" * 100_000,
+    json.dumps({**VALID_BASE, "wal_segment_size": 0}).encode(),
+    json.dumps({**VALID_BASE, "timeline": "1"}).encode(),
+    # a good manifest padded past what is read of one
+    json.dumps({**VALID_BASE, "stamp": "20261127T023000Z"}).encode() + b" " * (2 << 20),
+], ids=["deeply nested", "segment size 0", "timeline as text", "two MiB"])
+def test_drdeck_inventory_status_and_pitr_name_the_bad_base_backup_and_list_the_rest(
+        tmp_path: Path, raw: bytes) -> None:
+    _, snapshot, good, bad_stamp = pitr_repository(tmp_path / "repo", raw)
+    config = tmp_path / "drdeck.toml"
+    config.write_text(f'[repositories.backups]\ntype = "local"\npath = "{tmp_path / "repo"}"'
+                      '\n\n[clusters.prod]\ndsn = "host=/nonexistent dbname=app"\n'
+                      'repository = "backups"\ndatabases = ["app"]\nrpo = "1d"\n')
+    runs = {
+        "inventory": drdeck("--config", str(config), "inventory", state_dir=tmp_path),
+        "json": drdeck("--config", str(config), "inventory", "--json", state_dir=tmp_path),
+        "status": drdeck("--config", str(config), "status", state_dir=tmp_path),
+        "pitr": drdeck("--config", str(config), "run", "pitr-restore", "-p", "target=latest",
+                       "-p", f"data_dir={tmp_path / 'restored'}", "-p", "port=1", "--json",
+                       state_dir=tmp_path),
+    }
+    for name, proc in runs.items():
+        assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr, \
+            f"{name}: {proc.stderr}"
+    assert runs["inventory"].returncode == 0, runs["inventory"].stderr
+    text = runs["inventory"].stdout
+    bad = next(line for line in text.splitlines() if f"base backup {bad_stamp}" in line)
+    assert "INCOMPLETE" in bad and "manifest.json" in bad and good not in bad
+    assert f"base backup {good}  ended" in text and snapshot[:8] in text.replace("-", "")
+    [cluster] = json.loads(runs["json"].stdout)["clusters"]
+    assert [s["id"] for s in cluster["snapshots"] if s["complete"]] == [snapshot]
+    assert [b["id"] for b in cluster["pitr"]["base_backups"] if b["complete"]] == [good]
+    assert "wal" in runs["status"].stdout and runs["status"].returncode in (0, 1, 2)
+    checks = {e["name"]: e["ok"] for e in json_events(runs["pitr"].stdout)
+              if e["event"] == "check"}
+    assert checks.get("target inside the recoverable window") is True, runs["pitr"].stdout
+
+
 # --- repository listings with odd keys ------------------------------------------------------
 
 # a path segment a file system holds: no "/", no NUL (backslashes and control

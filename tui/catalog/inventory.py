@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tui.catalog.layout import parse_key, snapshots_prefix, time_of
-from tui.catalog.manifest import Manifest, ManifestInvalid, Verification
+from tui.catalog.manifest import (
+    MAX_RECORD_BYTES,
+    Manifest,
+    ManifestInvalid,
+    Verification,
+    read_capped,
+)
 from tui.errors import DrdeckError, InvalidInput
 from tui.storage.base import EndpointUnreachable
 
@@ -167,13 +173,13 @@ def read_cluster(store: Any, cluster: str, rpo_s: float | None = None) -> Cluste
     def read_manifest(ident: tuple[str, str]) -> tuple[tuple[str, str], Any]:
         key = manifest_keys[ident]
         try:
-            return ident, Manifest.from_json(store.read_bytes(key), store.location(key))
+            return ident, Manifest.from_json(read_capped(store, key), store.location(key))
         except (ManifestInvalid, DrdeckError) as exc:
             return ident, exc
 
     def read_verification(key: str) -> Verification | None:
         try:
-            return Verification.from_json(store.read_bytes(key))
+            return Verification.from_json(read_capped(store, key, MAX_RECORD_BYTES))
         except DrdeckError:
             return None
 
@@ -252,7 +258,7 @@ def read_snapshot(store: Any, cluster: str, database: str, stamp: str) -> Snapsh
     snapshot = Snapshot(cluster, database, stamp)
     key = manifest_key(cluster, database, stamp)
     try:
-        snapshot.manifest = Manifest.from_json(store.read_bytes(key), store.location(key))
+        snapshot.manifest = Manifest.from_json(read_capped(store, key), store.location(key))
     except ManifestInvalid as exc:
         snapshot.problem = f"manifest unreadable: {exc}"
     except DrdeckError as exc:

@@ -23,9 +23,33 @@ from tui.errors import DrdeckError
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 
+# A repository is written by others: a manifest is read only up to these sizes, so a huge
+# object at a manifest's key costs a refusal, not the memory of the machine. A snapshot's
+# lists a row count per table (about 50 bytes each: half a million tables fit).
+MAX_MANIFEST_BYTES = 32 << 20
+MAX_RECORD_BYTES = 1 << 20  # a base backup's manifest, a verification record
+
 
 class ManifestInvalid(DrdeckError):
     pass
+
+
+def read_capped(store: Any, key: str, limit: int = MAX_MANIFEST_BYTES) -> bytes:
+    """A small object's bytes; ManifestInvalid once it proves larger than `limit` (what
+    is past the limit is never downloaded)."""
+    parts: list[bytes] = []
+    size = 0
+    chunks = store.iter_chunks(key, chunk_size=min(limit + 1, 1 << 20))
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise ManifestInvalid(f"{store.location(key)}: larger than {limit:,} bytes, "
+                                      "so not a manifest drdeck wrote: not read")
+            parts.append(chunk)
+    finally:
+        getattr(chunks, "close", lambda: None)()
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tui.catalog.layout import is_stamp, stamp_of
+from tui.catalog.manifest import MAX_RECORD_BYTES, read_capped
 from tui.errors import DrdeckError
 from tui.postgres.binaries import pg_bin
 from tui.postgres.dsn import for_child_process
@@ -77,15 +78,27 @@ class BaseManifest:
 
     @classmethod
     def from_json(cls, raw: bytes, where: str) -> BaseManifest:
+        """Every field checked for its type and range, as the snapshot manifest is: the
+        repository is written by others, and a base backup's numbers divide and index."""
         try:
             data = json.loads(raw)
-            if data.get("kind") != "base" or data.get("format") != FORMAT_VERSION:
-                raise ValueError(f"format {data.get('format')!r} of kind {data.get('kind')!r}")
-            data["recipients"] = tuple(data.get("recipients", ()))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            if data.get("kind") != "base" or type(data.get("format")) is not int or \
+                    data["format"] != FORMAT_VERSION:
+                raise ValueError(f"format {data.get('format')!r} of kind {data.get('kind')!r}"
+                                 f", not format {FORMAT_VERSION} of kind 'base'")
+            recipients = data.get("recipients", [])
+            if not isinstance(recipients, list) or \
+                    not all(isinstance(r, str) for r in recipients):
+                raise ValueError("recipients must be a list of key fingerprints")
+            data["recipients"] = tuple(recipients)
+            unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+            if unknown:  # named with repr: a key is untrusted text bound for a terminal
+                raise ValueError(f"unknown fields {', '.join(map(repr, unknown))}")
             manifest = cls(**data)
-            parse_lsn(manifest.start_lsn), parse_lsn(manifest.stop_lsn)
-            datetime.fromisoformat(manifest.stopped_at)
-        except (ValueError, TypeError, AttributeError) as exc:
+            _check_base(manifest)
+        except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
             raise BaseBackupFailed(f"{where}: not a valid base backup manifest ({exc})") from None
         return manifest
 
@@ -101,6 +114,39 @@ class BaseManifest:
     def last_segment(self) -> Segment:
         """The segment holding the stop LSN: recovery needs WAL up to it to be consistent."""
         return Segment.of_lsn(self.timeline, parse_lsn(self.stop_lsn) - 1, self.wal_segment_size)
+
+
+_LSN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
+MAX_TIMELINE = 0xFFFFFFFF  # eight hex digits in a segment's name
+# PostgreSQL's wal_segment_size: a power of two from 1 MiB to 1 GiB
+WAL_SEGMENT_SIZES = tuple(1 << shift for shift in range(20, 31))
+
+
+def _check_base(m: BaseManifest) -> None:
+    for name in ("cluster", "stamp", "object", "started_at", "stopped_at", "start_lsn",
+                 "stop_lsn", "system_identifier", "server_version", "sha256_stored",
+                 "sha256_plaintext"):
+        if not isinstance(getattr(m, name), str):
+            raise ValueError(f"{name} must be text")
+    if not isinstance(m.encrypted, bool):
+        raise ValueError("encrypted must be true or false")
+    for name in ("plaintext_size", "stored_size"):
+        value = getattr(m, name)
+        if type(value) is not int or value < 0:
+            raise ValueError(f"{name} must be a whole number")
+    if type(m.timeline) is not int or not 1 <= m.timeline <= MAX_TIMELINE:
+        raise ValueError(f"timeline must be a whole number from 1 to {MAX_TIMELINE}")
+    if type(m.wal_segment_size) is not int or m.wal_segment_size not in WAL_SEGMENT_SIZES:
+        raise ValueError("wal_segment_size must be a power of two from 1 MiB to 1 GiB")
+    for name in ("start_lsn", "stop_lsn"):
+        if not _LSN.fullmatch(getattr(m, name)):
+            raise ValueError(f"{name} is not an LSN")
+    if parse_lsn(m.stop_lsn) < parse_lsn(m.start_lsn):
+        raise ValueError("stop_lsn is before start_lsn")
+    for name in ("started_at", "stopped_at"):
+        # a time without a zone cannot be compared with a recovery target
+        if datetime.fromisoformat(getattr(m, name)).tzinfo is None:
+            raise ValueError(f"{name} has no time zone")
 
 
 @dataclass(frozen=True)
@@ -215,7 +261,8 @@ def read_base_backups(store: Any, cluster: str) -> list[tuple[BaseManifest | Non
             continue
         key = base_manifest_key(cluster, stamp)
         try:
-            manifest = BaseManifest.from_json(store.read_bytes(key), store.location(key))
+            manifest = BaseManifest.from_json(read_capped(store, key, MAX_RECORD_BYTES),
+                                              store.location(key))
         except DrdeckError as exc:
             result.append((None, stamp, str(exc)))
             continue
