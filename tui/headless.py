@@ -7,10 +7,10 @@ start and end, checks, and a summary with the RTO against its target.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from tui.durations import format_clock, format_duration
 from tui.engine import events as ev
@@ -21,6 +21,7 @@ from tui.engine.operator import (
     FailureRequest,
     ManualRequest,
 )
+from tui.redact import escape_controls, json_text
 from tui.rto import rto_verdict
 from tui.units import format_progress, format_rate
 
@@ -83,7 +84,9 @@ class HumanPrinter:
     def __call__(self, event: ev.Event) -> None:
         handler = getattr(self, f"_on_{event.kind}", None)
         if handler is not None:
-            handler(event)
+            # the flood of output lines: copied only when one holds a control character
+            plain = isinstance(event, ev.Output) and escape_controls(event.line) is event.line
+            handler(event if plain else _printable(event))
 
     def _write(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -193,6 +196,22 @@ class HumanPrinter:
         self.out.flush()
 
 
+def _printable(value: Any) -> Any:
+    """An event with every text in it passed through escape_controls: a title, a
+    parameter, a command's output line, an error quoting a manifest."""
+    if isinstance(value, str):
+        return escape_controls(value)
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _printable(getattr(value, f.name))
+                   for f in dataclasses.fields(value) if f.init}
+        return dataclasses.replace(value, **changes)
+    return value
+
+
 class JsonPrinter:
     """JSON lines. Output lines are flushed at most every 100 ms; every other event at once."""
 
@@ -201,7 +220,7 @@ class JsonPrinter:
         self._last_flush = 0.0
 
     def __call__(self, event: ev.Event) -> None:
-        self.out.write(json.dumps(event.to_json(), ensure_ascii=False, default=str) + "\n")
+        self.out.write(json_text(event.to_json(), default=str) + "\n")
         now = time.monotonic()
         if not isinstance(event, ev.Output) or now - self._last_flush > 0.1:
             self.out.flush()

@@ -5,13 +5,47 @@ passwords found in DSNs) and replaces them with ***. It also masks credentials
 that look like credentials even when nobody declared them: the password in a
 URL (`scheme://user:pw@host`) and `password=...` in a key/value connection
 string, so a DSN echoed by a tool does not leak.
+
+It also shows terminal control characters as escapes (escape_controls): text
+from a repository, a server or a command must not move a reader's cursor.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 MASK = "***"
+
+# C0 controls but tab and newline, DEL, and C1: ESC and CSI (U+009B) begin escape sequences
+# (erase a line, move the cursor, set the window title), and CR writes over a line
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_NAMED = {"\r": "\\r"}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with its control characters written out (ESC as \\x1b, CR as \\r): a
+    `database` of "\\x1b[2K\\r✓ succeeded" shows as those characters, and cannot erase a
+    line to print a success that did not happen. Tabs and newlines stay."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: _NAMED.get(m[0], f"\\x{ord(m[0]):02x}"), text)
+
+
+# json.dumps escapes C0 controls but writes DEL and C1 as they are (with ensure_ascii=False);
+# in JSON they can only stand inside strings, where \u escapes mean the same characters
+_RAW_IN_JSON = re.compile("[\x7f-\x9f]")
+
+
+def json_text(value: object, **options: Any) -> str:
+    """json.dumps(value, ensure_ascii=False, ...) with no raw control character in it."""
+    import json
+
+    text = json.dumps(value, ensure_ascii=False, **options)
+    if _RAW_IN_JSON.search(text):
+        text = _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+    return text
+
 
 _URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/?#@\s]*:)([^@\s/]+)(@)")
 _KEYVALUE_PASSWORD = re.compile(
@@ -92,4 +126,4 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if self._pattern is not None:
             text = self._pattern.sub(MASK, text)
-        return mask_credentials(text)
+        return escape_controls(mask_credentials(text))

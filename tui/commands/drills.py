@@ -52,8 +52,9 @@ def show_command(args: Namespace) -> int:
     finally:
         journal.close()
     if args.format == "json":
-        json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        from tui.redact import json_text
+
+        sys.stdout.write(json_text(report, indent=2) + "\n")
     else:
         sys.stdout.write(run_markdown(report))
     return EXIT_OK
@@ -70,6 +71,7 @@ def _journal(args: Namespace):
 
 def _print_table(runs: list[dict]) -> None:
     from tui.journal.report import measured_text, share_text, utc_text
+    from tui.redact import escape_controls
 
     header = ("DATE (UTC)", "RUN", "RUNBOOK", "MODE", "RESULT", "RTO", "% TARGET", "RPO")
     rows = []
@@ -99,4 +101,4 @@ def _print_table(runs: list[dict]) -> None:
         text = line(row)
         if run["resume_hint"]:
             text += f"  → {run['resume_hint']}"
-        print(text)
+        print(escape_controls(text))  # a shared journal is written by other machines too

@@ -35,19 +35,27 @@ def inventory_command(args: Namespace) -> int:
     return EXIT_FAILED if unreadable else EXIT_OK
 
 
+def _say(line: str) -> None:
+    """Print a line whose text partly comes from the repository (a verification's `how`, a
+    pgBackRest label, a problem quoting a manifest): its control characters escaped."""
+    from tui.redact import escape_controls
+
+    print(escape_controls(line))
+
+
 def _print_cluster(inventory, now) -> None:
     from tui.units import format_bytes
 
     state, age = inventory.rpo_state(now)
     rpo = f"RPO {format_duration(inventory.rpo_s)}" if inventory.rpo_s else "no RPO target"
     newest = f"newest {format_duration(age)} old" if age is not None else "no snapshot"
-    print(f"{inventory.name}  {inventory.repository}")
-    print(f"  {newest} · {rpo} · {state.upper() if state == 'breached' else state}")
+    _say(f"{inventory.name}  {inventory.repository}")
+    _say(f"  {newest} · {rpo} · {state.upper() if state == 'breached' else state}")
     if inventory.error:
-        print(f"  cannot read the repository: {inventory.error}")
+        _say(f"  cannot read the repository: {inventory.error}")
         return
     if inventory.snapshots:
-        print(f"  {'taken (UTC)':<17} {'database':<14} {'stored':>10} {'age':>7}  "
+        _say(f"  {'taken (UTC)':<17} {'database':<14} {'stored':>10} {'age':>7}  "
               f"{'enc':<3}  {'globals':<8} {'verified':<22} retention")
     for snap in inventory.snapshots:
         taken = snap.taken_at.strftime("%Y-%m-%d %H:%M")
@@ -63,9 +71,9 @@ def _print_cluster(inventory, now) -> None:
                 f"{snap.retention or '-'}")
         if not snap.complete:
             line += f"  INCOMPLETE: {snap.problem}"
-        print(line)
+        _say(line)
     for upload in inventory.incomplete_uploads:
-        print(f"  incomplete upload: {upload.key} ({upload.detail})")
+        _say(f"  incomplete upload: {upload.key} ({upload.detail})")
     if inventory.pitr is not None:
         _print_pitr(inventory.pitr)
     if inventory.pgbackrest is not None:
@@ -73,38 +81,38 @@ def _print_cluster(inventory, now) -> None:
 
 
 def _print_pgbackrest(report) -> None:
-    print(f"  pgBackRest stanza {report.get('stanza')}:")
+    _say(f"  pgBackRest stanza {report.get('stanza')}:")
     if report.get("error"):
-        print(f"    cannot read it: {report['error']}")
+        _say(f"    cannot read it: {report['error']}")
         return
     window = report.get("window")
     if window:
-        print(f"    recoverable {window['start']} to {window['end']}")
+        _say(f"    recoverable {window['start']} to {window['end']}")
     for backup in report.get("backups", []):
-        print(f"    {backup.get('type', '?'):<5} {backup.get('label')}  stopped "
+        _say(f"    {backup.get('type', '?'):<5} {backup.get('label')}  stopped "
               f"{backup.get('stop')}")
     for gap in report.get("gaps", []):
-        print(f"    WARNING: {gap}")
+        _say(f"    WARNING: {gap}")
 
 
 def _print_pitr(picture) -> None:
     from tui.units import format_bytes
 
-    print(f"  point in time: recoverable {picture.describe_windows()}")
+    _say(f"  point in time: recoverable {picture.describe_windows()}")
     for manifest, stamp, problem in picture.base_backups:
         if manifest is None:
-            print(f"    base backup {stamp}  INCOMPLETE: {problem}")
+            _say(f"    base backup {stamp}  INCOMPLETE: {problem}")
             continue
         ended = manifest.stopped.strftime("%Y-%m-%d %H:%M:%S")
         state = f"  INCOMPLETE: {problem}" if problem else ""
-        print(f"    base backup {stamp}  ended {ended}  {format_bytes(manifest.stored_size)}  "
+        _say(f"    base backup {stamp}  ended {ended}  {format_bytes(manifest.stored_size)}  "
               f"timeline {manifest.timeline}  LSN {manifest.start_lsn}..{manifest.stop_lsn}"
               f"{state}")
     archive = picture.archive
     for timeline in archive.timelines:
         count = len(archive.segments.get(timeline, ()))
-        print(f"    WAL timeline {timeline}: {count} segments")
+        _say(f"    WAL timeline {timeline}: {count} segments")
     for gap in picture.gaps:
-        print(f"    WARNING: {gap.describe()}")
+        _say(f"    WARNING: {gap.describe()}")
     for problem in picture.problems:
-        print(f"    WARNING: {problem}")
+        _say(f"    WARNING: {problem}")

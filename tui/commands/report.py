@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from argparse import Namespace
 from datetime import UTC, datetime
@@ -25,8 +24,9 @@ def report_command(args: Namespace) -> int:
     finally:
         journal.close()
     if args.format == "json":
-        json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        from tui.redact import json_text
+
+        sys.stdout.write(json_text(report, indent=2) + "\n")
     else:
         sys.stdout.write(month_markdown(report))
     return EXIT_OK

@@ -73,11 +73,14 @@ def status_command(args: Namespace) -> int:
 
 def print_status(status: Any) -> None:
     """One line per item: state, cluster, what, why; then the verdict."""
+    from tui.redact import escape_controls
+
     width = max((len(c.name) for c in status.clusters), default=0)
     for cluster in status.clusters:
         for item in cluster.items:
             what = item.check + (f" {item.runbook}" if item.runbook else "")
-            reason = " ".join(item.reason.split())  # one line, whatever an error said
+            # one line, whatever an error or a repository's record said
+            reason = escape_controls(" ".join(item.reason.split()))
             print(f"{STATE_SHOWN[item.state]:<8}  {cluster.name:<{width}}  {what:<28} "
                   f"{reason}")
     counts = {state: sum(1 for c in status.clusters for i in c.items if i.state == state)

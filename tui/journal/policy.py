@@ -86,10 +86,12 @@ def write_docs(out_dir: Path, sources: Sources) -> list[Path]:
 
 def _write_atomically(path: Path, text: str) -> None:
     """A reader sees the old file or the new one, never half of one."""
+    from tui.redact import escape_controls
+
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+            out.write(escape_controls(text))  # it quotes the journal
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temporary, 0o644)
