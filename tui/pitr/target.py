@@ -88,7 +88,8 @@ def parse_target(text: str, kind: str = "", inclusive: bool = True) -> Target:
 
 # a date (2026-12-02, 2026/12/02, 02.12.2026) or a time of day (14:30) at the start: meant
 # as a moment, so a typo in it (14:61) is refused rather than taken for a restore point
-_LOOKS_LIKE_A_MOMENT = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}\b|\d{1,2}:\d\d\b")
+# (not \b after the date: 2026-12-02T14:30 has a word character right after it)
+_LOOKS_LIKE_A_MOMENT = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}(?!\d)|\d{1,2}:\d\d(?!\d)")
 
 
 def infer_kind(text: str) -> str:
