@@ -10,6 +10,13 @@ postgres): what drdeck creates takes the owner, group and mode bits of the
 repository's root directory, never anything for "other" (these are database
 backups), and a user who cannot keep it usable for the others is refused
 before it writes. The rule, and why, is in tui/storage/sharing.py.
+
+Everything below the root belongs to whoever owns the root (the server's
+account, say), and drdeck may run as root: so no level below the root is ever
+followed if it is a symbolic link, for reading, writing or deleting, and only a
+regular file is an object. Each level is opened by descriptor from the one
+above it, so a link swapped in between a look and a use is refused too. The
+root itself may be a link: the configuration chose it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -48,6 +55,14 @@ DIR_MODE = 0o700
 # ".<name>.partial-<16 hex>": hidden, and impossible to mistake for a finished object.
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.partial-[0-9a-f]{16}$")
 
+# A level is walked through with O_PATH (no read permission needed, as for a path),
+# listed with O_RDONLY; neither follows a link (O_NOFOLLOW|O_DIRECTORY: ENOTDIR for one).
+_WALK = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
+_LEVEL = _WALK | os.O_NOFOLLOW
+_LIST = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO planted under an object's name must not hang the reader
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
 
 class LocalStore:
     """Objects as files under ``root``; the root is created on the first write."""
@@ -71,32 +86,42 @@ class LocalStore:
         # so gather the names first: they are small next to the files they name.
         # A file whose name no key can have (a backslash, a control character) was not
         # written through a store: skipped, like a stray file, rather than failing the
-        # listing and hiding every good object beside it.
-        keys = sorted(key for key, _ in self._walk(prefix)
-                      if not _is_partial(key) and is_usable_key(key))
-        for key in keys:
-            stored = self.stat(key)
-            if stored is not None:  # None: deleted by someone else since the walk
-                yield stored
+        # listing and hiding every good object beside it. So is anything that is not a
+        # regular file (a symbolic link, a FIFO): no store write makes one.
+        found = sorted((key, info) for key, info in self._walk(prefix)
+                       if not _is_partial(key) and is_usable_key(key))
+        for key, info in found:
+            yield StoredObject(key, info.st_size, _utc(info.st_mtime))
 
     def stat(self, key: str) -> StoredObject | None:
         path = self._path(key)
+        *folders, name = key.split("/")
         try:
-            info = path.stat()
+            folder = self._folder(folders, "read")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as error:
+            raise self._error("read", Path(error.filename or path), error) from None
+        try:
+            info = os.stat(name, dir_fd=folder, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as error:
             raise self._error("read", path, error) from None
+        finally:
+            os.close(folder)
+        if stat.S_ISLNK(info.st_mode):
+            raise self._refusal("read", path, "a symbolic link")
         if not stat.S_ISREG(info.st_mode):
             return None
         return StoredObject(key, info.st_size, _utc(info.st_mtime))
 
     def read_bytes(self, key: str) -> bytes:
-        path = self._path(key)
-        try:
-            return path.read_bytes()
-        except OSError as error:
-            raise self._read_error(key, path, error) from None
+        with self._open_object(key) as handle:
+            try:
+                return handle.read()
+            except OSError as error:
+                raise self._error("read", self._path(key), error) from None
 
     def iter_chunks(
         self,
@@ -107,11 +132,7 @@ class LocalStore:
         on_retry: RetryCallback | None = None,  # a local read has nothing to retry
     ) -> Iterator[bytes]:
         path = self._path(key)
-        try:
-            handle = path.open("rb")
-        except OSError as error:
-            raise self._read_error(key, path, error) from None
-        with handle:
+        with self._open_object(key) as handle:
             try:
                 size = os.fstat(handle.fileno()).st_size
                 if start > size:
@@ -122,6 +143,32 @@ class LocalStore:
                     yield chunk
             except OSError as error:
                 raise _error("read", path, error) from None
+
+    def _open_object(self, key: str) -> BinaryIO:
+        """The object's file, open for reading: a regular file reached through no link."""
+        path = self._path(key)
+        *folders, name = key.split("/")
+        try:
+            folder = self._folder(folders, "read")
+        except OSError as error:
+            raise self._read_error(key, Path(error.filename or path), error) from None
+        try:
+            descriptor = os.open(name, _READ, dir_fd=folder)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise self._refusal("read", path, "a symbolic link") from None
+            raise self._read_error(key, path, error) from None
+        finally:
+            os.close(folder)
+        try:
+            mode = os.fstat(descriptor).st_mode
+            if not stat.S_ISREG(mode):
+                raise self._refusal("read", path, _kind(mode))
+            os.set_blocking(descriptor, True)
+            return os.fdopen(descriptor, "rb")
+        except BaseException:
+            os.close(descriptor)
+            raise
 
     # --- writing ------------------------------------------------------------------
 
@@ -135,11 +182,7 @@ class LocalStore:
         return LocalObjectWriter(self, key)
 
     def delete(self, key: str) -> None:
-        path = self._path(key)
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as error:
-            raise self._error("delete", path, error) from None
+        self._unlink(check_key(key), "delete")
 
     def set_storage_class(self, key: str, storage_class: str) -> None:
         # A directory has one kind of storage. Accepting the call (for an object
@@ -154,14 +197,10 @@ class LocalStore:
         # The partial file of a write still under way shows here too; its time
         # (last written) lets an operator tell a crashed backup from a running one.
         uploads = []
-        for relative, path in self._walk(prefix, partial_names=True):
+        for relative, info in self._walk(prefix, partial_names=True):
             folder, _, name = relative.rpartition("/")
             match = _PARTIAL.match(name)
             if match is None:
-                continue
-            try:
-                info = path.stat()
-            except FileNotFoundError:  # committed or aborted meanwhile
                 continue
             uploads.append(IncompleteUpload(
                 key=f"{folder}/{match['name']}" if folder else match["name"],
@@ -176,30 +215,81 @@ class LocalStore:
         # hand-made IncompleteUpload cannot remove a finished object.
         if not _is_partial(check_key(upload.upload_id)):
             raise StorageError(f"{upload.upload_id!r} is not a partial file in {self.description}")
-        path = self.root / upload.upload_id
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as error:
-            raise _error("delete", path, error) from None
+        self._unlink(upload.upload_id, "delete")
 
     # --- helpers ------------------------------------------------------------------
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
+    def _folder(self, parts: Sequence[str], verb: str, flags: int = _LEVEL) -> int:
+        """A descriptor of root/parts: each level below the root opened from the one above,
+        never through a symbolic link (a StorageError saying so). Other failures raise
+        the OSError, its filename the level that failed."""
+        path = self.root
+        try:
+            descriptor = os.open(self.root, _WALK if parts else flags & ~os.O_NOFOLLOW)
+        except OSError as error:
+            error.filename = str(path)
+            raise
+        try:
+            for depth, part in enumerate(parts, 1):
+                path = path / part
+                try:
+                    inner = os.open(part, flags if depth == len(parts) else _LEVEL,
+                                    dir_fd=descriptor)
+                except NotADirectoryError as error:
+                    if _is_link(part, descriptor):
+                        raise self._refusal(verb, path, "a symbolic link") from None
+                    error.filename = str(path)
+                    raise
+                except OSError as error:
+                    error.filename = str(path)
+                    raise
+                os.close(descriptor)
+                descriptor = inner
+        except BaseException:
+            os.close(descriptor)
+            raise
+        return descriptor
+
+    def _unlink(self, key: str, verb: str) -> None:
+        path = self.root / key
+        *folders, name = key.split("/")
+        try:
+            folder = self._folder(folders, verb)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # no such folder: nothing to delete
+        except OSError as error:
+            raise self._error(verb, Path(error.filename or path), error) from None
+        try:
+            os.unlink(name, dir_fd=folder)  # a link itself is removed, never what it names
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise self._error(verb, path, error) from None
+        finally:
+            os.close(folder)
+
+    def _refusal(self, verb: str, path: Path, what: str) -> StorageError:
+        return StorageError(
+            f"refusing to {verb} {path}: it is {what} inside the repository, which drdeck "
+            "never makes; remove it (and look at who could put it there)")
+
     def _read_error(self, key: str, path: Path, error: OSError) -> StorageError:
         if isinstance(error, FileNotFoundError | NotADirectoryError):
             return ObjectNotFound(f"no object {key!r} in {self.description}")
         return self._error("read", path, error)
 
-    def _walk(self, prefix: str, partial_names: bool = False) -> Iterator[tuple[str, Path]]:
-        """(key, path) of every file whose key starts with ``prefix``.
+    def _walk(self, prefix: str,
+              partial_names: bool = False) -> Iterator[tuple[str, os.stat_result]]:
+        """(key, lstat) of every regular file whose key starts with ``prefix``.
 
         With ``partial_names``, partial files also match on the name they will
         get: prefix "a/b" finds the partial file of "a/b.json", ".b.json.partial-...".
         """
         folder, _, stem = check_prefix(prefix).rpartition("/")
-        top = self.root / folder if folder else self.root
+        parts = folder.split("/") if folder else []
         base = f"{folder}/" if folder else ""
 
         def wanted(name: str) -> bool:
@@ -207,31 +297,28 @@ class LocalStore:
             return name.startswith(stem) or (match is not None and match["name"].startswith(stem))
 
         try:
-            with os.scandir(top) as entries:
-                level = [entry for entry in entries if wanted(entry.name)]
+            top = self._folder(parts, "list", _LIST)
         except (FileNotFoundError, NotADirectoryError):
             if self.root.exists() and not self.root.is_dir():
                 raise StorageError(f"the repository path {self.root} is not a directory; "
                                    "point the repository at a directory") from None
             return  # no root yet (nothing written) or no such folder: nothing there
         except OSError as error:
-            raise _error("list", top, error) from None
+            raise _error("list", Path(error.filename or self.root), error) from None
         try:
-            for entry in level:
-                if entry.is_dir(follow_symlinks=False):
-                    yield from _walk_all(Path(entry.path), f"{base}{entry.name}/")
-                elif entry.is_file():
-                    yield f"{base}{entry.name}", Path(entry.path)
-        except OSError as error:
-            raise _error("list", Path(error.filename or top), error) from None
+            yield from _files(top, self.root / folder, base, wanted)
+        finally:
+            os.close(top)
 
-    def _make_dirs(self, folder: Path) -> Sharing:
-        """mkdir -p for an object's folder; how the object itself is to be owned.
+    def _make_dirs(self, folders: Sequence[str]) -> tuple[int, Sharing]:
+        """mkdir -p for an object's folder: (a descriptor of it, how the object is to be
+        owned).
 
         A missing root (and its missing parents) is made private to the running user,
         as it always was; below the root, each new level follows the root (sharing.py).
         The check that the running user may write there comes first: a refusal leaves
-        nothing behind.
+        nothing behind. Each level is made and entered by descriptor, never through a
+        symbolic link.
         """
         try:
             if not self.root.is_dir():
@@ -239,60 +326,53 @@ class LocalStore:
         except OSError as error:  # an ancestor we may not look into
             raise self._error("create directory", self.root, error) from None
         sharing = sharing_for(self.root)
-        wanted, missing = folder, []
-        try:
-            while not folder.exists():
-                missing.append(folder)
-                folder = folder.parent
-        except OSError as error:  # a level we may not even look into
-            raise self._error("create directory", folder, error) from None
-        self._refuse_links(folder)  # before anything is made below a level that is a link
-        for path in reversed(missing):
-            try:
-                path.mkdir(mode=DIR_MODE)
-            except FileExistsError:  # another writer made it first, and gave it away
-                continue
-            except OSError as error:
-                raise self._error("create directory", path, error) from None
-            try:
-                # by descriptor, not following links: someone who can write the parent
-                # must not get a chown of whatever a symlink put in its place points at
-                descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-                try:
-                    sharing.give(descriptor, directory=True)
-                finally:
-                    os.close(descriptor)
-            except OSError as error:
-                with contextlib.suppress(OSError):
-                    path.rmdir()
-                raise _error(f"give to {sharing.owner_text()}", path, error) from None
-        self._refuse_links(wanted)
-        return sharing
-
-    def _refuse_links(self, folder: Path) -> None:
-        """Every level from the root down to `folder` is a directory, not a symbolic link.
-
-        The levels below the root belong to the repository's owner (the server's
-        account, say): a link planted there must not lead a root drdeck to write, and
-        give away, a file elsewhere. (A link swapped in after this look is not seen.)
-        """
-        try:
-            relative = folder.relative_to(self.root)
-        except ValueError:
-            return
         path = self.root
-        for part in relative.parts:
-            path = path / part
+        try:
+            descriptor = os.open(self.root, _WALK)
+        except OSError as error:
+            raise self._error("create directory", path, error) from None
+        try:
+            for part in folders:
+                path = path / part
+                inner = self._enter_or_make(descriptor, part, path, sharing)
+                os.close(descriptor)
+                descriptor = inner
+        except BaseException:
+            os.close(descriptor)
+            raise
+        return descriptor, sharing
+
+    def _enter_or_make(self, parent: int, name: str, path: Path, sharing: Sharing) -> int:
+        """A descriptor of the folder `name` in `parent`, made and given away first if
+        missing."""
+        try:
+            made = False
             try:
-                info = os.lstat(path)
-            except OSError as error:
-                raise self._error("create directory", path, error) from None
-            if not stat.S_ISDIR(info.st_mode):
+                os.mkdir(name, DIR_MODE, dir_fd=parent)
+                made = True
+            except FileExistsError:  # there already, or another writer made it first
+                pass
+            try:
+                inner = os.open(name, _LIST if made else _LEVEL, dir_fd=parent)
+            except NotADirectoryError:
+                what = "a symbolic link" if _is_link(name, parent) else "not a directory"
                 raise StorageError(
-                    f"refusing to write through {path}: it is "
-                    f"{'a symbolic link' if stat.S_ISLNK(info.st_mode) else 'not a directory'}"
-                    " inside the repository, which drdeck never makes; remove it (and look "
-                    "at who could put it there)")
+                    f"refusing to write through {path}: it is {what} inside the repository, "
+                    "which drdeck never makes; remove it (and look at who could put it "
+                    "there)") from None
+            if made:
+                try:
+                    # by descriptor: someone who can write the parent must not get a chown
+                    # of whatever a symbolic link put in its place points at
+                    sharing.give(inner, directory=True)
+                except OSError as error:
+                    os.close(inner)
+                    with contextlib.suppress(OSError):
+                        os.rmdir(name, dir_fd=parent)
+                    raise _error(f"give to {sharing.owner_text()}", path, error) from None
+            return inner
+        except OSError as error:
+            raise self._error("create directory", path, error) from None
 
     def _make_private(self, folder: Path) -> None:
         """The root and its missing parents, 0700 at every new level (os.makedirs
@@ -323,7 +403,11 @@ class LocalStore:
 
 
 class LocalObjectWriter:
-    """Writes into ``.<name>.partial-<random>`` beside the target; renames it on commit."""
+    """Writes into ``.<name>.partial-<random>`` beside the target; renames it on commit.
+
+    Every step happens in the object's folder through one descriptor of it, taken
+    without following a link: the partial file, the rename, the fsync.
+    """
 
     def __init__(self, store: LocalStore, key: str, *, if_absent: bool = False):
         self.key = check_key(key)
@@ -331,20 +415,25 @@ class LocalObjectWriter:
         self.if_absent = if_absent
         self.bytes_written = 0
         self._committed = False
-        sharing = store._make_dirs(self.path.parent)
-        self._partial = self.path.with_name(f".{self.path.name}.partial-{secrets.token_hex(8)}")
+        *folders, self._name = key.split("/")
+        self._folder, sharing = store._make_dirs(folders)
+        self._partial = f".{self._name}.partial-{secrets.token_hex(8)}"
         try:
             descriptor = os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                                 | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+                                 | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE,
+                                 dir_fd=self._folder)
         except OSError as error:
+            self._close_folder()
             raise store._error("write", self.path, error) from None
         try:
             sharing.give(descriptor, directory=False)
         except OSError as error:
             os.close(descriptor)
             with contextlib.suppress(OSError):
-                self._partial.unlink()
-            raise _error(f"give to {sharing.owner_text()}", self._partial, error) from None
+                os.unlink(self._partial, dir_fd=self._folder)
+            self._close_folder()
+            raise _error(f"give to {sharing.owner_text()}", self.path.with_name(self._partial),
+                         error) from None
         self._file: BinaryIO | None = os.fdopen(descriptor, "wb")
 
     def write(self, data: bytes) -> None:
@@ -362,6 +451,7 @@ class LocalObjectWriter:
         if self._file is None:
             state = "committed" if self._committed else "aborted"
             raise StorageError(f"cannot commit {self.path}: the write was already {state}")
+        folder = self._folder
         try:
             # Durable before visible: the bytes reach the disk before the rename.
             self._file.flush()
@@ -369,9 +459,9 @@ class LocalObjectWriter:
             self._file.close()
             self._file = None
             if self.if_absent:
-                _create_only(self._partial, self.path)
+                _create_only(self._partial, self._name, folder)
             else:
-                os.replace(self._partial, self.path)
+                os.replace(self._partial, self._name, src_dir_fd=folder, dst_dir_fd=folder)
         except FileExistsError:
             self.abort()
             raise ObjectExists(f"{self.path} already exists") from None
@@ -380,14 +470,16 @@ class LocalObjectWriter:
             raise _error("write", self.path, error) from None
         try:
             # ...and the rename reaches the disk before we say "stored".
-            _fsync_directory(self.path.parent)
-            info = self.path.stat()
+            _fsync_directory(folder)
+            info = os.stat(self._name, dir_fd=folder, follow_symlinks=False)
         except OSError as error:
             # The caller will treat the object as not stored: do not leave it behind.
             with contextlib.suppress(OSError):
-                self.path.unlink()
+                os.unlink(self._name, dir_fd=folder)
+            self._close_folder()
             raise _error("write", self.path, error) from None
         self._committed = True
+        self._close_folder()
         return StoredObject(self.key, info.st_size, _utc(info.st_mtime))
 
     def abort(self) -> None:
@@ -397,8 +489,15 @@ class LocalObjectWriter:
             with contextlib.suppress(OSError):
                 self._file.close()
             self._file = None
-        with contextlib.suppress(FileNotFoundError):
-            self._partial.unlink()
+        if self._folder is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._partial, dir_fd=self._folder)
+        self._close_folder()
+
+    def _close_folder(self) -> None:
+        if self._folder is not None:
+            os.close(self._folder)
+            self._folder = None
 
     def __enter__(self) -> LocalObjectWriter:
         return self
@@ -408,28 +507,63 @@ class LocalObjectWriter:
             self.abort()
 
 
-def _walk_all(top: Path, base: str) -> Iterator[tuple[str, Path]]:
-    for folder, _dirs, files in os.walk(top, onerror=_raise):
-        relative = Path(folder).relative_to(top).as_posix()
-        inner = "" if relative == "." else f"{relative}/"
-        for name in files:
-            yield f"{base}{inner}{name}", Path(folder, name)
+def _files(descriptor: int, path: Path, base: str,
+           wanted=lambda name: True) -> Iterator[tuple[str, os.stat_result]]:
+    """(key, lstat) of every regular file below the open folder `descriptor`, entering
+    each subfolder by descriptor and never through a link."""
+    try:
+        with os.scandir(descriptor) as listing:
+            entries = [entry.name for entry in listing if wanted(entry.name)]
+    except OSError as error:
+        raise _error("list", path, error) from None
+    for name in entries:
+        try:
+            info = os.stat(name, dir_fd=descriptor, follow_symlinks=False)
+        except FileNotFoundError:  # removed since the listing
+            continue
+        except OSError as error:
+            raise _error("list", path / name, error) from None
+        if stat.S_ISREG(info.st_mode):
+            yield f"{base}{name}", info
+        elif stat.S_ISDIR(info.st_mode):
+            try:
+                inner = os.open(name, _LIST, dir_fd=descriptor)
+            except (FileNotFoundError, NotADirectoryError):  # removed or swapped since
+                continue
+            except OSError as error:
+                # a folder we may not read would hide the backups in it: say which
+                raise _error("list", path / name, error) from None
+            try:
+                yield from _files(inner, path / name, f"{base}{name}/")
+            finally:
+                os.close(inner)
 
 
-def _raise(error: OSError) -> None:
-    # os.walk skips unreadable folders by default; a backup hidden that way would
-    # look missing, so stop and say which folder could not be read. A folder
-    # removed since its parent was read simply has nothing in it.
-    if not isinstance(error, FileNotFoundError):
-        raise error
+def _is_link(name: str, folder: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
 
 
 def _is_partial(key: str) -> bool:
     return _PARTIAL.match(key.rpartition("/")[2]) is not None
 
 
-def _fsync_directory(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
+def _fsync_directory(folder: int) -> None:
+    descriptor = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=folder)
     try:
         os.fsync(descriptor)
     finally:
@@ -456,18 +590,20 @@ def _error(action: str, path: Path, error: OSError) -> StorageError:
     return StorageError(f"cannot {action} {path}: {reason}" + (f"; {advice}" if advice else ""))
 
 
-def _create_only(partial: Path, path: Path) -> None:
-    """Move `partial` to `path` unless `path` exists (FileExistsError)."""
+def _create_only(partial: str, name: str, folder: int) -> None:
+    """Move `partial` to `name` (both in `folder`) unless `name` exists (FileExistsError)."""
     try:
         # link() fails if the name exists, however close the other writer was
-        os.link(partial, path)
+        os.link(partial, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
     except OSError as error:
         if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
             raise
         # a file system without hard links (vfat, FUSE mounts of object stores): look,
         # then rename; a writer in that instant is not seen, as before create-only writes
-        if path.exists():
-            raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
-        os.replace(partial, path)
-        return
-    os.unlink(partial)
+        try:
+            os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            os.replace(partial, name, src_dir_fd=folder, dst_dir_fd=folder)
+            return
+        raise FileExistsError(errno.EEXIST, "exists", name) from None
+    os.unlink(partial, dir_fd=folder)
