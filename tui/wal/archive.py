@@ -93,15 +93,24 @@ def _compare_with_archived(store: Any, cluster: str, name: str, data: bytes, enc
 def fetch(store: Any, cluster: str, name: str, dest: Path, gpg_home: str | None = None,
           encrypted_first: bool = True) -> bool:
     """Restore one file to `dest`; False when the archive does not have it."""
+    data = fetch_bytes(store, cluster, name, gpg_home, encrypted_first)
+    if data is None:
+        return False
+    write_atomically(dest, data)
+    return True
+
+
+def fetch_bytes(store: Any, cluster: str, name: str, gpg_home: str | None = None,
+                encrypted_first: bool = True) -> bytes | None:
+    """One archived file's content, decrypted; None when the archive does not have it."""
     for encrypted in (encrypted_first, not encrypted_first):
         key = wal_key(cluster, name, encrypted)
         try:
             raw = store.read_bytes(key)
         except ObjectNotFound:
             continue
-        write_atomically(dest, _plain(raw, encrypted, gpg_home, store.location(key), name))
-        return True
-    return False
+        return _plain(raw, encrypted, gpg_home, store.location(key), name)
+    return None
 
 
 def write_atomically(dest: Path, data: bytes) -> None:

@@ -15,17 +15,28 @@ PostgreSQL treats as fatal: recovery stops rather than ending early at a
 point nobody chose. It gives up at once when the spool is removed (drdeck does
 when recovery fails): PostgreSQL's startup process outlives a killed postmaster
 while restore_command runs, and holds the shared memory a new start needs.
+
+The spool belongs to the server's account, and so does the data directory around
+it, while the feeder may run as root: so it is held by one descriptor, taken
+when it is made, every file in it is made, handed over and renamed through that
+descriptor without following a link, and only the name of a WAL file is ever
+served (a segment, a timeline history, a backup history file). Whatever the
+server's account puts there, it reaches no file it could not reach itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import stat
+import threading
 from pathlib import Path
 from typing import Any
 
-from tui.wal.archive import fetch
-from tui.wal.names import Segment, is_segment
+from tui.errors import DrdeckError
+from tui.wal.archive import fetch_bytes
+from tui.wal.names import Segment, is_restorable, is_segment
 from tui.wal.restore_line import quoted
 
 WANT = ".want."
@@ -54,6 +65,13 @@ def restore_command(spool: Path, wait_s: int = 600) -> str:
     )
 
 
+class SpoolRefused(DrdeckError):
+    pass
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 class WalFeeder:
     def __init__(self, store: Any, cluster: str, spool: Path, *, gpg_home: str | None,
                  encrypted_first: bool, depth: int = 16, owner: tuple[int, int] | None = None,
@@ -64,29 +82,54 @@ class WalFeeder:
         self.served = 0
         self._ahead: Segment | None = None
         self._end_of_archive = False
-        self._tasks: dict[str, asyncio.Task[bool]] = {}
+        self._tasks: dict[str, asyncio.Task[int | None]] = {}
+        self._dir: int | None = None  # the spool, by descriptor
+        self._dir_lock = threading.Lock()  # a fetch thread may outlive close()
+        self._refused: set[str] = set()
 
     def prepare(self) -> None:
-        self.spool.mkdir(mode=0o700, exist_ok=True)
-        self._give(self.spool)
+        """Make the spool (it must not exist: nothing else makes it) and hold it open."""
+        try:
+            os.mkdir(self.spool, 0o700)
+        except FileExistsError:
+            raise SpoolRefused(f"cannot feed WAL through {self.spool}: it already exists, and "
+                               "drdeck makes it new for each restore; remove it") from None
+        try:
+            self._dir = os.open(self.spool, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                | os.O_CLOEXEC)
+        except NotADirectoryError:
+            raise SpoolRefused(f"cannot feed WAL through {self.spool}: something else took its "
+                               "place as soon as it was made (a symbolic link?); look at who "
+                               "could write there") from None
+        self._give(self._dir)
 
     async def run(self) -> None:
         """Serve until cancelled (when recovery is over); a failure is told, never fatal."""
         while True:
             try:
-                for entry in os.listdir(self.spool):
+                for entry in os.listdir(self._spool()):
                     if entry.startswith(WANT):
                         name = entry[len(WANT):]
-                        await self._serve(name)
-                        (self.spool / entry).unlink(missing_ok=True)
+                        if is_restorable(name):
+                            await self._serve(name)
+                        else:
+                            self._refuse(name)
+                        _unlink(self._spool(), entry)
                 self._prefetch()
             except OSError as exc:  # the server races us for the spool's files
                 self._tell(f"WAL feeder: {exc}")
             await asyncio.sleep(POLL_S)
 
+    def _refuse(self, name: str) -> None:
+        if name not in self._refused:
+            self._refused.add(name)
+            self._tell(f"WAL feeder: ignored a request for {name!r} in {self.spool}: not the "
+                       "name of a WAL segment, timeline history or backup history file (the "
+                       "server never asks for one; who else can write there?)")
+
     async def _serve(self, name: str) -> None:
         task = self._tasks.pop(name, None)
-        if task is None or (task.done() and not (self.spool / name).exists()):
+        if task is None or (task.done() and _size(self._spool(), name) is None):
             # not fetched yet, or fetched and already taken: recovery may ask twice
             task = self._start(name)
         size = await task
@@ -115,31 +158,55 @@ class WalFeeder:
     def _fetch(self, name: str) -> tuple[int | None, str | None]:
         """(size, None) when delivered into the spool, (None, why) when not.
 
-        The file is fetched under a hidden name, handed to the server account, and
+        The file is written under a hidden name, handed to the server account, and
         only then renamed into view: the server never sees a file it cannot read.
+        Runs in a thread, with a descriptor of the spool of its own.
         """
-        target = self.spool / name
-        if target.exists():
-            return target.stat().st_size, None
-        hidden = self.spool / f".fetching.{name}"
+        with self._dir_lock:
+            if self._dir is None:
+                return None, "the feeder has stopped"
+            spool = os.dup(self._dir)
+        hidden = f".fetching.{name}"
         try:
-            found = fetch(self.store, self.cluster, name, hidden, self.gpg_home,
-                          self.encrypted_first)
-            if not found:
+            size = _size(spool, name)
+            if size is not None:
+                return size, None
+            data = fetch_bytes(self.store, self.cluster, name, self.gpg_home,
+                               self.encrypted_first)
+            if data is None:
                 return None, None
-            self._give(hidden)
-            size = hidden.stat().st_size
-            os.replace(hidden, target)
-            return size, None
+            self._create(spool, hidden, data)
+            os.replace(hidden, name, src_dir_fd=spool, dst_dir_fd=spool)
+            return len(data), None
         except Exception as exc:  # told to the operator; the server will ask again
-            hidden.unlink(missing_ok=True)
+            _unlink(spool, hidden)
             return None, str(exc)
+        finally:
+            os.close(spool)
 
     def _publish_marker(self, name: str) -> None:
-        hidden = self.spool / f".marking.{name}"
-        hidden.touch()
-        self._give(hidden)
-        os.replace(hidden, self.spool / f"{name}{MISSING}")
+        hidden, spool = f".marking.{name}", self._spool()
+        self._create(spool, hidden, b"")
+        os.replace(hidden, f"{name}{MISSING}", src_dir_fd=spool, dst_dir_fd=spool)
+
+    def _create(self, spool: int, name: str, data: bytes) -> None:
+        """A new file in the spool holding `data`, the server account's: never through a
+        name the server's account put there first (that one is removed)."""
+        _unlink(spool, name)
+        descriptor = os.open(name, _CREATE, 0o600, dir_fd=spool)
+        try:
+            with open(descriptor, "wb", closefd=False) as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(descriptor)
+            self._give(descriptor)
+        finally:
+            os.close(descriptor)
+
+    def _spool(self) -> int:
+        if self._dir is None:
+            raise SpoolRefused(f"the WAL feeder for {self.spool} was not prepared")
+        return self._dir
 
     def _tell(self, line: str) -> None:
         if self.reporter is not None:
@@ -154,20 +221,42 @@ class WalFeeder:
                 self._tasks.pop(name)
                 self._end_of_archive = True  # the archive ends here: stop reaching further
                 return
-        ready = len([e for e in os.listdir(self.spool) if not e.startswith(".")])
+        ready = len([e for e in os.listdir(self._spool()) if not e.startswith(".")])
         segment = self._ahead
         while ready + len([t for t in self._tasks.values() if not t.done()]) < self.depth:
             segment = segment.next()
-            if segment.name in self._tasks or (self.spool / segment.name).exists():
+            if segment.name in self._tasks or _size(self._spool(), segment.name) is not None:
                 continue
             self._tasks[segment.name] = self._start(segment.name)
             ready += 1
 
-    def _give(self, path: Path) -> None:
+    def _give(self, descriptor: int) -> None:
         if self.owner is not None:
-            os.chown(path, *self.owner)
+            os.fchown(descriptor, *self.owner)
 
     async def close(self) -> None:
         for task in self._tasks.values():
             task.cancel()
         self._tasks.clear()
+        with self._dir_lock:
+            if self._dir is not None:
+                os.close(self._dir)
+                self._dir = None
+
+
+def _size(spool: int, name: str) -> int | None:
+    """The size of the spool's regular file `name`, if it has one; anything else under
+    that name (a link, a directory) is removed, as far as it can be."""
+    try:
+        info = os.stat(name, dir_fd=spool, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(info.st_mode):
+        return info.st_size
+    _unlink(spool, name)
+    return None
+
+
+def _unlink(spool: int, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+        os.unlink(name, dir_fd=spool)  # a link itself, never what it names

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 SEGMENT = re.compile(r"[0-9A-F]{24}")
 HISTORY = re.compile(r"[0-9A-F]{8}\.history")
 PARTIAL = re.compile(r"[0-9A-F]{24}\.partial")
+BACKUP = re.compile(r"[0-9A-F]{24}\.[0-9A-F]{8}\.backup")
 _LOG_SPAN = 0x100000000  # bytes of WAL per "log" (the X part of a segment name)
 
 
@@ -27,7 +28,13 @@ def is_history(name: str) -> bool:
 def is_archivable(name: str) -> bool:
     """What archive_command hands us: segments, timeline history, .partial and backup files."""
     return bool(SEGMENT.fullmatch(name) or HISTORY.fullmatch(name) or PARTIAL.fullmatch(name)
-                or re.fullmatch(r"[0-9A-F]{24}\.[0-9A-F]{8}\.backup", name))
+                or BACKUP.fullmatch(name))
+
+
+def is_restorable(name: str) -> bool:
+    """What a recovering server asks restore_command for: segments, timeline histories and
+    backup history files."""
+    return bool(SEGMENT.fullmatch(name) or HISTORY.fullmatch(name) or BACKUP.fullmatch(name))
 
 
 @dataclass(frozen=True, order=True)
