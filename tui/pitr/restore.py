@@ -16,6 +16,7 @@ import asyncio
 import os
 import shlex
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +27,17 @@ from tui.errors import PermanentFailure
 from tui.pitr.basebackup import BaseManifest
 from tui.pitr.target import Target
 from tui.postgres.binaries import pg_bin
-from tui.postgres.cluster import LOOPBACK, LocalCluster, server_account
+from tui.postgres.cluster import LOOPBACK, LocalCluster, open_for_append, server_account
 from tui.postgres.placement import port_in_use, why_not_a_new_directory
 from tui.snapshots.fetch import StoredItem, stream_object
 from tui.snapshots.pipes import Reporter, reap
 
 SPOOL = "drdeck.spool"
+RECOVERY_LOG = "drdeck-recovery.log"
+# What drdeck writes, creates or removes in the data directory, as root, around the server:
+# pg_basebackup makes none of them anything but a regular file, or leaves them out
+WRITTEN_BY_DRDECK = ("postgresql.auto.conf", "recovery.signal", "standby.signal",
+                     "postmaster.pid", "postmaster.opts", RECOVERY_LOG, SPOOL)
 
 
 class RestoreRefused(PermanentFailure):
@@ -47,7 +53,7 @@ class Placement:
     @property
     def cluster(self) -> LocalCluster:
         return LocalCluster(self.data_dir, self.port, self.socket_dir,
-                            self.data_dir / "drdeck-recovery.log")
+                            self.data_dir / RECOVERY_LOG)
 
 
 def check_data_dir(path: Path) -> None:
@@ -117,10 +123,47 @@ async def unpack_base(base: BaseManifest, store: Any, data_dir: Path, reporter: 
                 f"{base.sha256_plaintext[:16]}…; it is not the base backup the manifest "
                 "describes, so the data directory was emptied again. Restore to a point "
                 "after another base backup, or take a new one")
+        refuse_planted(data_dir, store.location(base.object))
     except BaseException:
         await reap(tar)
         _empty(data_dir)
         raise
+
+
+def refuse_planted(data_dir: Path, where: str) -> None:
+    """Refuse a base backup that holds, where drdeck writes, anything but a regular file.
+
+    drdeck writes there as root: a symbolic link (recovery.signal -> /etc/shadow) would
+    have it create, append to or give the server's account a file elsewhere. A spool an
+    earlier restore left in the source's data directory is removed: it is made new.
+    """
+    for name in WRITTEN_BY_DRDECK:
+        path = data_dir / name
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if name == SPOOL and stat.S_ISDIR(info.st_mode):
+            shutil.rmtree(path)
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+            continue
+        raise RestoreRefused(
+            f"{where}: the base backup holds {name} as {_kind(path, info)}, which "
+            "pg_basebackup never makes, and drdeck writes there as root: it was not "
+            "restored, and the data directory was emptied again. Anyone who can write the "
+            "repository could have put it there: look at who did, and restore from "
+            "another base backup")
+
+
+def _kind(path: Path, info: os.stat_result) -> str:
+    if stat.S_ISLNK(info.st_mode):
+        return f"a symbolic link to {os.readlink(path)!r}"
+    if stat.S_ISREG(info.st_mode):
+        return f"a file with {info.st_nlink} names (a hard link)"
+    if stat.S_ISDIR(info.st_mode):
+        return "a directory"
+    return "a special file"
 
 
 def _empty(path: Path) -> None:
@@ -135,7 +178,11 @@ def _empty(path: Path) -> None:
 def configure(cluster: LocalCluster, target: Target, *, command: str, timeline: str) -> None:
     """Recovery settings, read last by the server, and recovery.signal."""
     for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
-        (cluster.data_dir / stale).unlink(missing_ok=True)
+        try:
+            (cluster.data_dir / stale).unlink(missing_ok=True)  # a link itself, if one
+        except OSError as exc:
+            raise RestoreRefused(f"cannot remove {cluster.data_dir / stale} before the "
+                                 f"recovery: {exc.strerror or exc}") from None
     settings: dict[str, Any] = {
         "restore_command": command,
         "recovery_target_action": "promote",
@@ -161,12 +208,14 @@ def configure(cluster: LocalCluster, target: Target, *, command: str, timeline: 
     }
     settings.update(target.settings())
     cluster.configure(**settings)
-    signal = cluster.data_dir / "recovery.signal"
-    signal.touch()
-    account = server_account()
-    if account is not None:
-        os.chown(signal, account.uid, account.gid)
-        cluster.give_data_dir_to_server()
+    descriptor, _ = open_for_append(cluster.data_dir / "recovery.signal")
+    try:
+        account = server_account()
+        if account is not None:
+            os.fchown(descriptor, account.uid, account.gid)
+    finally:
+        os.close(descriptor)
+    cluster.give_data_dir_to_server()
 
 
 def hand_over(cluster: LocalCluster, command: str, notes: list[str] | None = None) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import grp
 import os
 import pwd
@@ -203,10 +204,12 @@ class LocalCluster:
         account = server_account()
         if account is None:
             return
-        for directory, _subdirs, files in os.walk(self.data_dir):
-            os.chown(directory, account.uid, account.gid, follow_symlinks=False)
-            for name in files:
-                os.chown(Path(directory) / name, account.uid, account.gid, follow_symlinks=False)
+        # by descriptor, never following a link: the server's account may already be able
+        # to write here, and a level swapped for a link must not lead root's chown elsewhere
+        for _directory, subdirs, files, folder in os.fwalk(self.data_dir):
+            os.chown(folder, account.uid, account.gid)
+            for name in (*subdirs, *files):  # a link among subdirs: the link itself
+                os.chown(name, account.uid, account.gid, dir_fd=folder, follow_symlinks=False)
         self.data_dir.chmod(0o700)
 
     def configure(self, **settings: str | int | float | bool) -> None:
@@ -226,11 +229,11 @@ class LocalCluster:
         auto_conf = self.data_dir / "postgresql.auto.conf"
         if not self.data_dir.is_dir():
             raise DrdeckError(f"cannot configure {self.data_dir}: no such data directory")
-        created = not auto_conf.exists()
-        with auto_conf.open("a", encoding="utf-8") as conf:
+        descriptor, created = open_for_append(auto_conf)
+        with os.fdopen(descriptor, "a", encoding="utf-8") as conf:
+            if created:
+                self._give_to_server(descriptor)
             conf.write("\n".join(lines) + "\n")
-        if created:
-            self._give_to_server(auto_conf)
 
     def enable_archiving(self, archive_dir: Path | str, *, command: str | None = None) -> None:
         """Archive every finished WAL segment into ``archive_dir`` (at the next start).
@@ -408,9 +411,13 @@ class LocalCluster:
         self._make_server_dir(self.data_dir, claim_if_empty=True)
         self._make_server_dir(self.socket_dir)
         self._make_server_dir(self.log_file.parent)
-        if not self.log_file.exists():
-            self.log_file.touch(mode=0o640)
-            self._give_to_server(self.log_file)
+        with contextlib.suppress(FileExistsError):  # pg_ctl appends, as the server account
+            descriptor = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                 | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+            try:
+                self._give_to_server(descriptor)
+            finally:
+                os.close(descriptor)
         if account is not None and not _permits(self.socket_dir, account, write=True):
             raise DrdeckError(
                 f"the {account.name} OS user cannot create its socket in {self.socket_dir}: "
@@ -436,7 +443,8 @@ class LocalCluster:
             self._give_to_server(path)
             path.chmod(0o700)
 
-    def _give_to_server(self, path: Path) -> None:
+    def _give_to_server(self, path: Path | int) -> None:
+        """Hand `path` (or an open descriptor: never through a link) to the server account."""
         account = server_account()
         if account is not None:
             os.chown(path, account.uid, account.gid)
@@ -463,6 +471,32 @@ class LocalCluster:
                 return log.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
+
+
+def open_for_append(path: Path) -> tuple[int, bool]:
+    """(a descriptor to append to the regular file `path`, whether it was created).
+
+    Never through a symbolic link, and never a file with another name too (a hard link):
+    as root, writing where the server's account can put either would write elsewhere.
+    """
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+        except FileExistsError:
+            descriptor = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DrdeckError(f"refusing to write {path}: it is a symbolic link") from None
+        raise DrdeckError(f"cannot write {path}: {exc.strerror or exc}") from None
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(descriptor)
+        what = "not a regular file" if not stat.S_ISREG(info.st_mode) else \
+            f"a file with {info.st_nlink} names (hard links)"
+        raise DrdeckError(f"refusing to write {path}: it is {what}")
+    os.set_blocking(descriptor, True)
+    return descriptor, False
 
 
 def config_value(name: str, value: str | int | float | bool) -> str:
