@@ -272,11 +272,13 @@ def read_snapshot(store: Any, cluster: str, database: str, stamp: str) -> Snapsh
         snapshot.dump = dumps[0]
         snapshot.problem = "no manifest: an incomplete or interrupted upload"
     if snapshot.manifest is not None:
-        snapshot.dump = store.stat(snapshot.manifest.object)
+        # nothing the manifest names is looked at before it is known to be this snapshot's
         snapshot.problem = _forged(snapshot.manifest, cluster, database, stamp)
-        if snapshot.problem is None and snapshot.manifest.globals is not None:
-            snapshot.globals_object = store.stat(snapshot.manifest.globals.object)
-        snapshot.problem = snapshot.problem or _dump_problem(snapshot)
+        if snapshot.problem is None:
+            snapshot.dump = store.stat(snapshot.manifest.object)
+            if snapshot.manifest.globals is not None:
+                snapshot.globals_object = store.stat(snapshot.manifest.globals.object)
+            snapshot.problem = _dump_problem(snapshot)
     if not snapshot.complete:
         raise SnapshotNotFound(f"snapshot {stamp} of {database} is not usable: "
                                f"{snapshot.problem}")

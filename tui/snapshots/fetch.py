@@ -76,7 +76,7 @@ async def fetch_snapshot(manifest: Manifest, store: Any, dest: Path, reporter: R
     # minutes of downloading (and again on every retry)
     if _free_space(dest.parent) < manifest.plaintext_size:
         raise _disk_full(manifest, dest.parent, move)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = _create_partial(partial)
     try:
         plaintext = await stream_object(item, store, fd, reporter, gpg_home,
                                         hash_plaintext=True)
@@ -89,9 +89,26 @@ async def fetch_snapshot(manifest: Manifest, store: Any, dest: Path, reporter: R
             raise _disk_full(manifest, dest.parent, move) from None
         raise
     os.close(fd)
-    os.replace(partial, dest)
+    try:
+        os.replace(partial, dest)  # a link at `dest` is replaced, never followed
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise FetchFailed(f"cannot put the dump at {dest}: {exc.strerror or exc}") from None
     reporter.output(f"checksums and integrity verified; dump at {dest}")
     return dest
+
+
+def _create_partial(partial: Path) -> int:
+    """The partial dump, made new (O_EXCL|O_NOFOLLOW): never written through a name that
+    someone else put there, whatever directory it is in. One left by a fetch that was
+    stopped is removed first (unlink removes a link itself, never what it names)."""
+    try:
+        partial.unlink(missing_ok=True)
+        return os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                       | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise FetchFailed(f"cannot create {partial} for the dump: {exc.strerror or exc}; "
+                          "nothing was fetched. Is someone else writing there?") from None
 
 
 def _check_plaintext(manifest: Manifest, got: str | None) -> None:

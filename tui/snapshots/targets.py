@@ -6,7 +6,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from tui.catalog.inventory import ClusterInventory, Snapshot, read_cluster, read_snapshot
+from tui.catalog.inventory import (
+    ClusterInventory,
+    Snapshot,
+    SnapshotNotFound,
+    read_cluster,
+    read_snapshot,
+)
 from tui.catalog.layout import is_stamp
 from tui.config import ClusterConfig, Config
 from tui.errors import InvalidInput
@@ -36,14 +42,35 @@ class Target:
                                        self.cluster.rpo)
 
     async def snapshot(self, ref: str = "latest") -> Snapshot:
+        """A complete snapshot to fetch, verify or restore; refused (SnapshotNotFound) when
+        it is stored unencrypted and the cluster encrypts its snapshots."""
+        inventory = None
         if is_stamp(ref or ""):
             # a known id: its manifest and dump, not the whole listing (round trips on S3)
-            return await asyncio.to_thread(read_snapshot, self.store, self.cluster.name,
-                                           self.database, ref)
-        inventory = await self.inventory()
-        if inventory.error:
-            raise InvalidInput(f"cannot read the repository: {inventory.error}")
-        return inventory.find(self.database, ref or "latest")
+            snapshot = await asyncio.to_thread(read_snapshot, self.store, self.cluster.name,
+                                               self.database, ref)
+        else:
+            inventory = await self.inventory()
+            if inventory.error:
+                raise InvalidInput(f"cannot read the repository: {inventory.error}")
+            snapshot = inventory.find(self.database, ref or "latest")
+        if self.cluster.gpg_recipients and not snapshot.encrypted:
+            raise SnapshotNotFound(self._unencrypted(snapshot, inventory))
+        return snapshot
+
+    def _unencrypted(self, snapshot: Snapshot, inventory: ClusterInventory | None) -> str:
+        # drdeck stores this cluster's snapshots encrypted: an unencrypted one is what a
+        # repository writer without the cluster's keys could put there
+        others = [s.stamp for s in inventory.complete(self.database) if s.encrypted] \
+            if inventory is not None else []
+        instead = (f"restore an encrypted one (-p snapshot={others[0]}; drdeck inventory "
+                   "lists them)" if others else "restore an encrypted one (drdeck inventory "
+                   "lists them)")
+        return (f"snapshot {snapshot.stamp} of {self.database} is stored unencrypted, but "
+                f"cluster {self.cluster.name!r} encrypts its snapshots (gpg_recipients): "
+                "anyone who can write the repository could have put it there, so drdeck does "
+                f"not use it. {instead[0].upper()}{instead[1:]}; if it was taken unencrypted "
+                "on purpose (encrypt = false), restore it by hand (docs/restore-by-hand.md)")
 
 
 _stores: dict[Any, Any] = {}

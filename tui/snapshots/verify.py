@@ -75,7 +75,8 @@ async def verify_snapshot(manifest: Manifest, store: Any, plan: VerifyPlan, repo
                           env: dict[str, str]) -> Verification:
     started = time.monotonic()
     at = datetime.now(UTC)
-    dump = plan.workdir / f"{manifest.database}-{manifest.stamp}.verify.dump"
+    # a fixed name in the run's private directory: nothing from the manifest makes the path
+    dump = plan.workdir / "snapshot.verify.dump"
     try:
         ok, detail = await _verify(manifest, store, plan, reporter, env, dump)
     except DrdeckError as exc:

@@ -84,8 +84,10 @@ class SnapshotFetch(Action):
         ctx.output(f"snapshot {manifest.stamp} of {manifest.database}: taken "
                    f"{manifest.started_at}, {format_bytes(manifest.plaintext_size)}, "
                    f"{len(manifest.tables)} tables")
-        dest = Path(args.get("path") or ctx.run.workdir / f"{manifest.database}-"
-                    f"{manifest.stamp}.dump")
+        # named after the snapshot's key (its database and stamp as drdeck found them), not
+        # after what the manifest says
+        dest = Path(args.get("path") or ctx.run.workdir / f"{snapshot.database}-"
+                    f"{snapshot.stamp}.dump")
         # a path the runbook chose is moved by the runbook, not by DRDECK_STATE_DIR
         move = ({"move": "give the fetch step's path a directory on a disk with room"}
                 if args.get("path") else {})
