@@ -332,3 +332,100 @@ def test_a_failing_headless_run_notifies(hook: Hook, tmp_path: Path) -> None:
     [body] = hook.bodies("run_failed")
     assert body["runbook"] == "nightly-restore" and body["failed_step"] == "fetch"
     assert TOKEN not in result.stdout + result.stderr
+
+
+# --- a webhook that answers a byte at a time ------------------------------------------------
+
+
+class Trickle:
+    """A server that reads the request, then answers one byte every `every` seconds: each
+    read succeeds well within a socket timeout, and the answer never ends."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every = every
+        self.requests = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/services/slow/{TOKEN}"
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.requests += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                while not self.stop.is_set():
+                    conn.sendall(b"H")
+                    time.sleep(self.every)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def trickle() -> Iterator[Trickle]:
+    server = Trickle()
+    yield server
+    server.close()
+
+
+def test_a_webhook_answering_a_byte_at_a_time_is_given_up_at_its_deadline(
+        trickle: Trickle, hook: Hook) -> None:
+    reported: list[str] = []
+    config = config_with(f'{{ url = "{trickle.url()}" }}', f'{{ url = "{hook.url()}" }}')
+    started = time.monotonic()
+    assert send(config, "rpo_breach", "late", report=reported.append, timeout=1.5) == 1
+    took = time.monotonic() - started
+    assert 1.4 < took < 3.0, took
+    assert trickle.requests == 1
+    assert reported == [f"drdeck: notification rpo_breach not delivered: webhook "
+                        f"http://127.0.0.1:{trickle.port}/… did not answer within 1.5s"]
+    # the other webhook got it, without waiting for the slow one
+    assert [b["text"] for b in hook.bodies("rpo_breach")] == ["late"]
+
+
+def test_a_headless_run_exits_despite_a_webhook_that_never_finishes(
+        trickle: Trickle, tmp_path: Path) -> None:
+    from tui.notify import EXIT_GRACE_S, TIMEOUT_S
+
+    book = tmp_path / "nightly-restore.toml"
+    book.write_text(FAILING)
+    config = tmp_path / "drdeck.toml"
+    config.write_text(f'[notify]\nwebhooks = [{{ url = "{trickle.url()}" }}]\n')
+    started = time.monotonic()
+    result = drdeck("--config", str(config), "run", str(book), "--headless",
+                    state_dir=tmp_path / "state", timeout=60)
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert took < TIMEOUT_S + EXIT_GRACE_S + 10, took
+    assert "notification run_failed not delivered: webhook http://127.0.0.1:" in result.stderr
+    assert f"did not answer within {TIMEOUT_S:g}s" in result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_status_notify_exits_despite_a_webhook_that_never_finishes(
+        trickle: Trickle, tmp_path: Path) -> None:
+    from tui.notify import TIMEOUT_S
+
+    path = status_config(tmp_path, f'{{ url = "{trickle.url()}" }}')
+    started = time.monotonic()
+    result = drdeck("--config", str(path), "status", "--notify", state_dir=tmp_path / "state",
+                    timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert time.monotonic() - started < 2 * TIMEOUT_S + 10  # rpo_breach, then drill_overdue
+    assert result.stderr.count("did not answer within") == 2, result.stderr
+    assert TOKEN not in result.stdout + result.stderr

@@ -12,8 +12,10 @@ facts as structured fields (`event`, `runbook`, `run_id`, `cluster`, ...) for
 anything that routes alerts.
 
 A webhook URL is a secret (whoever has it can post to the channel): drdeck shows
-only its scheme and host. Delivery is best effort: a short timeout, and a failure
-is reported on stderr but never changes a run's result or a command's exit code.
+only its scheme and host. Delivery is best effort: each webhook gets `timeout`
+seconds in all (connecting, sending, and reading the answer, however slowly it
+trickles in), all webhooks at once, and a failure is reported on stderr but
+never changes a run's result or a command's exit code.
 
 Runs notify through `RunNotifier`, one more subscriber of the run's events:
 
@@ -25,17 +27,20 @@ Runs notify through `RunNotifier`, one more subscriber of the run's events:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 EVENTS = ("run_failed", "rpo_breach", "drill_overdue")
-TIMEOUT_S = 5.0
+TIMEOUT_S = 5.0  # for each webhook, everything included
+EXIT_GRACE_S = 1.0  # what a headless run waits past that before it exits anyway
 FAILED_STATUSES = ("failed", "aborted")
 
 Report = Callable[[str], None]
@@ -122,7 +127,96 @@ def slack_escape(text: str) -> str:
 
 
 def post(url: str, body: dict[str, Any], timeout: float = TIMEOUT_S) -> None:
-    """POST `body` as JSON to `url`; DeliveryFailed (URL masked) unless it answers 2xx."""
+    """POST `body` as JSON to `url`; DeliveryFailed (URL masked) unless it answers 2xx
+    within `timeout` seconds in all."""
+    delivery = Delivery(url, body, timeout)
+    delivery.start()
+    delivery.finish()
+
+
+class Delivery:
+    """One POST on a daemon thread of its own, given up at its deadline.
+
+    urllib's timeout bounds each socket operation, so a server that answers a byte
+    every few seconds would hold a POST (and the process waiting for it) for ever. At
+    the deadline the connection is shut down, which ends the POST, and the caller is
+    told at once either way; a thread stuck where no socket is (a name lookup) is left
+    behind, and a daemon never keeps drdeck from exiting.
+    """
+
+    def __init__(self, url: str, body: dict[str, Any], timeout: float = TIMEOUT_S):
+        self.url, self.body, self.timeout = url, body, timeout
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._given_up = False
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="drdeck-webhook", daemon=True)
+        self._deadline = 0.0
+
+    def start(self) -> None:
+        self._deadline = time.monotonic() + self.timeout
+        self._thread.start()
+
+    def finish(self) -> None:
+        """Wait until the answer or the deadline; DeliveryFailed unless it was a 2xx."""
+        self._thread.join(max(0.0, self._deadline - time.monotonic()))
+        if self._thread.is_alive():
+            self._give_up()
+            raise DeliveryFailed(f"webhook {shown_url(self.url)} did not answer within "
+                                 f"{self.timeout:g}s")
+        if self._failure is not None:
+            raise self._failure
+
+    def _give_up(self) -> None:
+        with self._lock:
+            self._given_up = True
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def opened(self, sock: socket.socket) -> None:
+        """A connection of this POST (to the server, or to a proxy)."""
+        with self._lock:
+            self._sockets.append(sock)
+            if self._given_up:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _run(self) -> None:
+        try:
+            _post_once(self.url, self.body, self.timeout, self)
+        except BaseException as exc:  # told to the caller by finish()
+            self._failure = exc
+
+
+def _opener(delivery: Delivery) -> Any:
+    """urllib's usual opener (proxies from the environment included), its connections
+    reported to `delivery`."""
+    import http.client
+    import urllib.request
+
+    class Watched(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            delivery.opened(self.sock)
+
+    class WatchedTLS(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            delivery.opened(self.sock)
+
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(Watched, req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(WatchedTLS, req, context=self._context)
+
+    return urllib.request.build_opener(HTTP(), HTTPS())
+
+
+def _post_once(url: str, body: dict[str, Any], timeout: float, delivery: Delivery) -> None:
     import urllib.error
     import urllib.request
 
@@ -135,7 +229,7 @@ def post(url: str, body: dict[str, Any], timeout: float = TIMEOUT_S) -> None:
             "Content-Type": "application/json", "User-Agent": f"drdeck/{__version__}"})
         if request.type not in ("http", "https"):
             raise DeliveryFailed(f"webhook {shown}: only http:// and https:// URLs can be used")
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _opener(delivery).open(request, timeout=timeout) as response:
             response.read(65536)
     except DeliveryFailed:
         raise
@@ -160,13 +254,18 @@ def send(config: Any, event: str, text: str, *, report: Report | None = None,
     report = report or _stderr
     body = payload(event, text, **fields)
     delivered = 0
+    deliveries = []
     for webhook in webhooks_for(config, event):
         url = webhook_url(webhook)
         if url is None:
             report(f"drdeck: notification {event} not sent: the webhook's URL is not set")
             continue
+        deliveries.append(Delivery(url, body, timeout))
+        deliveries[-1].start()  # all at once: one slow webhook does not delay the others
+    for delivery in deliveries:
+        url = delivery.url
         try:
-            post(url, body, timeout)
+            delivery.finish()
         except DeliveryFailed as exc:
             report(f"drdeck: notification {event} not delivered: {exc}")
         except Exception as exc:  # never let a notification break what it reports on
@@ -191,8 +290,8 @@ class RunNotifier:
     """A subscriber of a run's events that posts `run_failed` when the run fails or aborts.
 
     Delivery happens on a thread of its own, so neither the app's screen nor the
-    run waits for a slow webhook; the thread is not a daemon, so a headless drdeck
-    delivers before it exits (at most `timeout` per webhook).
+    run waits for a slow webhook. The thread is a daemon: a headless drdeck waits for
+    it with wait() before it exits, which the deadline of each webhook bounds.
     """
 
     def __init__(self, runner: Any, *, report: Report | None = None,
@@ -219,7 +318,7 @@ class RunNotifier:
                 return
             text, fields = self.describe(event)
             self.thread = threading.Thread(target=self._deliver, args=(text, fields),
-                                           name="drdeck-notify", daemon=False)
+                                           name="drdeck-notify", daemon=True)
             self.thread.start()
 
     def describe(self, finished: Any) -> tuple[str, dict[str, Any]]:
@@ -264,6 +363,7 @@ class RunNotifier:
             _stderr(message)
 
     def wait(self, timeout: float | None = None) -> None:
-        """Until the notification is delivered or given up (tests, a clean exit)."""
+        """Until the notification is delivered or given up (tests, a clean exit); by
+        default a little longer than one webhook's deadline (they are posted at once)."""
         if self.thread is not None:
-            self.thread.join(timeout)
+            self.thread.join(self.timeout + EXIT_GRACE_S if timeout is None else timeout)

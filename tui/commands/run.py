@@ -57,16 +57,18 @@ def run_headless(runbook, params, *, yes: bool, as_json: bool, dry_run: bool, mo
     runner = Runner(runbook, params, HeadlessOperator(yes=yes), mode=mode, dry_run=dry_run,
                     keep_workdir=keep_workdir, config=config,
                     run_id=resume.run.id if resume else None, resume=resume)
-    journal = None
+    journal = notifier = None
     if not dry_run:
         runner.check_environment()
-        journal = record(runner, config, resume)
+        journal, notifier = record(runner, config, resume)
     try:
         runner.subscribe(JsonPrinter(sys.stdout) if as_json else HumanPrinter(sys.stdout))
         result = asyncio.run(_run_with_signals(runner))
     finally:
         if journal is not None:
             journal.close()
+        if notifier is not None:
+            notifier.wait()  # bounded: each webhook has a deadline, and they go at once
     if not as_json and result.workdir is not None and result.status != "succeeded":
         print(f"work directory kept for inspection: {result.workdir}", file=sys.stderr)
     if result.interrupted:
@@ -87,7 +89,8 @@ async def _run_with_signals(runner):
 
 
 def record(runner, config, resume=None):
-    """Journal the run: its row and its lock first (refused if the target is taken)."""
+    """Journal the run: its row and its lock first (refused if the target is taken); and
+    notify its failure. The journal and the notifier."""
     from tui.journal.recorder import Recorder
     from tui.journal.store import open_journal
     from tui.notify import RunNotifier
@@ -101,5 +104,6 @@ def record(runner, config, resume=None):
         journal.close()
         raise
     runner.subscribe(recorder)
-    runner.subscribe(RunNotifier(runner))
-    return journal
+    notifier = RunNotifier(runner)
+    runner.subscribe(notifier)
+    return journal, notifier
