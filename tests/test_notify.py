@@ -429,3 +429,43 @@ def test_status_notify_exits_despite_a_webhook_that_never_finishes(
     assert time.monotonic() - started < 2 * TIMEOUT_S + 10  # rpo_breach, then drill_overdue
     assert result.stderr.count("did not answer within") == 2, result.stderr
     assert TOKEN not in result.stdout + result.stderr
+
+
+QUITS_AT_ONCE = """
+import asyncio, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from tui.config import load_config_text
+from tui.notify import RunNotifier
+from engine_support import make_runner
+
+config = load_config_text('[notify]\\nwebhooks = [{{ url = "{url}" }}]\\n')
+runner, _ = make_runner({book!r}, Path({work!r}), config=config)
+runner.subscribe(RunNotifier(runner, report=print))  # as the app does: nobody waits
+asyncio.run(runner.run())
+"""
+
+
+@pytest.mark.parametrize("slow", ["one second", "never ends"])
+def test_a_process_that_quits_right_after_a_failure_notifies_within_a_bound(
+        hook: Hook, trickle: Trickle, tmp_path: Path, slow: str) -> None:
+    import subprocess
+    import sys
+
+    from tui.notify import EXIT_GRACE_S, TIMEOUT_S
+
+    hook.delay = 1.0
+    url = hook.url() if slow == "one second" else trickle.url()
+    script = QUITS_AT_ONCE.format(tests=str(REPO / "tests"), url=url, book=FAILING,
+                                  work=str(tmp_path / "work"))
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, cwd=REPO)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    if slow == "one second":
+        assert [b["runbook"] for b in hook.bodies("run_failed")] == ["nightly-restore"]
+        assert result.stdout == ""
+    else:
+        assert took < TIMEOUT_S + EXIT_GRACE_S + 8, took
+        assert "did not answer within" in result.stdout

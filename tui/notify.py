@@ -27,6 +27,7 @@ Runs notify through `RunNotifier`, one more subscriber of the run's events:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -286,12 +287,29 @@ def send_all(config: Any, notifications: Iterable[tuple[str, str, dict[str, Any]
 # --- runs ---------------------------------------------------------------------------------
 
 
+_at_exit: list[tuple[threading.Thread, float]] = []
+
+
+def _wait_at_exit(thread: threading.Thread, bound: float) -> None:
+    """Give a delivery thread (a daemon) up to `bound` seconds when the process exits, so
+    quitting the app just after a failure still notifies, and a hung webhook cannot keep
+    it alive."""
+    if not _at_exit:
+        atexit.register(_finish_deliveries)
+    _at_exit.append((thread, time.monotonic() + bound))
+
+
+def _finish_deliveries() -> None:
+    for thread, deadline in _at_exit:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
 class RunNotifier:
     """A subscriber of a run's events that posts `run_failed` when the run fails or aborts.
 
     Delivery happens on a thread of its own, so neither the app's screen nor the
-    run waits for a slow webhook. The thread is a daemon: a headless drdeck waits for
-    it with wait() before it exits, which the deadline of each webhook bounds.
+    run waits for a slow webhook. The thread is a daemon, waited for when the process
+    exits (and by wait()) a little longer than a webhook's deadline, no more.
     """
 
     def __init__(self, runner: Any, *, report: Report | None = None,
@@ -320,6 +338,7 @@ class RunNotifier:
             self.thread = threading.Thread(target=self._deliver, args=(text, fields),
                                            name="drdeck-notify", daemon=True)
             self.thread.start()
+            _wait_at_exit(self.thread, self.timeout + EXIT_GRACE_S)
 
     def describe(self, finished: Any) -> tuple[str, dict[str, Any]]:
         """The message and its fields for a failed or aborted run."""
