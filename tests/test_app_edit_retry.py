@@ -98,7 +98,6 @@ async def test_skip_is_not_offered_where_a_later_step_needs_the_output(
         assert screen._waiting_for("failure"), "s does nothing where skip is refused"
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, EditParams))
-        assert app.screen.query_one("#param-dsn").disabled, "the run's target stays"
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, EditParams))
         assert screen._waiting_for("failure"), "cancel leaves the question open"
@@ -154,3 +153,111 @@ async def test_a_long_output_line_wraps_on_w_and_its_connection_string_copies_on
         await pilot.press("c")
         await pilot.pause()
         assert app.clipboard == dsn
+
+
+async def _type_confirmation(pilot, app, value: str) -> None:
+    from tui.app.screens.confirm import ConfirmStep
+
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmStep))
+    assert app.screen.request.expected_input == value
+    await pilot.press(*value, "enter")
+    await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmStep))
+
+
+async def test_an_edited_value_is_confirmed_again_before_it_runs(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DRDECK_STATE_DIR", str(tmp_path))
+    app = live_app(open_runbook=flow("edit-confirm"), autostart={"target_db": "staging_copy"})
+    async with app.run_test(size=SIZE) as pilot:
+        screen = run_screen(app)
+        await _type_confirmation(pilot, app, "staging_copy")
+        await wait_for(pilot, lambda: screen._waiting_for("failure"))
+        await _edit(pilot, app, "target_db", "good_copy")
+        # the typed confirmation names the new target: it is asked again, not carried over
+        await _type_confirmation(pilot, app, "good_copy")
+        await wait_for(pilot, lambda: screen.state.finished is not None)
+        assert screen.state.finished.status == "succeeded"
+    journal = open_journal(app.config)
+    try:
+        run = journal.run(screen.runner.run_id).run
+    finally:
+        journal.close()
+    assert run.lock_key == "good_copy", "the run's lock followed its new target"
+
+
+async def test_an_edit_onto_a_target_another_run_holds_is_not_taken(
+        tmp_path, monkeypatch) -> None:
+    import json
+    import os
+
+    from tui.journal.store import RunRow, now_iso
+
+    monkeypatch.setenv("DRDECK_STATE_DIR", str(tmp_path))
+    app = live_app(open_runbook=flow("edit-confirm"), autostart={"target_db": "staging_copy"})
+    async with app.run_test(size=SIZE) as pilot:
+        screen = run_screen(app)
+        await _type_confirmation(pilot, app, "staging_copy")
+        await wait_for(pilot, lambda: screen._waiting_for("failure"))
+        other = open_journal(app.config)
+        try:  # a colleague's run, alive in this very process, works on good_copy
+            other.insert_run(RunRow(
+                id="0ther0run000", runbook="edit-confirm", runbook_sha256="", title="",
+                scenario="other", mode="drill", operator="colleague@host", host=os.uname()[1],
+                pid=os.getpid(), started_at=now_iso(), heartbeat_at=now_iso(),
+                status="running", params_json=json.dumps({})))
+            other.acquire_lock("good_copy", "0ther0run000")
+        finally:
+            other.close()
+        await _edit(pilot, app, "target_db", "good_copy")
+        await wait_for(pilot, lambda: screen._waiting_for("failure"))
+        assert "the edit was not taken: another run works on the same target (good_copy)" \
+            in " ".join(screen_text(app).split())
+        assert screen.runner.params["target_db"] == "staging_copy"
+
+
+async def test_a_resumed_run_edited_after_a_failure_runs_the_changed_step_again(
+        pg_cluster, tmp_path, monkeypatch) -> None:
+    from tui.journal.resumable import load_resumable
+
+    monkeypatch.setenv("DRDECK_STATE_DIR", str(tmp_path))
+    pg_cluster.execute("create table orders(id int); insert into orders values (1)")
+    pg_cluster.execute("create table empty_orders(id int)")
+    app = live_app(open_runbook=flow("edit-retry"), autostart={
+        "dsn": pg_cluster.dsn(), "table": "empty_orders"})
+    async with app.run_test(size=SIZE) as pilot:
+        screen = run_screen(app)
+        await wait_for(pilot, lambda: screen._waiting_for("failure"))
+        await pilot.press("a")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.state.finished is not None)
+        run_id = screen.runner.run_id
+
+    # as `drdeck resume RUN_ID` opens it: the run goes on as the app starts
+    resumed = live_app(runbooks=[], resume=load_resumable(app.config, run_id, {}))
+    async with resumed.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: any(isinstance(s, RunScreen)
+                                          for s in resumed.screen_stack))
+        screen = run_screen(resumed)
+        await wait_for(pilot, lambda: screen._waiting_for("failure"))
+        await _edit(pilot, resumed, "table", "orders")
+        await wait_for(pilot, lambda: screen.state.finished is not None)
+        assert screen.state.finished.status == "succeeded"
+        find = next(r for r in screen.runner.records if r.id == "find")
+        assert find.attempts >= 1 and screen.runner.lookup("steps.find.output") == "orders", \
+            "find ran again with the new table, not replayed from the journal"
+
+
+async def test_search_finds_text_across_a_wrapped_line() -> None:
+    from tui.app.widgets.output import OutputPanel
+
+    app = live_app(open_runbook=flow("long-line"), autostart={}, journal=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = run_screen(app)
+        await wait_for(pilot, lambda: screen._waiting_for("manual"))
+        panel = screen.query_one(OutputPanel)
+        await pilot.press("escape", "w")
+        await pilot.pause()
+        for needle in ("port=54329 dbname=shop user=postgres", "restored-server"):
+            panel.find(needle)
+            assert panel.border_subtitle.endswith("1 of 1  (n/N)"), (needle,
+                                                                     panel.border_subtitle)

@@ -106,3 +106,31 @@ async def test_enter_confirms_a_question_that_needs_no_typing() -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.state.finished is not None)
         assert screen.state.finished.status == "succeeded"
+
+
+async def test_the_palettes_quit_asks_like_ctrl_q_during_a_run() -> None:
+    app = live_app(open_runbook=app_runbook("manual"), autostart={}, journal=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _until_asked(pilot, app, "manual")
+        quit_command = next(c for c in app.get_system_commands(screen) if c.title == "Quit")
+        quit_command.callback()
+        await wait_for(pilot, lambda: isinstance(app.screen, AskYesNo))
+        await pilot.press("n")
+        await pilot.pause()
+        assert screen.running, "no answer yet: the run goes on"
+
+
+async def test_the_palette_does_not_throw_away_a_filled_in_form_unasked() -> None:
+    from tui.app.screens.briefing import BriefingScreen
+
+    app = live_app(open_runbook=app_runbook("restore-drill"), journal=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BriefingScreen))
+        briefing = app.screen
+        await pilot.press(*"2026-11-27 14:29:00+00")
+        home = next(c for c in app.get_system_commands(briefing) if c.title == "Home")
+        home.callback()
+        await wait_for(pilot, lambda: isinstance(app.screen, AskYesNo))
+        await pilot.press("n")  # keep editing
+        await wait_for(pilot, lambda: app.screen is briefing)
+        assert "2026-11-27 14:29:00+00" in str(briefing.form.raw_values())

@@ -448,3 +448,33 @@ def test_two_pushes_of_different_content_at_once_one_wins_the_other_fails_loudly
         assert "Traceback" not in loser.stderr
         expected[name] = contents[winner]
         assert stored() == expected, f"round {number}: the winner's bytes are what is kept"
+
+
+def test_a_resume_never_connects_with_a_masked_password(tmp_path: Path) -> None:
+    """The journal keeps a connection string with its password as ***: resuming must ask
+    for it again, not connect with *** as the password."""
+    from tui.config import Config
+    from tui.journal.store import RunRow, StepRow, now_iso, open_journal
+    from tui.runbook.loader import load_runbook
+
+    path = tmp_path / "masked.toml"
+    path.write_text('[runbook]\nname = "masked"\ntitle = "Uses a server"\n\n'
+                    '[params.dsn]\ntype = "dsn"\n\n'
+                    '[[steps]]\nid = "look"\ntitle = "Look"\naction = "sql"\n'
+                    'with = { dsn = "${dsn}", query = "select 1" }\n')
+    runbook = load_runbook(path)
+    os.environ["DRDECK_STATE_DIR"] = str(tmp_path)
+    try:
+        journal = open_journal(Config())
+        journal.insert_run(RunRow(
+            id="f4iled0run00", runbook="masked", runbook_sha256=runbook.sha256, title="Uses",
+            scenario="other", mode="drill", operator="me@here", host="elsewhere", pid=1,
+            started_at=now_iso(), status="failed", runbook_path=str(path),
+            params_json=json.dumps({"dsn": "postgresql://app:***@db.internal/shop"})))
+        journal.upsert_step(StepRow("f4iled0run00", "look", 0, "Look", "sql", "failed"))
+        journal.close()
+    finally:
+        del os.environ["DRDECK_STATE_DIR"]
+    done = drdeck("resume", "f4iled0run00", "--headless", state_dir=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "passwords are never stored" in done.stderr and "***" not in done.stderr

@@ -98,7 +98,8 @@ class DrdeckApp(App[None]):
         self._found = found
         self.push_screen(HomeScreen(found))
         if self._resume is not None:
-            self.resume_run(*self._resume)
+            # once Home is drawn: resuming sets the mode shown in its breadcrumb
+            self.call_after_refresh(self.resume_run, *self._resume)
         elif self._open_runbook is not None:
             if self._autostart is not None:
                 self.start_run(self._open_runbook, self._autostart)
@@ -216,6 +217,9 @@ class DrdeckApp(App[None]):
                 signal.signal(sig, previous)
         self._signals.clear()
 
+    def action_quit(self) -> None:  # the palette's Quit: the same guarded way out
+        self.action_request_quit()
+
     def action_request_quit(self) -> None:
         run = self._run_screen()
         if run is None or not run.running:
@@ -289,17 +293,26 @@ class DrdeckApp(App[None]):
         if run is None or not run.running:
             if not isinstance(screen, HomeScreen):
                 yield SystemCommand("Home", "The runbooks, their last run and next drill",
-                                    self.go_home)
+                                    lambda: self._leave_form_then(self.go_home))
             from .screens.inventory import InventoryScreen
 
             if not isinstance(screen, InventoryScreen):
                 yield SystemCommand("Inventory", "Backups, snapshots and the recoverable "
-                                    "window of each cluster", self.open_inventory)
+                                    "window of each cluster",
+                                    lambda: self._leave_form_then(self.open_inventory))
             for found in getattr(self, "_found", []):
                 if found.runbook is not None:
                     runbook = found.runbook
                     yield SystemCommand(f"Runbook: {runbook.name}", runbook.title,
-                                        lambda r=runbook: self.open_briefing_from_anywhere(r))
+                                        lambda r=runbook: self._leave_form_then(
+                                            lambda: self.open_briefing_from_anywhere(r)))
+
+    def _leave_form_then(self, go: Callable[[], None]) -> None:
+        """A filled-in briefing is not thrown away by the palette without asking."""
+        if isinstance(self.screen, BriefingScreen):
+            self.screen.action_back(then=go)
+        else:
+            go()
 
     def open_briefing_from_anywhere(self, runbook: Runbook) -> None:
         self.go_home()

@@ -174,6 +174,7 @@ class ParamsEdited(Event):
     changed: dict[str, list[str]]  # name -> [before, after]
     rerun_from: str
     params: dict[str, str] = field(default_factory=dict)  # every value now (as shown)
+    error: str = ""  # the failure that led to the edit
 
 
 @dataclass(slots=True, kw_only=True)

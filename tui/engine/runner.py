@@ -133,6 +133,10 @@ class Runner:
         # key -> (step, undo, what to say when kept): a failed or aborted run undoes them
         self._undo: dict[str, tuple[str, Callable[[], Coroutine[Any, Any, str]], str]] = {}
         self.resume = resume  # a journal RunDetail: continue it from its first unfinished step
+        self._done_before_run: dict[str, Any] = {}
+        # set by whoever holds the run's lock (the journal): moves it to a new target when an
+        # edit changes what the lock names; raises DrdeckError when another run holds that
+        self.relock: Callable[[str | None], None] | None = None
         self._register_secrets()
 
     # --- wiring -----------------------------------------------------------------------
@@ -236,7 +240,7 @@ class Runner:
         status = "succeeded"
         error: str | None = None
         try:
-            done_before = self._done_before()
+            done_before = self._done_before_run = self._done_before()
             steps = self.runbook.steps
             index = 0
             while index < len(steps):
@@ -350,19 +354,22 @@ class Runner:
             workdir=self.workdir if self.workdir.exists() else None,
         )
 
-    def connection_string(self) -> str | None:
-        """The newest step output that is a connection string (a restored server's):
-        what an operator copies to point the application at it."""
+    def connection_string(self) -> tuple[str, str] | None:
+        """The newest output of a step that succeeded and is a connection string (a
+        restored server's), with that step's title: what an operator copies to point the
+        application at it."""
         from tui.runbook.params import check_dsn
 
         for step in reversed(self.runbook.steps):
             output = (self._outputs.get(step.id) or "").strip()
-            if output and "\n" not in output and ("=" in output or "://" in output):
-                try:
-                    check_dsn(output)
-                except ValueError:
-                    continue
-                return output
+            if self._records[step.id].status != "succeeded" or "\n" in output \
+                    or not ("=" in output or "://" in output):
+                continue
+            try:
+                check_dsn(output)
+            except ValueError:
+                continue
+            return output, step.title
         return None
 
     def raw_params(self) -> dict[str, str]:
@@ -422,17 +429,17 @@ class Runner:
                         record.error = f"{error} (on_failure = ask, and no person is here to ask)"
                     self._finish_step(record, "failed", started)
                     return "failed-stop"
-                decision = await self._ask_failure(step, record)
-                if decision.choice == "retry":
-                    continue
+                decision = await self._decide(step, record)
                 if decision.choice == "edit":
                     rerun_from = self._edit_params(step, decision.params or {})
-                    if rerun_from != step.id:
+                    if rerun_from is not None:
+                        # from the top of the step (or an earlier one): its condition and its
+                        # confirmation are judged again with the new values
                         record.status = "pending"
                         return f"rerun:{rerun_from}"
+                    continue  # nothing changed: a plain retry
+                if decision.choice == "retry":
                     continue
-                if decision.choice == "skip" and self._skip_refused(step):
-                    continue  # not offered; a front end that sends it anyway is asked again
                 if decision.choice == "skip":
                     record.reason = decision.reason or "skipped by the operator"
                     self._finish_step(record, "skipped", started)
@@ -669,6 +676,26 @@ class Runner:
                                             if n in _references(step)))
         return await self._ask(step, "failure", request.error, self.operator.on_failure(request))
 
+    async def _decide(self, step: Step, record: StepRecord) -> FailureDecision:
+        """The person's answer to a failure; a refused skip or an edit that cannot be taken
+        is said, and the question asked again."""
+        while True:
+            decision = await self._ask_failure(step, record)
+            if decision.choice == "skip" and self._skip_refused(step):
+                continue
+            if decision.choice == "edit":
+                problem = self._edit_refused(decision.params or {})
+                if problem:
+                    self._note(step, f"the edit was not taken: {problem}")
+                    continue
+            return decision
+
+    def _note(self, step: Step, line: str) -> None:
+        line = self.redact(line)
+        self._records[step.id].tail.append(line)
+        self._records[step.id].attempt_tail.append(line)
+        self.emit(ev.Output(step=step.id, stream="stderr", line=line))
+
     def _skip_refused(self, step: Step) -> str | None:
         """Why a failed step may not be skipped: a later step uses its output."""
         users = [s.title for s in self.runbook.steps
@@ -681,19 +708,45 @@ class Runner:
                 "finds. Fix the cause and retry, edit the parameters, or abort.")
 
     def editable_params(self) -> tuple[str, ...]:
-        """What a person may change mid-run: not what names the run's lock (its target
-        is what the journal holds for this run)."""
-        locked = _refs_in(self.runbook.lock) if self.runbook.lock else set()
+        """What a person may change mid-run: everything, when the run's lock can follow a
+        changed target; else not what names the lock (its target is what the journal
+        holds for this run)."""
+        locked = _refs_in(self.runbook.lock) if self.runbook.lock and self.relock is None \
+            else set()
         return tuple(name for name in self.runbook.params if name not in locked)
 
-    def _edit_params(self, failed: Step, new: dict[str, Any]) -> str:
-        """Take the edited values; returns the first step that must run again with them."""
+    def _changes(self, new: dict[str, Any]) -> dict[str, Any]:
         editable = set(self.editable_params())
-        changed = {name: value for name, value in new.items()
-                   if name in editable and self.params.get(name) != value}
+        return {name: value for name, value in new.items()
+                if name in editable and self.params.get(name) != value}
+
+    def _edit_refused(self, new: dict[str, Any]) -> str | None:
+        """Why the edited values cannot be taken (the new target is another run's), or None;
+        when they can, the lock has moved to the new target."""
+        changed = self._changes(new)
+        if not changed or self.relock is None:
+            return None
+        before, old_key = dict(self.params), self.lock_key()
+        self.params.update(changed)
+        new_key = self.lock_key()
+        self.params.clear()
+        self.params.update(before)
+        if new_key == old_key:
+            return None
+        try:
+            self.relock(new_key)
+        except DrdeckError as exc:
+            return str(exc)
+        return None
+
+    def _edit_params(self, failed: Step, new: dict[str, Any]) -> str | None:
+        """Take the edited values; returns the first step that must run again with them
+        (None: nothing changed)."""
+        changed = self._changes(new)
         if not changed:
-            return failed.id
+            return None
         before = self.shown_params()
+        error = self._records[failed.id].error
         self.params.update(changed)
         self._register_secrets()
         after = self.shown_params()
@@ -706,10 +759,17 @@ class Runner:
                                            for n in names):
                 affected.add(earlier.id)
         rerun_from = next((s.id for s in steps[:upto] if s.id in affected), failed.id)
-        for again in steps[[s.id for s in steps].index(rerun_from):upto + 1]:
-            self._outputs.pop(again.id, None)
-            self._records[again.id].status = "pending"
+        again = [s.id for s in steps[[s.id for s in steps].index(rerun_from):upto + 1]]
+        for step_id in again:
+            self._outputs.pop(step_id, None)
+            self._records[step_id].status = "pending"
+            # a resumed run replays what the journal says was done: not these any more
+            self._done_before_run.pop(step_id, None)
+        if any(m.name == MILESTONE_SERVICE_RESTORED and m.step in again
+               for m in self._milestones):
+            self._rto_s = None  # service is restored again when that step runs again
         self.emit(ev.ParamsEdited(step=failed.id, rerun_from=rerun_from, params=after,
+                                  error=self.redact(error) if error else "",
                                   changed={n: [before.get(n, ""), after.get(n, "")]
                                            for n in changed}))
         return rerun_from

@@ -9,6 +9,7 @@ comes alone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import getpass
 import json
 import os
@@ -46,7 +47,8 @@ class Recorder:
         self._heartbeat = time.monotonic()
         if resumed is not None:
             for step in resumed.steps:
-                self._steps[step.step_id] = step
+                # a copy: the runner replays from `resumed`, which must keep what it said
+                self._steps[step.step_id] = dataclasses.replace(step)
                 self._tails[step.step_id] = deque(step.output_tail.splitlines(),
                                                   maxlen=TAIL_LINES)
 
@@ -78,6 +80,18 @@ class Recorder:
                                         error="another run holds the same target")
                 raise
             self.lock_key = lock_key
+
+    def relock(self, key: str | None) -> None:
+        """Move the run's lock to a new target (its parameters were edited): the new one is
+        taken first, so the run is never without it; LockHeld when another run has it."""
+        if key == self.lock_key:
+            return
+        if key:
+            self.journal.acquire_lock(key, self.runner.run_id)
+        if self.lock_key:
+            self.journal.release_lock(self.lock_key, self.runner.run_id)
+        self.lock_key = key
+        self.journal.update_run(self.runner.run_id, lock_key=key)
 
     def __call__(self, event: ev.Event) -> None:
         handler = getattr(self, f"_on_{event.kind}", None)
@@ -163,9 +177,11 @@ class Recorder:
                                 params_json=json.dumps(e.params, sort_keys=True))
         changed = "; ".join(f"{name}: {old or '(empty)'} → {new or '(empty)'}"
                             for name, (old, new) in e.changed.items())
+        after = f"; after: {e.error}" if e.error else ""
         self.journal.add("checks", run_id=self.runner.run_id, step_id=e.step,
                          name="parameters edited", ok=1,
-                         detail=f"{changed}; steps from {e.rerun_from} run again", at=now_iso())
+                         detail=f"{changed}; steps from {e.rerun_from} run again{after}",
+                         at=now_iso())
         ids = [s.id for s in self.runner.runbook.steps]
         for step_id in ids[ids.index(e.rerun_from):ids.index(e.step) + 1]:
             step = self._step(step_id)

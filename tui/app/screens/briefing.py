@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -88,14 +90,21 @@ class BriefingScreen(Screen[None]):
             return
         self.app.start_run(self.runbook, values)
 
-    def action_back(self) -> None:
-        if self.form.raw_values() == self._opened_with:
+    def action_back(self, then: Callable[[], None] | None = None) -> None:
+        """Back (then `then`, e.g. the palette's way somewhere else); asks first when the
+        form holds changes, since going back forgets them."""
+        def leave() -> None:
             self.app.pop_screen()
+            if then is not None:
+                then()
+
+        if self.form.raw_values() == self._opened_with:
+            leave()
             return
 
-        def answer(leave: bool | None) -> None:
-            if leave:
-                self.app.pop_screen()
+        def answer(yes: bool | None) -> None:
+            if yes:
+                leave()
 
         self.app.push_screen(AskYesNo(
             "Throw away your changes to the parameters?",

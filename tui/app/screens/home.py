@@ -155,7 +155,12 @@ def secret_params(run: RunRow, config: Any) -> list[Param]:
     path = Path(run.runbook_path) if run.runbook_path else None
     if path is None or not path.is_file():
         path = find_runbook(run.runbook, list(config.runbook_dirs))
-    return [p for p in load_runbook(path).params.values() if p.is_secret]
+    from tui.journal.resumable import masked_params
+
+    runbook = load_runbook(path)
+    # a connection string recorded with its password masked is asked for again too
+    masked = set(masked_params(run.params, runbook))
+    return [p for p in runbook.params.values() if p.is_secret or p.name in masked]
 
 
 class ResumeSecrets(ModalScreen[dict[str, str] | None]):

@@ -134,6 +134,7 @@ class RunScreen(Screen[None]):
             self.call_after_refresh(self.app.pop_screen)
             return False
         self.runner.subscribe(recorder)
+        self.runner.relock = recorder.relock
         self.runner.subscribe(RunNotifier(self.runner, report=self.app.notify))
         return True
 
@@ -364,11 +365,13 @@ class RunScreen(Screen[None]):
     def action_copy_connection(self) -> None:
         """The restored server's connection string, to paste where the application needs it
         (to the terminal's clipboard: OSC 52, which works over SSH too)."""
-        dsn = self.runner.connection_string()
-        if dsn is None:
+        found = self.runner.connection_string()
+        if found is None:
             return
+        dsn, step = found
         self.app.copy_to_clipboard(dsn)
-        self.app.notify(self.runner.redact(dsn), title="connection string copied")
+        self.app.notify(self.runner.redact(dsn),
+                        title=f"connection string copied (from “{step}”)")
 
     def action_search(self) -> None:
         self.query_one(OutputPanel).open_search()
@@ -421,7 +424,7 @@ def _log_marker(event: ev.Event) -> str | None:
         attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
         return f"── ▶ {event.title}{attempt}"
     if kind == "step_finished":
-        glyph = {"succeeded": "✓", "failed": "✗", "skipped": "↷"}[event.status]
+        glyph = {"succeeded": "✓", "failed": "✗", "skipped": "↷"}.get(event.status, "·")
         text = f"── {glyph} {event.step} {event.status} in {format_clock(event.duration_s)}"
         if event.error:
             text += f": {event.error}"

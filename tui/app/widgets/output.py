@@ -16,6 +16,7 @@ from .._shared import DeckInput
 # Enough to scroll back through a step; bounded so a flood of millions of
 # lines costs neither memory nor responsiveness. The journal keeps the tail.
 MAX_LINES = 20_000
+_INDENT = "    "  # what a wrapped line's continuation starts with
 
 
 class FloodLog(Log):
@@ -116,7 +117,7 @@ class OutputPanel(Vertical):
             if len(line) <= width:
                 out.append(line)
             else:
-                out.extend(textwrap.wrap(line, width, subsequent_indent="    ",
+                out.extend(textwrap.wrap(line, width, subsequent_indent=_INDENT,
                                          break_on_hyphens=False, drop_whitespace=False)
                            or [line])
         return out
@@ -147,9 +148,21 @@ class OutputPanel(Vertical):
         self._query = query
         lines = self.log_widget.lines
         needle = query.casefold()
-        self._matches = [i for i, line in enumerate(lines) if needle and needle in line.casefold()]
+        self._matches = [i for i, line in enumerate(lines) if needle and self._holds(lines, i,
+                                                                                 needle)]
         self._match = len(self._matches) - 1
         self._show_match()
+
+    def _holds(self, lines: list[str], i: int, needle: str) -> bool:
+        """Line `i` holds the text; wrapped, also across its break into the next piece
+        (counted once, at the piece where the text starts)."""
+        line = lines[i].casefold()
+        if needle in line:
+            return True
+        if not self.wrapping or i + 1 >= len(lines) or not lines[i + 1].startswith(_INDENT):
+            return False
+        following = lines[i + 1][len(_INDENT):].casefold()
+        return needle in line + following and needle not in following
 
     def action_next_match(self) -> None:
         if self._matches:
