@@ -509,3 +509,30 @@ def test_drdeck_writes_no_data_directory_file_through_a_link(sentinel: Sentinel,
 
     sentinel.assert_untouched()
     assert os.lstat(data_dir / "pg_hba.conf").st_uid == SERVER.pw_uid  # the link itself
+
+
+def test_a_data_directory_the_server_account_swaps_for_a_link_is_refused(
+        shared: Path, tmp_path: Path) -> None:
+    """Restoring under a directory the postgres account owns (its home, say): it can put a
+    link where the new data directory is to be, to an empty directory of root's."""
+    repo = server_dir(shared / "repo")
+    base_backup_holding(LocalStore(repo), {})
+    config = write_config(shared / "drdeck.toml", local_repository(repo))
+    roots = Path(tempfile.mkdtemp(prefix="drdeck-root-empty-"))
+    try:
+        roots.chmod(0o755)
+        data_dir = server_dir(shared / "home") / "restored"
+        as_server("ln", "-s", str(roots), str(data_dir))
+
+        proc, events = run(config, tmp_path / "state", "pitr-restore", "-p",
+                           "target=immediate", "-p", f"data_dir={data_dir}", "-p",
+                           f"port={free_port()}")
+
+        assert proc.returncode == 1
+        assert f"{data_dir} is a symbolic link: drdeck restores only into a real directory" \
+            in failure(events)
+        info = os.lstat(roots)
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o755)
+        assert list(roots.iterdir()) == []
+    finally:
+        shutil.rmtree(roots, ignore_errors=True)

@@ -13,6 +13,7 @@ run behind it (hand_over).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import shutil
@@ -57,6 +58,9 @@ class Placement:
 
 
 def check_data_dir(path: Path) -> None:
+    if path.is_symlink():
+        raise RestoreRefused(f"{path} is a symbolic link: drdeck restores only into a real "
+                             "directory (give the one it points to)")
     why = why_not_a_new_directory(path)
     if why:
         raise RestoreRefused(f"{why}: drdeck never restores over existing files. "
@@ -74,11 +78,25 @@ def check_port(port: int) -> None:
 def prepare_data_dir(path: Path) -> None:
     """Create the (empty) data directory, owned by the server account, mode 0700."""
     check_data_dir(path)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)
-    account = server_account()
-    if account is not None:
-        os.chown(path, account.uid, account.gid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    # by descriptor, and not through a link put in its place since the check
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RestoreRefused(f"cannot use {path} as the new data directory: it is no longer "
+                             f"a directory ({exc.strerror or exc}); choose another") from None
+    try:
+        if os.listdir(descriptor):
+            raise RestoreRefused(f"{path} is no longer empty: drdeck never restores over "
+                                 "existing files. Choose a new directory")
+        os.fchmod(descriptor, 0o700)
+        account = server_account()
+        if account is not None:
+            os.fchown(descriptor, account.uid, account.gid)
+    finally:
+        os.close(descriptor)
 
 
 def new_socket_dir(data_dir: Path | None = None) -> Path:
@@ -97,10 +115,16 @@ async def unpack_base(base: BaseManifest, store: Any, data_dir: Path, reporter: 
                       gpg_home: str | None) -> None:
     """Stream the base backup into `tar -x`; on any doubt, the directory is emptied again."""
     read_end, write_end = os.pipe()
+    # as the server's account, which owns the directory already: whatever the archive
+    # holds, or that account puts in the directory meanwhile, tar writes only where the
+    # server itself could
+    account = server_account()
+    as_server: dict[str, Any] = {} if account is None else {
+        "user": account.uid, "group": account.gid, "extra_groups": list(account.groups)}
     tar = await asyncio.create_subprocess_exec(
         "tar", "--extract", "--file=-", f"--directory={data_dir}", "--no-same-owner",
         stdin=read_end, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env=environment.base(), start_new_session=True)
+        env=environment.base(), cwd="/", start_new_session=True, **as_server)
     os.close(read_end)
     item = StoredItem(base.object, base.stored_size, base.sha256_stored, base.encrypted,
                       what="this base backup")
