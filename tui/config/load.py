@@ -94,6 +94,8 @@ def _must_exist(given: str, said: str) -> Path:
     path = Path(given).expanduser()
     if path.is_dir():
         raise InvalidInput(f"{said}: is a directory, not a drdeck.toml file")
+    if path.exists() and not path.is_file():
+        raise InvalidInput(f"{said}: not a regular file (a drdeck.toml is one)")
     if not path.is_file():
         raise InvalidInput(f"{said}: no such file")
     return path
@@ -113,7 +115,7 @@ def load_config(explicit: str | None = None) -> Config:
 def load_config_file(path: str | Path) -> Config:
     path = Path(path)
     try:
-        source, _ = read_source(path)
+        source, _ = read_source(path, "configuration file")
     except Unreadable as exc:
         raise ConfigInvalid([exc.problem]) from None
     return load_config_text(source, str(path), path=path)
