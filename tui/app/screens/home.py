@@ -27,7 +27,12 @@ from .._shared import DeckInput
 from ..widgets.breadcrumb import Breadcrumb
 from .history import result_glyph, utc_stamp
 
-TITLE_WIDTH = 36  # longer titles end in "…" so every column fits 120 columns
+TITLE_MIN = 28  # shorter titles stop telling runbooks apart: the table drops Name, then Scenario
+COLUMNS = ("Runbook", "Name", "Scenario", "Targets", "Last run", "Next drill")
+DROPPED_FIRST = ("Name", "Scenario")  # the title says what a runbook does; these can go
+# what the table's own frame costs beside its cells: the panel's border and padding, and
+# a vertical scrollbar when the runbooks outgrow the window
+TABLE_FRAME = 6
 
 
 def runbook_markdown(runbook: Runbook) -> str:
@@ -74,8 +79,27 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
-def shown_title(title: str) -> str:
-    return title if len(title) <= TITLE_WIDTH else title[:TITLE_WIDTH - 1] + "…"
+def shown_title(title: str, width: int) -> str:
+    """The title in `width` cells; a longer one ends in "…"."""
+    return title if len(title) <= width else title[:width - 1] + "…"
+
+
+def fit_columns(widths: dict[str, int], room: int) -> tuple[list[str], int]:
+    """The columns that fit `room` cells, and the width the titles get.
+
+    Every cell has one cell of padding each side. Titles take the room the other columns
+    leave, down to TITLE_MIN; below it Name goes, then Scenario: Last run and Next drill
+    always stay."""
+    columns = list(COLUMNS)
+    title = widths["Runbook"]
+    for dropped in (None, *DROPPED_FIRST):
+        if dropped is not None:
+            columns.remove(dropped)
+        others = sum(widths[c] + 2 for c in columns if c != "Runbook")
+        title = min(widths["Runbook"], room - others - 2)
+        if title >= TITLE_MIN:
+            break
+    return columns, max(title, 8)
 
 
 def targets_text(runbook: Runbook) -> str:
@@ -237,6 +261,7 @@ class HomeScreen(Screen[None]):
         super().__init__()
         self.found = found
         self._shown: list[Found] = []
+        self._columns: list[str] = []
         self.journal_read: JournalRead | None = None
 
     @property
@@ -260,10 +285,8 @@ class HomeScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#home-list").border_title = "Runbooks"
         self.query_one("#home-list").border_subtitle = "/ filter · enter open"
-        table = self.query_one(DataTable)
-        table.add_columns("Runbook", "Name", "Scenario", "Targets", "Last run", "Next drill")
         self._fill("")
-        table.focus()
+        self.query_one(DataTable).focus()
         self.sync_mode()
 
     def on_screen_resume(self) -> None:
@@ -331,9 +354,9 @@ class HomeScreen(Screen[None]):
     def _fill(self, needle: str, keep_cursor: bool = False) -> None:
         table = self.query_one(DataTable)
         row = table.cursor_row if keep_cursor else 0
-        table.clear()
         needle = needle.casefold()
         self._shown = []
+        rows: list[dict[str, Any]] = []
         read = self.journal_read
         now = self.app.utc_now()
         for found in self.found:
@@ -344,8 +367,9 @@ class HomeScreen(Screen[None]):
                 continue
             self._shown.append(found)
             if runbook is None:
-                table.add_row(f"✗ {shown_title(found.path.name + ' (invalid)')}",
-                              found.path.stem, "-", "-", "-", "-")
+                rows.append(dict(zip(COLUMNS, (f"✗ {found.path.name} (invalid)",
+                                               found.path.stem, "-", "-", "-", "-"),
+                                     strict=True)))
                 continue
             if read is None:  # the journal is being read
                 last, next_drill = Text("…", style="dim"), Text("…", style="dim")
@@ -354,11 +378,32 @@ class HomeScreen(Screen[None]):
             else:
                 last = last_run_text(read.last.get(runbook.name))
                 next_drill = next_drill_text(runbook, read.succeeded, now)
-            table.add_row(shown_title(runbook.title), runbook.name, runbook.scenario,
-                          targets_text(runbook), last, next_drill)
+            rows.append(dict(zip(COLUMNS, (runbook.title, runbook.name, runbook.scenario,
+                                           targets_text(runbook), last, next_drill),
+                                 strict=True)))
+        # "…" while the journal is read: the widths its answer will need, so the columns
+        # do not change when it comes
+        widths = {c: max([len(c), *(Text(r[c]).cell_len if isinstance(r[c], str)
+                                    else r[c].cell_len for r in rows)])
+                  for c in COLUMNS}
+        widths["Last run"] = max(widths["Last run"], len("2026-11-02 ✓"))
+        widths["Next drill"] = max(widths["Next drill"], len("never drilled"))
+        columns, title_width = fit_columns(widths, self.app.size.width - TABLE_FRAME)
+        if columns != self._columns:
+            table.clear(columns=True)
+            table.add_columns(*columns)
+            self._columns = columns
+        else:
+            table.clear()
+        for cells in rows:
+            cells["Runbook"] = shown_title(cells["Runbook"], title_width)
+            table.add_row(*(cells[c] for c in columns))
         if keep_cursor and self._shown:
             table.move_cursor(row=min(row, len(self._shown) - 1))
         self._preview(table.cursor_row if keep_cursor else 0)
+
+    def on_resize(self) -> None:
+        self._fill(self.query_one("#filter", Input).value, keep_cursor=True)
 
     def _preview(self, row: int) -> None:
         preview = self.query_one("#home-preview", Markdown)
