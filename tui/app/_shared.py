@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rich.text import Text
-from textual.widgets import Input
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Input
+from textual.widgets._footer import FooterKey
 
 STATUS_STYLES = {
     "succeeded": ("✓ SUCCEEDED", "bold green"),
@@ -18,7 +23,48 @@ def status_text(status: str) -> Text:
 
 
 class DeckInput(Input):
-    """An Input that follows the app's cursor-blink setting (off in snapshot tests)."""
+    """An Input that follows the app's cursor-blink setting (off in snapshot tests), and
+    shows the start of a value longer than itself whenever it is not being typed in: a
+    time stamp reads from its year, a path from its root."""
 
     def on_mount(self) -> None:
         self.cursor_blink = getattr(self.app, "cursor_blink", True)
+        self.call_after_refresh(self._show_start)
+
+    def on_blur(self) -> None:
+        self._show_start()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        # a value set from outside (a default, the inventory's pick) leaves the cursor and
+        # the view at its end
+        if event.input is self and not self.has_focus:
+            self.call_after_refresh(self._show_start)
+
+    def _show_start(self) -> None:
+        if not self.has_focus:
+            self.scroll_to(x=0, animate=False, immediate=True)
+
+
+class DeckTable(DataTable):
+    """A DataTable that moves as k9s and lazygit do: j/k down and up, g/G first and last."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "down", show=False),
+        Binding("k", "cursor_up", "up", show=False),
+        Binding("g", "scroll_top", "first", show=False),
+        Binding("G", "scroll_bottom", "last", show=False),
+    ]
+
+
+class DeckFooter(Footer):
+    """A Footer whose less needed keys make way on a narrow terminal.
+
+    A screen names them in FOOTER_OPTIONAL (actions); their keys get the class -optional,
+    which drdeck.tcss hides below 100 columns. They still work, and help lists them."""
+
+    def compose(self) -> Iterable[Widget]:
+        optional = set(getattr(self.screen, "FOOTER_OPTIONAL", ()))
+        for widget in super().compose():
+            if isinstance(widget, FooterKey) and widget.action in optional:
+                widget.add_class("-optional")
+            yield widget

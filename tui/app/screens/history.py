@@ -27,16 +27,17 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from tui.durations import format_clock, format_duration
 from tui.journal.store import RunDetail, RunRow, StepRow
 
-from .._shared import DeckInput
+from .._shared import DeckFooter, DeckInput, DeckTable
 from ..widgets.breadcrumb import Breadcrumb
 from ..widgets.steps import GLYPHS, short_clock
 
 COLUMNS = ("Date (UTC)", "Runbook", "Mode", "Result", "RTO", "of target", "RPO")
+NARROW_COLUMNS = ("Date (UTC)", "Runbook", "Mode", "", "RTO", "RPO")
 CHUNK = 200  # rows handed to the table at a time: a few pages, about 20 ms of DataTable work
 SERIES_LIMIT = 400  # runs of one runbook read for its RTO chart (more never fit the width)
 DETAIL_DELAY_S = 0.05  # a held arrow key does not start one journal read per row
@@ -54,6 +55,7 @@ MODE_COLOURS = {"drill": "bold dodger_blue1", "incident": "bold red"}
 STEP_GLYPHS = {**GLYPHS, "interrupted": ("⊘", "bold yellow")}
 WAIT_STYLE = "yellow"
 PARTIAL_BLOCKS = " ▁▂▃▄▅▆▇"
+BAR_MIN = 12  # cells of a step time line's bar before its titles shrink
 
 
 # --- cells ------------------------------------------------------------------------------
@@ -151,13 +153,14 @@ class StepTimeline:
         end = run_end(detail, self.now)
         span = max((end - start).total_seconds(), 1e-6)
         steps = detail.steps
-        title_w = min(24, max((len(s.title) for s in steps), default=4))
         clock_w = 8
-        bar_w = max(8, options.max_width - title_w - clock_w - 4)
-        total = format_clock(span)
-        axis = Text(" " * (title_w + 3))
-        axis.append("0:00" + total.rjust(bar_w - 4), style="dim")
-        yield axis
+        # glyph, title, bar and clock share the width; the bar keeps at least BAR_MIN
+        # cells, and titles shrink (to 6) before the line would wrap
+        room = options.max_width - clock_w - 4
+        title_w = min(24, max((len(s.title) for s in steps), default=4),
+                      max(6, room - BAR_MIN))
+        bar_w = max(1, room - title_w)
+        yield self._axis(format_clock(span), title_w, bar_w)
         for step in steps:
             glyph, style = STEP_GLYPHS.get(step.status, ("?", ""))
             line = Text()
@@ -170,6 +173,18 @@ class StepTimeline:
             line.append((short_clock(seconds) if seconds is not None else "").rjust(clock_w),
                         style="dim")
             yield line
+
+    @staticmethod
+    def _axis(total: str, title_w: int, bar_w: int) -> Text:
+        """0:00 under the bar's start and the run's length under its end; only the length
+        when both do not fit with a space between them, nothing when not even that does."""
+        axis = Text(" " * (title_w + 3))
+        start = "0:00"
+        if bar_w >= len(start) + 1 + len(total):
+            axis.append(start + total.rjust(bar_w - len(start)), style="dim")
+        elif bar_w >= len(total):
+            axis.append(total.rjust(bar_w), style="dim")
+        return axis
 
     @staticmethod
     def _bar(step: StepRow, seconds: float | None, start: datetime, span: float, width: int,
@@ -313,12 +328,17 @@ def rto_chart(series: Iterable[RunRow], target: float | None, selected: str | No
     lines.append("\n")
     first, last = utc_stamp(shown[0].started_at)[:10], utc_stamp(shown[-1].started_at)[:10]
     used = len(shown) * spacing
+    # the dates under the first and the last column; where they would not fit side by
+    # side, the span, or the newest alone: never two labels run together or wrapped
+    room = width - label_w
     if first == last:
         dates = first
     elif used >= len(first) + len(last) + 1:
         dates = first + last.rjust(used - len(first))
-    else:
+    elif room >= len(f"{first} → {last}"):
         dates = f"{first} → {last}"
+    else:
+        dates = last.rjust(min(used, room)) if room >= len(last) else ""
     lines.append(" " * label_w + dates, style="dim")
     return lines
 
@@ -363,6 +383,16 @@ class RtoChart(Widget):
             return Text(self.note, style="dim")
         size = self.content_size
         return rto_chart(self.series, self.target, self.selected, size.width, size.height)
+
+
+class RunsTable(DeckTable):
+    """The runs: G (and ctrl+end) go to the very last run, not the last one handed over."""
+
+    def action_scroll_bottom(self) -> None:
+        screen = self.screen
+        if isinstance(screen, HistoryScreen):
+            screen.show_all()
+        super().action_scroll_bottom()
 
 
 # --- messages ---------------------------------------------------------------------------
@@ -419,18 +449,19 @@ class HistoryScreen(Screen[None]):
         self._wanted: str | None = None
         self._detail_timer: Timer | None = None
         self._newest_shown = threading.Event()
+        self._narrow: bool | None = None  # the table's columns are those for < 100 columns
 
     def compose(self) -> ComposeResult:
         yield Breadcrumb(id="crumb")
         with Vertical(id="history-list", classes="panel"):
             yield DeckInput(id="filter", placeholder="filter by runbook, mode, result "
                             "(esc: clear)")
-            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="history-bottom"):
             yield RtoChart(id="rto-chart", classes="panel")
             with VerticalScroll(id="run-detail", classes="panel"):
                 yield Static(Text("loading the journal…", style="dim"), id="run-detail-body")
-        yield Footer()
+        yield DeckFooter()
 
     def on_mount(self) -> None:
         crumb = self.query_one(Breadcrumb)
@@ -439,7 +470,7 @@ class HistoryScreen(Screen[None]):
         self.query_one("#rto-chart").border_title = "RTO over time"
         self.query_one("#run-detail").border_title = "Run"
         table = self.query_one("#runs", DataTable)
-        table.add_columns(*COLUMNS)
+        self._fit_columns()
         self.watch(table, "scroll_y", self._scrolled, init=False)
         table.focus()
         self.load()
@@ -496,11 +527,36 @@ class HistoryScreen(Screen[None]):
         self._more()
         self._want_detail(0)
 
+    def on_resize(self) -> None:
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Below 100 columns the share of the target goes (the run's pane says it) and the
+        result is its glyph: date, runbook, mode, result, RTO and RPO fit 80."""
+        narrow = self.app.size.width < 100
+        if narrow == self._narrow:
+            return
+        self._narrow = narrow
+        table = self.query_one("#runs", DataTable)
+        row = table.cursor_row
+        table.clear(columns=True)
+        table.add_columns(*(NARROW_COLUMNS if narrow else COLUMNS))
+        table.add_rows(self._cells(run) for run in self.matching[:self.shown])
+        if self.shown:
+            table.move_cursor(row=min(row, self.shown - 1), animate=False)
+
+    def _cells(self, run: RunRow) -> tuple[Any, ...]:
+        cells = run_cells(run)
+        if not self._narrow:
+            return cells
+        date, runbook, mode, _, rto, _, rpo = cells
+        return date, runbook, mode, result_glyph(run.status), rto, rpo
+
     def _more(self) -> None:
         """Hand the table the next chunk of matching runs."""
         chunk = self.matching[self.shown:self.shown + CHUNK]
         if chunk:
-            self.query_one("#runs", DataTable).add_rows(run_cells(run) for run in chunk)
+            self.query_one("#runs", DataTable).add_rows(self._cells(run) for run in chunk)
             self.shown += len(chunk)
         self._count()
 
@@ -517,6 +573,11 @@ class HistoryScreen(Screen[None]):
         more = f"showing {self.shown:,} of {found:,}: more as you scroll · " \
             if self.shown < found else ""
         panel.border_subtitle = f"{more}/ filter · e export"
+
+    def show_all(self) -> None:
+        """Every matching run in the table (for a jump to the end)."""
+        while self.shown < len(self.matching):
+            self._more()
 
     def _scrolled(self, scroll_y: float) -> None:
         table = self.query_one("#runs", DataTable)

@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Input, Label, Markdown, Static
+from textual.widgets import Button, DataTable, Input, Label, Markdown, Static
 
 from tui.durations import format_duration
 from tui.errors import DrdeckError
@@ -23,7 +23,7 @@ from tui.runbook.conditions import in_words
 from tui.runbook.discovery import Found
 from tui.runbook.model import Param, Runbook
 
-from .._shared import DeckInput
+from .._shared import DeckFooter, DeckInput, DeckTable
 from ..widgets.breadcrumb import Breadcrumb
 from .history import result_glyph, utc_stamp
 
@@ -276,11 +276,11 @@ class HomeScreen(Screen[None]):
         yield Static("", id="home-resume")
         with Vertical(classes="panel", id="home-list"):
             yield DeckInput(id="filter", placeholder="filter runbooks (esc: clear)")
-            yield DataTable(id="home-table", cursor_type="row", zebra_stripes=True)
+            yield DeckTable(id="home-table", cursor_type="row", zebra_stripes=True)
         preview = Markdown(id="home-preview", classes="panel")
         preview.border_title = "Runbook"
         yield preview
-        yield Footer()
+        yield DeckFooter()
 
     def on_mount(self) -> None:
         self.query_one("#home-list").border_title = "Runbooks"

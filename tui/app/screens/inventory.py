@@ -14,13 +14,13 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static, Tab, TabbedContent, TabPane, Tabs
+from textual.widgets import DataTable, Static, Tab, TabbedContent, TabPane, Tabs
 
 from tui.catalog.inventory import ClusterInventory, Snapshot
 from tui.durations import format_duration
 from tui.units import format_bytes
 
-from .._shared import DeckInput
+from .._shared import DeckFooter, DeckInput, DeckTable
 from ..widgets.breadcrumb import Breadcrumb
 
 COLUMNS = ("Taken (UTC)", "Database", "Stored", "Age", "Retention", "Encrypted", "Verified")
@@ -197,12 +197,14 @@ def manifest_view(snapshot: Snapshot, now: datetime) -> Group:
 class InventoryScreen(Screen[None]):
     BINDINGS = [
         Binding("v", "verify", "verify"),
-        Binding("R", "restore", "restore this one"),
-        Binding("p", "restore_point", "restore to a point"),
+        Binding("R", "restore", "restore"),
+        Binding("p", "restore_point", "point in time"),
         Binding("slash", "filter", "filter"),
         Binding("r", "reload", "reload"),
         Binding("escape", "back", "back"),
     ]
+
+    FOOTER_OPTIONAL = ("filter", "reload")  # hidden from a narrow footer; the keys work
 
     help_notes = ("Snapshots are newest first; click a column header to sort by it. "
                   "Verify opens the verify-backup runbook, restore opens snapshot-restore, "
@@ -225,14 +227,14 @@ class InventoryScreen(Screen[None]):
                 with Vertical(id="inventory-list", classes="panel"):
                     yield DeckInput(id="filter", placeholder="filter by database, id, "
                                     "retention (esc: clear)")
-                    yield DataTable(id="snapshots", cursor_type="row", zebra_stripes=True)
+                    yield DeckTable(id="snapshots", cursor_type="row", zebra_stripes=True)
                 with VerticalScroll(id="manifest", classes="panel"):
                     yield Static(id="manifest-body")
             with TabPane("Base backups", id="tab-bases"):
-                yield DataTable(id="bases", cursor_type="row", zebra_stripes=True)
+                yield DeckTable(id="bases", cursor_type="row", zebra_stripes=True)
             with TabPane("WAL", id="tab-wal"), VerticalScroll():
                 yield Static(id="wal-body")
-        yield Footer()
+        yield DeckFooter()
 
     def on_mount(self) -> None:
         crumb = self.query_one(Breadcrumb)
