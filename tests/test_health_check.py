@@ -86,8 +86,10 @@ def test_a_failing_archive_command_is_caught(make_pg_cluster, tmp_path: Path) ->
 
 
 def test_an_unreachable_server_is_retried_then_reported(tmp_path: Path) -> None:
-    dsn = f"host=127.0.0.1 port={free_port()} user=postgres password=not-shown-9z connect_timeout=2"
-    proc = drdeck("run", "health-check", "-p", f"dsn={dsn}", "--json", state_dir=tmp_path)
+    # the password comes as libpq takes it from a job's environment: -p refuses one
+    dsn = f"host=127.0.0.1 port={free_port()} user=postgres connect_timeout=2"
+    proc = drdeck("run", "health-check", "-p", f"dsn={dsn}", "--json", state_dir=tmp_path,
+                  PGPASSWORD="not-shown-9z")
     assert proc.returncode == 1
     events = json_events(proc.stdout)
     attempts = [e for e in events if e["event"] == "step_started"]

@@ -67,6 +67,14 @@ class World:
     def dsn(self, dbname: str = "postgres", *, tcp: bool = False) -> str:
         return self.cluster.dsn(dbname, tcp=tcp)  # with password=...
 
+    def bare_dsn(self, dbname: str = "postgres", *, tcp: bool = False) -> str:
+        """Without the password: libpq finds it in PGPASSFILE (drdeck refuses one in -p)."""
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(self.dsn(dbname, tcp=tcp))
+        params.pop("password")
+        return make_conninfo(**params)
+
     def drdeck(self, *args: str, state: Path, timeout: float = 180, **env: str) -> Any:
         argv = [sys.executable, "-m", "tui", "--config", str(self.config), *args]
         if any(s.decode() in " ".join(argv) for s in self.secrets.values()):
@@ -122,7 +130,12 @@ gpg_recipients = ["{gpg.fingerprint}"]
 rpo = "1h"
 rto = "4h"
 """)
-        env = {"DATABASE_URL": cluster.dsn("app"), "API_TOKEN": token}
+        pgpass = base / "pgpass"  # where an operator keeps a target's password: ~/.pgpass
+        escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+        pgpass.write_text(f"*:*:*:*:{escaped}\n")
+        pgpass.chmod(0o600)
+        env = {"DATABASE_URL": cluster.dsn("app"), "API_TOKEN": token,
+               "PGPASSFILE": str(pgpass)}
         yield World(cluster, password, token, secret, base, config, repo, env)
 
 
@@ -226,7 +239,10 @@ echo "$DATABASE_URL"
 echo dsn "$TARGET_DSN"
 echo "$SECRET_PARAM" >&2
 echo note > "$DRDECK_WORKDIR/notes.txt"'''
-env = { SECRET_PARAM = "${token}", TARGET_DSN = "${target_dsn}" }
+[steps.with.env]
+SECRET_PARAM = "${token}"
+TARGET_DSN = "${target_dsn}"
+DATABASE_URL = "${env.DATABASE_URL}"
 
 [[steps]]
 id = "fails"
@@ -249,10 +265,10 @@ def test_secrets_reach_no_output_file_journal_export_or_command_line(world: Worl
         assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr
         restore = world.drdeck(
             "run", "snapshot-restore", "-p", "database=app", "-p", "target_db=app_copy",
-            "-p", f"target_dsn={world.dsn(tcp=True)}", "--keep-workdir", "--yes", "--json",
+            "-p", f"target_dsn={world.bare_dsn(tcp=True)}", "--keep-workdir", "--yes", "--json",
             state=state)
         assert restore.returncode == 0, restore.stdout[-3000:] + restore.stderr
-        failed = world.drdeck("run", str(drill), "-p", f"target_dsn={world.dsn('shop')}",
+        failed = world.drdeck("run", str(drill), "-p", f"target_dsn={world.bare_dsn('shop')}",
                               "--headless", state=state, DRDECK_SECRET_TOKEN=world.secret)
         assert failed.returncode == 1, failed.stdout + failed.stderr
     assert watcher.rounds > 20
@@ -426,14 +442,13 @@ def test_no_parameter_gets_a_restore_into_the_source_database(world: World) -> N
             notes = world.cluster.execute("select note from keep order by note", dbname=name)
             assert notes == [("after the backup",), ("before the backup",)], name
 
-    tcp = world.dsn(tcp=True)
-    url = (f"postgresql://postgres:{quote(world.password, safe='')}@127.0.0.1:"
-           f"{world.cluster.port}/shop")
+    tcp = world.bare_dsn(tcp=True)
+    url = f"postgresql://postgres@127.0.0.1:{world.cluster.port}/shop"
     refused = [
         ("shop", "shop", None),  # the source itself, replace = true
         ("shop", "shop", tcp),  # the same server through TCP, not the socket
-        ("shop", "shop", world.dsn("shop")),  # a target DSN whose dbname is the source
-        ("shop", "shop", url),  # the same, as a URL with the password in it
+        ("shop", "shop", world.bare_dsn("shop")),  # a target DSN whose dbname is the source
+        ("shop", "shop", url),  # the same, as a URL
         # longer than PostgreSQL keeps: it would cut the name to the source's, and DROP it
         (LONG_DB, LONG_DB + "_restored", None),
         (LONG_DB, LONG_DB + "_restored", tcp),
@@ -447,7 +462,7 @@ def test_no_parameter_gets_a_restore_into_the_source_database(world: World) -> N
     # PostgreSQL's database names are case-sensitive, and drdeck always quotes them: these
     # are other databases, made new beside the source, which stays as it was
     for target_db, target_dsn in (("SHOP", None), ('"shop"', None), ("shop ", tcp),
-                                  ("Shop", world.dsn("shop"))):
+                                  ("Shop", world.bare_dsn("shop"))):
         proc, error = restore(world, state, "shop", target_db, target_dsn)
         if proc.returncode == 0:
             assert database_oid(world, target_db) not in (None, sources["shop"])
@@ -458,3 +473,27 @@ def test_no_parameter_gets_a_restore_into_the_source_database(world: World) -> N
         untouched()
     for text in world.outputs:
         assert world.password not in text and quote(world.password, safe="") not in text
+
+
+@pytest.mark.parametrize("dsn", [
+    "postgresql://app:Hunter2-{tag}@db.internal:5432/app",
+    "host=db.internal dbname=app user=app password=Hunter2-{tag}",
+])
+def test_a_password_in_a_connection_string_given_with_p_is_refused(tmp_path: Path,
+                                                                   dsn: str) -> None:
+    """On drdeck's own command line it would sit in ps for the whole run."""
+    password = f"Hunter2-{secrets.token_hex(4)}"
+    dsn = dsn.replace("Hunter2-{tag}", password)
+    proc = drdeck("run", "health-check", "-p", f"dsn={dsn}", "--headless",
+                  state_dir=tmp_path / "state")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("drdeck: dsn: a connection string with a password is not "
+                                  "taken with -p, where every user of this machine can read it")
+    assert "~/.pgpass" in proc.stderr and "dsn_env" in proc.stderr
+    assert password not in proc.stderr
+    assert not (tmp_path / "state" / "runs").exists()  # nothing ran
+    # the same server without the password is taken (and is merely unreachable here)
+    bare = drdeck("run", "health-check", "-p", "dsn=host=/nonexistent dbname=app",
+                  "--dry-run", state_dir=tmp_path / "state")
+    assert bare.returncode == 0, bare.stderr

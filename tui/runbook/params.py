@@ -233,6 +233,24 @@ def refuse_secrets_on_the_command_line(runbook: Runbook, assigned: dict[str, str
             "environment instead, "
             + " ".join(f"{secret_variable(name)}=..." for name in secrets)
             + ", or type it in the app")
+    with_password = [name for name, value in assigned.items() if name in runbook.params
+                     and runbook.params[name].type == "dsn" and _has_password(value)]
+    if with_password:
+        raise InvalidInput(
+            f"{', '.join(with_password)}: a connection string with a password is not taken "
+            "with -p, where every user of this machine can read it (ps) and the shell "
+            "history keeps it; leave the password out and let libpq read it from "
+            "~/.pgpass (or PGPASSFILE), or name the variable that holds the whole "
+            "connection string with dsn_env in drdeck.toml")
+
+
+def _has_password(dsn: str) -> bool:
+    from psycopg import conninfo
+
+    try:
+        return bool(conninfo.conninfo_to_dict(dsn).get("password"))
+    except Exception:
+        return False  # not a connection string: resolve() says so
 
 
 def _how_to_give(param: Param) -> str:
