@@ -65,7 +65,9 @@ async def test_a_person_runs_health_check_from_home(make_pg_cluster) -> None:
         assert state.finished.status == "succeeded"
         assert all(c.ok for c in state.all_checks) and len(state.all_checks) == 9
         assert "SUCCEEDED" in screen_text(app)
-        await pilot.press("h")
+        await pilot.press("escape")  # back to the log, then home
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
 
 

@@ -58,8 +58,7 @@ class RunScreen(Screen[None]):
         Binding("w", "wrap", "wrap", show=False),
         Binding("c", "copy_connection", "copy connection"),
         Binding("slash", "search", "search"),
-        Binding("h", "home", "home"),
-        Binding("escape", "home", "home", show=False),
+        Binding("escape", "home", "home"),  # h is History, as on Home
     ]
 
     def __init__(self, runbook: Runbook, params: dict[str, Any], *, mode: str,

@@ -70,7 +70,6 @@ class RunSummary(ModalScreen[str]):
     BINDINGS = [
         Binding("escape,enter", "dismiss('log')", "back to the log"),
         Binding("e", "dismiss('edit')", "edit & run again"),
-        Binding("h", "dismiss('home')", "home"),
     ]
 
     def __init__(self, state: RunState):
@@ -89,7 +88,8 @@ class RunSummary(ModalScreen[str]):
                 yield Static(summary_renderable(self.state))
             again = "" if self.state.finished and self.state.finished.status == "succeeded" \
                 else "    e: edit the parameters and run again"
-            yield Static(Text(f"enter/esc: back to the log{again}    h: home", style="dim"))
+            yield Static(Text(f"enter/esc: back to the log (esc again: home){again}",
+                               style="dim"))
         # its own keys at the bottom: the run screen's footer behind it is drawn for
         # whichever screen was on top when it last updated
         yield Footer()
