@@ -797,6 +797,20 @@ def test_set_value_replaces_a_value_and_keeps_comments(config_file: Path) -> Non
     assert text.replace("db2.internal/app", "db.internal/app") == FULL  # nothing else moved
 
 
+def test_set_value_creates_a_private_file_whatever_the_umask(tmp_path: Path) -> None:
+    import stat
+
+    path = tmp_path / "new" / "drdeck.toml"
+    path.parent.mkdir()
+    old = os.umask(0)
+    try:
+        set_value(path, ("clusters", "prod", "dsn"), "postgresql://backup@db.internal/app")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_config_file(path).cluster("prod").dsn == "postgresql://backup@db.internal/app"
+
+
 def test_set_value_adds_a_key_above_the_tables_trailing_comment(config_file: Path) -> None:
     set_value(config_file, ("repositories", "offsite", "prefix"), "pg")  # replaced
     set_value(config_file, ("repositories", "offsite", "region"), None)  # removed

@@ -91,6 +91,34 @@ def test_a_password_in_the_dsn_is_refused(tmp_path: Path) -> None:
     assert list(tmp_path.glob("drdeck*")) == []
 
 
+@pytest.mark.parametrize("schedule", [[], ["--systemd"], ["--github"]],
+                         ids=["cron", "systemd", "github"])
+def test_the_files_get_their_modes_whatever_the_umask(tmp_path: Path, schedule) -> None:
+    """Under umask 000 a drdeck.toml would be writable by everyone (and then refused)."""
+    import os
+    import stat
+    import sys
+
+    from cli_support import drdeck_env
+
+    argv = [sys.executable, "-m", "tui", "init", *FLAGS, "--path", "backups", "--dsn-env",
+            "DATABASE_URL", *schedule]
+    result = subprocess.run(["sh", "-c", 'umask 000 && exec "$@"', "sh", *argv],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                            env=drdeck_env(tmp_path / "state"), stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {tmp_path / 'drdeck.toml'} (mode 0600)" in result.stdout
+    written = {p: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")
+               if "state" not in p.parts}
+    assert written.pop(tmp_path / "drdeck.toml") == 0o600
+    assert written and all(mode == (0o755 if path.is_dir() else 0o644)
+                           for path, mode in written.items()), written
+    loaded = drdeck("--config", str(tmp_path / "drdeck.toml"), "status",
+                    state_dir=tmp_path / "state", cwd=tmp_path)
+    assert "refused" not in loaded.stderr, loaded.stderr
+    assert os.stat(tmp_path / "drdeck.toml").st_uid == os.geteuid()
+
+
 def test_cron_lines(tmp_path: Path) -> None:
     result = init(tmp_path, *FLAGS, "--database", "billing", "--path", "backups",
                   "--recipient", "backup@example.com", "--schedule", "hourly")

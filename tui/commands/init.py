@@ -41,6 +41,9 @@ VERIFY_CALENDAR = "*-*-* 03:47:00"
 DEFAULT_RTO = "4h"
 
 CRON_FILE = "drdeck-backup.cron"
+CONFIG_MODE = 0o600
+SCHEDULE_MODE = 0o644  # cron, systemd units, the workflow: read by whoever installs them
+DIRECTORY_MODE = 0o755
 LOG_FILE = "drdeck-backup.log"
 WORKFLOW = Path(".github") / "workflows" / "database-backup.yml"
 
@@ -87,7 +90,8 @@ def init_command(args: Namespace) -> int:
                                + ": move it away, or pass --force to replace it")
     _validate(files[config_path], config_path)
     for path, text in files.items():
-        _write(path, text)
+        # drdeck.toml may come to hold a webhook URL or a journal's password: private
+        _write(path, text, CONFIG_MODE if path == config_path else SCHEDULE_MODE)
     _tell(plan, config_path, files, systemd=args.systemd, github=args.github)
     return EXIT_OK
 
@@ -595,16 +599,29 @@ def _validate(text: str, config_path: Path) -> None:
     load_config_text(text, str(config_path), path=config_path)
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write(path: Path, text: str, mode: int) -> None:
+    """`text` at `path` with exactly `mode`, whatever the umask (000 would leave the
+    configuration writable by everyone, and then drdeck itself would refuse to read it)."""
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        directory.chmod(DIRECTORY_MODE)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 mode)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _tell(plan: Plan, config_path: Path, files: dict[Path, str], *, systemd: bool,
           github: bool) -> None:
-    print(f"wrote {config_path}")
+    print(f"wrote {config_path} (mode {CONFIG_MODE:04o})")
     where = config_path.parent
     if systemd:
         names = [n for n in files if n.suffix in (".service", ".timer")]
