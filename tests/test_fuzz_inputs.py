@@ -167,12 +167,45 @@ def mutated_verification(draw: st.DrawFn) -> bytes:
 @QUICK
 @given(mutated_verification() | RAW_MANIFESTS)
 def test_a_verification_record_is_read_or_ignored_never_an_exception(raw: bytes) -> None:
+    from tui.journal.report import measured_text
+
     record = Verification.from_json(raw)
     if record is not None:
         # the inventory sorts by `at`, prints it and shows `ok` as a mark
         assert isinstance(record.at, str) and record.when.tzinfo is not None
         assert isinstance(record.ok, bool)
         assert all(isinstance(v, str) for v in (record.how, record.detail, record.by))
+        # the month report prints its duration, and its JSON must be JSON
+        assert measured_text(record.duration_s)
+        json.dumps(record.duration_s, allow_nan=False)
+
+
+@pytest.mark.parametrize("duration", ["NaN", "Infinity", "-Infinity", "-1", "1e308"])
+def test_a_verification_with_an_impossible_duration_is_ignored_by_every_reader(
+        tmp_path: Path, duration: str) -> None:
+    from tui.catalog.layout import stamp_of, verification_key
+
+    now = datetime.now(UTC)
+    store = LocalStore(tmp_path / "repo")
+    taken = now - timedelta(hours=2)
+    good = fake_snapshot(store, "prod", "app", taken, verified=("full", True))  # at +20 min
+    at = now - timedelta(minutes=30)
+    raw = json.dumps({**VALID_VERIFICATION, "at": at.isoformat(), "duration_s": 0.0})
+    raw = raw.replace('"duration_s": 0.0', f'"duration_s": {duration}').encode()
+    assert Verification.from_json(raw) is None
+    store.write_bytes(verification_key("prod", "app", good, stamp_of(at)), raw)
+    config = tmp_path / "drdeck.toml"
+    config.write_text(f'[repositories.backups]\ntype = "local"\npath = "{tmp_path / "repo"}"'
+                      '\n\n[clusters.prod]\ndsn = "host=/nonexistent dbname=app"\n'
+                      'repository = "backups"\ndatabases = ["app"]\nrpo = "1d"\n')
+    month = (taken + timedelta(minutes=20)).strftime("%Y-%m")
+    for args in (["inventory"], ["report", "--month", month],
+                 ["report", "--month", month, "--format", "json"]):
+        proc = drdeck("--config", str(config), *args, state_dir=tmp_path)
+        assert proc.returncode == 0 and "internal error" not in proc.stderr, proc.stderr
+        assert "Infinity" not in proc.stdout and "NaN" not in proc.stdout
+    report = json.loads(proc.stdout)
+    assert [r["ok"] for r in report["repository_verifications"]] == [True]
 
 
 # --- base backup manifests -----------------------------------------------------------------

@@ -28,6 +28,7 @@ READABLE_FORMATS = (1, 2)
 # lists a row count per table (about 50 bytes each: half a million tables fit).
 MAX_MANIFEST_BYTES = 32 << 20
 MAX_RECORD_BYTES = 1 << 20  # a base backup's manifest, a verification record
+MAX_VERIFICATION_S = 366 * 86400.0  # a verification's duration; NaN and Infinity fail too
 
 
 class ManifestInvalid(DrdeckError):
@@ -221,6 +222,7 @@ class Verification:
                     not isinstance(record.ok, bool) or \
                     not isinstance(record.duration_s, int | float) or \
                     isinstance(record.duration_s, bool) or \
+                    not 0 <= record.duration_s <= MAX_VERIFICATION_S or \
                     datetime.fromisoformat(record.at).tzinfo is None:
                 return None
             return record
