@@ -90,6 +90,7 @@ class DrdeckApp(App[None]):
         # memory only: secrets among them are never written down)
         self._remembered: dict[str, dict[str, str]] = {}
         self._stopping: asyncio.Task | None = None
+        self.signalled = False  # ended by SIGTERM or SIGHUP: the exit code says interrupted
 
     def on_mount(self) -> None:
         _freeze_start_up_heap()
@@ -199,6 +200,7 @@ class DrdeckApp(App[None]):
             self._signals[sig] = previous
 
     def _on_signal(self) -> None:
+        self.signalled = True
         if self._stopping is None:
             self._stopping = asyncio.ensure_future(self._stop_and_exit("interrupted"))
 

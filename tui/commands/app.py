@@ -37,8 +37,8 @@ def open_app(*, mode: str = "drill", runbook: Runbook | None = None,
                     config=config, runbook_dirs=list(config.runbook_dirs), resume=resume)
     app.run()
     result = app.last_result
+    if app.signalled or (result is not None and result.interrupted):
+        return EXIT_INTERRUPTED
     if result is None:
         return EXIT_OK
-    if result.interrupted:
-        return EXIT_INTERRUPTED
     return EXIT_OK if result.status == "succeeded" else EXIT_FAILED

@@ -10,7 +10,7 @@ import time
 from argparse import Namespace
 from datetime import UTC, datetime
 
-from tui.errors import EXIT_FAILED, EXIT_OK
+from tui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 BANNER = (
     "SANDBOX in {root}: a cluster \"demo\" taking live orders, with encrypted snapshots, "
@@ -57,7 +57,7 @@ def _app(sandbox) -> int:
     app = DrdeckApp(config=config, runbook_dirs=list(config.runbook_dirs),
                     banner=BANNER.format(root=sandbox.root, dr=_short_dsn(sandbox.dr)))
     app.run()
-    return EXIT_OK
+    return EXIT_INTERRUPTED if app.signalled else EXIT_OK
 
 
 def _drills(sandbox, say) -> int:
