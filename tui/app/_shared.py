@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input
 from textual.widgets._footer import FooterKey
@@ -32,7 +33,11 @@ class DeckInput(Input):
         self.call_after_refresh(self._show_start)
 
     def on_blur(self) -> None:
-        self._show_start()
+        self.scroll_to(x=0, animate=False, immediate=True)  # (has_focus turns False after)
+
+    def on_focus(self) -> None:
+        # back to where the cursor is (the form may keep it at the end without selecting)
+        self.call_after_refresh(self._show_cursor)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         # a value set from outside (a default, the inventory's pick) leaves the cursor and
@@ -43,6 +48,12 @@ class DeckInput(Input):
     def _show_start(self) -> None:
         if not self.has_focus:
             self.scroll_to(x=0, animate=False, immediate=True)
+
+    def _show_cursor(self) -> None:
+        if self.has_focus:
+            column = self.cursor_screen_offset.x - self.content_region.x + round(self.scroll_x)
+            self.scroll_to_region(Region(column, 0, 1, 1), force=True, animate=False,
+                                  immediate=True)
 
 
 class DeckTable(DataTable):

@@ -265,16 +265,16 @@ class InventoryScreen(Screen[None]):
             return
         self.post_message(InventoryLoaded(inventories, now))
 
-    def on_inventory_loaded(self, message: InventoryLoaded) -> None:
+    async def on_inventory_loaded(self, message: InventoryLoaded) -> None:
         if message.error:
             self.query_one("#rpo-line", Static).update(Text(message.error, style="bold red"))
             return
         self.inventories, self.now = message.inventories or [], message.now
         tabs = self.query_one(Tabs)
         current = tabs.active
-        tabs.clear()
+        await tabs.clear()  # gone before a reload adds tabs of the same names
         for inventory in self.inventories:
-            tabs.add_tab(Tab(inventory.name, id=f"cluster-{inventory.name}"))
+            await tabs.add_tab(Tab(inventory.name, id=f"cluster-{inventory.name}"))
         if current:
             tabs.active = current
         self._fill()
