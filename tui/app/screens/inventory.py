@@ -24,6 +24,11 @@ from .._shared import DeckFooter, DeckInput, DeckTable
 from ..widgets.breadcrumb import Breadcrumb
 
 COLUMNS = ("Taken (UTC)", "Database", "Stored", "Age", "Retention", "Encrypted", "Verified")
+# below 100 columns: no size (the manifest says it), shorter cells, and what is at stake
+# (encrypted? verified?) stays in view
+NARROW_COLUMNS = ("Taken (UTC)", "Database", "Age", "Retention", "Enc.", "Verified")
+NARROW_OF_FULL = (0, 1, 3, 4, 5, 6)  # each narrow column's place among COLUMNS
+NARROW_RETENTION = 12
 
 
 class InventoryLoaded(Message):
@@ -134,11 +139,11 @@ def pgbackrest_view(report: dict[str, Any]) -> Text:
     return text
 
 
-def verified_cell(snapshot: Snapshot) -> Text:
+def verified_cell(snapshot: Snapshot, short: bool = False) -> Text:
     record = snapshot.last_verification
     if record is None:
         return Text("never", style="yellow")
-    when = record.at[:16].replace("T", " ")
+    when = record.at[5:10] if short else record.at[:16].replace("T", " ")
     return Text(f"{'✓' if record.ok else '✗'} {when} ({record.how})",
                 style="green" if record.ok else "bold red")
 
@@ -215,7 +220,8 @@ class InventoryScreen(Screen[None]):
         self.inventories: list[ClusterInventory] = []
         self.now: datetime | None = None
         self._shown: list[Snapshot] = []
-        self._sort: tuple[int, bool] = (0, True)
+        self._sort: tuple[int, bool] = (0, True)  # a place among COLUMNS, reversed?
+        self._narrow: bool | None = None
 
     def compose(self) -> ComposeResult:
         yield Breadcrumb(id="crumb")
@@ -242,7 +248,7 @@ class InventoryScreen(Screen[None]):
         self.query_one("#inventory-list").border_title = "Snapshots"
         self.query_one("#manifest").border_title = "Manifest"
         table = self.query_one("#snapshots", DataTable)
-        table.add_columns(*COLUMNS)
+        self._fit_columns()
         self.query_one("#bases", DataTable).add_columns(
             "Base backup", "Ended (UTC)", "Stored", "Timeline", "LSN", "Encrypted", "State")
         table.focus()
@@ -290,9 +296,26 @@ class InventoryScreen(Screen[None]):
                 return inventory
         return self.inventories[0] if self.inventories else None
 
+    def on_resize(self) -> None:
+        if self._fit_columns():
+            self._fill()
+
+    def _fit_columns(self) -> bool:
+        """The columns for this width; True when they changed."""
+        narrow = self.app.size.width < 100
+        if narrow == self._narrow:
+            return False
+        self._narrow = narrow
+        table = self.query_one("#snapshots", DataTable)
+        table.clear(columns=True)
+        table.add_columns(*(NARROW_COLUMNS if narrow else COLUMNS))
+        return True
+
     def _fill(self) -> None:
         inventory, now = self.cluster, self.now
         table = self.query_one("#snapshots", DataTable)
+        self._fit_columns()
+        narrow = bool(self._narrow)
         table.clear()
         self._shown = []
         if inventory is None or now is None:
@@ -313,7 +336,7 @@ class InventoryScreen(Screen[None]):
         rows.sort(key=lambda s: self._sort_key(s, column), reverse=reverse)
         for snapshot in rows:
             self._shown.append(snapshot)
-            table.add_row(*self._cells(snapshot, now))
+            table.add_row(*self._cells(snapshot, now, narrow))
         self._show_manifest(0)
 
     def _repository_label(self, cluster: str) -> str:
@@ -348,9 +371,10 @@ class InventoryScreen(Screen[None]):
         ][column]
 
     @staticmethod
-    def _cells(snapshot: Snapshot, now: datetime) -> list[Any]:
+    def _cells(snapshot: Snapshot, now: datetime, narrow: bool = False) -> list[Any]:
         manifest = snapshot.manifest
-        taken = Text(snapshot.taken_at.strftime("%Y-%m-%d %H:%M:%S"))
+        taken = Text(snapshot.taken_at.strftime("%Y-%m-%d %H:%M" if narrow
+                                                else "%Y-%m-%d %H:%M:%S"))
         if not snapshot.complete:
             taken = Text(f"✗ {taken.plain}", style="bold red")
         stored = format_bytes(manifest.stored_size if manifest else (
@@ -358,6 +382,11 @@ class InventoryScreen(Screen[None]):
         encrypted = {True: Text("✓", style="green"), False: Text("✗ NO", style="bold red"),
                      None: Text("?")}[snapshot.encrypted]
         retention = snapshot.retention or ("incomplete" if not snapshot.complete else "-")
+        if narrow:
+            if len(retention) > NARROW_RETENTION:
+                retention = retention[:NARROW_RETENTION - 1] + "…"
+            return [taken, snapshot.database, format_duration(snapshot.age_s(now)),
+                    retention, encrypted, verified_cell(snapshot, short=True)]
         return [taken, snapshot.database, stored, format_duration(snapshot.age_s(now)),
                 retention, encrypted, verified_cell(snapshot)]
 
@@ -369,7 +398,8 @@ class InventoryScreen(Screen[None]):
         if event.data_table.id != "snapshots":
             return
         column, reverse = self._sort
-        self._sort = (event.column_index, not reverse if column == event.column_index else False)
+        clicked = NARROW_OF_FULL[event.column_index] if self._narrow else event.column_index
+        self._sort = (clicked, not reverse if column == clicked else False)
         self._fill()
 
     def _show_manifest(self, row: int) -> None:
