@@ -14,7 +14,7 @@ GENERAL = [
     # moving, as in k9s and lazygit
     ("j / k", "down / up in a list (as ↓ / ↑)"),
     ("g / G", "first / last in a list"),
-    ("esc", "back: closes a dialog or a filter; a finished run goes Home (h is History)"),
+    ("esc", "back one level; from a finished run, Home (h: History)"),
     ("ctrl+p", "command palette: every action by name"),
     ("ctrl+q", "quit (asks first while a run is going)"),
     ("? / f1", "this help"),
