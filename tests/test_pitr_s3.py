@@ -4,8 +4,9 @@ archive_command (`drdeck wal push`, run by the server as the postgres OS user), 
 guided restore to a moment in the middle of a write load.
 
 The archiver is a child of the postmaster, so it sees the environment the server was
-started with: the endpoint's AWS_* variables are set in this process while the cluster
-starts (and put back right after), as a service manager would set them in production.
+started with: the endpoint's AWS_* variables are given to this server alone (server_env),
+as a service manager would set them in production; drdeck's own environment never
+reaches a server it starts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from tui.postgres.cluster import LocalCluster, free_port
 from backup_support import s3_repository
 from pitr_support import (
     archiving_setup,
-    aws_environment,
     give_to_server,
     point_config_at,
     stop_restored,
@@ -40,7 +40,7 @@ PREFIX = "pg"  # backup_support.s3_repository's key prefix
 def world(tmp_path_factory, s3_server):
     """A cluster archiving into a bucket, a base backup there, and every event's commit time."""
     from harness.gpg import scratch_gpg_home
-    from harness.postgres import scratch_cluster
+    from harness.postgres import scratch_cluster, start_on_a_free_port
 
     state = tmp_path_factory.mktemp("state")
     bucket = s3_server.create_bucket("drdeck-pitr")
@@ -52,10 +52,11 @@ def world(tmp_path_factory, s3_server):
                                 env=s3_server.env(),
                                 repository=s3_repository(s3_server, bucket))
         stack.callback(shutil.rmtree, setup.base, ignore_errors=True)
-        with aws_environment(s3_server.env()):
-            cluster = stack.enter_context(scratch_cluster(
-                wal_segsize_mb=1, archive_mode="on", archive_command=setup.archive_command(),
-                track_commit_timestamp="on"))
+        cluster = stack.enter_context(scratch_cluster(
+            wal_segsize_mb=1, archive_mode="on", archive_command=setup.archive_command(),
+            track_commit_timestamp="on", start=False))
+        cluster.server_env = s3_server.env()
+        start_on_a_free_port(cluster)
         cluster.execute("create database app")
         subprocess.run([pg_bin("pgbench"), "-i", "-s", "1", "-q", cluster.dsn("app")],
                        check=True, capture_output=True)

@@ -28,9 +28,9 @@ from tui.postgres.cluster import free_port
 
 from backup_support import s3_repository
 from cli_support import REPO
+from harness.postgres import start_on_a_free_port
 from pitr_support import (
     archiving_setup,
-    aws_environment,
     give_to_server,
     point_config_at,
     wait_archived,
@@ -93,10 +93,11 @@ def world(tmp_path, s3_server, make_pg_cluster, gpg_home):
     setup = archiving_setup(tmp_path / "state", recipients=[gpg_home.fingerprint],
                             gpg_home=gpg_home.path, env=s3_server.env(),
                             repository=s3_repository(s3_server, bucket))
-    with aws_environment(s3_server.env()):
-        cluster = make_pg_cluster(wal_segsize_mb=1, archive_mode="on",
-                                  archive_command=setup.archive_command(),
-                                  track_commit_timestamp="on")
+    cluster = make_pg_cluster(wal_segsize_mb=1, archive_mode="on",
+                              archive_command=setup.archive_command(),
+                              track_commit_timestamp="on", start=False)
+    cluster.server_env = s3_server.env()  # for its archive_command, as Environment= would
+    start_on_a_free_port(cluster)
     cluster.execute(f"create role app login password '{APP_PASSWORD}'")
     cluster.execute("create database app owner app")
     cluster.execute("set role app; create table events (n int primary key, at timestamptz)",

@@ -103,6 +103,10 @@ class LocalCluster:
     log_file: Path
     # Set by init(password=...); kept out of repr so it never reaches a log.
     password: str | None = dataclasses.field(default=None, repr=False)
+    # What the server is started with besides the base set (tui.environment), as a
+    # service manager's Environment= would give it: what an archive_command of its own
+    # needs (AWS_* for an S3 repository). Nothing of drdeck's own environment reaches it.
+    server_env: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).absolute()
@@ -389,7 +393,7 @@ class LocalCluster:
             stdin=subprocess.DEVNULL,
             # the base set alone: a restored server runs SQL its data brings
             # (COPY ... FROM PROGRAM 'env'), and drdeck's environment holds secrets
-            env=environment.for_server(),
+            env={**environment.for_server(), **self.server_env},
             # Our working directory may be one the server account cannot
             # enter (/root), which initdb and postgres complain about.
             cwd="/",
