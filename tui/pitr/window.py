@@ -10,7 +10,6 @@ not a file's modification time.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tui import environment
 from tui.pitr.basebackup import BaseManifest, read_base_backups
 from tui.postgres.binaries import pg_bin
 from tui.wal.archive import fetch, wal_prefix
@@ -262,7 +262,9 @@ def commit_times(segment_bytes: bytes, name: str) -> list[datetime]:
         path.write_bytes(segment_bytes)
         result = subprocess.run(
             [pg_bin("pg_waldump"), "--rmgr=Transaction", str(path)],
-            capture_output=True, text=True, check=False, env={**os.environ, "TZ": "UTC"})
+            # it parses WAL from the repository: the base set, none of drdeck's secrets
+            capture_output=True, text=True, check=False,
+            env={**environment.base(), "TZ": "UTC"})
     # the last record usually continues into the next segment: pg_waldump then ends
     # with an error after printing everything it could read, which is all we need
     times = []
