@@ -7,13 +7,10 @@ the configuration, the repository and the GnuPG home.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,17 +92,3 @@ def stop_restored(data_dir: Path) -> None:
     if (data_dir / "postmaster.pid").exists():
         LocalCluster(data_dir, 1, data_dir.parent, data_dir / "x.log").stop("immediate")
 
-
-@contextlib.contextmanager
-def aws_environment(values: Mapping[str, str]) -> Iterator[None]:
-    """This process's AWS_* variables replaced by `values` for a while, then put back."""
-    saved = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
-    for key in saved:
-        del os.environ[key]
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key in [key for key in os.environ if key.startswith("AWS_")]:
-            del os.environ[key]
-        os.environ.update(saved)
