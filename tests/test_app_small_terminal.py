@@ -245,6 +245,9 @@ async def test_a_long_value_shows_its_start_when_not_typed_in() -> None:
         fields = list(app.screen.query("DeckInput"))
         cluster, target_field, dir_field = (next(f for f in fields if f.value == value)
                                             for value in ("prod", target, data_dir))
+        # the form opens on the target: a value given, not typed, shows from its start
+        assert target_field.has_focus
+        assert text_in(app, target_field).startswith(target[:12]), text_in(app, target_field)
         cluster.focus()
         await settled(pilot)
         assert text_in(app, target_field).startswith(target[:12]), text_in(app, target_field)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
 from textual.geometry import Region
@@ -30,7 +31,7 @@ class DeckInput(Input):
 
     def on_mount(self) -> None:
         self.cursor_blink = getattr(self.app, "cursor_blink", True)
-        self.call_after_refresh(self._show_start)
+        self.call_after_refresh(self._start_at_start)
 
     def on_blur(self) -> None:
         self.scroll_to(x=0, animate=False, immediate=True)  # (has_focus turns False after)
@@ -43,9 +44,13 @@ class DeckInput(Input):
         # a value set from outside (a default, the inventory's pick) leaves the cursor and
         # the view at its end
         if event.input is self and not self.has_focus:
-            self.call_after_refresh(self._show_start)
+            self.call_after_refresh(self._start_at_start)
 
-    def _show_start(self) -> None:
+    def _start_at_start(self) -> None:
+        """A value given (not typed) that does not fit opens at its start, the cursor
+        there too, even in the field that has the focus: `end` goes to its end."""
+        if self.value and cell_len(self.value) >= self.content_size.width > 0:
+            self.cursor_position = 0
         if not self.has_focus:
             self.scroll_to(x=0, animate=False, immediate=True)
 
