@@ -204,12 +204,18 @@ class Runner:
 
     # --- the run ----------------------------------------------------------------------
 
-    def lock_key(self) -> str | None:
-        """The target this run works on (the runbook's `lock`), for the journal's lock."""
+    def lock_key(self, params: dict[str, Any] | None = None) -> str | None:
+        """The target this run works on (the runbook's `lock`), for the journal's lock;
+        with `params`, the target those values would name."""
         if not self.runbook.lock:
             return None
+
+        def lookup(name: str) -> Any:
+            return params[name] if params is not None and name in params else \
+                self.lookup(name)
+
         try:
-            return self.redact(render_text(self.runbook.lock, self.lookup))
+            return self.redact(render_text(self.runbook.lock, lookup))
         except TemplateError:
             return self.runbook.lock
 
@@ -726,12 +732,8 @@ class Runner:
         changed = self._changes(new)
         if not changed or self.relock is None:
             return None
-        before, old_key = dict(self.params), self.lock_key()
-        self.params.update(changed)
-        new_key = self.lock_key()
-        self.params.clear()
-        self.params.update(before)
-        if new_key == old_key:
+        new_key = self.lock_key({**self.params, **changed})
+        if new_key == self.lock_key():
             return None
         try:
             self.relock(new_key)
