@@ -15,12 +15,13 @@ from typing import Any
 
 from tui.catalog.layout import parse_key, snapshots_prefix, time_of
 from tui.catalog.manifest import (
+    MAX_MANIFEST_BYTES,
     MAX_RECORD_BYTES,
     Manifest,
     ManifestInvalid,
     Verification,
-    read_capped,
 )
+from tui.catalog.signatures import UNSIGNED, SignatureRefused, Signing, read_signed
 from tui.errors import DrdeckError, InvalidInput
 from tui.storage.base import EndpointUnreachable
 
@@ -42,8 +43,16 @@ class Snapshot:
     globals_object: Any = None  # StoredObject of its globals, if present
     manifest: Manifest | None = None
     verifications: list[Verification] = field(default_factory=list)
+    # verification records not counted: unsigned where signatures are required, or
+    # written for another snapshot (a "verified" record copied beside this one)
+    refused_verifications: int = 0
     problem: str | None = None
     retention: str | None = None  # why retention keeps it (daily, weekly, ...), or "delete"
+
+    @property
+    def ident(self) -> str:
+        """cluster/database/stamp: what a verification record names."""
+        return f"{self.cluster}/{self.database}/{self.stamp}"
 
     @property
     def taken_at(self) -> datetime:
@@ -142,8 +151,10 @@ class ClusterInventory:
                                f"newest: {shown}")
 
 
-def read_cluster(store: Any, cluster: str, rpo_s: float | None = None) -> ClusterInventory:
-    """Every snapshot of `cluster` in `store`, newest first."""
+def read_cluster(store: Any, cluster: str, rpo_s: float | None = None,
+                 signing: Signing = UNSIGNED) -> ClusterInventory:
+    """Every snapshot of `cluster` in `store`, newest first; with `signing` required, a
+    manifest or verification record without a trusted signature does not count."""
     inventory = ClusterInventory(cluster, store.description, rpo_s)
     try:
         objects = list(store.list(snapshots_prefix(cluster)))
@@ -173,13 +184,14 @@ def read_cluster(store: Any, cluster: str, rpo_s: float | None = None) -> Cluste
     def read_manifest(ident: tuple[str, str]) -> tuple[tuple[str, str], Any]:
         key = manifest_keys[ident]
         try:
-            return ident, Manifest.from_json(read_capped(store, key), store.location(key))
+            return ident, Manifest.from_json(
+                read_signed(store, key, signing, MAX_MANIFEST_BYTES), store.location(key))
         except (ManifestInvalid, DrdeckError) as exc:
             return ident, exc
 
     def read_verification(key: str) -> Verification | None:
         try:
-            return Verification.from_json(read_capped(store, key, MAX_RECORD_BYTES))
+            return Verification.from_json(read_signed(store, key, signing, MAX_RECORD_BYTES))
         except DrdeckError:
             return None
 
@@ -193,16 +205,20 @@ def read_cluster(store: Any, cluster: str, rpo_s: float | None = None) -> Cluste
         manifests = dict(map(read_manifest, manifest_keys))
         verifications = list(map(read_verification, all_verification_keys))
     read = dict(zip(all_verification_keys, verifications, strict=True))
-    for ident, keys in verification_keys.items():
-        found[ident].verifications = [v for key in keys if (v := read[key])]
 
     for ident, snapshot in found.items():
         manifest = manifests.get(ident)
-        if isinstance(manifest, Exception):
+        if isinstance(manifest, SignatureRefused):
+            snapshot.problem = f"refused as forged: {manifest.why}"
+        elif isinstance(manifest, Exception):
             snapshot.problem = f"manifest unreadable: {manifest}"
         elif manifest is not None:
             snapshot.manifest = manifest
             snapshot.problem = _forged(manifest, cluster, *ident)
+        records = [read[key] for key in verification_keys.get(ident, [])]
+        snapshot.verifications = [record for record in records if record is not None and
+                                  _verifies(record, snapshot, signing)]
+        snapshot.refused_verifications = len(records) - len(snapshot.verifications)
         if snapshot.problem:
             continue
         if snapshot.manifest is None:
@@ -223,6 +239,19 @@ def _dump_problem(snapshot: Snapshot) -> str | None:
         return (f"the dump is {snapshot.dump.size:,} bytes, the manifest says "
                 f"{snapshot.manifest.stored_size:,}")
     return None
+
+
+def _verifies(record: Verification, snapshot: Snapshot, signing: Signing) -> bool:
+    """Whether a verification record is about this snapshot, this very dump.
+
+    A record names what it verified; one that names another snapshot (or whose dump
+    has since been replaced) says nothing about this one. Records from before they
+    named it count only where signatures are not required."""
+    if not record.snapshot:
+        return not signing.required
+    manifest = snapshot.manifest
+    return record.snapshot == snapshot.ident and (
+        manifest is None or record.sha256_stored == manifest.sha256_stored)
 
 
 def _forged(manifest: Manifest, cluster: str, database: str, stamp: str) -> str | None:
@@ -251,14 +280,18 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def read_snapshot(store: Any, cluster: str, database: str, stamp: str) -> Snapshot:
+def read_snapshot(store: Any, cluster: str, database: str, stamp: str,
+                  signing: Signing = UNSIGNED) -> Snapshot:
     """One snapshot by id, checked like the inventory checks it; SnapshotNotFound if unusable."""
     from tui.catalog.layout import manifest_key, snapshots_prefix
 
     snapshot = Snapshot(cluster, database, stamp)
     key = manifest_key(cluster, database, stamp)
     try:
-        snapshot.manifest = Manifest.from_json(read_capped(store, key), store.location(key))
+        snapshot.manifest = Manifest.from_json(
+            read_signed(store, key, signing, MAX_MANIFEST_BYTES), store.location(key))
+    except SignatureRefused as exc:
+        snapshot.problem = f"refused as forged: {exc.why}"
     except ManifestInvalid as exc:
         snapshot.problem = f"manifest unreadable: {exc}"
     except DrdeckError as exc:

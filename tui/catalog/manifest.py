@@ -206,6 +206,10 @@ class Verification:
     detail: str
     by: str
     duration_s: float
+    # what was verified: cluster/database/stamp and the stored dump's sha256, so a record
+    # copied beside another snapshot, or kept after its dump was replaced, is not counted
+    snapshot: str = ""
+    sha256_stored: str = ""
 
     def to_json(self) -> bytes:
         return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
@@ -217,7 +221,8 @@ class Verification:
             data: dict[str, Any] = json.loads(raw)
             record = cls(**data)
             # the inventory sorts by `at`, prints it, and shows `ok` as a mark
-            texts = (record.at, record.how, record.detail, record.by)
+            texts = (record.at, record.how, record.detail, record.by, record.snapshot,
+                     record.sha256_stored)
             if not all(isinstance(text, str) for text in texts) or \
                     not isinstance(record.ok, bool) or \
                     not isinstance(record.duration_s, int | float) or \

@@ -11,6 +11,7 @@ from typing import Any
 
 from tui.catalog.inventory import ClusterInventory, Snapshot
 from tui.catalog.retention import Policy, plan, reason_class
+from tui.catalog.signatures import signing_for
 from tui.config import ClusterConfig
 
 FORMAT = 1
@@ -33,7 +34,8 @@ def load_inventories(config: Any, names: list[str] | None = None,
         except Exception as exc:  # a misconfigured repository is shown, not fatal
             return ClusterInventory(cluster.name, cluster.repository or "-", cluster.rpo,
                                     error=str(exc))
-        inventory = read_cluster(store, cluster.name, cluster.rpo)
+        inventory = read_cluster(store, cluster.name, cluster.rpo,
+                                 signing_for(config, cluster))
         # an endpoint that did not answer will not for the rest either: asking again would
         # only make the operator wait for every timeout (a 403 on one prefix may not be
         # one on the others: those are still asked)
@@ -60,7 +62,11 @@ def read_pitr(store: Any, cluster: str, config: Any) -> Any:
                 not any(True for _ in store.list(wal_prefix(cluster))):
             return None
         gpg_home = str(config.gpg_home) if config.gpg_home else None
-        return picture(store, cluster, gpg_home)
+        configured = config.clusters.get(cluster)
+        if configured is None:
+            return picture(store, cluster, gpg_home)
+        return picture(store, cluster, gpg_home, signing=signing_for(config, configured),
+                       encrypted_only=bool(configured.gpg_recipients))
     except DrdeckError:
         return None
 
@@ -117,6 +123,7 @@ def snapshot_json(snapshot: Snapshot, now: datetime) -> dict[str, Any]:
             "at": verified.at, "how": verified.how, "ok": verified.ok,
             "detail": verified.detail, "by": verified.by,
         },
+        "refused_verifications": snapshot.refused_verifications,
     }
 
 

@@ -274,6 +274,8 @@ def config_text(plan: Plan, today: str | None = None) -> str:
     else:
         lines.append('# gpg_recipients = ["backup@example.com"]   # none: snapshots are NOT '
                      "encrypted (the schedule passes encrypt=false)")
+    lines.append('# signed_by = ["<40-hex fingerprint>"]   # trust only manifests and '
+                 "verification records these keys signed (README: the safety model)")
     rpo = schedule["rpo"]
     lines += [
         f"rpo = {_toml(rpo)}   # data you may lose: `drdeck status` warns past 75% of it, "

@@ -35,6 +35,7 @@ CONFIG_ENV = "DRDECK_CONFIG"
 # Cluster names become a path component and an S3 key part (<repo>/<cluster>/...).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")  # v4 keys; v5 keys
 
 TOP_KEYS = {"repositories", "clusters", "gpg", "runbooks", "journal", "notify"}
 REPOSITORY_KEYS = {
@@ -42,8 +43,8 @@ REPOSITORY_KEYS = {
     "local": {"type", "path"},
 }
 CLUSTER_KEYS = {
-    "dsn", "dsn_env", "repository", "databases", "gpg_recipients", "rpo", "rto", "retention",
-    "pgbackrest",
+    "dsn", "dsn_env", "repository", "databases", "gpg_recipients", "signed_by", "rpo", "rto",
+    "retention", "pgbackrest",
 }  # fmt: skip
 RETENTION_KEYS = {"daily", "weekly", "monthly", "monthly_storage_class"}
 WEBHOOK_KEYS = {"url", "url_env", "events"}
@@ -202,6 +203,24 @@ class _Checker:
                 self.problem(here, f"{key}[{index}] is empty: write {one}")
             else:
                 result.append(item)
+        return result
+
+    def fingerprints(self, table: dict, key: str, where: KeyPath) -> list[str]:
+        """Whole key fingerprints, upper case without spaces: trust is given to one key,
+        never to whatever key matches a short id or an email."""
+        result = []
+        self.texts(table, key, where, "key fingerprints", "a key's full fingerprint")
+        raw = table.get(key, [])
+        for index, item in enumerate(raw if isinstance(raw, list) else []):
+            if not isinstance(item, str) or not item.strip():
+                continue  # texts() said what is wrong with it
+            fingerprint = "".join(item.split()).upper().removeprefix("0X")
+            if FINGERPRINT.fullmatch(fingerprint) is None:
+                self.problem((*where, key, index),
+                             f"{key}[{index}] {item!r} is not a whole key fingerprint (40 "
+                             "hex digits: gpg --fingerprint shows it)")
+            else:
+                result.append(fingerprint)
         return result
 
     def count(self, table: dict, key: str, where: KeyPath, default: int, label: str) -> int:
@@ -399,6 +418,7 @@ class _Checker:
                 self.problem((*where, "databases", index), f"duplicate database {database!r}")
         recipients = self.texts(spec, "gpg_recipients", where, "gpg recipients",
                                 "a key id, fingerprint or email")
+        signed_by = self.fingerprints(spec, "signed_by", where)
         rpo = self.duration(spec, "rpo", where)
         rto = self.duration(spec, "rto", where)
         retention = self.retention(spec, where, repository)
@@ -408,7 +428,8 @@ class _Checker:
         return ClusterConfig(
             name=name, dsn=dsn, dsn_env=dsn_env, repository=repository_name,
             databases=tuple(databases), gpg_recipients=tuple(recipients),
-            rpo=rpo, rto=rto, retention=retention, pgbackrest=pgbackrest,
+            signed_by=tuple(signed_by), rpo=rpo, rto=rto, retention=retention,
+            pgbackrest=pgbackrest,
         )  # fmt: skip
 
     def pgbackrest(self, spec: dict, where: KeyPath) -> PgbackrestSource | None:

@@ -58,6 +58,9 @@ class ClusterConfig:
     repository: str | None = None
     databases: tuple[str, ...] = ()
     gpg_recipients: tuple[str, ...] = ()
+    # fingerprints whose signatures on manifests and verification records are trusted;
+    # when set, anything in the repository not signed by one of them is refused
+    signed_by: tuple[str, ...] = ()
     rpo: float | None = None  # seconds
     rto: float | None = None  # seconds
     retention: Retention = field(default_factory=Retention)

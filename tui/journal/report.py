@@ -448,13 +448,15 @@ def _verifications(journal: Any, runs: list[Any]) -> list[dict[str, Any]]:
 def _repository_verifications(config: Any, start: datetime, end: datetime
                               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from tui.catalog.inventory import ClusterInventory, read_cluster
+    from tui.catalog.signatures import signing_for
     from tui.storage import open_store
 
     records, read = [], []
     for cluster in config.clusters.values():
         # the snapshots and their records only: no PITR picture, no pgBackRest call
         try:
-            inventory = read_cluster(open_store(config.repository_for(cluster)), cluster.name)
+            inventory = read_cluster(open_store(config.repository_for(cluster)), cluster.name,
+                                     signing=signing_for(config, cluster))
         except Exception as exc:  # a misconfigured repository is reported, not fatal
             inventory = ClusterInventory(cluster.name, cluster.repository or "-", None,
                                          error=str(exc))

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tui.catalog.layout import is_stamp, stamp_of
-from tui.catalog.manifest import MAX_RECORD_BYTES, read_capped
+from tui.catalog.manifest import MAX_RECORD_BYTES
+from tui.catalog.signatures import UNSIGNED, Signing, read_signed, write_signed
 from tui.errors import DrdeckError
 from tui.postgres.binaries import pg_bin
 from tui.postgres.dsn import for_child_process
@@ -155,11 +156,15 @@ class BasePlan:
     dsn: str  # the server (any database)
     fingerprints: tuple[str, ...]  # empty: unencrypted
     gpg_home: str | None
+    signing: Signing = UNSIGNED  # how the manifest is signed
 
 
 async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter,
                              env: dict[str, str]) -> BaseManifest:
     identity = await _identity(plan.dsn)
+    if plan.signing.required:  # before the backup: a host that cannot sign fails now
+        signer = await asyncio.to_thread(plan.signing.signer)
+        reporter.output(f"the manifest will be signed by {signer}")
     started = datetime.now(UTC)
     stamp = stamp_of(started)
     key = base_object_key(plan.cluster, stamp, bool(plan.fingerprints))
@@ -197,8 +202,8 @@ async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter,
         stored_size=stored.stored_size, sha256_stored=stored.sha256_stored,
         sha256_plaintext=stored.sha256_plaintext,
     )
-    await asyncio.to_thread(store.write_bytes, base_manifest_key(plan.cluster, stamp),
-                            manifest.to_json())
+    await asyncio.to_thread(write_signed, store, base_manifest_key(plan.cluster, stamp),
+                            manifest.to_json(), plan.signing)
     reporter.output(f"base backup {stamp}: WAL {manifest.start_lsn} .. {manifest.stop_lsn} on "
                     f"timeline {manifest.timeline}, {format_bytes(stored.stored_size)} stored")
     return manifest
@@ -243,8 +248,26 @@ async def _identity(dsn: str) -> dict[str, str]:
             "wal_segment_size": row[2]}
 
 
-def read_base_backups(store: Any, cluster: str) -> list[tuple[BaseManifest | None, str, str]]:
-    """Every base backup as (manifest or None, stamp, problem), newest first."""
+def _forged(manifest: BaseManifest, cluster: str, stamp: str) -> str:
+    """Why a manifest cannot be the one at this key ("" when it can): its object is
+    fetched and unpacked, so it must be the one beside it, not one a writer chose."""
+    expected = {"cluster": cluster, "stamp": stamp,
+                "object": base_object_key(cluster, stamp, manifest.encrypted)}
+    for field_name, value in expected.items():
+        if getattr(manifest, field_name) != value:
+            return (f"refused as forged: its {field_name} {getattr(manifest, field_name)!r} "
+                    f"is not the {value!r} its key says")
+    return ""
+
+
+def read_base_backups(store: Any, cluster: str, signing: Signing = UNSIGNED,
+                      encrypted_only: bool = False,
+                      ) -> list[tuple[BaseManifest | None, str, str]]:
+    """Every base backup as (manifest or None, stamp, problem), newest first.
+
+    With `signing` required, a manifest without a trusted signature is refused; with
+    `encrypted_only` (the cluster has gpg_recipients), so is an unencrypted backup: drdeck
+    wrote none, so a repository writer did."""
     found: dict[str, dict[str, Any]] = {}
     for obj in store.list(base_prefix(cluster)):
         rest = obj.key[len(base_prefix(cluster)):]
@@ -261,13 +284,22 @@ def read_base_backups(store: Any, cluster: str) -> list[tuple[BaseManifest | Non
             continue
         key = base_manifest_key(cluster, stamp)
         try:
-            manifest = BaseManifest.from_json(read_capped(store, key, MAX_RECORD_BYTES),
+            manifest = BaseManifest.from_json(read_signed(store, key, signing, MAX_RECORD_BYTES),
                                               store.location(key))
         except DrdeckError as exc:
             result.append((None, stamp, str(exc)))
             continue
+        forged = _forged(manifest, cluster, stamp)
+        if forged:
+            result.append((None, stamp, forged))
+            continue
         stored = entry.get(manifest.object.rsplit("/", 1)[-1])
-        if stored is None:
+        if encrypted_only and not manifest.encrypted:
+            result.append((manifest, stamp, "stored unencrypted, but this cluster encrypts its "
+                                            "backups (gpg_recipients): not used, as anyone "
+                                            "who can write the repository could have put it "
+                                            "there"))
+        elif stored is None:
             result.append((manifest, stamp, "the manifest exists but the backup is missing"))
         elif stored.size != manifest.stored_size:
             result.append((manifest, stamp, f"the backup is {stored.size:,} bytes, the "

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tui import environment
+from tui.catalog.signatures import UNSIGNED, Signing
 from tui.pitr.basebackup import BaseManifest, read_base_backups
 from tui.postgres.binaries import pg_bin
 from tui.wal.archive import fetch, wal_prefix
@@ -140,9 +141,11 @@ def _read_plain(store: Any, cluster: str, name: str, gpg_home: str | None) -> by
 
 
 def picture(store: Any, cluster: str, gpg_home: str | None = None,
-            read_commit_times: bool = True) -> RecoveryPicture:
-    """Base backups, the archive, the windows and the gaps, read from the repository."""
-    backups = read_base_backups(store, cluster)
+            read_commit_times: bool = True, signing: Signing = UNSIGNED,
+            encrypted_only: bool = False) -> RecoveryPicture:
+    """Base backups, the archive, the windows and the gaps, read from the repository
+    (`signing`, `encrypted_only`: which base backups count, see read_base_backups)."""
+    backups = read_base_backups(store, cluster, signing, encrypted_only)
     complete = sorted((m for m, _, problem in backups if m is not None and not problem),
                       key=lambda m: m.stopped)
     problems: list[str] = []

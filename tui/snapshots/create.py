@@ -21,6 +21,7 @@ from typing import Any
 
 from tui.catalog.layout import dump_key, globals_key, manifest_key, stamp_of
 from tui.catalog.manifest import GlobalsRecord, Manifest
+from tui.catalog.signatures import UNSIGNED, Signing, write_signed
 from tui.crypto import resolve_recipients
 from tui.errors import DrdeckError
 from tui.postgres.binaries import pg_bin
@@ -44,6 +45,7 @@ class SnapshotPlan:
     encrypt: bool
     recipients: tuple[str, ...]  # as configured (fingerprints, key ids or emails)
     gpg_home: str | None
+    signing: Signing = UNSIGNED  # how the manifest is signed
 
 
 async def create_snapshot(plan: SnapshotPlan, store: Any, reporter: Reporter,
@@ -59,6 +61,9 @@ async def create_snapshot(plan: SnapshotPlan, store: Any, reporter: Reporter,
             reporter.output(f"encrypting for {recipient.fingerprint} {recipient.uid}")
     else:
         reporter.output("WARNING: this snapshot is NOT encrypted (encrypt = false)")
+    if plan.signing.required:
+        signer = await asyncio.to_thread(plan.signing.signer)
+        reporter.output(f"the manifest will be signed by {signer}")
 
     started = datetime.now(UTC)
     stamp = stamp_of(started)
@@ -116,8 +121,9 @@ async def create_snapshot(plan: SnapshotPlan, store: Any, reporter: Reporter,
         tablespaces=tuple(sorted(captured.named.tablespaces)),
     )
     try:
-        await asyncio.to_thread(store.write_bytes, manifest_key(plan.cluster, plan.database,
-                                                                stamp), manifest.to_json())
+        await asyncio.to_thread(write_signed, store, manifest_key(plan.cluster, plan.database,
+                                                                  stamp),
+                                manifest.to_json(), plan.signing)
     except BaseException:
         # a dump without its manifest would only ever be "incomplete": remove it
         await asyncio.to_thread(_delete_quietly, store, key)

@@ -14,6 +14,7 @@ from tui.catalog.inventory import (
     read_snapshot,
 )
 from tui.catalog.layout import is_stamp
+from tui.catalog.signatures import Signing, signing_for
 from tui.config import ClusterConfig, Config
 from tui.errors import InvalidInput
 from tui.postgres.dsn import with_database
@@ -30,6 +31,10 @@ class Target:
     def gpg_home(self) -> str | None:
         return str(self.config.gpg_home) if self.config.gpg_home else None
 
+    @property
+    def signing(self) -> Signing:
+        return signing_for(self.config, self.cluster)
+
     def server_dsn(self) -> str:
         """The cluster's server (its configured DSN, whichever database that names)."""
         return self.cluster.resolve_dsn()
@@ -39,7 +44,7 @@ class Target:
 
     async def inventory(self) -> ClusterInventory:
         return await asyncio.to_thread(read_cluster, self.store, self.cluster.name,
-                                       self.cluster.rpo)
+                                       self.cluster.rpo, self.signing)
 
     async def snapshot(self, ref: str = "latest") -> Snapshot:
         """A complete snapshot to fetch, verify or restore; refused (SnapshotNotFound) when
@@ -48,7 +53,7 @@ class Target:
         if is_stamp(ref or ""):
             # a known id: its manifest and dump, not the whole listing (round trips on S3)
             snapshot = await asyncio.to_thread(read_snapshot, self.store, self.cluster.name,
-                                               self.database, ref)
+                                               self.database, ref, self.signing)
         else:
             inventory = await self.inventory()
             if inventory.error:

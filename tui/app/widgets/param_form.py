@@ -277,7 +277,8 @@ class ParamForm(VerticalScroll):
 
         try:
             target = resolve(self.app.config, cluster, database)
-            inventory = read_cluster(target.store, target.cluster.name, target.cluster.rpo)
+            inventory = read_cluster(target.store, target.cluster.name, target.cluster.rpo,
+                                     target.signing)
         except Exception as exc:  # a form field can say it; the run would say it again
             self.post_message(SnapshotsListed([], f"cannot list snapshots: {exc}"))
             return

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tui.catalog.signatures import signing_for
 from tui.engine.actions.base import Action, ActionResult, Arg
 from tui.engine.actions.snapshot import CLUSTER
 from tui.engine.context import StepContext
@@ -69,7 +70,8 @@ class BaseBackupCreate(Action):
             fingerprints = tuple(r.fingerprint for r in found)
         else:
             ctx.output("WARNING: this base backup is NOT encrypted (no gpg_recipients)")
-        plan = BasePlan(cluster.name, cluster.resolve_dsn(), fingerprints, gpg_home)
+        plan = BasePlan(cluster.name, cluster.resolve_dsn(), fingerprints, gpg_home,
+                        signing_for(ctx.config, cluster))
         # before anything is written: a backup the archive cannot carry forward is no
         # backup, and a failing archive_command is filling the server's disk right now
         ctx.check("WAL archiving works", True, await check_archiving(plan.dsn, ctx))
@@ -133,7 +135,9 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     cluster, store, gpg_home = _resolve(ctx, args)
     target = parse_target(str(args.get("target") or "latest"), args.get("target_kind", ""),
                           bool(args.get("inclusive", True)))
-    seen = await asyncio.to_thread(picture, store, cluster.name, gpg_home)
+    seen = await asyncio.to_thread(picture, store, cluster.name, gpg_home, True,
+                                   signing_for(ctx.config, cluster),
+                                   bool(cluster.gpg_recipients))
     def check(name: str, detail: str) -> None:
         if report:
             ctx.check(name, True, detail)

@@ -34,12 +34,15 @@ class RetentionPrune(Action):
         from tui.catalog.inventory import now_utc, read_cluster
         from tui.catalog.layout import manifest_key
         from tui.catalog.retention import Policy, plan, summarise
+        from tui.catalog.signatures import signature_key, signing_for
         from tui.storage import open_store
 
         config = ctx.config
         cluster = config.cluster(args.get("cluster") or None)
         store = open_store(config.repository_for(cluster))
-        inventory = await asyncio.to_thread(read_cluster, store, cluster.name, cluster.rpo)
+        # signatures count here too: forged "newer" snapshots must not push real ones out
+        inventory = await asyncio.to_thread(read_cluster, store, cluster.name, cluster.rpo,
+                                            signing_for(config, cluster))
         if inventory.error:
             raise OSError(inventory.error)
         retention = cluster.retention
@@ -74,7 +77,8 @@ class RetentionPrune(Action):
                 if deleting:
                     # the manifest goes first: a snapshot half-deleted by a crash then
                     # shows as incomplete, never as a good snapshot missing its dump
-                    keys = [manifest_key(cluster.name, database, snap.stamp), snap.dump.key]
+                    manifest = manifest_key(cluster.name, database, snap.stamp)
+                    keys = [manifest, signature_key(manifest), snap.dump.key]
                     if snap.globals_object is not None:
                         keys.append(snap.globals_object.key)
                     for key in keys:
