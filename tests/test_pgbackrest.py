@@ -93,7 +93,7 @@ def step_error(events) -> str:
 
 
 def test_info_is_read_into_backups_archive_and_window(world) -> None:
-    from tui.pgbackrest import inventory
+    from tui.sources.pgbackrest import inventory
 
     stanza = world["stanza"]
     seen = inventory(stanza.name, str(stanza.config))
@@ -182,7 +182,7 @@ def test_a_non_empty_data_directory_is_refused(world) -> None:
 
 def test_a_missing_middle_segment_ends_the_window_and_is_reported(world,
                                                                   tmp_path: Path) -> None:
-    from tui.pgbackrest import inventory
+    from tui.sources.pgbackrest import inventory
 
     stanza = world["stanza"]
     archived = sorted(stanza.repo.glob("archive/demo/15-1/0000000100000000/"
@@ -203,7 +203,7 @@ def test_a_missing_middle_segment_ends_the_window_and_is_reported(world,
 
 
 def test_a_missing_stanza_is_a_clear_error(world) -> None:
-    from tui.pgbackrest import PgbackrestError, inventory
+    from tui.sources.pgbackrest import PgbackrestError, inventory
 
     with pytest.raises(PgbackrestError, match=r"stanza 'nope'.*does not exist.*stanza-create"):
         inventory("nope", str(world["stanza"].config))
@@ -212,7 +212,7 @@ def test_a_missing_stanza_is_a_clear_error(world) -> None:
 
 
 def test_pgbackrest_not_installed_says_what_to_install(monkeypatch) -> None:
-    from tui.pgbackrest import PgbackrestError, inventory
+    from tui.sources.pgbackrest import PgbackrestError, inventory
 
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(PgbackrestError, match="apt-get install pgbackrest"):
@@ -220,7 +220,7 @@ def test_pgbackrest_not_installed_says_what_to_install(monkeypatch) -> None:
 
 
 def test_unexpected_info_output_is_a_clear_error() -> None:
-    from tui.pgbackrest import PgbackrestError, parse_info
+    from tui.sources.pgbackrest import PgbackrestError, parse_info
 
     with pytest.raises(PgbackrestError, match="did not print JSON"):
         parse_info(b"<html>", "demo")
@@ -232,8 +232,8 @@ def test_unexpected_info_output_is_a_clear_error() -> None:
 
 
 def test_restore_lines_and_options() -> None:
-    from tui.pgbackrest import BackupSet, parse_restore_line, restore_options
     from tui.pitr.target import parse_target
+    from tui.sources.pgbackrest import BackupSet, parse_restore_line, restore_options
 
     line = ("2026-11-27 18:01:03.486 P01 DETAIL: restore file /new/base/5/1255 (768KB, 3.42%) "
             "checksum 9416c40c873837f857ad2ae5261346b994c06cff")
@@ -276,3 +276,28 @@ pgbackrest = {{ stanza = "{stanza.name}", config = "{stanza.config}" }}
     human = Deck(config, tmp_path / "state").run("inventory")
     assert f"pgBackRest stanza {stanza.name}:" in human.stdout
     assert world["label"] in human.stdout
+
+
+def test_a_cluster_backed_up_by_pgbackrest_alone_needs_no_drdeck_repository(
+        world, tmp_path) -> None:
+    stanza = world["stanza"]
+    config = tmp_path / "drdeck.toml"
+    config.write_text(f"""
+[clusters.prod]
+dsn = "{world['cluster'].dsn('app')}"
+pgbackrest = {{ stanza = "{stanza.name}", config = "{stanza.config}" }}
+""")
+    deck = Deck(config, tmp_path / "state")
+    proc = deck.run("inventory", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [cluster] = json.loads(proc.stdout)["clusters"]
+    assert cluster["error"] is None and cluster["snapshots"] == []
+    assert [b["label"] for b in cluster["pgbackrest"]["backups"]] == [world["label"]]
+    human = deck.run("inventory")
+    assert human.returncode == 0 and "has no repository" not in human.stdout + human.stderr
+    assert f"pgBackRest stanza {stanza.name}:" in human.stdout
+
+    proc = deck.run("status", "--json")
+    items = {item["check"]: item for item in json.loads(proc.stdout)["clusters"][0]["items"]}
+    assert "repository" not in items and "snapshot" not in items
+    assert items["wal"]["reason"].startswith("newest recoverable point is")

@@ -107,7 +107,8 @@ class ClusterInventory:
     error: str | None = None  # the repository could not be read
     unreachable: bool = False  # ...because it did not answer at all
     pitr: Any = None  # the point-in-time picture (tui.pitr.window), when there is one
-    pgbackrest: dict[str, Any] | None = None  # what pgBackRest reports, when configured
+    # what each of the cluster's other engines reports (tui.sources.SourceReport)
+    sources: list[Any] = field(default_factory=list)
 
     def complete(self, database: str | None = None) -> list[Snapshot]:
         return [s for s in self.snapshots

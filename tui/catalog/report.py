@@ -13,6 +13,7 @@ from tui.catalog.inventory import ClusterInventory, Snapshot
 from tui.catalog.retention import Policy, plan, reason_class
 from tui.catalog.signatures import signing_for
 from tui.config import ClusterConfig
+from tui.sources import SourceReport, source_classes, sources_for
 
 FORMAT = 1
 
@@ -29,21 +30,26 @@ def load_inventories(config: Any, names: list[str] | None = None,
     clusters = [config.cluster(name) for name in (names or list(config.clusters))]
 
     def read(cluster: ClusterConfig) -> ClusterInventory:
-        try:
-            store = open_store(config.repository_for(cluster))
-        except Exception as exc:  # a misconfigured repository is shown, not fatal
-            return ClusterInventory(cluster.name, cluster.repository or "-", cluster.rpo,
-                                    error=str(exc))
-        inventory = read_cluster(store, cluster.name, cluster.rpo,
-                                 signing_for(config, cluster))
-        # an endpoint that did not answer will not for the rest either: asking again would
-        # only make the operator wait for every timeout (a 403 on one prefix may not be
-        # one on the others: those are still asked)
-        if not inventory.unreachable:
-            retention_classes(inventory, cluster, now)
-            inventory.pitr = read_pitr(store, cluster.name, config)
-        if cluster.pgbackrest is not None:
-            inventory.pgbackrest = read_pgbackrest(cluster.pgbackrest)
+        sources = sources_for(cluster)
+        if cluster.repository is None and sources:
+            # a cluster whose only engines are others' (pgBackRest, say) is complete
+            inventory = ClusterInventory(cluster.name, "-", cluster.rpo)
+        else:
+            try:
+                store = open_store(config.repository_for(cluster))
+            except Exception as exc:  # a misconfigured repository is shown, not fatal
+                inventory = ClusterInventory(cluster.name, cluster.repository or "-",
+                                             cluster.rpo, error=str(exc))
+            else:
+                inventory = read_cluster(store, cluster.name, cluster.rpo,
+                                         signing_for(config, cluster))
+                # an endpoint that did not answer will not for the rest either: asking
+                # again would only make the operator wait for every timeout (a 403 on one
+                # prefix may not be one on the others: those are still asked)
+                if not inventory.unreachable:
+                    retention_classes(inventory, cluster, now)
+                    inventory.pitr = read_pitr(store, cluster.name, config)
+        inventory.sources = [SourceReport(source, source.report()) for source in sources]
         return inventory
 
     with ThreadPoolExecutor(4) as pool:
@@ -69,17 +75,6 @@ def read_pitr(store: Any, cluster: str, config: Any) -> Any:
                        encrypted_only=bool(configured.gpg_recipients))
     except DrdeckError:
         return None
-
-
-def read_pgbackrest(source: Any) -> dict[str, Any]:
-    """What pgBackRest says about the cluster's stanza (see tui.pgbackrest), or the error."""
-    from tui.errors import DrdeckError
-    from tui.pgbackrest import inventory
-
-    try:
-        return inventory(source.stanza, source.config, source.os_user)
-    except DrdeckError as exc:
-        return {"kind": "pgbackrest", "stanza": source.stanza, "error": str(exc)}
 
 
 def retention_classes(inventory: ClusterInventory, cluster: ClusterConfig,
@@ -178,7 +173,9 @@ def cluster_json(inventory: ClusterInventory, now: datetime) -> dict[str, Any]:
             for u in inventory.incomplete_uploads
         ],
         "pitr": pitr_json(getattr(inventory, "pitr", None)),
-        "pgbackrest": getattr(inventory, "pgbackrest", None),
+        # each engine under its own key, null when the cluster does not use it
+        **{kind: None for kind in source_classes()},
+        **{report.kind: report.data for report in inventory.sources},
     }
 
 

@@ -37,7 +37,8 @@ def inventory_command(args: Namespace) -> int:
 
 def _say(line: str) -> None:
     """Print a line whose text partly comes from the repository (a verification's `how`, a
-    pgBackRest label, a problem quoting a manifest): its control characters escaped."""
+    backup label an engine reports, a problem quoting a manifest): control characters
+    escaped."""
     from tui.redact import escape_controls
 
     print(escape_controls(line))
@@ -76,23 +77,16 @@ def _print_cluster(inventory, now) -> None:
         _say(f"  incomplete upload: {upload.key} ({upload.detail})")
     if inventory.pitr is not None:
         _print_pitr(inventory.pitr)
-    if inventory.pgbackrest is not None:
-        _print_pgbackrest(inventory.pgbackrest)
+    for report in inventory.sources:
+        _print_source(report)
 
 
-def _print_pgbackrest(report) -> None:
-    _say(f"  pgBackRest stanza {report.get('stanza')}:")
-    if report.get("error"):
-        _say(f"    cannot read it: {report['error']}")
-        return
-    window = report.get("window")
-    if window:
-        _say(f"    recoverable {window['start']} to {window['end']}")
-    for backup in report.get("backups", []):
-        _say(f"    {backup.get('type', '?'):<5} {backup.get('label')}  stopped "
-              f"{backup.get('stop')}")
-    for gap in report.get("gaps", []):
-        _say(f"    WARNING: {gap}")
+def _print_source(report) -> None:
+    """One engine's summary (tui.sources): its first line a heading, the rest below it."""
+    heading, *lines = report.summary()
+    _say(f"  {heading.text}:")
+    for line in lines:
+        _say(f"    {'WARNING: ' if line.tone in ('bad', 'warn') else ''}{line.text}")
 
 
 def _print_pitr(picture) -> None:

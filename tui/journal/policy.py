@@ -33,6 +33,7 @@ from tui.journal.due import DRILL_SCENARIOS, due, is_drill
 from tui.journal.report import measured_text, spread, utc_text
 from tui.redact import mask_credentials
 from tui.runbook.params import secret_variable
+from tui.sources import sources_for
 
 POLICY_FILE = "backup-policy.md"
 RUNBOOK_FILE = "recovery-runbook.md"
@@ -173,9 +174,8 @@ def _cluster_policy(src: Sources, cluster: Any) -> list[str]:
                   "machine that runs drdeck; never in drdeck.toml or this document", ""]
     else:
         lines += [f"- Repository `{repository.name}`: local directory `{repository.path}`", ""]
-    if cluster.pgbackrest is not None:
-        lines += [f"- pgBackRest stanza `{cluster.pgbackrest.stanza}` also backs this cluster "
-                  "up; drdeck reads it and restores from it, and never writes to it.", ""]
+    for source in sources_for(cluster):
+        lines += [*source.policy_lines(), ""]
 
     lines += ["### Encryption", ""]
     if cluster.gpg_recipients:

@@ -259,8 +259,8 @@ def _against_rpo(age: float, rpo: float | None) -> str:
 def _snapshot_items(cluster: Any, inventory: Any, now: datetime) -> list[Item]:
     items = []
     pitr = getattr(inventory, "pitr", None)
-    pgbackrest = getattr(inventory, "pgbackrest", None)
-    point_in_time = pitr is not None or pgbackrest is not None
+    sources = getattr(inventory, "sources", [])
+    point_in_time = pitr is not None or bool(sources)
     rpo = cluster.rpo
     has_snapshots = bool(inventory.snapshots)
     databases = list(cluster.databases) or sorted({s.database for s in inventory.snapshots})
@@ -292,7 +292,7 @@ def _snapshot_items(cluster: Any, inventory: Any, now: datetime) -> list[Item]:
                 database=database, age_s=round(age, 1), target_s=rpo,
                 at=latest.taken_at.isoformat(),
                 event="rpo_breach" if state == CRITICAL else None))
-    wal = _wal_item(pitr, pgbackrest, rpo, now)
+    wal = _wal_item(pitr, sources, rpo, now)
     if wal is not None:
         items.append(wal)
     if has_snapshots:
@@ -300,19 +300,21 @@ def _snapshot_items(cluster: Any, inventory: Any, now: datetime) -> list[Item]:
     return items
 
 
-def _wal_item(pitr: Any, pgbackrest: dict[str, Any] | None, rpo: float | None,
+def _wal_item(pitr: Any, sources: list[Any], rpo: float | None,
               now: datetime) -> Item | None:
+    """drdeck's own archive when the repository holds one; else the first other engine
+    (tui.sources) of the cluster."""
     latest: datetime | None = None
     if pitr is not None:
         latest = pitr.latest
         why = pitr.describe_windows()
-    elif pgbackrest is not None:
-        if pgbackrest.get("error"):
-            return Item("wal", CRITICAL, f"pgBackRest: {pgbackrest['error']}", target_s=rpo,
-                        event="rpo_breach")
-        end = (pgbackrest.get("window") or {}).get("end")
-        latest = _parse_time(end) if end else None
-        why = "pgBackRest reports no recoverable window"
+    elif sources:
+        report = sources[0]
+        if report.error:
+            return Item("wal", CRITICAL, f"{report.source.title}: {report.error}",
+                        target_s=rpo, event="rpo_breach")
+        latest = report.window_end
+        why = f"{report.source.title} reports no recoverable window"
     else:
         return None
     if latest is None:

@@ -123,19 +123,16 @@ def wal_view(picture: Any) -> Text:
     return text
 
 
-def pgbackrest_view(report: dict[str, Any]) -> Text:
-    text = Text(f"\n\npgBackRest stanza {report.get('stanza')}\n", style="bold")
-    if report.get("error"):
-        text.append(f"✗ {report['error']}\n", style="bold red")
-        return text
-    window = report.get("window")
-    if window:
-        text.append(f"recoverable {window['start']} → {window['end']}\n", style="green")
-    for backup in report.get("backups", []):
-        text.append(f"{backup.get('type', '?'):<5} {backup.get('label')}  stopped "
-                    f"{backup.get('stop')}\n")
-    for gap in report.get("gaps", []):
-        text.append(f"✗ {gap}\n", style="bold red")
+# how a source's summary line (tui.sources.Line) is styled
+TONE_STYLES = {"title": "bold", "good": "green", "bad": "bold red", "warn": "yellow", "": ""}
+
+
+def source_view(report: Any) -> Text:
+    """One engine's summary (tui.sources), under the cluster's own WAL picture."""
+    text = Text("\n")
+    for line in report.summary():
+        shown = f"✗ {line.text}" if line.tone == "bad" else line.text
+        text.append(f"\n{shown}", style=TONE_STYLES.get(line.tone, ""))
     return text
 
 
@@ -196,6 +193,9 @@ def manifest_view(snapshot: Snapshot, now: datetime) -> Group:
     for record in sorted(snapshot.verifications, key=lambda r: r.at, reverse=True)[:5]:
         history.append(f"\n  {'✓' if record.ok else '✗'} {record.at[:19]} {record.how} by "
                        f"{record.by}: {record.detail}", style="" if record.ok else "red")
+    if snapshot.refused_verifications:
+        history.append(f"\n  {snapshot.refused_verifications} more not counted: unsigned, or "
+                       "written for another snapshot or an earlier dump", style="yellow")
     return Group(head, Text(), tables, history)
 
 
@@ -325,8 +325,8 @@ class InventoryScreen(Screen[None]):
         self.query_one(Breadcrumb).parts = ("inventory", inventory.name)
         self.query_one("#window-line", Static).update(window_line(inventory.pitr, now))
         wal = wal_view(inventory.pitr)
-        if inventory.pgbackrest is not None:
-            wal.append(pgbackrest_view(inventory.pgbackrest))
+        for report in inventory.sources:
+            wal.append(source_view(report))
         self.query_one("#wal-body", Static).update(wal)
         self._fill_bases(inventory)
         needle = self.query_one("#filter", DeckInput).value.casefold()

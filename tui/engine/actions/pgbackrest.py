@@ -46,14 +46,14 @@ PROGRESS_EVERY_S = 0.25
 
 @dataclass(frozen=True)
 class _Checked:
-    plan: Any  # tui.pitr.target.Plan, its base a tui.pgbackrest.BackupSet
-    pgbackrest: Any  # tui.pgbackrest.Pgbackrest
+    plan: Any  # tui.pitr.target.Plan, its base a tui.sources.pgbackrest.BackupSet
+    pgbackrest: Any  # tui.sources.pgbackrest.Pgbackrest
     data_dir: Path
     tablespace_dir: Path | None  # where the backup's tablespaces go, when it has any
 
 
 def _pgbackrest(args: dict[str, Any]):
-    from tui.pgbackrest import Pgbackrest
+    from tui.sources.pgbackrest import Pgbackrest
 
     return Pgbackrest(str(args["stanza"]), str(args.get("pgbackrest_config") or "") or None,
                       str(args.get("os_user") or "") or None)
@@ -76,9 +76,9 @@ class PgbackrestPreflight(Action):
 
 async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True) -> _Checked:
     """Every check before anything is written; `report` names each as a check."""
-    from tui.pgbackrest import backup_tablespaces, read_stanza
     from tui.pitr.restore import check_data_dir, check_port
     from tui.pitr.target import parse_target, plan_recovery
+    from tui.sources.pgbackrest import backup_tablespaces, read_stanza
 
     def check(name: str, detail: str) -> None:
         if report:
@@ -204,7 +204,12 @@ class PgbackrestRestore(Action):
 async def _restore_files(ctx: StepContext, checked: _Checked) -> None:
     """`pgbackrest restore`, its per-file lines turned into progress; on failure, nothing
     half-restored is left in the directory."""
-    from tui.pgbackrest import PgbackrestError, error_line, parse_restore_line, restore_options
+    from tui.sources.pgbackrest import (
+        PgbackrestError,
+        error_line,
+        parse_restore_line,
+        restore_options,
+    )
 
     backup, pgbackrest = checked.plan.base, checked.pgbackrest
     command = pgbackrest.argv("restore", *restore_options(

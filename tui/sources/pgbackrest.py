@@ -74,6 +74,7 @@ from typing import Any
 from tui import environment
 from tui.errors import DrdeckError
 from tui.postgres.cluster import ServerAccount, server_account
+from tui.sources.base import Source, SourceError
 from tui.wal.names import HISTORY, SEGMENT, Segment, format_lsn, parse_history, parse_lsn
 
 PROGRAM = "pgbackrest"
@@ -89,7 +90,7 @@ _END_STORED = "archive time of the last segment (an upper bound)"
 _END_BACKUP = "backup end"
 
 
-class PgbackrestError(DrdeckError):
+class PgbackrestError(SourceError):
     """pgBackRest is missing, refused, or said something drdeck cannot read."""
 
 
@@ -632,6 +633,44 @@ def picture_dict(seen: StanzaPicture, config: str | None = None) -> dict[str, An
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat() if moment else None
+
+
+class PgbackrestSource(Source):
+    """A pgBackRest stanza that backs a cluster up: read through pgbackrest, never
+    written (`[clusters.NAME] pgbackrest = { stanza = ..., config = ..., os_user = ... }`)."""
+
+    kind = "pgbackrest"
+    title = "pgBackRest"
+
+    def __init__(self, stanza: str, config: str | None = None,
+                 os_user: str | None = None) -> None:
+        self.stanza, self.config, self.os_user = stanza, config, os_user
+
+    @classmethod
+    def configured(cls, cluster: Any) -> PgbackrestSource | None:
+        settings = getattr(cluster, "pgbackrest", None)
+        if settings is None:
+            return None
+        return cls(settings.stanza, settings.config, settings.os_user)
+
+    def describe(self) -> str:
+        return f"stanza {self.stanza}"
+
+    def read(self, read_commit_times: bool = True) -> dict[str, Any]:
+        return inventory(self.stanza, self.config, self.os_user, read_commit_times)
+
+    def report(self, read_commit_times: bool = True) -> dict[str, Any]:
+        try:
+            return self.read(read_commit_times)
+        except DrdeckError as exc:  # the shape `drdeck inventory --json` has always had
+            return {"kind": self.kind, "stanza": self.stanza, "error": str(exc)}
+
+    def backup_line(self, backup: dict[str, Any]) -> str:
+        return f"{backup.get('type', '?'):<5} {backup.get('label')}  stopped {backup.get('stop')}"
+
+    def policy_lines(self) -> list[str]:
+        return [f"- pgBackRest stanza `{self.stanza}` also backs this cluster up; drdeck "
+                "reads it and restores from it, and never writes to it."]
 
 
 # --- restoring --------------------------------------------------------------------------

@@ -1,0 +1,130 @@
+"""The Source protocol: one backup engine's account of one cluster.
+
+drdeck is the console; the engine that takes a cluster's backups has often been
+chosen long before (pgBackRest, Barman Cloud, drdeck's own archive). Inventory,
+status, the inventory screen, reports and policy documents ask every engine the
+same questions through this class, and never name an engine themselves.
+
+A source is found through `tui.sources.source_classes()`: the built-in ones, and
+any a package ships under the `drdeck.sources` entry-point group. A cluster may
+have any number of sources, or none; a cluster with one is complete.
+
+The report a source reads is a plain dict, the engine's own block of
+`drdeck inventory --json` (docs/inventory-json.md). Whatever else it holds, these
+keys mean the same for every engine:
+
+    {"kind": "<Source.kind>",
+     "backups": [...],                           # oldest first
+     "window": {"start": ISO, "end": ISO} | None, # earliest .. latest reachable
+     "gaps": ["..."], "problems": ["..."],
+     "error": "..."}                             # only when it could not be read
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from tui.errors import DrdeckError
+
+
+class SourceError(DrdeckError):
+    """An engine that could not be read: its program missing or failing, its store
+    unreachable, what it printed unreadable. The message says which, for a person."""
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a source's summary, and how it reads: "" plain, good, warn or bad."""
+
+    text: str
+    tone: str = ""
+
+
+class Source(ABC):
+    """One engine's view of one cluster. Subclasses set `kind` and `title`."""
+
+    kind: ClassVar[str]  # the registry's name, and the source's key in the inventory JSON
+    title: ClassVar[str]  # what people call the engine: "pgBackRest"
+
+    @classmethod
+    @abstractmethod
+    def configured(cls, cluster: Any) -> Source | None:
+        """This engine's source for a configured cluster (tui.config.ClusterConfig), or
+        None when the cluster does not use the engine. Never raises for a cluster that
+        does not: every source of a cluster is optional."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Which of the engine's repositories this is, in a few words ("stanza main")."""
+
+    @abstractmethod
+    def read(self, read_commit_times: bool = True) -> dict[str, Any]:
+        """The report (see the module's docstring): backups, windows, gaps, problems.
+
+        `read_commit_times` False skips reading WAL for the time of the last commit,
+        which costs a download; the window then ends where the engine's records say.
+        Raises SourceError (or another DrdeckError) when the engine cannot be read."""
+
+    def report(self, read_commit_times: bool = True) -> dict[str, Any]:
+        """`read()`, or the error as a report: one engine failing hides no other."""
+        try:
+            return self.read(read_commit_times)
+        except DrdeckError as exc:
+            return {"kind": self.kind, "source": self.describe(), "error": str(exc),
+                    "backups": [], "window": None, "gaps": [], "problems": []}
+
+    def summary(self, report: dict[str, Any]) -> list[Line]:
+        """What `drdeck inventory` and the inventory screen show of a report, a line each:
+        the window, the backups, the gaps. Engines may say more by overriding it."""
+        lines = [Line(f"{self.title} {self.describe()}", "title")]
+        if report.get("error"):
+            return [*lines, Line(f"cannot read it: {report['error']}", "bad")]
+        window = report.get("window")
+        if window:
+            lines.append(Line(f"recoverable {window['start']} to {window['end']}", "good"))
+        else:
+            lines.append(Line("no recoverable window", "bad"))
+        lines += [Line(self.backup_line(backup)) for backup in report.get("backups", [])]
+        lines += [Line(gap, "bad") for gap in report.get("gaps", [])]
+        lines += [Line(problem, "warn") for problem in report.get("problems", [])]
+        return lines
+
+    def backup_line(self, backup: dict[str, Any]) -> str:
+        """One backup of the report, for a person."""
+        return str(backup)
+
+    def policy_lines(self) -> list[str]:
+        """Markdown lines for the cluster's policy document (tui.journal.policy)."""
+        return [f"- {self.title} {self.describe()} also backs this cluster up; drdeck reads "
+                "it and restores from it, and never writes to it."]
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    """A source and what it reported, as the inventory keeps them."""
+
+    source: Source
+    data: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.source.kind
+
+    @property
+    def error(self) -> str | None:
+        return self.data.get("error") or None
+
+    @property
+    def window_end(self) -> datetime | None:
+        """The latest point it can recover to; None without a window."""
+        window = self.data.get("window") or {}
+        try:
+            return datetime.fromisoformat(window["end"]) if window.get("end") else None
+        except (TypeError, ValueError):
+            return None
+
+    def summary(self) -> list[Line]:
+        return self.source.summary(self.data)
