@@ -54,8 +54,10 @@ def for_gpg(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return {**base(environ), **_pick(environ, ("GNUPGHOME",))}
 
 
-def for_pgbackrest(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """pgbackrest: the base set and its own PGBACKREST_* options (a repository key among
-    them: pgbackrest needs it)."""
+def for_program(environ: Mapping[str, str] | None = None, names: Iterable[str] = (),
+                prefixes: tuple[str, ...] = ()) -> dict[str, str]:
+    """A backup engine's program (tui.sources): the base set and the variables it is
+    configured by, such as pgbackrest's PGBACKREST_* (a repository key among them: the
+    program needs it, a restored server does not)."""
     environ = _from(environ)
-    return {**base(environ), **_pick(environ, prefixes=("PGBACKREST_",))}
+    return {**base(environ), **_pick(environ, names, prefixes)}

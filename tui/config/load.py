@@ -21,7 +21,6 @@ from .model import (
     ClusterConfig,
     Config,
     Notify,
-    PgbackrestSource,
     Repository,
     Retention,
     Webhook,
@@ -44,8 +43,8 @@ REPOSITORY_KEYS = {
 }
 CLUSTER_KEYS = {
     "dsn", "dsn_env", "repository", "databases", "gpg_recipients", "signed_by", "rpo", "rto",
-    "retention", "pgbackrest",
-}  # fmt: skip
+    "retention",
+}  # fmt: skip  (and each engine's table: tui.sources)
 RETENTION_KEYS = {"daily", "weekly", "monthly", "monthly_storage_class"}
 WEBHOOK_KEYS = {"url", "url_env", "events"}
 WEBHOOK_EVENTS = ("run_failed", "rpo_breach", "drill_overdue")
@@ -387,7 +386,14 @@ class _Checker:
     ) -> ClusterConfig | None:
         where: KeyPath = ("clusters", name)
         before = len(self.problems)
-        self.unknown_keys(spec, CLUSTER_KEYS, where, f"[clusters.{name}]")
+        # the engines' kinds are looked up only for a key that is not drdeck's own: most
+        # configurations name none, and loading them costs every command's start
+        kinds: list[str] = []
+        if set(spec) - CLUSTER_KEYS:
+            from tui.sources import source_classes
+
+            kinds = list(source_classes())
+        self.unknown_keys(spec, CLUSTER_KEYS | set(kinds), where, f"[clusters.{name}]")
         dsn = self.text(spec, "dsn", where)
         dsn_env = self.text(spec, "dsn_env", where)
         if "dsn" not in spec and "dsn_env" not in spec:
@@ -422,33 +428,43 @@ class _Checker:
         rpo = self.duration(spec, "rpo", where)
         rto = self.duration(spec, "rto", where)
         retention = self.retention(spec, where, repository)
-        pgbackrest = self.pgbackrest(spec, where)
+        engines = self.engines(spec, where, kinds)
         if len(self.problems) > before:
             return None
         return ClusterConfig(
             name=name, dsn=dsn, dsn_env=dsn_env, repository=repository_name,
             databases=tuple(databases), gpg_recipients=tuple(recipients),
             signed_by=tuple(signed_by), rpo=rpo, rto=rto, retention=retention,
-            pgbackrest=pgbackrest,
+            engines=engines,
         )  # fmt: skip
 
-    def pgbackrest(self, spec: dict, where: KeyPath) -> PgbackrestSource | None:
-        """`pgbackrest = { stanza = "main", config = "/etc/pgbackrest.conf" }`."""
-        if "pgbackrest" not in spec:
-            return None
-        value = spec["pgbackrest"]
-        here = (*where, "pgbackrest")
-        if not isinstance(value, dict):
-            self.problem(here, "pgbackrest must be a table: { stanza = \"...\", config = "
-                         "\"/etc/pgbackrest.conf\" }")
-            return None
-        self.unknown_keys(value, {"stanza", "config", "os_user"}, here, "pgbackrest")
-        stanza = self.text(value, "stanza", here, required=True)
-        config = self.text(value, "config", here)
-        os_user = self.text(value, "os_user", here)
-        if stanza is None:
-            return None
-        return PgbackrestSource(stanza, config, os_user)
+    def engines(self, spec: dict, where: KeyPath, kinds: list[str],
+                ) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+        """Each other engine's table (`pgbackrest = { stanza = "main" }`), checked against
+        what the engine says it takes (tui.sources.base.Source.settings)."""
+        from tui.sources import engine_for
+
+        found = []
+        for kind in [kind for kind in kinds if kind in spec]:  # in the registry's order
+            engine = engine_for(kind)
+            assert engine is not None
+            value, here = spec[kind], (*where, kind)
+            if not isinstance(value, dict):
+                self.problem(here, f"{kind} must be a table: {engine.example or '{ ... }'}")
+                continue
+            self.unknown_keys(value, set(engine.settings), here, kind)
+            settings = {}
+            for key, required in engine.settings.items():
+                text = self.text(value, key, here, required=required)
+                if text is not None:
+                    settings[key] = text
+            if any(required and key not in settings
+                   for key, required in engine.settings.items()):
+                continue
+            for key, message in engine.check_settings(settings):
+                self.problem((*here, key), message)
+            found.append((kind, tuple(settings.items())))
+        return tuple(found)
 
     def retention(
         self, spec: dict, where: KeyPath, repository: Repository | None

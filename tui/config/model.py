@@ -40,15 +40,6 @@ class Retention:
 
 
 @dataclass(frozen=True)
-class PgbackrestSource:
-    """A pgBackRest stanza that backs this cluster up: drdeck reads it, never writes it."""
-
-    stanza: str
-    config: str | None = None  # pgbackrest.conf (default: pgBackRest's own)
-    os_user: str | None = None  # run pgbackrest as this user (default: postgres when root)
-
-
-@dataclass(frozen=True)
 class ClusterConfig:
     """One PostgreSQL cluster drdeck backs up and restores."""
 
@@ -64,7 +55,16 @@ class ClusterConfig:
     rpo: float | None = None  # seconds
     rto: float | None = None  # seconds
     retention: Retention = field(default_factory=Retention)
-    pgbackrest: PgbackrestSource | None = None
+    # the other engines that back it up (tui.sources), as (kind, ((key, value), ...)):
+    # `[clusters.NAME] pgbackrest = { stanza = "main" }` is ("pgbackrest", (("stanza", "main"),))
+    engines: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+    def engine(self, kind: str) -> dict[str, str] | None:
+        """The settings the cluster gives an engine, or None when it does not use it."""
+        for name, settings in self.engines:
+            if name == kind:
+                return dict(settings)
+        return None
 
     @property
     def encrypted(self) -> bool:

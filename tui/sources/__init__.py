@@ -14,8 +14,8 @@ from typing import Any
 from tui.errors import InvalidInput
 from tui.sources.base import Line, Source, SourceError, SourceReport
 
-__all__ = ["Line", "Source", "SourceError", "SourceReport", "read_sources", "source_classes",
-           "sources_for"]
+__all__ = ["Line", "Source", "SourceError", "SourceReport", "engine_for", "read_sources",
+           "source_classes", "sources_for"]
 
 ENTRY_POINT_GROUP = "drdeck.sources"
 
@@ -49,6 +49,11 @@ def source_classes() -> dict[str, type[Source]]:
         if point.name not in classes:
             classes[point.name] = _load(f"entry point {point.name}", point.value)
     return classes
+
+
+def engine_for(key: str) -> type[Source] | None:
+    """The engine a cluster table's key configures (`pgbackrest = {...}`), if any."""
+    return source_classes().get(key)
 
 
 def sources_for(cluster: Any) -> list[Source]:

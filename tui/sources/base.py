@@ -48,13 +48,28 @@ class Source(ABC):
 
     kind: ClassVar[str]  # the registry's name, and the source's key in the inventory JSON
     title: ClassVar[str]  # what people call the engine: "pgBackRest"
+    # `[clusters.NAME] <kind> = { ... }` configures it: each key, and whether it is required;
+    # every value is text (the loader checks both, and says where a mistake is)
+    settings: ClassVar[dict[str, bool]] = {}
+    example: ClassVar[str] = ""  # the table as a person would write it, for messages
 
     @classmethod
-    @abstractmethod
     def configured(cls, cluster: Any) -> Source | None:
         """This engine's source for a configured cluster (tui.config.ClusterConfig), or
         None when the cluster does not use the engine. Never raises for a cluster that
         does not: every source of a cluster is optional."""
+        settings = cluster.engine(cls.kind)
+        return None if settings is None else cls.from_settings(settings)
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: dict[str, str]) -> Source:
+        """The source its checked settings describe (only keys of `settings` are there)."""
+
+    @classmethod
+    def check_settings(cls, settings: dict[str, str]) -> list[tuple[str, str]]:
+        """(key, what is wrong) for each value the loader cannot judge by its type alone."""
+        return []
 
     @abstractmethod
     def describe(self) -> str:

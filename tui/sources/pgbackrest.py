@@ -90,6 +90,11 @@ _END_STORED = "archive time of the last segment (an upper bound)"
 _END_BACKUP = "backup end"
 
 
+def child_environment(environ: Any = None) -> dict[str, str]:
+    """What pgbackrest finds in its environment: the base set and its PGBACKREST_* options."""
+    return environment.for_program(environ, prefixes=("PGBACKREST_",))
+
+
 class PgbackrestError(SourceError):
     """pgBackRest is missing, refused, or said something drdeck cannot read."""
 
@@ -158,7 +163,7 @@ class Pgbackrest:
         try:
             result = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL,
                                     cwd="/", timeout=timeout, check=False,
-                                    env=environment.for_pgbackrest(), **run_as)
+                                    env=child_environment(), **run_as)
         except subprocess.TimeoutExpired:
             raise PgbackrestError(f"{' '.join(argv)} did not finish within {timeout:.0f}s"
                                   ) from None
@@ -641,17 +646,18 @@ class PgbackrestSource(Source):
 
     kind = "pgbackrest"
     title = "pgBackRest"
+    # config: pgbackrest.conf (default: pgBackRest's own); os_user: run pgbackrest as this
+    # user (default: postgres when root)
+    settings = {"stanza": True, "config": False, "os_user": False}
+    example = '{ stanza = "...", config = "/etc/pgbackrest.conf" }'
 
     def __init__(self, stanza: str, config: str | None = None,
                  os_user: str | None = None) -> None:
         self.stanza, self.config, self.os_user = stanza, config, os_user
 
     @classmethod
-    def configured(cls, cluster: Any) -> PgbackrestSource | None:
-        settings = getattr(cluster, "pgbackrest", None)
-        if settings is None:
-            return None
-        return cls(settings.stanza, settings.config, settings.os_user)
+    def from_settings(cls, settings: dict[str, str]) -> PgbackrestSource:
+        return cls(settings["stanza"], settings.get("config"), settings.get("os_user"))
 
     def describe(self) -> str:
         return f"stanza {self.stanza}"

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tui import environment
 from tui.engine.actions.base import Action, ActionResult, Arg, Command
 from tui.engine.actions.pitr import verify_recovery, when
 from tui.engine.context import StepContext
@@ -206,6 +205,7 @@ async def _restore_files(ctx: StepContext, checked: _Checked) -> None:
     half-restored is left in the directory."""
     from tui.sources.pgbackrest import (
         PgbackrestError,
+        child_environment,
         error_line,
         parse_restore_line,
         restore_options,
@@ -241,7 +241,7 @@ async def _restore_files(ctx: StepContext, checked: _Checked) -> None:
     started = time.monotonic()
     try:
         result = await ctx.run_process(Command(pgbackrest.as_account(command), shown),
-                                       env=environment.for_pgbackrest(ctx.environ),
+                                       env=child_environment(ctx.environ),
                                        cwd="/", on_line=on_line)
     except BaseException:  # cancelled: the run_process stopped pgbackrest
         _empty(checked.data_dir, checked.tablespace_dir)
