@@ -30,7 +30,7 @@ def load_inventories(config: Any, names: list[str] | None = None,
     clusters = [config.cluster(name) for name in (names or list(config.clusters))]
 
     def read(cluster: ClusterConfig) -> ClusterInventory:
-        sources = sources_for(cluster)
+        sources = sources_for(config, cluster)
         if cluster.repository is None and sources:
             # a cluster whose only engines are others' (pgBackRest, say) is complete
             inventory = ClusterInventory(cluster.name, "-", cluster.rpo)

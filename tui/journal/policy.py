@@ -174,7 +174,7 @@ def _cluster_policy(src: Sources, cluster: Any) -> list[str]:
                   "machine that runs drdeck; never in drdeck.toml or this document", ""]
     else:
         lines += [f"- Repository `{repository.name}`: local directory `{repository.path}`", ""]
-    for source in sources_for(cluster):
+    for source in sources_for(config, cluster):
         lines += [*source.policy_lines(), ""]
 
     lines += ["### Encryption", ""]

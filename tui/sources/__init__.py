@@ -56,17 +56,18 @@ def engine_for(key: str) -> type[Source] | None:
     return source_classes().get(key)
 
 
-def sources_for(cluster: Any) -> list[Source]:
+def sources_for(config: Any, cluster: Any) -> list[Source]:
     """The sources a configured cluster has, in registry order (none is an answer)."""
     found = []
     for source_class in source_classes().values():
-        source = source_class.configured(cluster)
+        source = source_class.configured(config, cluster)
         if source is not None:
             found.append(source)
     return found
 
 
-def read_sources(cluster: Any, read_commit_times: bool = True) -> list[SourceReport]:
+def read_sources(config: Any, cluster: Any,
+                 read_commit_times: bool = True) -> list[SourceReport]:
     """Every source of the cluster, read; one that fails reports its error."""
     return [SourceReport(source, source.report(read_commit_times))
-            for source in sources_for(cluster)]
+            for source in sources_for(config, cluster)]

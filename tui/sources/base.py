@@ -54,17 +54,18 @@ class Source(ABC):
     example: ClassVar[str] = ""  # the table as a person would write it, for messages
 
     @classmethod
-    def configured(cls, cluster: Any) -> Source | None:
-        """This engine's source for a configured cluster (tui.config.ClusterConfig), or
-        None when the cluster does not use the engine. Never raises for a cluster that
-        does not: every source of a cluster is optional."""
+    def configured(cls, config: Any, cluster: Any) -> Source | None:
+        """This engine's source for a configured cluster (tui.config.Config and its
+        ClusterConfig), or None when the cluster does not use the engine. Never raises for
+        a cluster that does not: every source of a cluster is optional."""
         settings = cluster.engine(cls.kind)
-        return None if settings is None else cls.from_settings(settings)
+        return None if settings is None else cls.from_settings(settings, config)
 
     @classmethod
     @abstractmethod
-    def from_settings(cls, settings: dict[str, str]) -> Source:
-        """The source its checked settings describe (only keys of `settings` are there)."""
+    def from_settings(cls, settings: dict[str, str], config: Any = None) -> Source:
+        """The source its checked settings describe (only keys of `settings` are there);
+        `config` gives what the whole configuration says (its GnuPG home, say)."""
 
     @classmethod
     def check_settings(cls, settings: dict[str, str]) -> list[tuple[str, str]]:

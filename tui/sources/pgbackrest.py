@@ -656,7 +656,7 @@ class PgbackrestSource(Source):
         self.stanza, self.config, self.os_user = stanza, config, os_user
 
     @classmethod
-    def from_settings(cls, settings: dict[str, str]) -> PgbackrestSource:
+    def from_settings(cls, settings: dict[str, str], config: Any = None) -> PgbackrestSource:
         return cls(settings["stanza"], settings.get("config"), settings.get("os_user"))
 
     def describe(self) -> str:
