@@ -31,6 +31,7 @@ import contextlib
 import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +76,14 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 class WalFeeder:
     def __init__(self, store: Any, cluster: str, spool: Path, *, gpg_home: str | None,
                  encrypted_first: bool, depth: int = 16, owner: tuple[int, int] | None = None,
-                 reporter: Any = None):
+                 reporter: Any = None, fetch: Callable[[str], bytes | None] | None = None):
+        """Feeds from drdeck's own archive of `cluster` in `store`; or, given `fetch`
+        (a WAL file's name to its plain bytes, None when the archive lacks it), from
+        another engine's archive (tui.sources)."""
         self.store, self.cluster, self.spool = store, cluster, spool
         self.gpg_home, self.encrypted_first = gpg_home, encrypted_first
+        self.fetch = fetch or (lambda name: fetch_bytes(store, cluster, name, gpg_home,
+                                                        encrypted_first))
         self.depth, self.owner, self.reporter = depth, owner, reporter
         self.served = 0
         self._ahead: Segment | None = None
@@ -171,8 +177,7 @@ class WalFeeder:
             size = _size(spool, name)
             if size is not None:
                 return size, None
-            data = fetch_bytes(self.store, self.cluster, name, self.gpg_home,
-                               self.encrypted_first)
+            data = self.fetch(name)
             if data is None:
                 return None, None
             self._create(spool, hidden, data)
