@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 # programs the tests drive that pin their own dependencies: each in a venv of its own
 AWSCLI := .tools/awscli
 AWSCLI_STAMP := $(AWSCLI)/.installed
+BARMAN := .tools/barman
+BARMAN_STAMP := $(BARMAN)/.installed
 
 .PHONY: .venv system-tools tools test lint bench demo clean
 
@@ -39,14 +41,24 @@ system-tools:
 	@scripts/ensure-system-tools --with-pgbackrest
 
 # the AWS CLI (PyPI's awscli pins its own botocore, so not beside boto3 in .venv):
-# tests/test_restore_by_hand.py runs docs/restore-by-hand.md with it
-tools: $(AWSCLI_STAMP)
+# tests/test_restore_by_hand.py runs docs/restore-by-hand.md with it.
+# barman-cloud (psycopg2 and pins of its own, so not beside drdeck in .venv):
+# tests/test_barman_cloud.py archives and backs up a real cluster into S3 with it
+tools: $(AWSCLI_STAMP) $(BARMAN_STAMP)
 
 $(AWSCLI_STAMP): $(STAMP)
 	@set -euo pipefail; \
 	if [ ! -x $(AWSCLI)/bin/python ]; then $(VENV)/bin/python -m venv $(AWSCLI); fi
 	$(AWSCLI)/bin/python -m pip install --quiet 'awscli>=1.36,<2'
 	@touch $(AWSCLI_STAMP)
+
+# --help imports what the programs need: a broken install fails here, not inside a test
+$(BARMAN_STAMP): $(STAMP)
+	@set -euo pipefail; \
+	if [ ! -x $(BARMAN)/bin/python ]; then $(VENV)/bin/python -m venv $(BARMAN); fi
+	$(BARMAN)/bin/python -m pip install --quiet 'barman[cloud]>=3.19,<4' boto3
+	$(BARMAN)/bin/barman-cloud-backup --help >/dev/null
+	@touch $(BARMAN_STAMP)
 
 test: system-tools .venv tools
 	$(VENV)/bin/python -m pytest -n 2 -q

@@ -100,15 +100,16 @@ WAL_COMPRESSIONS = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".snappy": "sna
 # barman/cloud.py CloudBackupCatalog.get_backup_files: the data tarballs' extensions
 DATA_COMPRESSIONS = {"": None, ".gz": "gzip", ".bz2": "bzip2", ".snappy": "snappy",
                      ".lz4": "lz4"}
-_DATA_OBJECT = re.compile(r"(?:data|\d+)(?:_\d+)?\.tar(\.gz|\.bz2|\.snappy|\.lz4)?")
+_DATA_OBJECT = re.compile(r"(?:data|[0-9]+)(?:_[0-9]+)?\.tar(\.gz|\.bz2|\.snappy|\.lz4)?")
 _WAL_DIR = re.compile(r"[0-9A-F]{16}")  # barman.xlog.hash_dir: timeline and log
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _SERVER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _BACKUP_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 _LSN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
-_SYSTEM_ID = re.compile(r"\d{1,20}")
-_PROGRAMS = {"zstd": "zstd", "lz4": "lz4"}
+_SYSTEM_ID = re.compile(r"[0-9]{1,20}")
+# decompressed by the program of the same name, as drdeck's pgBackRest support does
+_BY_PROGRAM = ("zstd", "lz4")
 END_COMMIT = "last archived commit"
 END_STORED = "time the last segment was stored (an upper bound)"
 END_BACKUP = "backup end"
@@ -279,7 +280,7 @@ def parse_backup_info(raw: bytes, backup_id: str) -> BarmanBackup:
         backup_id=backup_id,
         name=_text(fields, "backup_name"),
         status=status,
-        error=_text(fields, "error", limit=500),
+        error=_said(fields.get("error")),
         begin_time=_time(fields, "begin_time"),
         end_time=_time(fields, "end_time"),
         begin_wal=_segment_name(fields, "begin_wal"),
@@ -340,9 +341,17 @@ def _text(fields: dict[str, str | None], name: str, limit: int = 200) -> str | N
     value = fields.get(name)
     if value is None:
         return None
-    if len(value) > limit or any(ord(ch) < 32 for ch in value):
+    if len(value) > limit or not value.isprintable():
         raise BackupInfoInvalid(f"{name} is not a short line of text: {_shown(value)}")
     return value
+
+
+def _said(value: str | None, limit: int = 300) -> str | None:
+    """Barman's own message, kept however long or odd: shown cut short and printable."""
+    if value is None:
+        return None
+    printable = "".join(ch if ch.isprintable() else " " for ch in value)
+    return printable if len(printable) <= limit else printable[:limit - 3] + "..."
 
 
 def _choice(fields: dict[str, str | None], name: str, allowed: Iterable[str]) -> str:
@@ -356,7 +365,7 @@ def _int(fields: dict[str, str | None], name: str, low: int, high: int) -> int |
     value = fields.get(name)
     if value is None:
         return None
-    if not re.fullmatch(r"\d{1,20}", value) or not low <= int(value) <= high:
+    if not re.fullmatch(r"[0-9]{1,20}", value) or not low <= int(value) <= high:
         raise BackupInfoInvalid(f"{name}={_shown(value)} is not a whole number from "
                                 f"{low:,} to {high:,}")
     return int(value)
@@ -408,7 +417,7 @@ class StoreListing:
     """The objects under <server_name>/, sorted into backups and WAL."""
 
     backups: dict[str, list[StoredObject]] = field(default_factory=dict)  # id -> its objects
-    bad_backup_dirs: list[str] = field(default_factory=list)  # names that are no backup id
+    bad_backup_dirs: dict[str, None] = field(default_factory=dict)  # names no backup id has
     wal: dict[str, StoredObject] = field(default_factory=dict)  # WAL file name -> object
     wal_compression: dict[str, str | None] = field(default_factory=dict)
 
@@ -430,8 +439,7 @@ def _file_backup_object(listing: StoreListing, item: StoredObject, rest: str) ->
     if not slash:
         return  # an object beside the backups' directories: not Barman's
     if not _BACKUP_ID.fullmatch(backup_id):
-        if backup_id not in listing.bad_backup_dirs:
-            listing.bad_backup_dirs.append(backup_id)
+        listing.bad_backup_dirs[backup_id] = None
         return
     listing.backups.setdefault(backup_id, []).append(item)
 
@@ -468,13 +476,17 @@ def read_backups(store: Any, server_name: str, listing: StoreListing
     """Every backup.info under base/, checked: the readable ones (oldest first), and
     each one that is not, with why."""
     readable: list[BarmanBackup] = []
-    unreadable = [UnreadableBackup(name, "its directory name is not a Barman backup id")
+    # such a name may hold anything (terminal escapes too): it is shown quoted
+    unreadable = [UnreadableBackup(_shown(name), "its directory name is not a Barman backup id")
                   for name in listing.bad_backup_dirs]
     for backup_id, objects in sorted(listing.backups.items()):
         try:
             readable.append(_read_backup(store, server_name, backup_id, objects))
         except (BarmanCloudError, StorageError) as exc:
             unreadable.append(UnreadableBackup(backup_id, str(exc)))
+        except ValueError as exc:  # a check above missed it: still this one backup's fault
+            unreadable.append(UnreadableBackup(backup_id, f"its backup.info cannot be used: "
+                                               f"{exc}"))
     readable.sort(key=lambda b: (b.end_time or b.begin_time or datetime.min.replace(tzinfo=UTC),
                                  b.backup_id))
     return readable, unreadable
@@ -560,7 +572,8 @@ def _read_history(store: Any, listing: StoreListing, name: str, item: StoredObje
                   wal: WalArchive) -> None:
     try:
         raw = read_capped(store, item, MAX_HISTORY_BYTES, "a timeline history file")
-        plain = decompress(raw, listing.wal_compression[name], MAX_HISTORY_BYTES)
+        plain = decompress(raw, listing.wal_compression[name], MAX_HISTORY_BYTES,
+                           store.url(item.key))
         switches = parse_history(plain.decode("utf-8"))
     except (BarmanCloudError, StorageError) as exc:
         wal.problems.append(f"timeline history {name} cannot be read: {exc}")
@@ -596,7 +609,7 @@ def decompress(raw: bytes, compression: str | None, limit: int, where: str = "")
         raise WalUnreadable(f"{where} is snappy-compressed, and drdeck has no snappy "
                             "decompressor (archive with --gzip, --bzip2, --xz, --zstd or "
                             "--lz4 for drdeck to read it)")
-    if compression in _PROGRAMS:
+    if compression in _BY_PROGRAM:
         return _decompress_with_program(raw, compression, limit, where)
     decompressor: Any = {
         "gzip": lambda: zlib.decompressobj(wbits=31),
@@ -615,11 +628,11 @@ def decompress(raw: bytes, compression: str | None, limit: int, where: str = "")
 
 
 def _decompress_with_program(raw: bytes, compression: str, limit: int, where: str) -> bytes:
-    program = shutil.which(_PROGRAMS[compression])
+    program = shutil.which(compression)
     if program is None:
-        raise WalUnreadable(f"{where} is {compression}-compressed, and the "
-                            f"{_PROGRAMS[compression]} program that decompresses it is not "
-                            f"installed (apt-get install {_PROGRAMS[compression]})")
+        raise WalUnreadable(f"{where} is {compression}-compressed, and the {compression} "
+                            f"program that decompresses it is not installed "
+                            f"(apt-get install {compression})")
     with tempfile.NamedTemporaryFile(prefix="drdeck-barman-") as packed:
         packed.write(raw)
         packed.flush()
@@ -635,7 +648,7 @@ def _decompress_with_program(raw: bytes, compression: str, limit: int, where: st
         raise WalUnreadable(f"{where} decompresses to more than {limit:,} bytes")
     if returncode != 0:
         raise WalUnreadable(f"{where} is not valid {compression} data "
-                            f"({_PROGRAMS[compression]} exit {returncode})")
+                            f"({compression} exit {returncode})")
     return plain
 
 
@@ -688,7 +701,8 @@ def read_object_store(destination: str, server_name: str, endpoint_url: str | No
     picture = ObjectStorePicture(where.url, server_name, store.endpoint, backups, unreadable,
                                  None, RecoveryPicture(base_backups, Archive(), [], [], said))
     if not usable:
-        picture.recovery.problems.append("no DONE backup to restore from")
+        picture.recovery.problems.append("no backup to restore from (none is DONE with its "
+                                         "data in the store)")
         return picture
     size = usable[-1].wal_segment_size
     wal = read_wal_archive(store, listing, size)
