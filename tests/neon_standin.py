@@ -9,13 +9,30 @@ bodies, the shapes of projects, branches and operations, and the
 - `POST .../branches/{id}/restore` validates the body, keeps the branch's
   current state as a new branch named `preserve_under_name`, and starts two
   operations (`create_timeline`, then `start_compute`) that move
-  scheduling -> running -> finished as they are polled;
+  scheduling -> running -> finished as they are polled; on request one of them
+  takes another road: through `error` (each time with `failures_count` one up
+  and `retry_at` set, as Neon does while it retries), to `failed`, or through
+  `cancelling` to `cancelled`;
+- `GET .../operations` lists a project's operations newest first, with
+  `limit` and `cursor` pagination; each listing is a tick for the operations
+  still going;
+- a project with an operation still going is locked: a request that would
+  start another (POST, PATCH, DELETE) gets 423 "conflicting operations", as
+  Neon answers, until it ends (`lock_project` starts one that ends after a
+  number of listings);
 - `GET .../connection_uri` answers a URI that points at a real PostgreSQL
   server given to the stand-in, so a runbook's checks really connect;
 - bearer-token auth (401 for a wrong or missing key), 404 for unknown
   projects, branches, databases, roles and operations, 400/422 for bad or
-  unreachable restore targets, and on request a 429 with Retry-After or an
-  operation that fails.
+  unreachable restore targets (before the history window, before the source
+  branch was created, or before what the plan's history cap kept), and on
+  request a 429 with Retry-After;
+- every error answer is Neon's GeneralError: `code`, `message` and the
+  optional `request_id` (the client's X-Request-ID when it sent one); on
+  request the id travels in an `X-Neon-Request-Id` header instead.
+
+Projects, branches and operations carry the fields the OpenAPI v2 document
+marks required (ProjectResponse, BranchResponse, OperationResponse).
 
 Neon's own URIs end in `sslmode=require&channel_binding=require`; the throwaway
 clusters serve no TLS, so the stand-in says `sslmode=disable` unless told otherwise.
@@ -51,6 +68,14 @@ def _stamp(value: datetime) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+#: statuses in which an operation no longer runs, so it conflicts with nothing (Neon answers
+#: 423 to a request "that conflicts with a running operation"); the stand-in retries none
+ENDED = frozenset({"finished", "skipped", "failed", "cancelled"})
+OPERATION_DONE = frozenset({"finished", "skipped"})
+_LOCKED = ("project already has running conflicting operations, scheduling of new ones is "
+           "prohibited")
 
 
 @dataclass
@@ -102,9 +127,15 @@ class Project:
     branches: dict[str, Branch] = field(default_factory=dict)
     databases: dict[str, str] = field(default_factory=dict)  # name -> owner role
     roles: dict[str, str] = field(default_factory=dict)  # name -> password
+    #: history the plan really keeps, when its cap (the Free plan's 1 GB) cut it shorter than
+    #: history_retention_seconds; not in any answer, as with Neon
+    history_kept: timedelta | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        now = _now()
+        period_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        period_end = (period_start + timedelta(days=32)).replace(day=1)
+        return {  # every field Project marks required, then some optional ones
             "id": self.id,
             "platform_id": "aws",
             "region_id": "aws-us-east-2",
@@ -112,11 +143,25 @@ class Project:
             "provisioner": "k8s-neonvm",
             "pg_version": 16,
             "proxy_host": "us-east-2.aws.neon.tech",
+            "branch_logical_size_limit": 0,
+            "branch_logical_size_limit_bytes": 10_800_000_000,
             "store_passwords": True,
+            "creation_source": "console",
             "history_retention_seconds": self.history_retention_seconds,
             "owner_id": "f8e4a3b2-0000-4000-8000-000000000001",
+            "consumption_period_start": _stamp(period_start),
+            "consumption_period_end": _stamp(period_end),
+            "active_time_seconds": 0,
+            "compute_time_seconds": 0,
+            "cpu_used_sec": 0,
+            "written_data_bytes": 0,
+            "data_transfer_bytes": 0,
+            "data_storage_bytes_hour": 0,
             "created_at": _stamp(self.created_at),
-            "updated_at": _stamp(_now()),
+            "updated_at": _stamp(now),
+            "default_endpoint_settings": {"autoscaling_limit_min_cu": 0.25,
+                                          "autoscaling_limit_max_cu": 2,
+                                          "suspend_timeout_seconds": 0},
         }
 
 
@@ -131,20 +176,28 @@ class Operation:
     ahead: list[str]
     status: str = "scheduling"
     error: str | None = None
-    failure: str | None = None  # the error to show once it has failed
-    after: Operation | None = None  # does not start before this one finished
+    failure: str | None = None  # the error it shows in `error` and `failed`
+    after: Operation | None = None  # does not start before this one finished (or skipped)
     failures_count: int = 0
+    retry_at: datetime | None = None
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)
 
+    @property
+    def going(self) -> bool:
+        return self.status not in ENDED
+
     def advance(self) -> None:
-        if self.after is not None and self.after.status != "finished":
+        """One tick: the next status ahead; `error` at the end stays, Neon retrying it."""
+        if self.after is not None and self.after.status not in OPERATION_DONE:
             return
-        if self.ahead:
-            self.status = self.ahead.pop(0)
+        if self.ahead or self.status == "error":
+            self.status = self.ahead.pop(0) if self.ahead else self.status
             self.updated_at = _now()
-            if self.status == "failed":
+            if self.status in ("error", "failed"):
                 self.error, self.failures_count = self.failure, self.failures_count + 1
+            if self.status == "error":
+                self.retry_at = self.updated_at
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -162,6 +215,8 @@ class Operation:
             body["endpoint_id"] = self.endpoint_id
         if self.error:
             body["error"] = self.error
+        if self.retry_at:
+            body["retry_at"] = _stamp(self.retry_at)
         return body
 
 
@@ -177,16 +232,23 @@ class NeonStandin:
     """The server and its state. Use as a context manager; `url` is the API base URL."""
 
     def __init__(self, api_key: str, *, postgres_port: int, postgres_host: str = "127.0.0.1",
-                 uri_query: str = "sslmode=disable"):
+                 uri_query: str = "sslmode=disable", request_id_in: str = "body"):
         self.api_key = api_key
         self.postgres_host, self.postgres_port = postgres_host, postgres_port
         self.uri_query = uri_query
+        #: where an error's request id goes: "body" (GeneralError.request_id) or "header"
+        self.request_id_in = request_id_in
         self.projects: dict[str, Project] = {}
         self.operations: dict[str, Operation] = {}
         #: (method, path) of every request, in order
         self.requests: list[tuple[str, str]] = []
-        self._throttles: list[tuple[str, float, int]] = []
-        self._failing_action: tuple[str, str] | None = None
+        #: the request id of every error answered, in order
+        self.error_request_ids: list[str] = []
+        self._throttles: list[tuple[str, float | None, int]] = []
+        #: action -> (statuses after scheduling, error text) for the next restore
+        self._scripts: dict[str, tuple[list[str], str]] = {}
+        #: operation id -> the Retry-After its lock's 423 answers carry (None: no header)
+        self._lock_retry_after: dict[str, float | None] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -208,16 +270,50 @@ class NeonStandin:
         self.projects[project.id] = project
         return project, branch
 
-    def throttle(self, times: int = 1, retry_after: float = 1, on: str = "/restore",
+    def throttle(self, times: int = 1, retry_after: float | None = 1, on: str = "/restore",
                  status: int = 429) -> None:
         """Answer the next `times` requests whose path contains `on` with `status` and
-        Retry-After: 429 (rate limit), 423 (Neon's "conflicting operations" lock), 5xx."""
+        Retry-After (none when None): 429 (rate limit), 5xx, or 423 (Neon's "conflicting
+        operations" lock) with no operation to show for it, as when a lock just ended."""
         self._throttles += [(on, retry_after, status)] * times
+
+    def add_branch(self, project: Project, name: str, *, age: timedelta,
+                   parent: Branch | None = None) -> Branch:
+        """A branch created `age` ago (from `parent`, if given)."""
+        created = _now() - age
+        branch = Branch(_neon_name("br-"), project.id, name, created,
+                        parent_id=parent.id if parent else None,
+                        parent_timestamp=created if parent else None)
+        project.branches[branch.id] = branch
+        return branch
+
+    def script_next_operation(self, action: str, statuses: list[str],
+                              error: str = "compute failed to start: out of capacity") -> None:
+        """The next restore's operation `action` goes through `statuses`, one per poll.
+
+        Each `error` counts a failure and stamps retry_at; a script that ends in
+        `error` stays there, failing again at every poll, as a retry that never works.
+        """
+        self._scripts[action] = (list(statuses), error)
 
     def fail_next_operation(self, action: str = "start_compute",
                             error: str = "compute failed to start: out of capacity") -> None:
         """The next restore's operation `action` fails instead of finishing."""
-        self._failing_action = (action, error)
+        self.script_next_operation(action, ["running", "failed"], error)
+
+    def lock_project(self, project: Project, *, action: str = "apply_config", listings: int = 2,
+                     retry_after: float | None = None) -> Operation:
+        """Start an operation that locks `project` until it has been listed `listings` times.
+
+        Neon's docs do not promise a Retry-After with a 423; give `retry_after`
+        to send one anyway.
+        """
+        branch = next(b for b in project.branches.values() if b.default)
+        operation = Operation(str(uuid.uuid4()), project.id, branch.id, None, action,
+                              ["running"] * (listings - 1) + ["finished"], status="running")
+        self.operations[operation.id] = operation
+        self._lock_retry_after[operation.id] = retry_after
+        return operation
 
     def count(self, method: str, path_part: str) -> int:
         return sum(1 for m, p in self.requests if m == method and path_part in p)
@@ -250,8 +346,9 @@ class NeonStandin:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="neon-standin")
+        # a short poll makes shutdown() quick: it waits for the serving loop to look
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True, name="neon-standin")
         self._thread.start()
         return self
 
@@ -272,6 +369,7 @@ class NeonStandin:
         ("GET", r"/projects/(?P<project>[^/]+)/branches/(?P<branch>[^/]+)/roles/(?P<name>[^/]+)",
          "get_role"),
         ("POST", r"/projects/(?P<project>[^/]+)/branches/(?P<branch>[^/]+)/restore", "restore"),
+        ("GET", r"/projects/(?P<project>[^/]+)/operations", "list_operations"),
         ("GET", r"/projects/(?P<project>[^/]+)/operations/(?P<operation>[^/]+)", "get_operation"),
         ("GET", r"/projects/(?P<project>[^/]+)/connection_uri", "connection_uri"),
     ]
@@ -285,8 +383,14 @@ class NeonStandin:
             try:
                 status, body, headers = 200, self._route(request, method, parts, raw), {}
             except ApiError as exc:
-                status, headers = exc.status, exc.headers
+                status, headers = exc.status, dict(exc.headers)
                 body = {"code": exc.code, "message": exc.message}
+                request_id = request.headers.get("X-Request-ID") or str(uuid.uuid4())
+                self.error_request_ids.append(request_id)
+                if self.request_id_in == "header":
+                    headers["X-Neon-Request-Id"] = request_id
+                else:
+                    body["request_id"] = request_id
         payload = json.dumps(body).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
@@ -306,12 +410,12 @@ class NeonStandin:
         for index, (on, retry_after, status) in enumerate(self._throttles):
             if on in path:
                 del self._throttles[index]
-                message = {
-                    423: "project already has running conflicting operations, scheduling of "
-                         "new ones is prohibited",
-                    429: "rate limit exceeded",
-                }.get(status, "internal server error")
-                raise ApiError(status, message, "", {"Retry-After": f"{retry_after:g}"})
+                message = {423: _LOCKED, 429: "rate limit exceeded"}.get(
+                    status, "internal server error")
+                raise ApiError(status, message, "", {} if retry_after is None
+                               else {"Retry-After": f"{retry_after:g}"})
+        if method != "GET":
+            self._refuse_if_locked(path)
         for route_method, pattern, handler in self._ROUTES:
             match = re.fullmatch(pattern, path)
             if match:
@@ -320,6 +424,19 @@ class NeonStandin:
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 return getattr(self, f"_{handler}")(**match.groupdict(), query=query, raw=raw)
         raise ApiError(404, "not found")
+
+    def _refuse_if_locked(self, path: str) -> None:
+        """423 while an operation of the project is still going, as Neon answers."""
+        match = re.match(r"/projects/([^/]+)", path)
+        if match is None:
+            return
+        going = [o for o in self.operations.values() if o.project_id == match.group(1)
+                 and o.going]
+        if going:
+            waits = [self._lock_retry_after.get(o.id) for o in going]
+            given = [w for w in waits if w is not None]
+            headers = {"Retry-After": f"{max(given):g}"} if given else {}
+            raise ApiError(423, _LOCKED, "", headers)
 
     def _project(self, project_id: str) -> Project:
         project = self.projects.get(project_id)
@@ -405,10 +522,8 @@ class NeonStandin:
         compute = Operation(str(uuid.uuid4()), proj.id, target.id, target.endpoint_id,
                             "start_compute", ["running", "finished"], after=timeline)
         for operation in (timeline, compute):
-            if self._failing_action and self._failing_action[0] == operation.action:
-                operation.ahead = ["running", "failed"]
-                operation.failure = self._failing_action[1]
-                self._failing_action = None
+            if operation.action in self._scripts:
+                operation.ahead, operation.failure = self._scripts.pop(operation.action)
             self.operations[operation.id] = operation
         return {"branch": target.as_json(),
                 "operations": [timeline.as_json(), compute.as_json()]}
@@ -422,8 +537,10 @@ class NeonStandin:
         if when.tzinfo is None:
             raise ApiError(400, "source_timestamp must include a time zone", "")
         now = _now()
-        earliest = max(now - timedelta(seconds=project.history_retention_seconds),
-                       source.created_at)
+        bounds = [now - timedelta(seconds=project.history_retention_seconds), source.created_at]
+        if project.history_kept is not None:
+            bounds.append(now - project.history_kept)
+        earliest = max(bounds)
         if when > now:
             raise ApiError(422, f"timestamp {_stamp(when)} is in the future", "")
         if when < earliest:
@@ -437,11 +554,41 @@ class NeonStandin:
         if found is None or found.project_id != proj.id:
             raise ApiError(404, f"operation {operation} not found", "")
         found.advance()
-        branch = proj.branches.get(found.branch_id)
-        ops = [o for o in self.operations.values() if o.branch_id == found.branch_id]
-        if branch is not None and all(o.status == "finished" for o in ops):
-            branch.current_state = "ready"
+        self._settle_branches(proj)
         return {"operation": found.as_json()}
+
+    def _list_operations(self, project: str, query: dict[str, str], **_: Any) -> dict[str, Any]:
+        proj = self._project(project)
+        try:
+            limit = int(query.get("limit") or 10)
+        except ValueError:
+            raise ApiError(400, "limit must be an integer", "") from None
+        if not 1 <= limit <= 1000:
+            raise ApiError(400, "limit must be between 1 and 1000", "")
+        mine = [o for o in self.operations.values() if o.project_id == proj.id]
+        for operation in mine:  # a listing is a tick for what is still going
+            if operation.going:
+                operation.advance()
+        self._settle_branches(proj)
+        newest = sorted(mine, key=lambda o: o.created_at, reverse=True)
+        if query.get("cursor"):
+            try:
+                cursor = datetime.fromisoformat(query["cursor"])
+            except ValueError:
+                raise ApiError(400, "cursor is not valid", "") from None
+            newest = [o for o in newest if o.created_at < cursor]
+        page = newest[:limit]
+        body: dict[str, Any] = {"operations": [o.as_json() for o in page]}
+        if page:
+            body["pagination"] = {
+                "cursor": page[-1].created_at.isoformat().replace("+00:00", "Z")}
+        return body
+
+    def _settle_branches(self, project: Project) -> None:
+        for branch in project.branches.values():
+            ops = [o for o in self.operations.values() if o.branch_id == branch.id]
+            if ops and all(o.status in OPERATION_DONE for o in ops):
+                branch.current_state = "ready"
 
     def _connection_uri(self, project: str, query: dict[str, str], **_: Any) -> dict[str, Any]:
         proj = self._project(project)
