@@ -170,6 +170,8 @@ def test_the_runbook_restores_the_branch_end_to_end(neon: Scene, tmp_path: Path)
     assert any("connect with postgresql://neondb_owner:***@127.0.0.1" in line
                for line in restore_lines)
 
+    assert any("Neon's plan can still refuse a target inside this window" in line
+               for line in lines_of(events, "preflight"))
     checks = {e["name"]: e["ok"] for e in events if e["event"] == "check"}
     assert checks == {
         "the target lies in the project's history window": True,
@@ -367,6 +369,20 @@ def test_a_target_outside_the_history_window_is_refused_in_preflight(
     assert proc.returncode == 1
     error = step_error(events, "preflight")
     assert "older than project" in error and "the earliest point you can reach is" in error
+    assert neon_api_only.standin.count("POST", "/restore") == 0
+
+
+def test_a_target_before_the_source_branch_existed_is_refused_in_preflight(
+        neon_api_only: Scene, tmp_path: Path) -> None:
+    # inside the project's history window (a day), but the branch is six hours old
+    proc = run(neon_api_only, tmp_path, target=datetime.now(UTC) - timedelta(hours=8))
+    events = json_events(proc.stdout)
+    assert proc.returncode == 1
+    created = neon_api_only.branch.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert step_error(events, "preflight").endswith(
+        f"is before branch {neon_api_only.branch.id} (production) existed (it was created "
+        f"{created}, and has no history from before): the earliest point you can reach is "
+        f"{created}")
     assert neon_api_only.standin.count("POST", "/restore") == 0
 
 

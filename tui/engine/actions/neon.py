@@ -9,8 +9,9 @@ printed here show it masked already).
 
 With `check_only = true` it touches nothing: it proves the key works, the
 project, branches, database and role exist, and the target lies in the
-project's history window, so a doomed restore is refused before anyone is
-asked to confirm it.
+project's history window and after the source branch was created, so a
+doomed restore is refused before anyone is asked to confirm it. It says that
+Neon's plan can still refuse a target inside that window.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tui.durations import format_duration
 from tui.engine.actions.base import Action, ActionResult, Arg
 from tui.engine.context import StepContext
 from tui.errors import PermanentFailure
@@ -104,9 +104,10 @@ class NeonRestoreBranch(Action):
                 f"GET connection_uri database={args.get('database')} role={args.get('role')}")
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
-        from tui.neon import NeonClient
+        from tui.neon import PLAN_HISTORY_CAP, NeonClient, restore_window
 
-        client = NeonClient.from_env(ctx.environ, on_retry=ctx.output)
+        client = NeonClient.from_env(ctx.environ, on_retry=ctx.output,
+                                     poll_interval=float(args.get("poll_interval", 2.0)))
         check_only = bool(args.get("check_only"))
         project_id = _required(args, "project_id")
         branch_id = _required(args, "branch_id")
@@ -122,25 +123,19 @@ class NeonRestoreBranch(Action):
         if check_only:
             ctx.output(f"project {project_id} ({project.get('name') or 'unnamed'}), "
                        f"{project.get('region_id') or 'unknown region'}: the API key is accepted")
-        retention = project.get("history_retention_seconds")
-        if isinstance(retention, int | float) and not isinstance(retention, bool):
-            earliest = now - timedelta(seconds=retention)
-            if target < earliest:
-                raise PermanentFailure(
-                    f"the target {rfc3339(target)} is older than project {project_id}'s "
-                    f"history window ({format_duration(retention)}): the earliest point you "
-                    f"can reach is {rfc3339(earliest.replace(microsecond=0))}")
-            if check_only:
-                ctx.check("the target lies in the project's history window", True,
-                          f"{rfc3339(target)}; history kept since "
-                          f"{rfc3339(earliest.replace(microsecond=0))}")
         branch = await client.get_branch(project_id, branch_id)
         label = _branch_label(branch, branch_id)
         source = branch if source_id == branch_id else await client.get_branch(project_id,
                                                                                source_id)
         source_label = ("its own history" if source_id == branch_id
                         else f"branch {_branch_label(source, source_id)}")
+        window = restore_window(project, source, now)
+        window.refuse_if_outside(target)
         if check_only:
+            if window.earliest is not None:
+                ctx.check("the target lies in the project's history window", True,
+                          f"{rfc3339(target)}; reachable from {window.earliest_shown}")
+            ctx.output(PLAN_HISTORY_CAP)
             ctx.output(f"branch {label}: {branch.get('current_state') or 'state unknown'}; "
                        f"restore from {source_label} at {rfc3339(target)}")
             await client.get_database(project_id, branch_id, database)
