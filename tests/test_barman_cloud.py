@@ -6,6 +6,7 @@ gaps, and a bad backup.info among good ones."""
 from __future__ import annotations
 
 import bz2
+import json
 import gzip
 import lzma
 import os
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
-from barman_support import BarmanCloud, missing_reason
 
 from tui.pitr.window import Gap
 from tui.postgres.access import let_server_account_run_drdeck
@@ -35,6 +35,7 @@ from tui.sources.barman_cloud import (
 )
 from tui.wal.names import Segment, parse_lsn
 
+from barman_support import BarmanCloud, missing_reason
 from harness.s3 import S3Endpoint
 from pitr_support import wait_archived
 
@@ -226,3 +227,45 @@ def test_a_destination_or_server_name_that_cannot_be_right_is_refused(
         destination, server_name, message) -> None:
     with pytest.raises(BarmanCloudError, match=message):
         read_object_store(destination, server_name, endpoint_url="http://127.0.0.1:9")
+
+
+@pytest.mark.slow
+@needs_barman
+def test_a_cluster_backed_up_by_barman_cloud_alone_has_an_inventory_and_a_status(
+        world: World, tmp_path) -> None:
+    """What a CloudNativePG user configures: their bucket, and nothing of drdeck's."""
+    from backup_support import Deck
+
+    barman = world.barman
+    config = tmp_path / "drdeck.toml"
+    config.write_text(f"""
+[clusters.prod]
+dsn = "host=/nonexistent dbname=app"
+rpo = "1h"
+barman_cloud = {{ destination = "{barman.destination}", server_name = "{barman.server_name}", endpoint_url = "{barman.endpoint.url}" }}
+""")
+    deck = Deck(config, tmp_path / "state", barman.endpoint.env())
+    proc = deck.run("inventory", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [cluster] = json.loads(proc.stdout)["clusters"]
+    assert cluster["error"] is None and cluster["pgbackrest"] is None
+    report = cluster["barman_cloud"]
+    assert [b["id"] for b in report["backups"]] == [world.backup_id]
+    assert datetime.fromisoformat(report["window"]["end"]) - world.last_commit \
+        < timedelta(seconds=1)
+
+    human = deck.run("inventory")
+    assert human.returncode == 0, human.stderr
+    assert f"Barman Cloud server {barman.server_name} in {barman.destination}:" in human.stdout
+    assert f"{world.backup_id}  DONE  ended" in human.stdout
+
+    proc = deck.run("status", "--json")
+    items = {i["check"]: i for i in json.loads(proc.stdout)["clusters"][0]["items"]}
+    assert "snapshot" not in items and "repository" not in items
+    assert items["wal"]["reason"].startswith("newest recoverable point is")
+
+    # a mistake in the table is the configuration's, with its place
+    config.write_text(config.read_text().replace('server_name = "pg"', 'server_name = "../x"'))
+    proc = deck.run("inventory")
+    assert proc.returncode == 2
+    assert "drdeck.toml:5:" in proc.stderr and "is not a Barman server name" in proc.stderr

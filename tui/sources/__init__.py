@@ -22,6 +22,7 @@ ENTRY_POINT_GROUP = "drdeck.sources"
 # kind -> "module:class"; imported only when a cluster is asked about its sources
 BUILT_IN = {
     "pgbackrest": "tui.sources.pgbackrest:PgbackrestSource",
+    "barman_cloud": "tui.sources.barman_cloud:BarmanCloudSource",
 }
 
 

@@ -68,7 +68,7 @@ from tui.pitr.window import (
     contiguous_run,
     missing_histories,
 )
-from tui.sources.base import SourceError
+from tui.sources.base import Source, SourceError
 from tui.storage.base import StorageError, StoredObject
 from tui.wal.names import (
     BACKUP,
@@ -823,6 +823,64 @@ def picture_dict(picture: ObjectStorePicture) -> dict[str, Any]:
         "gaps": [g.describe() for g in recovery.gaps],
         "problems": list(recovery.problems),
     }
+
+
+class BarmanCloudSource(Source):
+    """A Barman Cloud object store that backs a cluster up (CloudNativePG's, or one
+    written by barman-cloud-backup): read, never written.
+
+        [clusters.NAME]
+        barman_cloud = { destination = "s3://bucket/path", server_name = "pg" }
+    """
+
+    kind = KIND
+    title = "Barman Cloud"
+    # endpoint_url: an S3-compatible service (MinIO, R2, a test server); region: the
+    # bucket's, when the AWS chain does not say. Credentials: the AWS chain, as elsewhere.
+    settings = {"destination": True, "server_name": True, "endpoint_url": False,
+                "region": False}
+    example = '{ destination = "s3://bucket/path", server_name = "pg" }'
+
+    def __init__(self, destination: str, server_name: str, endpoint_url: str | None = None,
+                 region: str | None = None) -> None:
+        self.destination, self.server_name = destination, server_name
+        self.endpoint_url, self.region = endpoint_url, region
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, str], config: Any = None) -> BarmanCloudSource:
+        return cls(settings["destination"], settings["server_name"],
+                   settings.get("endpoint_url"), settings.get("region"))
+
+    @classmethod
+    def check_settings(cls, settings: dict[str, str]) -> list[tuple[str, str]]:
+        problems = []
+        for key, check in (("destination", Destination.parse),
+                           ("server_name", check_server_name)):
+            try:
+                check(settings[key])
+            except BarmanCloudError as exc:
+                problems.append((key, str(exc)))
+        return problems
+
+    def describe(self) -> str:
+        return f"server {self.server_name} in {self.destination}"
+
+    def read(self, read_commit_times: bool = True) -> dict[str, Any]:
+        return inventory(self.destination, self.server_name, self.endpoint_url, self.region,
+                         read_commit_times)
+
+    def picture(self, read_commit_times: bool = True) -> ObjectStorePicture:
+        """The backups, the archive and the windows, for a recovery (tui.pitr)."""
+        return read_object_store(self.destination, self.server_name, self.endpoint_url,
+                                 self.region, read_commit_times=read_commit_times)
+
+    def backup_line(self, backup: dict[str, Any]) -> str:
+        if backup.get("status") is None:  # unreadable: its problem is the line
+            return f"{backup.get('id')}  UNREADABLE: {backup.get('problem')}"
+        line = f"{backup.get('id')}  {backup.get('status')}  ended {backup.get('end_time')}"
+        if backup.get("name"):
+            line += f"  ({backup['name']})"
+        return line + (f"  NOT USABLE: {backup['problem']}" if backup.get("problem") else "")
 
 
 def _timelines(archive: Archive) -> list[dict[str, Any]]:
