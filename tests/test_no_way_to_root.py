@@ -1,6 +1,7 @@
 """No way to root: whoever can write the repository, or acts as the server's `postgres`
 account, gets no file of root's through drdeck, which runs as root for a PITR, a restore
-or a verification.
+or a verification; nor, through a planted dump, a superuser's powers on the server that a
+full verification restores it into.
 
 Each attack is the real one: a forged manifest in a real local repository and in an S3
 repository (moto over HTTP), a base backup that is a real tar holding symbolic links, a
@@ -12,16 +13,19 @@ attack keeps its bytes, owner and mode, with nothing new next to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
 import os
 import pwd
+import secrets
 import shutil
 import stat
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +42,8 @@ from tui.storage.s3 import S3Store
 
 from backup_support import local_repository, s3_repository
 from cli_support import drdeck, json_events
+from crash_support import processes
+from harness.postgres import ScratchCluster, start_on_a_free_port
 from repo_support import fake_snapshot
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
@@ -536,3 +542,211 @@ def test_a_data_directory_the_server_account_swaps_for_a_link_is_refused(
         assert list(roots.iterdir()) == []
     finally:
         shutil.rmtree(roots, ignore_errors=True)
+
+
+# --- 4. a dump is repository content: restored for a test, it gets no superuser ------------
+
+
+@pytest.fixture(scope="module")
+def verify_server() -> Iterator[ScratchCluster]:
+    """A cluster that asks for passwords (scram-sha-256), so the throwaway role really logs
+    in with its own; the configured DSN names the superuser."""
+    cluster = ScratchCluster.in_temp_directory(prefix="pg")
+    try:
+        cluster.init(auth="scram-sha-256", password=f"pw-{secrets.token_hex(6)}",
+                     no_sync=True)
+        start_on_a_free_port(cluster)
+        yield cluster
+    finally:
+        try:
+            cluster.stop(mode="immediate")
+        finally:
+            shutil.rmtree(cluster.base_dir, ignore_errors=True)
+
+
+def leftovers(cluster: ScratchCluster) -> list[tuple[str, str]]:
+    return cluster.execute("select 'role', rolname from pg_roles where rolname like "
+                           "'drdeck\\_verify%' union all select 'database', datname from "
+                           "pg_database where datname like 'drdeck\\_verify%'")
+
+
+class RestoreWatcher(threading.Thread):
+    """Reads the command line and environment of every pg_restore that restores, until
+    stopped: the throwaway role's password is in the environment of that one alone."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.seen: dict[bytes, set[bytes]] = {}  # command line -> its PGPASSWORDs
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            for pid, (line, _) in processes().items():
+                if os.path.basename(line.split(b"\0", 1)[0]) != b"pg_restore" \
+                        or b"--dbname=" not in line:
+                    continue
+                with contextlib.suppress(OSError):
+                    environ = Path(f"/proc/{pid}/environ").read_bytes()
+                    if not environ:  # exiting
+                        continue
+                    self.seen.setdefault(line, set()).add(next(
+                        (v[len(b"PGPASSWORD="):] for v in environ.split(b"\0")
+                         if v.startswith(b"PGPASSWORD=")), b""))
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=30)
+
+
+def test_a_full_verification_restores_a_planted_dump_as_no_superuser(
+        verify_server: ScratchCluster, shared: Path, tmp_path: Path) -> None:
+    """A real snapshot whose dump holds an expression index over a plpgsql function that
+    says it is IMMUTABLE and runs `COPY ... TO PROGRAM`: building the index calls it on
+    every row, so restoring the dump as a superuser runs the program on the server."""
+    cluster = verify_server
+    marker = server_dir(shared / "drop") / "pwned"
+    cluster.execute("create database app")
+    cluster.execute(f"""
+        create function public.lying(x int) returns int language plpgsql immutable
+            as $$ begin return x; end $$;
+        create table public.orders (id int);
+        insert into public.orders values (1);
+        create index on public.orders (public.lying(id));
+        -- replaced once its index is built: the program runs on a restore, not here
+        create function public.planted(x int) returns int language plpgsql volatile as $$
+        begin
+            perform pg_sleep(0.3);  -- time enough to read pg_restore's environment
+            execute 'copy (select 1) to program ''touch {marker}''';
+            return x;
+        end $$;
+        create or replace function public.lying(x int) returns int language plpgsql
+            immutable as $$ begin return public.planted(x); end $$;
+    """, dbname="app")
+    repo = server_dir(shared / "repo")
+    config = shared / "drdeck.toml"
+    config.write_text(f"""{local_repository(repo)}
+
+[clusters.{CLUSTER}]
+dsn_env = "DATABASE_URL"
+repository = "backups"
+databases = ["app"]
+gpg_recipients = []
+""")
+    env = {"DATABASE_URL": cluster.dsn("app")}
+    state = tmp_path / "state"
+    backup = drdeck("--config", str(config), "run", "snapshot-backup", "-p", "encrypt=false",
+                    "--json", state_dir=state, **env)
+    assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr
+    assert not marker.exists()
+
+    watcher = RestoreWatcher()
+    watcher.start()
+    try:
+        proc = drdeck("--config", str(config), "run", "verify-backup", "-p", "full=true",
+                      "--yes", "--json", state_dir=state, **env)
+    finally:
+        watcher.stop()
+
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    [check] = [e for e in json_events(proc.stdout) if e["event"] == "check"]
+    assert not check["ok"] and "to COPY to or from an external program" in check["detail"]
+    assert not marker.exists()
+    assert not list(marker.parent.iterdir())
+    assert leftovers(cluster) == []
+    # pg_restore logged in as the throwaway role, its password in PGPASSWORD alone
+    [(line, [password])] = [(line, list(found)) for line, found in watcher.seen.items()]
+    assert b"user=drdeck_verify_" in line and b"password" not in line.lower(), line
+    assert len(password) >= 24 and password.decode() not in cluster.dsn()
+    assert password.decode() not in proc.stdout + proc.stderr
+    for path in [*state.rglob("*"), *repo.rglob("*")]:
+        if path.is_file():
+            assert password not in path.read_bytes(), path
+
+
+def test_the_verification_role_holds_nothing_and_leaves_nothing(
+        verify_server: ScratchCluster) -> None:
+    from tui.postgres.throwaway_role import (
+        ThrowawayRoleFailed,
+        scratch_database_as_throwaway_role,
+    )
+
+    cluster = verify_server
+    dsn = cluster.dsn()
+
+    async def use(body) -> str:
+        async with scratch_database_as_throwaway_role(dsn, "drdeck_verify_probe",
+                                                      connections=3) as role:
+            return await body(role)
+
+    async def look(role) -> str:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(role.dsn, autocommit=True) as conn:
+            await conn.execute("create table public.t (x int)")  # the restore can create
+            row = await (await conn.execute("""
+                select current_user, r.rolsuper, r.rolcreatedb, r.rolcreaterole,
+                       r.rolreplication, r.rolbypassrls, r.rolconnlimit,
+                       r.rolvaliduntil < now() + interval '61 minutes',
+                       (select count(*) from pg_auth_members m where m.member = r.oid),
+                       (select pg_get_userbyid(datdba) from pg_database
+                        where datname = current_database())
+                from pg_roles r where r.rolname = current_user""")).fetchone()
+        assert row[0] == role.name and role.name.startswith("drdeck_verify_probe_")
+        assert row[1:] == (False, False, False, False, False, 3, True, 0, role.name)
+        assert role.dsn not in repr(role)
+        return role.name
+
+    asyncio.run(use(look))
+    assert leftovers(cluster) == []
+
+    async def cancelled(when: str) -> None:
+        restoring = asyncio.Event()
+
+        async def wait(role) -> None:
+            restoring.set()
+            await asyncio.sleep(60)
+
+        task = asyncio.ensure_future(use(wait))
+        if when == "restoring":
+            await restoring.wait()
+        while not leftovers(cluster):  # "made": as soon as the role exists
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    for when in ("made", "restoring"):
+        asyncio.run(cancelled(when))
+        assert leftovers(cluster) == [], when
+
+    hba = cluster.data_dir / "pg_hba.conf"
+    kept = hba.read_text()
+    try:
+        # what a server with only its own account's logins allowed looks like
+        hba.write_text("local all postgres scram-sha-256\n"
+                       "host all postgres 127.0.0.1/32 scram-sha-256\n")
+        reload(cluster)
+        with pytest.raises(ThrowawayRoleFailed) as refused:
+            asyncio.run(use(look))
+    finally:
+        hba.write_text(kept)
+        reload(cluster)
+    message = str(refused.value)
+    assert message.startswith("full verification restores as a throwaway unprivileged "
+                              "role (drdeck_verify_probe_")
+    assert "which could not log in: " in message and "no pg_hba.conf entry" in message
+    assert "allow password login for it in pg_hba.conf" in message
+    assert "or give target_dsn a host=127.0.0.1 connection" in message
+    assert leftovers(cluster) == []
+
+
+def reload(cluster: ScratchCluster) -> None:
+    """pg_ctl reload only signals: wait until new sessions start with the new files."""
+    before = cluster.scalar("select pg_conf_load_time()")
+    cluster.reload()
+    deadline = time.monotonic() + 10
+    while cluster.scalar("select pg_conf_load_time()") == before:
+        assert time.monotonic() < deadline, "the server did not reload"
+        time.sleep(0.02)
