@@ -6,8 +6,8 @@ gaps, and a bad backup.info among good ones."""
 from __future__ import annotations
 
 import bz2
-import json
 import gzip
+import json
 import lzma
 import os
 import re
@@ -242,7 +242,11 @@ def test_a_cluster_backed_up_by_barman_cloud_alone_has_an_inventory_and_a_status
 [clusters.prod]
 dsn = "host=/nonexistent dbname=app"
 rpo = "1h"
-barman_cloud = {{ destination = "{barman.destination}", server_name = "{barman.server_name}", endpoint_url = "{barman.endpoint.url}" }}
+
+[clusters.prod.barman_cloud]
+destination = "{barman.destination}"
+server_name = "{barman.server_name}"
+endpoint_url = "{barman.endpoint.url}"
 """)
     deck = Deck(config, tmp_path / "state", barman.endpoint.env())
     proc = deck.run("inventory", "--json")
@@ -268,4 +272,5 @@ barman_cloud = {{ destination = "{barman.destination}", server_name = "{barman.s
     config.write_text(config.read_text().replace('server_name = "pg"', 'server_name = "../x"'))
     proc = deck.run("inventory")
     assert proc.returncode == 2
-    assert "drdeck.toml:5:" in proc.stderr and "is not a Barman server name" in proc.stderr
+    assert "drdeck.toml:8:1: barman_cloud server_name '../x' is not a Barman server name" \
+        in proc.stderr

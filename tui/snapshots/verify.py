@@ -23,14 +23,10 @@ from typing import Any
 
 from tui.catalog.layout import stamp_of, verification_key
 from tui.catalog.manifest import Manifest, Verification
+from tui.catalog.signatures import UNSIGNED, Signing, write_signed
 from tui.errors import DrdeckError
-from tui.postgres.restore import (
-    create_database,
-    database_dsn,
-    drop_database,
-    restore_dump,
-    toc_items,
-)
+from tui.postgres.restore import restore_dump, toc_items
+from tui.postgres.throwaway_role import scratch_database_as_throwaway_role
 from tui.snapshots.compare import compare_counts
 from tui.snapshots.fetch import fetch_snapshot
 from tui.snapshots.pipes import Reporter
@@ -43,6 +39,7 @@ class VerifyPlan:
     gpg_home: str | None = None
     scratch_server_dsn: str | None = None  # full only
     jobs: int = 2
+    signing: Signing = UNSIGNED  # how the record is signed
 
 
 async def _verify_globals(manifest: Manifest, store: Any, plan: VerifyPlan,
@@ -84,9 +81,11 @@ async def verify_snapshot(manifest: Manifest, store: Any, plan: VerifyPlan, repo
     finally:
         dump.unlink(missing_ok=True)
     record = Verification(at=at.isoformat(), how=plan.how, ok=ok, detail=detail,
-                          by=operator_name(), duration_s=round(time.monotonic() - started, 3))
+                          by=operator_name(), duration_s=round(time.monotonic() - started, 3),
+                          snapshot=f"{manifest.cluster}/{manifest.database}/{manifest.stamp}",
+                          sha256_stored=manifest.sha256_stored)
     key = verification_key(manifest.cluster, manifest.database, manifest.stamp, stamp_of(at))
-    await asyncio.to_thread(store.write_bytes, key, record.to_json())
+    await asyncio.to_thread(write_signed, store, key, record.to_json(), plan.signing)
     reporter.output(f"recorded: {plan.how} verification {'passed' if ok else 'FAILED'}")
     return record
 
@@ -104,17 +103,16 @@ async def _verify(manifest: Manifest, store: Any, plan: VerifyPlan, reporter: Re
     if not plan.scratch_server_dsn:
         raise DrdeckError("a full verification needs a server to restore into (target_dsn)")
     scratch = f"drdeck_verify_{manifest.stamp.lower()}"
-    server = plan.scratch_server_dsn
-    await create_database(server, scratch, replace=True)
-    try:
-        reporter.output(f"test restore into the scratch database {scratch}")
+    # the dump's SQL runs as whoever restores it: never as the configured (super)user
+    async with scratch_database_as_throwaway_role(plan.scratch_server_dsn, scratch,
+                                                  connections=max(1, plan.jobs) + 2) as role:
+        reporter.output(f"test restore into the scratch database {scratch}, as {role.name}, "
+                        "a role made for it with no privileges")
         # a scratch database proves the data; owners and grants name roles that another
         # server (a CI container, a laptop) need not have
-        await restore_dump(dump, database_dsn(server, scratch), jobs=plan.jobs,
-                           reporter=reporter, env=env, no_owner=True)
-        differences = await compare_counts(database_dsn(server, scratch), manifest)
-    finally:
-        await drop_database(server, scratch)
+        await restore_dump(dump, role.dsn, jobs=plan.jobs, reporter=reporter, env=env,
+                           no_owner=True)
+        differences = await compare_counts(role.dsn, manifest)
     if differences:
         shown = "; ".join(d.describe() for d in differences[:5])
         return False, f"restored, but row counts differ from the manifest: {shown}"

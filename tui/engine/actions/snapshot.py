@@ -53,7 +53,8 @@ class SnapshotCreate(Action):
                 "them to drdeck.toml, or set encrypt = false (-p encrypt=false) to store an "
                 "unencrypted snapshot")
         plan = SnapshotPlan(target.cluster.name, target.database, target.database_dsn(),
-                            encrypt, target.cluster.gpg_recipients, target.gpg_home)
+                            encrypt, target.cluster.gpg_recipients, target.gpg_home,
+                            target.signing)
         manifest = await create_snapshot(plan, target.store, ctx, ctx.libpq_env())
         return ActionResult(output=manifest.stamp)
 
@@ -123,7 +124,7 @@ class SnapshotVerify(Action):
         full = bool(args.get("full"))
         plan = VerifyPlan("full" if full else "list", ctx.run.workdir, target.gpg_home,
                           (args.get("target_dsn") or target.server_dsn()) if full else None,
-                          int(args.get("jobs", 2)))
+                          int(args.get("jobs", 2)), target.signing)
         record = await verify_snapshot(snapshot.manifest, target.store, plan, ctx,
                                        ctx.libpq_env())
         ctx.check(f"snapshot {snapshot.stamp} verifies ({plan.how})", record.ok, record.detail)
