@@ -54,6 +54,11 @@ def test_inventory_screen(snap_compare, config) -> None:
         await pilot.pause()
         await pilot.press("i")
         await wait_for(pilot, lambda: inventory(pilot).inventories)
+        # the rows are in, and the table has sized its columns to them (it does so when
+        # idle: on a busy machine the picture could otherwise show them cut short)
+        table = inventory(pilot).query_one("#snapshots")
+        await wait_for(pilot, lambda: table.row_count and not table._require_update_dimensions)
+        await pilot.pause()
 
     app = frozen_app(config=config, utc_now=lambda: NOW,
                      runbooks=load_directory(SHIPPED_DIR))
