@@ -57,7 +57,7 @@ def for_gpg(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 def for_program(environ: Mapping[str, str] | None = None, names: Iterable[str] = (),
                 prefixes: tuple[str, ...] = ()) -> dict[str, str]:
     """A backup engine's program (tui.sources): the base set and the variables it is
-    configured by, such as pgbackrest's PGBACKREST_* (a repository key among them: the
+    configured by, such as its own option variables (a repository key among them: the
     program needs it, a restored server does not)."""
     environ = _from(environ)
     return {**base(environ), **_pick(environ, names, prefixes)}

@@ -32,7 +32,7 @@ def load_inventories(config: Any, names: list[str] | None = None,
     def read(cluster: ClusterConfig) -> ClusterInventory:
         sources = sources_for(config, cluster)
         if cluster.repository is None and sources:
-            # a cluster whose only engines are others' (pgBackRest, say) is complete
+            # a cluster backed up only by other engines (tui.sources) is complete
             inventory = ClusterInventory(cluster.name, "-", cluster.rpo)
         else:
             try:

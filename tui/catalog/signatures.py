@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tui.catalog.manifest import MAX_RECORD_BYTES, ManifestInvalid, read_capped
+from tui.catalog.manifest import ManifestInvalid, read_capped
 from tui.crypto import CryptoError, passphrase_from_environment
 from tui.storage.base import ObjectNotFound
 
@@ -176,6 +176,3 @@ def read_signed(store: Any, key: str, signing: Signing, limit: int) -> bytes:
         raise SignatureRefused(store.location(key), why)
     return data
 
-
-def read_signed_record(store: Any, key: str, signing: Signing) -> bytes:
-    return read_signed(store, key, signing, MAX_RECORD_BYTES)

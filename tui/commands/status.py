@@ -24,7 +24,8 @@ states and thresholds (per cluster; the worst sets the exit code):
   snapshot         newest complete snapshot older than the cluster's rpo: critical;
                    older than 75% of it: warning; none at all: critical
   wal              newest recoverable point in time (base backups + WAL archive, or
-                   pgBackRest) older than the rpo: critical; than 75% of it: warning
+                   another engine's window) older than the rpo: critical; than 75%
+                   of it: warning
   archiver         the server's archive_command failing (pg_stat_archiver, asked
                    through the cluster's dsn): critical; the server cannot be asked
                    while the repository holds its WAL archive: warning

@@ -440,7 +440,7 @@ class _Checker:
 
     def engines(self, spec: dict, where: KeyPath, kinds: list[str],
                 ) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
-        """Each other engine's table (`pgbackrest = { stanza = "main" }`), checked against
+        """Each other engine's table (`<kind> = { key = "value" }`), checked against
         what the engine says it takes (tui.sources.base.Source.settings)."""
         from tui.sources import engine_for
 

@@ -56,7 +56,7 @@ class ClusterConfig:
     rto: float | None = None  # seconds
     retention: Retention = field(default_factory=Retention)
     # the other engines that back it up (tui.sources), as (kind, ((key, value), ...)):
-    # `[clusters.NAME] pgbackrest = { stanza = "main" }` is ("pgbackrest", (("stanza", "main"),))
+    # `[clusters.NAME] <kind> = { key = "value" }` is ("<kind>", (("key", "value"),))
     engines: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     def engine(self, kind: str) -> dict[str, str] | None:

@@ -453,7 +453,7 @@ def _repository_verifications(config: Any, start: datetime, end: datetime
 
     records, read = [], []
     for cluster in config.clusters.values():
-        # the snapshots and their records only: no PITR picture, no pgBackRest call
+        # the snapshots and their records only: no PITR picture, no other engine asked
         try:
             inventory = read_cluster(open_store(config.repository_for(cluster)), cluster.name,
                                      signing=signing_for(config, cluster))

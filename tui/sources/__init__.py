@@ -14,8 +14,8 @@ from typing import Any
 from tui.errors import InvalidInput
 from tui.sources.base import Line, Source, SourceError, SourceReport
 
-__all__ = ["Line", "Source", "SourceError", "SourceReport", "engine_for", "read_sources",
-           "source_classes", "sources_for"]
+__all__ = ["Line", "Source", "SourceError", "SourceReport", "engine_for", "source_classes",
+           "sources_for"]
 
 ENTRY_POINT_GROUP = "drdeck.sources"
 
@@ -66,9 +66,3 @@ def sources_for(config: Any, cluster: Any) -> list[Source]:
             found.append(source)
     return found
 
-
-def read_sources(config: Any, cluster: Any,
-                 read_commit_times: bool = True) -> list[SourceReport]:
-    """Every source of the cluster, read; one that fails reports its error."""
-    return [SourceReport(source, source.report(read_commit_times))
-            for source in sources_for(config, cluster)]
