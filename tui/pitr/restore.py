@@ -19,6 +19,7 @@ import shlex
 import shutil
 import stat
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,32 +115,15 @@ def new_socket_dir(data_dir: Path | None = None) -> Path:
 async def unpack_base(base: BaseManifest, store: Any, data_dir: Path, reporter: Reporter,
                       gpg_home: str | None) -> None:
     """Stream the base backup into `tar -x`; on any doubt, the directory is emptied again."""
-    read_end, write_end = os.pipe()
-    # as the server's account, which owns the directory already: whatever the archive
-    # holds, or that account puts in the directory meanwhile, tar writes only where the
-    # server itself could
-    account = server_account()
-    as_server: dict[str, Any] = {} if account is None else {
-        "user": account.uid, "group": account.gid, "extra_groups": list(account.groups)}
-    tar = await asyncio.create_subprocess_exec(
-        "tar", "--extract", "--file=-", f"--directory={data_dir}", "--no-same-owner",
-        stdin=read_end, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env=environment.base(), cwd="/", start_new_session=True, **as_server)
-    os.close(read_end)
     item = StoredItem(base.object, base.stored_size, base.sha256_stored, base.encrypted,
                       what="this base backup")
+
+    async def feed(tar_input: int) -> str | None:
+        return await stream_object(item, store, tar_input, reporter, gpg_home,
+                                   hash_plaintext=True)
+
     try:
-        try:
-            unpacked = await stream_object(item, store, write_end, reporter, gpg_home,
-                                           hash_plaintext=True)
-        except BrokenPipeError:
-            unpacked = None  # tar stopped reading (a full disk, say): its stderr says why
-        finally:
-            os.close(write_end)
-        _, errors = await tar.communicate()
-        if tar.returncode != 0 or unpacked is None:
-            raise RestoreRefused(f"tar could not unpack the base backup into {data_dir}: "
-                                 f"{errors.decode(errors='replace').strip()[-300:]}")
+        unpacked = await untar_into(data_dir, feed, "the base backup")
         if base.sha256_plaintext and unpacked != base.sha256_plaintext:
             raise RestoreRefused(
                 f"{store.location(base.object)}: the decrypted tar's sha256 is "
@@ -149,8 +133,44 @@ async def unpack_base(base: BaseManifest, store: Any, data_dir: Path, reporter: 
                 "after another base backup, or take a new one")
         refuse_planted(data_dir, store.location(base.object))
     except BaseException:
+        empty_directory(data_dir)
+        raise
+
+
+async def untar_into(directory: Path, feed: Callable[[int], Awaitable[Any]], what: str) -> Any:
+    """`tar -x` into `directory`, `feed` writing the tar stream into its pipe (given the
+    pipe's descriptor); what `feed` returns. Raises RestoreRefused when tar fails or stops
+    reading (a full disk, say: its own words say why); the caller empties the directory.
+
+    tar runs as the server's account, which owns the directory already: whatever the
+    archive holds, or that account puts in the directory meanwhile, tar writes only where
+    the server itself could.
+    """
+    read_end, write_end = os.pipe()
+    account = server_account()
+    as_server: dict[str, Any] = {} if account is None else {
+        "user": account.uid, "group": account.gid, "extra_groups": list(account.groups)}
+    tar = await asyncio.create_subprocess_exec(
+        "tar", "--extract", "--file=-", f"--directory={directory}", "--no-same-owner",
+        stdin=read_end, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env=environment.base(), cwd="/", start_new_session=True, **as_server)
+    os.close(read_end)
+    try:
+        fed = False
+        try:
+            result = await feed(write_end)
+            fed = True
+        except BrokenPipeError:
+            pass  # tar stopped reading: its stderr says why
+        finally:
+            os.close(write_end)
+        _, errors = await tar.communicate()
+        if tar.returncode != 0 or not fed:
+            raise RestoreRefused(f"tar could not unpack {what} into {directory}: "
+                                 f"{errors.decode(errors='replace').strip()[-300:]}")
+        return result
+    except BaseException:
         await reap(tar)
-        _empty(data_dir)
         raise
 
 
@@ -190,7 +210,7 @@ def _kind(path: Path, info: os.stat_result) -> str:
     return "a special file"
 
 
-def _empty(path: Path) -> None:
+def empty_directory(path: Path) -> None:
     """A half-unpacked data directory must not look like a good one."""
     for child in path.iterdir():
         if child.is_dir() and not child.is_symlink():

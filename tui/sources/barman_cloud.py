@@ -219,6 +219,14 @@ class BarmanBackup:
         return Segment.parse(_required(self.end_wal, "end_wal"), self.wal_segment_size)
 
     @property
+    def start_lsn(self) -> str:
+        return format_lsn(_required(self.begin_lsn, "begin_lsn"))
+
+    @property
+    def stop_lsn(self) -> str:
+        return format_lsn(_required(self.end_lsn, "end_lsn"))
+
+    @property
     def stopped(self) -> datetime:
         """When the backup was certainly consistent: the earliest point it can reach."""
         return _required(self.end_time, "end_time") + CONSISTENCY_MARGIN
@@ -432,6 +440,15 @@ def list_store(store: Any, server_name: str) -> StoreListing:
         elif item.key.startswith(wals):
             _file_wal_object(listing, item, item.key[len(wals):])
     return listing
+
+
+def list_wal_objects(store: Any, server_name: str, name: str, listing: StoreListing) -> None:
+    """Look for one WAL file again (compressed or not), adding it to `listing` if found:
+    archiving goes on while a restore reads the store."""
+    wals = f"{server_name}/wals/"
+    where = f"{wals}{name}" if HISTORY.fullmatch(name) else f"{wals}{name[:16]}/{name}"
+    for item in store.list(where):
+        _file_wal_object(listing, item, item.key[len(wals):])
 
 
 def _file_backup_object(listing: StoreListing, item: StoredObject, rest: str) -> None:
@@ -667,6 +684,7 @@ class ObjectStorePicture:
     wal_segment_size: int | None
     recovery: RecoveryPicture  # base_backups: (backup, id, problem); None for the unreadable
     end_is: dict[str, str] = field(default_factory=dict)  # window's last segment -> how
+    listing: StoreListing | None = None  # the objects as listed, for a restore to fetch
 
     def problem_of(self, backup: BarmanBackup) -> str | None:
         return next((problem or None for found, _, problem in self.recovery.base_backups
@@ -699,7 +717,8 @@ def read_object_store(destination: str, server_name: str, endpoint_url: str | No
     said += [f"backup {b.backup_id} cannot be restored: {problems[b.backup_id]}"
              for b in backups if b.backup_id in problems and b.status in (DONE, "FAILED")]
     picture = ObjectStorePicture(where.url, server_name, store.endpoint, backups, unreadable,
-                                 None, RecoveryPicture(base_backups, Archive(), [], [], said))
+                                 None, RecoveryPicture(base_backups, Archive(), [], [], said),
+                                 listing=listing)
     if not usable:
         picture.recovery.problems.append("no backup to restore from (none is DONE with its "
                                          "data in the store)")
@@ -861,6 +880,12 @@ class BarmanCloudSource(Source):
             except BarmanCloudError as exc:
                 problems.append((key, str(exc)))
         return problems
+
+    @classmethod
+    def action_classes(cls) -> tuple[type, ...]:
+        from tui.sources.barman_cloud_actions import BarmanCloudPreflight, BarmanCloudRestore
+
+        return (BarmanCloudPreflight, BarmanCloudRestore)
 
     def describe(self) -> str:
         return f"server {self.server_name} in {self.destination}"

@@ -112,6 +112,12 @@ class Source(ABC):
         """One backup of the report, for a person."""
         return str(backup)
 
+    @classmethod
+    def action_classes(cls) -> tuple[type, ...]:
+        """The runbook actions the engine brings (tui.engine.actions.base.Action
+        subclasses: its pre-flight and restore, say), imported only when asked for."""
+        return ()
+
     def policy_lines(self) -> list[str]:
         """Markdown lines for the cluster's policy document (tui.journal.policy)."""
         return [f"- {self.title} {self.describe()} also backs this cluster up; drdeck reads "

@@ -659,6 +659,12 @@ class PgbackrestSource(Source):
     def from_settings(cls, settings: dict[str, str], config: Any = None) -> PgbackrestSource:
         return cls(settings["stanza"], settings.get("config"), settings.get("os_user"))
 
+    @classmethod
+    def action_classes(cls) -> tuple[type, ...]:
+        from tui.sources.pgbackrest_actions import PgbackrestPreflight, PgbackrestRestore
+
+        return (PgbackrestPreflight, PgbackrestRestore)
+
     def describe(self) -> str:
         return f"stanza {self.stanza}"
 

@@ -7,6 +7,7 @@ and the repository, and report what they see.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -192,8 +193,6 @@ class PitrRestore(Action):
                 f"recover to {args.get('target') or 'latest'}")
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
-        from tui.errors import DrdeckError
-        from tui.pitr.follow import Goal, RecoveryFailed, follow
         from tui.pitr.restore import (
             SPOOL,
             Placement,
@@ -205,7 +204,6 @@ class PitrRestore(Action):
         from tui.postgres.cluster import server_account
         from tui.postgres.dsn import with_database
         from tui.wal.feeder import WalFeeder, restore_command
-        from tui.wal.names import parse_lsn
 
         # checked again, silently: time has passed since the pre-flight step
         plan = await preflight(ctx, args, report=False)
@@ -223,40 +221,57 @@ class PitrRestore(Action):
                            depth=int(args.get("prefetch", 16)),
                            owner=(account.uid, account.gid) if account else None, reporter=ctx)
         feeder.prepare()
-        command = restore_command(feeder.spool)
-        configure(server, target, command=command, timeline=str(args.get("timeline") or ""))
+        configure(server, target, command=restore_command(feeder.spool),
+                  timeline=str(args.get("timeline") or ""))
         ctx.output(f"starting PostgreSQL on port {placement.port} to recover to "
                    f"{target.describe()} (WAL fed by drdeck through {feeder.spool})")
-        feeding = asyncio.ensure_future(feeder.run())
-        try:
-            await asyncio.to_thread(server.start, wait=False)
-            dsn = with_database(server.dsn(user=_user(cluster_config.resolve_dsn())),
-                                _database(cluster_config.resolve_dsn()))
-            goal = Goal(parse_lsn(base.start_lsn), plan.window.end_lsn, base.stopped,
-                        target.moment)
-            state = await follow(dsn, server.log_file, goal, ctx, server.is_running)
-            if feeding.done() and feeding.exception() is not None:
-                raise feeding.exception()
-        except BaseException as exc:
-            await asyncio.to_thread(server.stop, "fast")  # never leave a half-recovered server
-            # a restore_command still waiting gives up once the spool is gone, and with it the
-            # startup process of a killed server, which would hold up a start by hand
-            feeding.cancel()
-            _clear(feeder.spool)
-            finish = _hand_over(ctx, server, cluster_config, feeder.spool, gpg_home)
-            if isinstance(exc, DrdeckError):
-                # permanent: the data directory is no longer empty, so a retry is refused
-                raise RecoveryFailed(f"{exc}. {finish}") from None
-            ctx.output(finish)
-            raise
-        finally:
-            feeding.cancel()
-            await feeder.close()
-            _clear(feeder.spool)
-        ctx.output(f"{state.restored_segments} WAL files restored from the archive")
-        verify_recovery(ctx, base, target, state)
+        dsn = with_database(server.dsn(user=_user(cluster_config.resolve_dsn())),
+                            _database(cluster_config.resolve_dsn()))
+        await replay(ctx, server, plan, feeder, dsn,
+                     lambda: _hand_over(ctx, server, cluster_config, feeder.spool, gpg_home))
         ctx.output(f"recovered and promoted: connect with {dsn}")
         return ActionResult(output=dsn)
+
+
+async def replay(ctx: StepContext, server: Any, plan: Any, feeder: Any, dsn: str,
+                 hand_over: Callable[[], str]) -> None:
+    """Start the restored server, `feeder` (tui.wal.feeder, prepared) serving its WAL;
+    follow the recovery to the plan's target live, and check where it ended.
+
+    On any failure the server is stopped and the spool removed, and `hand_over()`
+    leaves the data directory ready to finish by hand; what it says ends the message.
+    """
+    from tui.errors import DrdeckError
+    from tui.pitr.follow import Goal, RecoveryFailed, follow
+    from tui.wal.names import parse_lsn
+
+    base, target = plan.base, plan.target
+    feeding = asyncio.ensure_future(feeder.run())
+    try:
+        await asyncio.to_thread(server.start, wait=False)
+        goal = Goal(parse_lsn(base.start_lsn), plan.window.end_lsn, base.stopped,
+                    target.moment)
+        state = await follow(dsn, server.log_file, goal, ctx, server.is_running)
+        if feeding.done() and feeding.exception() is not None:
+            raise feeding.exception()
+    except BaseException as exc:
+        await asyncio.to_thread(server.stop, "fast")  # never leave a half-recovered server
+        # a restore_command still waiting gives up once the spool is gone, and with it the
+        # startup process of a killed server, which would hold up a start by hand
+        feeding.cancel()
+        _clear(feeder.spool)
+        finish = hand_over()
+        if isinstance(exc, DrdeckError):
+            # permanent: the data directory is no longer empty, so a retry is refused
+            raise RecoveryFailed(f"{exc}. {finish}") from None
+        ctx.output(finish)
+        raise
+    finally:
+        feeding.cancel()
+        await feeder.close()
+        _clear(feeder.spool)
+    ctx.output(f"{state.restored_segments} WAL files restored from the archive")
+    verify_recovery(ctx, base, target, state)
 
 
 def _hand_over(ctx: StepContext, server: Any, cluster: Any, spool: Path,

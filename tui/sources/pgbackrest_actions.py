@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,11 +262,8 @@ def _short(path: str, data_dir: Path) -> str:
 
 def _empty(*paths: Path | None) -> None:
     """A half-restored data directory must not look like a good one."""
+    from tui.pitr.restore import empty_directory
+
     for path in paths:
-        if path is None or not path.is_dir():
-            continue
-        for child in path.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                child.unlink(missing_ok=True)
+        if path is not None and path.is_dir():
+            empty_directory(path)
