@@ -31,6 +31,7 @@ BENCHMARKS = {
     "snapshot-restore": "bench.snapshot_restore",
     "snapshot-memory": "bench.snapshot_memory",
     "wal-fetch": "bench.wal_fetch",
+    "barman-wal": "bench.barman_wal",
     "inventory": "bench.inventory",
     "journal": "bench.journal",
     "history": "bench.history",

@@ -136,12 +136,14 @@ class World:
     spool_leftovers: list[int] = field(default_factory=list)  # the spooled-line runs
     feeder_waits: dict[str, list[int]] = field(default_factory=dict)  # requests via .want
     feeder_crashes: list[str] = field(default_factory=list)
+    endpoint: Any = None  # moto's S3Endpoint, and the bucket the S3 repository is in
+    bucket: str = ""
 
 
 # --- the world ---------------------------------------------------------------------------
 
 
-def build(stack: contextlib.ExitStack) -> World:
+def build(stack: contextlib.ExitStack, segments_wanted: int = SEGMENTS) -> World:
     use_test_harness()
     from tui.config import load_config_file
     from tui.postgres.binaries import pg_bin
@@ -172,7 +174,7 @@ def build(stack: contextlib.ExitStack) -> World:
     phases["cluster, pgbench -i, base backup"] = time.perf_counter() - started
 
     now = time.perf_counter()
-    wanted = (SEGMENTS - 1) * SEGMENT_MB * 2**20
+    wanted = (segments_wanted - 1) * SEGMENT_MB * 2**20
     accounts = SCALE * 100_000
     first = 1
     with cluster.connect(DATABASE) as conn:
@@ -216,7 +218,8 @@ def build(stack: contextlib.ExitStack) -> World:
     # the source's work is done: nothing of it must compete with the timed recoveries
     cluster.stop("fast")
     return World(scratch, archive, base, local_config, s3_config, local_store, s3_store,
-                 segments, expected_sum, wal_bytes, target_lsn, phases)
+                 segments, expected_sum, wal_bytes, target_lsn, phases, endpoint=endpoint,
+                 bucket=bucket)
 
 
 def _target_inside_a_segment(conn: Any) -> str:
