@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -231,6 +231,12 @@ def test_a_destination_or_server_name_that_cannot_be_right_is_refused(
 
 @pytest.mark.slow
 @needs_barman
+def world_time(world: World) -> str:
+    """The backup's end as drdeck shows times: UTC, to the second."""
+    (backup,) = world.read().backups
+    return backup.end_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def test_a_cluster_backed_up_by_barman_cloud_alone_has_an_inventory_and_a_status(
         world: World, tmp_path) -> None:
     """What a CloudNativePG user configures: their bucket, and nothing of drdeck's."""
@@ -260,13 +266,25 @@ endpoint_url = "{barman.endpoint.url}"
 
     human = deck.run("inventory")
     assert human.returncode == 0, human.stderr
+    assert "prod  no drdeck repository: backed up by Barman Cloud" in human.stdout
+    assert re.search(r"newest recoverable point \S+ old \(Barman Cloud\) · RPO 1h · ok",
+                     human.stdout), human.stdout
+    assert "no snapshot" not in human.stdout  # it never was to have one
     assert f"Barman Cloud server {barman.server_name} in {barman.destination}:" in human.stdout
-    assert f"{world.backup_id}  DONE  ended" in human.stdout
+    assert f"{world.backup_id}  DONE  ended {world_time(world)}" in human.stdout
 
     proc = deck.run("status", "--json")
     items = {i["check"]: i for i in json.loads(proc.stdout)["clusters"][0]["items"]}
     assert "snapshot" not in items and "repository" not in items
     assert items["wal"]["reason"].startswith("newest recoverable point is")
+    assert "run one (pitr-barman)" in items["drill"]["reason"]  # the runbook that restores it
+
+    # the policy document speaks of what protects this cluster, not of drdeck's snapshots
+    assert deck.run("docs", "--out", str(tmp_path / "docs")).returncode == 0
+    policy = (tmp_path / "docs" / "backup-policy.md").read_text()
+    assert "the newest recoverable point must be younger than this" in policy
+    assert "drdeck keeps no repository for this cluster" in policy
+    assert "Not encrypted" not in policy and "### Retention" not in policy
 
     # a mistake in the table is the configuration's, with its place
     config.write_text(config.read_text().replace('server_name = "pg"', 'server_name = "../x"'))
@@ -274,3 +292,4 @@ endpoint_url = "{barman.endpoint.url}"
     assert proc.returncode == 2
     assert "drdeck.toml:8:1: barman_cloud server_name '../x' is not a Barman server name" \
         in proc.stderr
+

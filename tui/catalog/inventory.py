@@ -109,6 +109,7 @@ class ClusterInventory:
     pitr: Any = None  # the point-in-time picture (tui.pitr.window), when there is one
     # what each of the cluster's other engines reports (tui.sources.SourceReport)
     sources: list[Any] = field(default_factory=list)
+    engines_only: bool = False  # no drdeck repository: its engines back it up alone
 
     def complete(self, database: str | None = None) -> list[Snapshot]:
         return [s for s in self.snapshots
@@ -129,6 +130,19 @@ class ClusterInventory:
         if self.rpo_s is None:
             return "no target", age
         return ("ok" if age <= self.rpo_s else "breached"), age
+
+    def recoverable_state(self, now: datetime) -> tuple[str, float | None, str]:
+        """(ok | breached | no target | no window, age of the newest point the cluster's
+        engines can recover to, the engine's title) for a cluster they alone back up."""
+        ends = [(report.window_end, report.source.title) for report in self.sources
+                if report.window_end is not None]
+        if not ends:
+            return "no window", None, ""
+        latest, title = max(ends, key=lambda end: end[0])
+        age = max(0.0, (now - latest).total_seconds())
+        if self.rpo_s is None:
+            return "no target", age, title
+        return ("ok" if age <= self.rpo_s else "breached"), age, title
 
     def find(self, database: str, ref: str = "latest") -> Snapshot:
         """A complete snapshot by id, or the newest one; a clear error otherwise."""

@@ -33,7 +33,7 @@ def load_inventories(config: Any, names: list[str] | None = None,
         sources = sources_for(config, cluster)
         if cluster.repository is None and sources:
             # a cluster backed up only by other engines (tui.sources) is complete
-            inventory = ClusterInventory(cluster.name, "-", cluster.rpo)
+            inventory = ClusterInventory(cluster.name, "-", cluster.rpo, engines_only=True)
         else:
             try:
                 store = open_store(config.repository_for(cluster))

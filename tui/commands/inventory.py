@@ -49,6 +49,13 @@ def _print_cluster(inventory, now) -> None:
 
     state, age = inventory.rpo_state(now)
     rpo = f"RPO {format_duration(inventory.rpo_s)}" if inventory.rpo_s else "no RPO target"
+    if inventory.engines_only:
+        _say(f"{inventory.name}  no drdeck repository: backed up by "
+             f"{', '.join(r.source.title for r in inventory.sources)}")
+        _say(f"  {recoverable_line(inventory, now)}")
+        for report in inventory.sources:
+            _print_source(report)
+        return
     newest = f"newest {format_duration(age)} old" if age is not None else "no snapshot"
     _say(f"{inventory.name}  {inventory.repository}")
     _say(f"  {newest} · {rpo} · {state.upper() if state == 'breached' else state}")
@@ -79,6 +86,16 @@ def _print_cluster(inventory, now) -> None:
         _print_pitr(inventory.pitr)
     for report in inventory.sources:
         _print_source(report)
+
+
+def recoverable_line(inventory, now) -> str:
+    """How fresh the newest recoverable point of a cluster's engines is, against its RPO."""
+    state, age, title = inventory.recoverable_state(now)
+    rpo = f"RPO {format_duration(inventory.rpo_s)}" if inventory.rpo_s else "no RPO target"
+    if age is None:
+        return f"no recoverable point · {rpo} · {state}"
+    return (f"newest recoverable point {format_duration(age)} old ({title}) · {rpo} · "
+            f"{state.upper() if state == 'breached' else state}")
 
 
 def _print_source(report) -> None:

@@ -127,9 +127,12 @@ def _cluster_policy(src: Sources, cluster: Any) -> list[str]:
     if cluster.databases:
         lines += [f"Databases: {', '.join(f'`{d}`' for d in cluster.databases)}.", ""]
 
+    engines_only = cluster.repository is None and bool(sources_for(config, cluster))
+    newest = ("the newest recoverable point" if engines_only
+              else "the newest good snapshot")
     lines += ["### Targets", "", "| Target | Value | Meaning |", "|---|---|---|",
-              f"| RPO | {_target(cluster.rpo)} | the most data we accept to lose: the newest "
-              "good snapshot must be younger than this |",
+              f"| RPO | {_target(cluster.rpo)} | the most data we accept to lose: {newest} "
+              "must be younger than this |",
               f"| RTO | {_target(cluster.rto)} | the longest we accept to be down: from the "
               "start of a restore to service restored |", ""]
     restore = [rb for rb in src.runbooks if rb.scenario in DRILL_SCENARIOS]
@@ -140,6 +143,8 @@ def _cluster_policy(src: Sources, cluster: Any) -> list[str]:
                   for rb in with_targets]
         lines.append("")
 
+    if engines_only:
+        return [*lines, *_engines_only(config, cluster)]
     lines += ["### Backup schedule", "",
               f"Backup and verification runbooks, and how often they ran for this cluster in "
               f"the last {SCHEDULE_WINDOW.days} days (from the journal).", ""]
@@ -186,6 +191,18 @@ def _cluster_policy(src: Sources, cluster: Any) -> list[str]:
     else:
         lines += ["**Not encrypted**: no `gpg_recipients` are configured, so snapshots are "
                   "stored in plain text.", ""]
+    return lines
+
+
+def _engines_only(config: Any, cluster: Any) -> list[str]:
+    """Storage and encryption of a cluster that other engines alone back up: drdeck keeps
+    nothing of it, so its own schedule, retention and keys do not apply."""
+    lines = ["### Storage", "",
+             "drdeck keeps no repository for this cluster: its backups are those of the "
+             "engines below. Their schedule, retention and encryption are their own "
+             "configuration's.", ""]
+    for source in sources_for(config, cluster):
+        lines += [*source.policy_lines(), ""]
     return lines
 
 

@@ -386,6 +386,17 @@ def run_cluster(run: Any, only_cluster: str | None) -> str | None:
     return named or only_cluster
 
 
+def _restore_runbooks(cluster: Any) -> list[str]:
+    """The shipped runbooks that restore this cluster: drdeck's own when it has a
+    repository, and each of its engines' (tui.sources)."""
+    from tui.sources import source_classes
+
+    own = ["snapshot-restore", "pitr-restore"] if cluster.repository else []
+    engines = [source_classes()[kind].restore_runbook for kind, _ in cluster.engines
+               if kind in source_classes()]
+    return [*own, *(name for name in engines if name)] or ["a restore runbook"]
+
+
 def _drill_items(cluster: Any, runs: list[Any], runbooks: dict[str, Any], now: datetime,
                  only_cluster: bool, journal_error: str | None,
                  journal_missing: str | None = None) -> list[Item]:
@@ -398,7 +409,7 @@ def _drill_items(cluster: Any, runs: list[Any], runbooks: dict[str, Any], now: d
         where = (f" (no journal at {journal_missing}: is this the user that runs drills, "
                  "or is [journal] url missing?)" if journal_missing else "")
         return [Item("drill", WARNING, "no restore drill of this cluster in the journal: run "
-                     f"one (snapshot-restore, pitr-restore){where}"),
+                     f"one ({', '.join(_restore_runbooks(cluster))}){where}"),
                 Item("due", WARNING, "never drilled: due now", event="drill_overdue")]
     items = []
     for name in dict.fromkeys(r.runbook for r in drills):  # newest first

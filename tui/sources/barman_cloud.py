@@ -68,7 +68,7 @@ from tui.pitr.window import (
     contiguous_run,
     missing_histories,
 )
-from tui.sources.base import Source, SourceError
+from tui.sources.base import Source, SourceError, shown_time
 from tui.storage.base import StorageError, StoredObject
 from tui.wal.names import (
     BACKUP,
@@ -859,6 +859,7 @@ class BarmanCloudSource(Source):
     settings = {"destination": True, "server_name": True, "endpoint_url": False,
                 "region": False}
     example = '{ destination = "s3://bucket/path", server_name = "pg" }'
+    restore_runbook = "pitr-barman"
 
     def __init__(self, destination: str, server_name: str, endpoint_url: str | None = None,
                  region: str | None = None) -> None:
@@ -902,7 +903,8 @@ class BarmanCloudSource(Source):
     def backup_line(self, backup: dict[str, Any]) -> str:
         if backup.get("status") is None:  # unreadable: its problem is the line
             return f"{backup.get('id')}  UNREADABLE: {backup.get('problem')}"
-        line = f"{backup.get('id')}  {backup.get('status')}  ended {backup.get('end_time')}"
+        ended = shown_time(backup["end_time"]) if backup.get("end_time") else "-"
+        line = f"{backup.get('id')}  {backup.get('status')}  ended {ended}"
         if backup.get("name"):
             line += f"  ({backup['name']})"
         return line + (f"  NOT USABLE: {backup['problem']}" if backup.get("problem") else "")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from tui.errors import DrdeckError
@@ -52,6 +52,7 @@ class Source(ABC):
     # every value is text (the loader checks both, and says where a mistake is)
     settings: ClassVar[dict[str, bool]] = {}
     example: ClassVar[str] = ""  # the table as a person would write it, for messages
+    restore_runbook: ClassVar[str] = ""  # the shipped runbook that restores from it, if any
 
     @classmethod
     def configured(cls, config: Any, cluster: Any) -> Source | None:
@@ -100,7 +101,8 @@ class Source(ABC):
             return [*lines, Line(f"cannot read it: {report['error']}", "bad")]
         window = report.get("window")
         if window:
-            lines.append(Line(f"recoverable {window['start']} to {window['end']}", "good"))
+            lines.append(Line(f"recoverable {shown_time(window['start'])} to "
+                              f"{shown_time(window['end'])}", "good"))
         else:
             lines.append(Line("no recoverable window", "bad"))
         lines += [Line(self.backup_line(backup)) for backup in report.get("backups", [])]
@@ -122,6 +124,18 @@ class Source(ABC):
         """Markdown lines for the cluster's policy document (tui.journal.policy)."""
         return [f"- {self.title} {self.describe()} also backs this cluster up; drdeck reads "
                 "it and restores from it, and never writes to it."]
+
+
+def shown_time(iso: Any) -> str:
+    """A report's ISO 8601 time as people read it (2026-12-02 21:56:30 UTC); a value that
+    is not one is shown as it is."""
+    try:
+        moment = datetime.fromisoformat(str(iso))
+    except ValueError:
+        return str(iso)
+    if moment.tzinfo is None:
+        return str(iso)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ from typing import Any
 from tui import environment
 from tui.errors import DrdeckError
 from tui.postgres.cluster import ServerAccount, server_account
-from tui.sources.base import Source, SourceError
+from tui.sources.base import Source, SourceError, shown_time
 from tui.wal.names import HISTORY, SEGMENT, Segment, format_lsn, parse_history, parse_lsn
 
 PROGRAM = "pgbackrest"
@@ -650,6 +650,7 @@ class PgbackrestSource(Source):
     # user (default: postgres when root)
     settings = {"stanza": True, "config": False, "os_user": False}
     example = '{ stanza = "...", config = "/etc/pgbackrest.conf" }'
+    restore_runbook = "pitr-pgbackrest"
 
     def __init__(self, stanza: str, config: str | None = None,
                  os_user: str | None = None) -> None:
@@ -678,7 +679,8 @@ class PgbackrestSource(Source):
             return {"kind": self.kind, "stanza": self.stanza, "error": str(exc)}
 
     def backup_line(self, backup: dict[str, Any]) -> str:
-        return f"{backup.get('type', '?'):<5} {backup.get('label')}  stopped {backup.get('stop')}"
+        stopped = shown_time(backup["stop"]) if backup.get("stop") else "-"
+        return f"{backup.get('type', '?'):<5} {backup.get('label')}  stopped {stopped}"
 
     def policy_lines(self) -> list[str]:
         return [f"- pgBackRest stanza `{self.stanza}` also backs this cluster up; drdeck "
