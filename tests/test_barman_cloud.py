@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -293,3 +294,45 @@ endpoint_url = "{barman.endpoint.url}"
     assert "drdeck.toml:8:1: barman_cloud server_name '../x' is not a Barman server name" \
         in proc.stderr
 
+
+
+def barman_only_config(barman: BarmanCloud) -> Any:
+    from tui.config import load_config_text
+
+    return load_config_text(f"""
+[clusters.prod]
+dsn = "host=/nonexistent dbname=app"
+rpo = "1h"
+
+[clusters.prod.barman_cloud]
+destination = "{barman.destination}"
+server_name = "{barman.server_name}"
+endpoint_url = "{barman.endpoint.url}"
+""")
+
+
+@pytest.mark.slow
+@needs_barman
+async def test_the_pitr_barman_briefing_shows_the_store_s_window_and_refuses_past_it(
+        world: World) -> None:
+    from test_app_form import error_of, shown, type_into
+
+    from tui.runbook.discovery import SHIPPED_DIR, load_directory
+    from tui.runbook.loader import load_runbook
+
+    from app_support import TERMINAL, live_app, wait_for
+
+    app = live_app(config=barman_only_config(world.barman), runbooks=load_directory(SHIPPED_DIR),
+                   open_runbook=load_runbook(SHIPPED_DIR / "pitr-barman.toml"),
+                   params={"cluster": "prod"})
+    async with app.run_test(size=TERMINAL) as pilot:
+        await wait_for(pilot, lambda: "recoverable" in shown(app, "#note-target"),
+                       what="the store's recoverable window")
+        picture = world.read()
+        start = picture.recovery.earliest.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        assert shown(app, "#note-target").startswith(f"recoverable (prod): {start} to ")
+        too_late = (world.last_commit + timedelta(hours=1)).isoformat(sep=" ")
+        await type_into(pilot, "target", too_late)
+        assert "the newest point you can reach is" in error_of(app, "target")
+        await type_into(pilot, "target", "latest")
+        assert error_of(app, "target") == ""

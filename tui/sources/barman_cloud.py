@@ -900,6 +900,9 @@ class BarmanCloudSource(Source):
         return read_object_store(self.destination, self.server_name, self.endpoint_url,
                                  self.region, read_commit_times=read_commit_times)
 
+    def recovery_picture(self) -> RecoveryPicture:
+        return self.picture().recovery
+
     def backup_line(self, backup: dict[str, Any]) -> str:
         if backup.get("status") is None:  # unreadable: its problem is the line
             return f"{backup.get('id')}  UNREADABLE: {backup.get('problem')}"

@@ -52,6 +52,7 @@ class BarmanCloudPreflight(Action):
     name = "barman_cloud.preflight"
     summary = "check the target against the Barman Cloud store before anything is written"
     produces_output = True
+    window_of = "barman_cloud"
     args = {**TARGET_ARGS, **PLACE_ARGS}
 
     def describe(self, args: dict[str, Any]) -> str:

@@ -85,6 +85,13 @@ class Source(ABC):
         which costs a download; the window then ends where the engine's records say.
         Raises SourceError (or another DrdeckError) when the engine cannot be read."""
 
+    def recovery_picture(self) -> Any:
+        """The windows and base backups a point-in-time recovery from this engine plans
+        against (a tui.pitr.window.RecoveryPicture, for tui.pitr.target.plan_recovery).
+        Raises SourceError when the engine cannot be read, NotImplementedError when drdeck
+        restores nothing from it to a point in time."""
+        raise NotImplementedError
+
     def report(self, read_commit_times: bool = True) -> dict[str, Any]:
         """`read()`, or the error as a report: one engine failing hides no other."""
         try:

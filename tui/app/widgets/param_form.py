@@ -301,30 +301,55 @@ class ParamForm(VerticalScroll):
     # --- the recoverable window ---------------------------------------------------------
 
     def _recovers_from_the_archive(self) -> bool:
-        """A recovery target whose window drdeck can read: the runbook restores from
-        drdeck's own archive (other engines keep their window elsewhere)."""
-        return bool(self._fields_of("recovery_target")) and any(
-            step.action.startswith("pitr.") for step in self.runbook.steps)
+        """A recovery target whose window drdeck can read for the chosen cluster: the
+        runbook restores from drdeck's own archive, or from an engine whose window its
+        action names (pgBackRest's is a stanza's, not a cluster's)."""
+        return bool(self._fields_of("recovery_target")) and (
+            self._window_engine() is not None
+            or any(step.action.startswith("pitr.") for step in self.runbook.steps))
+
+    def _window_engine(self) -> str | None:
+        from tui.engine.actions import get_action
+
+        for step in self.runbook.steps:
+            action = get_action(step.action)
+            if action is not None and action.window_of:
+                return action.window_of
+        return None
 
     @work(thread=True, exclusive=True, group="window")
     def read_window(self, cluster: str) -> None:
-        from tui.catalog.report import read_pitr
-        from tui.snapshots.targets import store_for
-
         config = self.app.config
+        engine = self._window_engine()
         try:
             chosen = config.cluster(cluster or None)
-            picture = read_pitr(store_for(config.repository_for(chosen)), chosen.name,
-                                config)
+            picture, where = self._picture_of(chosen, engine)
         except Exception as exc:  # the field says so; the pre-flight will check again
             self.post_message(WindowRead(None, f"cannot read the recoverable window: {exc}"))
             return
         if picture is None:
             self.post_message(WindowRead(None, f"no base backup or WAL of {chosen.name} in "
-                                         "the repository: nothing is recoverable yet"))
+                                         f"{where}: nothing is recoverable yet"))
             return
         self.post_message(WindowRead(picture, f"recoverable ({chosen.name}): "
                                      f"{picture.describe_windows()}"))
+
+    def _picture_of(self, cluster: Any, engine: str | None) -> tuple[Any, str]:
+        """The cluster's recovery picture from `engine`'s source, or drdeck's archive."""
+        config = self.app.config
+        if engine is not None:
+            from tui.sources import engine_for
+
+            source_class = engine_for(engine)
+            source = source_class.configured(config, cluster) if source_class else None
+            if source is None:
+                raise ValueError(f"cluster {cluster.name!r} has no {engine} table")
+            return source.recovery_picture(), source.describe()
+        from tui.catalog.report import read_pitr
+        from tui.snapshots.targets import store_for
+
+        picture = read_pitr(store_for(config.repository_for(cluster)), cluster.name, config)
+        return picture, "the repository"
 
     def on_window_read(self, message: WindowRead) -> None:
         self._picture = message.picture

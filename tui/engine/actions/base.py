@@ -61,6 +61,9 @@ class Action:
     needs_expect: ClassVar[bool] = False
     #: its result is worth `capture = true` (${steps.ID.output})
     produces_output: ClassVar[bool] = False
+    #: the engine (tui.sources kind) whose recoverable window its recovery target must lie
+    #: in: the briefing reads that window of the chosen cluster as the operator types
+    window_of: ClassVar[str | None] = None
 
     def describe(self, args: dict[str, Any]) -> str:
         """The exact thing this step runs, for the screen and --dry-run (already redacted)."""
