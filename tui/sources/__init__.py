@@ -23,6 +23,7 @@ ENTRY_POINT_GROUP = "drdeck.sources"
 BUILT_IN = {
     "pgbackrest": "tui.sources.pgbackrest:PgbackrestSource",
     "barman_cloud": "tui.sources.barman_cloud:BarmanCloudSource",
+    "barman": "tui.sources.barman:BarmanSource",
 }
 
 
