@@ -336,3 +336,41 @@ async def test_the_pitr_barman_briefing_shows_the_store_s_window_and_refuses_pas
         assert "the newest point you can reach is" in error_of(app, "target")
         await type_into(pilot, "target", "latest")
         assert error_of(app, "target") == ""
+
+
+@pytest.mark.slow
+@needs_barman
+async def test_the_inventory_screen_shows_a_cluster_barman_cloud_alone_backs_up(
+        world: World) -> None:
+    """What the operator sees: the store's window against the RPO, its backup, and no
+    advice to set up a drdeck archive the cluster does not need."""
+    from tui.app.screens.inventory import InventoryScreen
+
+    from app_support import TERMINAL, live_app, wait_for
+
+    app = live_app(config=barman_only_config(world.barman))
+    async with app.run_test(size=TERMINAL) as pilot:
+        await pilot.press("i")
+
+        def screen() -> InventoryScreen | None:
+            return next((s for s in app.screen_stack if isinstance(s, InventoryScreen)), None)
+
+        await wait_for(pilot, lambda: screen() is not None and screen().inventories,
+                       what="the inventory")
+        await pilot.pause()
+
+        def text(selector: str) -> str:
+            return str(screen().query_one(selector).render())
+
+        headline = text("#rpo-line")
+        assert headline.startswith("prod  no drdeck repository   ")
+        assert re.search(r"newest recoverable point \S+ old \(Barman Cloud\) · RPO 1h · ✓ ok",
+                         headline), headline
+        assert "no snapshot" not in headline
+        window = text("#window-line")
+        assert window.startswith("Recoverable  ") and window.endswith("(Barman Cloud)")
+        wal = text("#wal-body")
+        assert wal.startswith(f"Barman Cloud server pg in {world.barman.destination}")
+        assert f"{world.backup_id}  DONE  ended {world_time(world)}" in wal
+        assert "wal push" not in wal  # no advice to set up what it does not need
+        assert "no repository" in text("#manifest-body")

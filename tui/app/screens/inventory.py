@@ -38,8 +38,15 @@ class InventoryLoaded(Message):
         self.inventories, self.now, self.error = inventories, now, error
 
 
+RPO_MARKS = {"ok": ("✓ ok", "bold green"), "breached": ("✗ RPO BREACHED", "bold red"),
+             "no snapshot": ("✗ no snapshot", "bold red"),
+             "no window": ("✗ nothing recoverable", "bold red")}
+
+
 def rpo_line(inventory: ClusterInventory, now: datetime, repository: str) -> Text:
     """prod  offsite (s3)   newest 23m old · RPO 1h · ✓ ok — the state at a glance."""
+    if inventory.engines_only:
+        return engines_line(inventory, now)
     state, age = inventory.rpo_state(now)
     text = Text()
     text.append(inventory.name, style="bold")
@@ -50,8 +57,7 @@ def rpo_line(inventory: ClusterInventory, now: datetime, repository: str) -> Tex
     text.append(f"newest {format_duration(age)} old" if age is not None else "no snapshot")
     if inventory.rpo_s:
         text.append(f" · RPO {format_duration(inventory.rpo_s)} · ")
-        mark = {"ok": ("✓ ok", "bold green"), "breached": ("✗ RPO BREACHED", "bold red"),
-                "no snapshot": ("✗ no snapshot", "bold red")}.get(state, (state, ""))
+        mark = RPO_MARKS.get(state, (state, ""))
         text.append(mark[0], style=mark[1])
     incomplete = len([s for s in inventory.snapshots if not s.complete])
     count = len(inventory.complete())
@@ -59,6 +65,38 @@ def rpo_line(inventory: ClusterInventory, now: datetime, repository: str) -> Tex
     if incomplete or inventory.incomplete_uploads:
         text.append(f", {incomplete + len(inventory.incomplete_uploads)} incomplete",
                     style="yellow")
+    return text
+
+
+def engines_line(inventory: ClusterInventory, now: datetime) -> Text:
+    """prod  no drdeck repository   newest recoverable point 3m old (Barman Cloud) · RPO 1h
+    · ✓ ok — a cluster its engines alone back up (tui.sources)."""
+    state, age, title = inventory.recoverable_state(now)
+    text = Text()
+    text.append(inventory.name, style="bold")
+    text.append("  no drdeck repository   ", style="dim")
+    text.append(f"newest recoverable point {format_duration(age)} old ({title})"
+                if age is not None else "no recoverable point")
+    if inventory.rpo_s:
+        text.append(f" · RPO {format_duration(inventory.rpo_s)} · ")
+        mark = RPO_MARKS.get(state, (state, ""))
+        text.append(mark[0], style=mark[1])
+    return text
+
+
+def engines_window_line(inventory: ClusterInventory) -> Text:
+    """Recoverable  2026-12-02 21:56:30 UTC to 2026-12-02 21:59:22 UTC (Barman Cloud)"""
+    from tui.sources.base import shown_time
+
+    text = Text("Recoverable  ", style="bold")
+    windows = [(report.data["window"], report.source.title) for report in inventory.sources
+               if report.data.get("window")]
+    if not windows:
+        text.append("✗ nothing: no engine of this cluster reports a recoverable window",
+                    style="bold red")
+        return text
+    text.append("; ".join(f"{shown_time(w['start'])} to {shown_time(w['end'])} ({title})"
+                          for w, title in windows), style="green")
     return text
 
 
@@ -127,12 +165,14 @@ def wal_view(picture: Any) -> Text:
 TONE_STYLES = {"title": "bold", "good": "green", "bad": "bold red", "warn": "yellow", "": ""}
 
 
-def source_view(report: Any) -> Text:
-    """One engine's summary (tui.sources), under the cluster's own WAL picture."""
-    text = Text("\n")
-    for line in report.summary():
+def source_view(report: Any, first: bool = False) -> Text:
+    """One engine's summary (tui.sources): under the cluster's own WAL picture, a blank
+    line apart, or `first` of all."""
+    text = Text()
+    for index, line in enumerate(report.summary()):
         shown = f"✗ {line.text}" if line.tone == "bad" else line.text
-        text.append(f"\n{shown}", style=TONE_STYLES.get(line.tone, ""))
+        text.append(("" if first and index == 0 else "\n\n" if index == 0 else "\n")
+                    + shown, style=TONE_STYLES.get(line.tone, ""))
     return text
 
 
@@ -323,10 +363,13 @@ class InventoryScreen(Screen[None]):
         self.query_one("#rpo-line", Static).update(
             rpo_line(inventory, now, self._repository_label(inventory.name)))
         self.query_one(Breadcrumb).parts = ("inventory", inventory.name)
-        self.query_one("#window-line", Static).update(window_line(inventory.pitr, now))
-        wal = wal_view(inventory.pitr)
-        for report in inventory.sources:
-            wal.append(source_view(report))
+        self.query_one("#window-line", Static).update(
+            engines_window_line(inventory) if inventory.engines_only
+            else window_line(inventory.pitr, now))
+        # a cluster its engines alone back up has no drdeck archive to set up
+        wal = Text() if inventory.engines_only else wal_view(inventory.pitr)
+        for index, report in enumerate(inventory.sources):
+            wal.append(source_view(report, first=inventory.engines_only and index == 0))
         self.query_one("#wal-body", Static).update(wal)
         self._fill_bases(inventory)
         needle = self.query_one("#filter", DeckInput).value.casefold()
@@ -405,7 +448,9 @@ class InventoryScreen(Screen[None]):
     def _show_manifest(self, row: int) -> None:
         body = self.query_one("#manifest-body", Static)
         if not self._shown or self.now is None:
-            body.update(Text("no snapshots", style="dim"))
+            engines_only = self.cluster is not None and self.cluster.engines_only
+            body.update(Text("drdeck keeps no snapshots of this cluster: it has no repository"
+                             if engines_only else "no snapshots", style="dim"))
             return
         body.update(manifest_view(self._shown[min(row, len(self._shown) - 1)], self.now))
 
