@@ -8,6 +8,7 @@ after the restore really connect.
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -19,9 +20,8 @@ from typing import Any
 
 import pytest
 
-from tui.engine.actions.neon import parse_target, rfc3339
 from tui.errors import PermanentFailure
-from tui.neon import (
+from tui.sources.neon import (
     PLAN_HISTORY_CAP,
     NeonApiError,
     NeonClient,
@@ -29,6 +29,7 @@ from tui.neon import (
     Retry,
     restore_window,
 )
+from tui.sources.neon_actions import parse_target, rfc3339
 
 from cli_support import REPO, drdeck, drdeck_env, json_events
 from neon_standin import Branch, NeonStandin, Project
@@ -554,3 +555,53 @@ async def test_the_standin_answers_with_the_fields_the_spec_requires(
     assert [op["id"] for op in listed] == [lock.id]
     assert set(listed[0]) >= {"id", "project_id", "action", "status", "failures_count",
                               "created_at", "updated_at", "total_duration_ms"}  # Operation
+
+
+def test_a_cluster_on_neon_has_an_inventory_and_a_status_with_its_history_window(
+        neon_api_only: Scene, tmp_path: Path) -> None:
+    """`[clusters.X] neon = {...}`: the branch's history window is what can be restored,
+    read through the API, with the key from the environment and never shown."""
+    scene = neon_api_only
+    config = tmp_path / "drdeck.toml"
+    config.write_text(f"""
+[clusters.shop]
+dsn = "host=/nonexistent dbname=neondb"
+rpo = "5m"
+
+[clusters.shop.neon]
+project_id = "{scene.project.id}"
+branch_id = "{scene.branch.id}"
+""")
+    env = {"NEON_API_URL": scene.standin.url, "NEON_API_KEY": API_KEY}
+    before = datetime.now(UTC)
+    proc = drdeck("--config", str(config), "inventory", "--json", state_dir=tmp_path, **env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [cluster] = json.loads(proc.stdout)["clusters"]
+    report = cluster["neon"]
+    assert "error" not in report
+    assert (report["project_id"], report["branch_id"]) == (scene.project.id, scene.branch.id)
+    assert report["branch_name"] == "production"
+    # the branch is 6 hours old and the project keeps a day: the branch's birth bounds it
+    assert datetime.fromisoformat(report["window"]["start"]) == \
+        scene.branch.created_at.replace(microsecond=0)  # Neon speaks in whole seconds
+    assert datetime.fromisoformat(report["window"]["end"]) >= before
+    assert report["plan_history_cap"] == PLAN_HISTORY_CAP
+
+    human = drdeck("--config", str(config), "inventory", state_dir=tmp_path, **env)
+    assert "shop  no drdeck repository: backed up by Neon" in human.stdout
+    assert f"Neon branch {scene.branch.id} of project {scene.project.id}:" in human.stdout
+    status = drdeck("--config", str(config), "status", "--json", state_dir=tmp_path, **env)
+    items = {i["check"]: i for i in json.loads(status.stdout)["clusters"][0]["items"]}
+    assert items["wal"]["state"] == "ok", items["wal"]
+    assert "run one (neon-pitr)" in items["drill"]["reason"]
+    for shown in (proc, human, status):
+        assert API_KEY not in shown.stdout + shown.stderr
+
+    # without the key: the report says what to do, and status is critical
+    del env["NEON_API_KEY"]
+    proc = drdeck("--config", str(config), "inventory", state_dir=tmp_path, **env)
+    assert "cannot read it: NEON_API_KEY is not set" in proc.stdout, proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    status = drdeck("--config", str(config), "status", "--json", state_dir=tmp_path, **env)
+    items = {i["check"]: i for i in json.loads(status.stdout)["clusters"][0]["items"]}
+    assert items["wal"]["state"] == "critical"

@@ -24,6 +24,7 @@ BUILT_IN = {
     "pgbackrest": "tui.sources.pgbackrest:PgbackrestSource",
     "barman_cloud": "tui.sources.barman_cloud:BarmanCloudSource",
     "barman": "tui.sources.barman:BarmanSource",
+    "neon": "tui.sources.neon:NeonSource",
 }
 
 

@@ -69,7 +69,7 @@ def rpo_line(inventory: ClusterInventory, now: datetime, repository: str) -> Tex
 
 
 def engines_line(inventory: ClusterInventory, now: datetime) -> Text:
-    """prod  no drdeck repository   newest recoverable point 3m old (Barman Cloud) · RPO 1h
+    """prod  no drdeck repository   newest recoverable point 3m old (<engine>) · RPO 1h
     · ✓ ok — a cluster its engines alone back up (tui.sources)."""
     state, age, title = inventory.recoverable_state(now)
     text = Text()
@@ -85,7 +85,7 @@ def engines_line(inventory: ClusterInventory, now: datetime) -> Text:
 
 
 def engines_window_line(inventory: ClusterInventory) -> Text:
-    """Recoverable  2026-12-02 21:56:30 UTC to 2026-12-02 21:59:22 UTC (Barman Cloud)"""
+    """Recoverable  2026-12-02 21:56:30 UTC to 2026-12-02 21:59:22 UTC (<engine>)"""
     from tui.sources.base import shown_time
 
     text = Text("Recoverable  ", style="bold")

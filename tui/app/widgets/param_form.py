@@ -303,7 +303,7 @@ class ParamForm(VerticalScroll):
     def _recovers_from_the_archive(self) -> bool:
         """A recovery target whose window drdeck can read for the chosen cluster: the
         runbook restores from drdeck's own archive, or from an engine whose window its
-        action names (pgBackRest's is a stanza's, not a cluster's)."""
+        action names (Action.window_of)."""
         return bool(self._fields_of("recovery_target")) and (
             self._window_engine() is not None
             or any(step.action.startswith("pitr.") for step in self.runbook.steps))

@@ -13,7 +13,6 @@ from typing import Any
 from tui.engine.actions.base import Action
 from tui.engine.actions.manual import Manual
 from tui.engine.actions.milestone import MilestoneAction
-from tui.engine.actions.neon import NeonRestoreBranch
 from tui.engine.actions.pitr import BaseBackupCreate, PitrPreflight, PitrRestore
 from tui.engine.actions.restore import PgPublish, PgRestore, RestorePreflight, RestoreRoles
 from tui.engine.actions.retention import RetentionPrune
@@ -32,7 +31,6 @@ BUILT_IN: tuple[type[Action], ...] = (
     SnapshotCreate, SnapshotFetch, SnapshotVerify, SnapshotCompare,
     RestorePreflight, RestoreRoles, PgRestore, PgPublish, RetentionPrune,
     BaseBackupCreate, PitrPreflight, PitrRestore,
-    NeonRestoreBranch,
 )
 
 

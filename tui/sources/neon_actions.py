@@ -104,7 +104,7 @@ class NeonRestoreBranch(Action):
                 f"GET connection_uri database={args.get('database')} role={args.get('role')}")
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
-        from tui.neon import PLAN_HISTORY_CAP, NeonClient, restore_window
+        from tui.sources.neon import PLAN_HISTORY_CAP, NeonClient, restore_window
 
         client = NeonClient.from_env(ctx.environ, on_retry=ctx.output,
                                      poll_interval=float(args.get("poll_interval", 2.0)))
@@ -173,7 +173,7 @@ def _required(args: dict[str, Any], name: str) -> str:
 async def _follow(ctx: StepContext, client: Any, project_id: str,
                   operations: list[dict[str, Any]], interval: float, kept_as: str) -> None:
     """Poll every operation until all are done; fail on the first that failed."""
-    from tui.neon import OPERATION_DONE, OPERATION_FAILED
+    from tui.sources.neon import OPERATION_DONE, OPERATION_FAILED
 
     if not operations:
         ctx.output("Neon started no operations to wait for")

@@ -25,6 +25,7 @@ import asyncio
 import email.utils
 import http.client
 import json
+import os
 import re
 import time
 import urllib.error
@@ -37,6 +38,7 @@ from typing import Any
 
 from tui.durations import format_duration
 from tui.errors import DrdeckError, PermanentFailure
+from tui.sources.base import Line, Source
 
 DEFAULT_API_URL = "https://console.neon.tech/api/v2"
 API_KEY_ENV = "NEON_API_KEY"
@@ -568,3 +570,96 @@ def _retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+# --- the source -------------------------------------------------------------------------
+
+
+class NeonSource(Source):
+    """A Neon branch that holds a cluster's data: Neon keeps its history, so it can be
+    restored to any moment of its history window (through neon-pitr); read, never
+    written here.
+
+        [clusters.NAME]
+        neon = { project_id = "spring-example-302709", branch_id = "br-..." }
+
+    The API key comes from the environment variable `api_key_env` names (NEON_API_KEY
+    by default), never from the configuration.
+    """
+
+    kind = "neon"
+    title = "Neon"
+    settings = {"project_id": True, "branch_id": True, "api_key_env": False}
+    example = '{ project_id = "spring-example-302709", branch_id = "br-..." }'
+    restore_runbook = "neon-pitr"
+
+    def __init__(self, project_id: str, branch_id: str, api_key_env: str = API_KEY_ENV,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.project_id, self.branch_id = project_id, branch_id
+        self.api_key_env = api_key_env
+        self.environ = environ if environ is not None else os.environ
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, str], config: Any = None) -> NeonSource:
+        return cls(settings["project_id"], settings["branch_id"],
+                   settings.get("api_key_env") or API_KEY_ENV)
+
+    @classmethod
+    def check_settings(cls, settings: dict[str, str]) -> list[tuple[str, str]]:
+        name = settings.get("api_key_env")
+        if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            return [("api_key_env", f"{name!r} is not an environment variable's name")]
+        return []
+
+    @classmethod
+    def action_classes(cls) -> tuple[type, ...]:
+        from tui.sources.neon_actions import NeonRestoreBranch
+
+        return (NeonRestoreBranch,)
+
+    def describe(self) -> str:
+        return f"branch {self.branch_id} of project {self.project_id}"
+
+    def read(self, read_commit_times: bool = True) -> dict[str, Any]:
+        return asyncio.run(self._read())
+
+    async def _read(self) -> dict[str, Any]:
+        key = self.environ.get(self.api_key_env, "")
+        if not key.strip():
+            raise PermanentFailure(f"{self.api_key_env} is not set: export it with a Neon API "
+                                   "key in the environment drdeck runs in")
+        client = NeonClient(key, self.environ.get(API_URL_ENV) or None,
+                            retry=Retry(attempts=2))
+        project = await client.get_project(self.project_id)
+        branch = await client.get_branch(self.project_id, self.branch_id)
+        now = datetime.now(UTC)
+        window = restore_window(project, branch, now)
+        problems = [] if window.earliest is not None else [
+            "Neon gives no bound for this branch's history: a target may be refused"]
+        return {
+            "kind": self.kind, "project_id": self.project_id, "branch_id": self.branch_id,
+            "branch_name": _said(branch.get("name")),
+            "history_retention_seconds": project.get("history_retention_seconds"),
+            "backups": [],
+            # every commit is in Neon's history: the window runs to now
+            "window": {"start": window.earliest.isoformat() if window.earliest else None,
+                       "end": now.isoformat()},
+            "window_limit": window.limit or None,
+            "plan_history_cap": PLAN_HISTORY_CAP,
+            "gaps": [], "problems": problems,
+        }
+
+    def summary(self, report: dict[str, Any]) -> list[Line]:
+        lines = super().summary(report)
+        if not report.get("error"):
+            lines.append(Line(PLAN_HISTORY_CAP))
+        return lines
+
+    def policy_lines(self) -> list[str]:
+        return [f"- Neon keeps the history of {self.describe()}: `neon-pitr` restores it "
+                "to any moment of its history window, through the Neon API."]
+
+
+def _said(value: Any) -> str | None:
+    """A name Neon gave, as a short string (it is shown on screen)."""
+    return str(value)[:200] if isinstance(value, str) else None
