@@ -47,8 +47,16 @@ def world(s3_server: S3Endpoint) -> Iterator[dict]:
             cluster.execute("create database app")
             subprocess.run([pg_bin("pgbench"), "-i", "-s", "1", "-q", cluster.dsn("app")],
                            check=True, capture_output=True)
-            cluster.execute("create table events (n int primary key, at timestamptz)",
-                            dbname="app")
+            # the events live in a tablespace of their own: a restore must bring it back
+            # somewhere new, never into the source's directory
+            spot = base / "source-tablespace"
+            spot.mkdir()
+            owner = server_account()
+            if owner is not None:
+                os.chown(spot, owner.uid, owner.gid)
+            cluster.execute(f"create tablespace events_space location '{spot}'")
+            cluster.execute("create table events (n int primary key, at timestamptz) "
+                            "tablespace events_space", dbname="app")
             wait_archived(cluster)
             barman.start_archiving(cluster)
             backup_id = barman.backup(cluster, "--gzip")
@@ -67,6 +75,7 @@ def world(s3_server: S3Endpoint) -> Iterator[dict]:
             config = base / "drdeck.toml"
             config.write_text(_config(barman))
             yield {"barman": barman, "backup_id": backup_id, "commits": commits, "base": base,
+                   "tablespace": spot,
                    "deck": Deck(config, base / "state", barman.endpoint.env())}
     finally:
         s3_server.delete_bucket(barman.bucket)
@@ -140,6 +149,12 @@ def test_restore_to_a_time_in_the_middle_of_the_load(world: dict) -> None:
         assert progress[-1]["unit"] == "bytes of WAL"
         assert progress[-1]["done"] == progress[-1]["total"]
         assert any(f"unpacking backup {world['backup_id']}" in line for line in lines)
+        # the tablespace came back beside the data directory, linked from pg_tblspc
+        (link,) = (data_dir / "pg_tblspc").iterdir()
+        home = data_dir.with_name(data_dir.name + ".tablespaces")
+        assert link.is_symlink() and Path(os.readlink(link)) == home / link.name
+        assert any((home / link.name).iterdir())
+        assert any(f"tablespace events_space (oid {link.name}" in line for line in lines)
         restored = LocalCluster(data_dir, 1, data_dir, data_dir / "x.log")
         owner = server_account()
         if owner is not None:  # everything the tar held is the server's, not root's
@@ -185,6 +200,8 @@ def test_a_truncated_tarball_is_refused_and_leaves_no_data_directory_behind(
         assert "data.tar.gz" in error, error
         assert "truncated" in error or "tar could not unpack" in error, error
         assert data_dir.is_dir() and os.listdir(data_dir) == []  # nothing half-restored
+        home = data_dir.with_name(data_dir.name + ".tablespaces")
+        assert all(os.listdir(place) == [] for place in home.iterdir())
         assert "Traceback" not in proc.stdout + proc.stderr
     finally:
         stop_restored(data_dir)

@@ -47,6 +47,7 @@ sizes in bytes, LSNs as PostgreSQL writes them)::
 
 from __future__ import annotations
 
+import ast
 import bz2
 import lzma
 import re
@@ -177,6 +178,15 @@ def open_object_store(destination: str, endpoint_url: str | None = None,
 
 
 @dataclass(frozen=True)
+class Tablespace:
+    """A tablespace as backup.info lists it; its data is in <oid>.tar in the store."""
+
+    name: str
+    oid: int
+    location: str  # on the source: never restored to (a restore maps it elsewhere)
+
+
+@dataclass(frozen=True)
 class BarmanBackup:
     """One backup as its backup.info describes it, checked.
 
@@ -202,6 +212,7 @@ class BarmanBackup:
     encryption: str | None
     snapshot: bool  # a snapshot backup: its data is in disk snapshots, not tarballs
     data_objects: tuple[str, ...] = ()  # keys of its tarballs in the store
+    tablespaces: tuple[Tablespace, ...] = ()
     stored_size: int = 0  # bytes of all its objects in the store
 
     @property
@@ -303,6 +314,7 @@ def parse_backup_info(raw: bytes, backup_id: str) -> BarmanBackup:
         compression=compression.lower() if compression else None,
         encryption=_text(fields, "encryption"),
         snapshot=fields.get("snapshots_info") is not None,
+        tablespaces=_tablespaces(fields),
     )
     if status == DONE:
         check_complete(backup)
@@ -409,6 +421,32 @@ def _segment_name(fields: dict[str, str | None], name: str) -> str | None:
 def _lsn(fields: dict[str, str | None], name: str) -> int | None:
     value = _matching(fields, name, _LSN, "an LSN (like 0/B00028)")
     return parse_lsn(value) if value is not None else None
+
+
+def _tablespaces(fields: dict[str, str | None]) -> tuple[Tablespace, ...]:
+    """backup.info's `tablespaces`: a Python literal, [('name', oid, 'location'), ...],
+    read as a literal only (never evaluated) and checked item by item."""
+    raw = fields.get("tablespaces")
+    if raw is None or raw == "None":
+        return ()
+    try:
+        items = ast.literal_eval(raw) if len(raw) <= 100_000 else None
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        items = None
+    if not isinstance(items, list) or len(items) > 1000:
+        raise BackupInfoInvalid(f"tablespaces={_said(raw, 80)} is not a list of tablespaces")
+    found = []
+    for item in items:
+        if not (isinstance(item, list | tuple) and len(item) == 3
+                and isinstance(item[0], str) and 0 < len(item[0]) <= 63
+                and isinstance(item[1], int) and not isinstance(item[1], bool)
+                and 0 < item[1] < 1 << 32 and isinstance(item[2], str)):
+            raise BackupInfoInvalid(f"tablespaces: {_said(repr(item), 80)} is not a "
+                                    "(name, oid, location) of a tablespace")
+        found.append(Tablespace(item[0], item[1], item[2][:4096]))
+    if len({t.oid for t in found}) != len(found):
+        raise BackupInfoInvalid("tablespaces: an oid is listed twice")
+    return tuple(found)
 
 
 def _required(value: Any, name: str) -> Any:

@@ -68,7 +68,7 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     """Every check before anything is written; `report` names each as a check."""
     from tui.pitr.restore import RestoreRefused, check_data_dir, check_port
     from tui.pitr.target import TargetRefused, parse_target, plan_recovery
-    from tui.sources.barman_cloud_restore import why_not_restorable
+    from tui.sources.barman_cloud_restore import tablespace_home, why_not_restorable
 
     def check(name: str, detail: str) -> None:
         if report:
@@ -121,6 +121,12 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     data_dir = Path(str(args["data_dir"])).expanduser().absolute()
     check_data_dir(data_dir)
     check("data directory empty", str(data_dir))
+    if backup.tablespaces:
+        # restored beside the new data directory, never to the source's own paths
+        home = tablespace_home(data_dir)
+        check_data_dir(home)
+        check("tablespaces restored beside the data directory",
+              f"{', '.join(t.name for t in backup.tablespaces)} under {home}")
     check_port(int(args["port"]))
     check("port free", str(args["port"]))
     return _Checked(plan, source, seen, cluster, data_dir)

@@ -3,12 +3,13 @@
     store ──▶ gunzip / bunzip2 ──▶ tar -x, as the server's account, into the directory
 
 for each of the backup's tarballs (data.tar, then data_0001.tar ... when
-barman-cloud-backup split it). The WAL then comes from the same store through
-drdeck's feeder (tui.wal.feeder): fetched ahead, decompressed here, and handed
-to the server through its spool. So the restored server needs neither the
-store's credentials nor barman-cloud, and no program starts per segment (a
-barman-cloud-wal-restore run costs an interpreter and a boto3 session each;
-`make bench` measures both).
+barman-cloud-backup split it; each tablespace's <oid>.tar into a directory of its
+own beside the new data directory, never the source's location). The WAL then
+comes from the same store through drdeck's feeder (tui.wal.feeder): fetched ahead,
+decompressed here, and handed to the server through its spool. So the restored
+server needs neither the store's credentials nor barman-cloud, and no program
+starts per segment (a barman-cloud-wal-restore run costs an interpreter and a
+boto3 session each; `make bench` measures both).
 
 The store is untrusted, as everywhere: tar writes only where the server's account
 may, a tarball that does not end where its compression says is refused, and a
@@ -26,7 +27,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tui.pitr.restore import RestoreRefused, empty_directory, refuse_planted, untar_into
+from tui.pitr.restore import (
+    RestoreRefused,
+    empty_directory,
+    prepare_data_dir,
+    refuse_planted,
+    untar_into,
+)
 from tui.postgres.cluster import server_account
 from tui.snapshots.pipes import Reporter, Throttled, from_thread
 from tui.sources.barman_cloud import (
@@ -57,22 +64,28 @@ def why_not_restorable(backup: BarmanBackup) -> str | None:
         return (f"backup {backup.backup_id} is {backup.compression}-compressed: drdeck "
                 "restores uncompressed, gzip and bzip2 backups (barman-cloud-backup --gzip "
                 "or --bzip2); restore this one with barman-cloud-restore")
-    tablespaces = sorted({_base(key).partition(".")[0].partition("_")[0]
-                          for key in backup.data_objects
-                          if not _base(key).startswith("data")})
-    if tablespaces:
-        return (f"backup {backup.backup_id} has tablespaces (oid {', '.join(tablespaces)}), "
-                "which drdeck does not restore from Barman Cloud: restore it with "
-                "barman-cloud-restore --tablespace NAME:LOCATION")
+    known = {str(t.oid) for t in backup.tablespaces}
+    strays = sorted({_owner(key) for key in backup.data_objects} - known - {"data"})
+    if strays:
+        return (f"backup {backup.backup_id} has tarballs of tablespace oid "
+                f"{', '.join(strays)}, which its backup.info does not list: it cannot be "
+                "restored as it is")
     if not any(_base(key).startswith("data.tar") for key in backup.data_objects):
         return f"backup {backup.backup_id} has no data.tar in the store"
     return None
 
 
+def tablespace_home(data_dir: Path) -> Path:
+    """Where a restore puts the backup's tablespaces: beside the new data directory, one
+    directory per oid; never the source's own locations."""
+    return data_dir.with_name(data_dir.name + ".tablespaces")
+
+
 async def unpack_backup(backup: BarmanBackup, store: Any, data_dir: Path,
                         reporter: Reporter) -> None:
-    """Every tarball of the backup into `data_dir`, in order; on any doubt the directory
-    is emptied again, so a half-restored one never looks like a good one."""
+    """Every tarball of the backup, in order: data.tar into `data_dir`, each tablespace's
+    into its directory under tablespace_home(), linked from pg_tblspc. On any doubt every
+    directory is emptied again, so a half-restored one never looks like a good one."""
     why = why_not_restorable(backup)
     if why:
         raise RestoreRefused(why)
@@ -81,10 +94,17 @@ async def unpack_backup(backup: BarmanBackup, store: Any, data_dir: Path,
     if missing:
         raise RestoreRefused(f"{store.url(missing[0])} is missing: backup {backup.backup_id} "
                              "cannot be restored (was it deleted while being read?)")
-    total = sum(found.size for found in stored.values())
-    progress = Throttled(reporter, float(total), "bytes")
+    places = {"data": data_dir} | {str(t.oid): tablespace_home(data_dir) / str(t.oid)
+                                   for t in backup.tablespaces}
+    progress = Throttled(reporter, float(sum(found.size for found in stored.values())),
+                         "bytes")
     done = 0
+    made = [data_dir]  # emptied again on failure: only what this restore made
     try:
+        for place in places.values():
+            if place != data_dir:
+                prepare_data_dir(place)
+                made.append(place)
         for key in backup.data_objects:
             reporter.output(f"fetching {store.url(key)} ({stored[key].size:,} bytes, "
                             f"{backup.compression or 'uncompressed'})")
@@ -103,7 +123,7 @@ async def unpack_backup(backup: BarmanBackup, store: Any, data_dir: Path,
                                          f"{backup.compression} stream does (truncated)")
 
             try:
-                await untar_into(data_dir, feed, store.url(key))
+                await untar_into(places[_owner(key)], feed, store.url(key))
             except (zlib.error, OSError, EOFError) as exc:
                 if isinstance(exc, BrokenPipeError):
                     raise
@@ -112,9 +132,39 @@ async def unpack_backup(backup: BarmanBackup, store: Any, data_dir: Path,
         progress(done, "all tarballs unpacked", final=True)
         refuse_planted(data_dir, store.url(backup.data_objects[0]))
         _make_wal_directory(data_dir)
+        for tablespace in backup.tablespaces:
+            _link_tablespace(data_dir, tablespace.oid, places[str(tablespace.oid)])
+            reporter.output(f"tablespace {tablespace.name} (oid {tablespace.oid}, at "
+                            f"{tablespace.location} on the source) restored into "
+                            f"{places[str(tablespace.oid)]}")
     except BaseException:
-        empty_directory(data_dir)
+        for place in made:
+            if place.is_dir() and not place.is_symlink():
+                empty_directory(place)
         raise
+
+
+def _link_tablespace(data_dir: Path, oid: int, place: Path) -> None:
+    """pg_tblspc/<oid> -> the tablespace's new directory (barman-cloud-backup leaves the
+    links out). Made through a descriptor of pg_tblspc that follows no link: the
+    directory is the server account's, and root must not be led elsewhere."""
+    try:
+        folder = os.open(data_dir / "pg_tblspc", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise RestoreRefused(f"the backup's pg_tblspc cannot hold the tablespace links "
+                             f"({exc.strerror or exc}): it is not a plain directory") from None
+    try:
+        try:
+            os.symlink(place, str(oid), dir_fd=folder)
+        except FileExistsError:
+            raise RestoreRefused(f"the backup's pg_tblspc already holds {oid}, which "
+                                 "barman-cloud-backup never writes: not restored") from None
+        account = server_account()
+        if account is not None:
+            os.chown(str(oid), account.uid, account.gid, dir_fd=folder,
+                     follow_symlinks=False)
+    finally:
+        os.close(folder)
 
 
 def _make_wal_directory(data_dir: Path) -> None:
@@ -191,6 +241,11 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _owner(key: str) -> str:
+    """Whose tarball a key is: "data", or a tablespace's oid (data_0001.tar.gz -> data)."""
+    return _base(key).partition(".")[0].partition("_")[0]
 
 
 def _base(key: str) -> str:
