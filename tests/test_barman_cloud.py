@@ -191,6 +191,30 @@ def test_a_malformed_backup_info_is_reported_and_the_other_backup_listed(world: 
 # --- no store needed ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("value, why", [
+    ("__import__('os').system('touch /tmp/owned')", "is not a list of tablespaces"),
+    ("[('t', 0, '/x')]", "is not a (name, oid, location)"),
+    ("[('t', True, '/x')]", "is not a (name, oid, location)"),
+    ("[('t', 16385, '/x'), ('u', 16385, '/y')]", "an oid is listed twice"),
+    ("[" * 5000 + "]" * 5000, "is not a list of tablespaces"),
+])
+def test_a_tablespace_list_is_read_as_a_literal_and_checked(value: str, why: str) -> None:
+    from tui.sources.barman_cloud import BackupInfoInvalid, parse_backup_info
+
+    info = f"status=STARTED\ntimeline=1\ntablespaces={value}\n".encode()
+    with pytest.raises(BackupInfoInvalid, match=re.escape(why)):
+        parse_backup_info(info, "20261202T000000")
+    assert not os.path.exists("/tmp/owned")
+
+
+def test_a_tablespace_list_names_each_tablespace() -> None:
+    from tui.sources.barman_cloud import Tablespace, parse_backup_info
+
+    info = b"status=STARTED\ntimeline=1\ntablespaces=[('events', 16385, '/srv/ts')]\n"
+    backup = parse_backup_info(info, "20261202T000000")
+    assert backup.tablespaces == (Tablespace("events", 16385, "/srv/ts"),)
+
+
 @pytest.mark.parametrize("compression, pack", [("gzip", gzip.compress), ("bzip2", bz2.compress),
                                                ("xz", lzma.compress)])
 def test_what_barman_compressed_is_decompressed_within_a_limit(compression, pack) -> None:
