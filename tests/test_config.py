@@ -315,6 +315,19 @@ def test_local_repository_paths(tmp_path: Path, home: Path) -> None:
     assert config.gpg_home == path.parent / "gnupg"
 
 
+@pytest.mark.parametrize("text", [
+    '[runbooks]\ndirs = ["~nosuchuser-drdeck/runbooks"]\n',
+    '[gpg]\nhome = "~nosuchuser-drdeck"\n',
+    '[repositories.a]\ntype = "local"\npath = "~nosuchuser-drdeck/b"\n',
+])
+def test_a_home_directory_of_no_user_is_a_placed_problem(text: str) -> None:
+    with pytest.raises(ConfigInvalid) as caught:
+        load_config_text(text)
+    (problem,) = caught.value.problems
+    assert "'~nosuchuser-drdeck' is no home directory on this machine" in problem.message
+    assert problem.line == text.count("\n")
+
+
 def test_relative_paths_follow_the_file_not_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -249,9 +249,14 @@ class _Checker:
             self.problem((*where, key), f"bad duration for {key}: {exc}")
             return None
 
-    def local_path(self, text: str) -> Path:
+    def local_path(self, text: str, where: KeyPath) -> Path:
         """~ expanded; a relative path is relative to the config file's directory."""
-        path = Path(text).expanduser()
+        try:
+            path = Path(text).expanduser()
+        except (RuntimeError, KeyError):  # ~user for a user this machine does not have
+            self.problem(where, f"{text!r}: {text.split('/')[0]!r} is no home directory on "
+                         "this machine; give the path itself")
+            path = Path(text)
         return path if path.is_absolute() else self.base_dir / path
 
     def named_tables(self, doc: dict, key: str, singular: str) -> dict[str, dict]:
@@ -286,8 +291,8 @@ class _Checker:
             path=path,
             repositories={r.name: r for r in repositories.values() if r is not None},
             clusters=clusters,
-            gpg_home=self.local_path(home) if home is not None else None,
-            runbook_dirs=tuple(self.local_path(d) for d in dirs),
+            gpg_home=self.local_path(home, ("gpg", "home")) if home is not None else None,
+            runbook_dirs=tuple(self.local_path(d, ("runbooks", "dirs")) for d in dirs),
             journal_url=self.journal(doc),
             notify=self.notify(doc),
             runbook_defaults=defaults,
@@ -350,7 +355,7 @@ class _Checker:
             path = self.text(spec, "path", where)
             if len(self.problems) > before or path is None:
                 return None
-            return Repository(name, kind, path=self.local_path(path))
+            return Repository(name, kind, path=self.local_path(path, (*where, "path")))
         if "bucket" not in spec:
             self.problem(where, "an s3 repository needs bucket = \"BUCKET\"")
         bucket = self.text(spec, "bucket", where)
