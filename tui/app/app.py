@@ -13,6 +13,7 @@ from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.driver import Driver
 from textual.reactive import reactive
 from textual.screen import Screen
 
@@ -91,6 +92,14 @@ class DrdeckApp(App[None]):
         self._remembered: dict[str, dict[str, str]] = {}
         self._stopping: asyncio.Task | None = None
         self.signalled = False  # ended by SIGTERM or SIGHUP: the exit code says interrupted
+
+    def get_driver_class(self) -> type[Driver]:
+        driver = super().get_driver_class()
+        if driver.__module__ != "textual.drivers.linux_driver":  # Windows; TEXTUAL_DRIVER
+            return driver
+        from .terminal import TerminalDriver  # a hung-up terminal must not hang the app
+
+        return TerminalDriver
 
     def on_mount(self) -> None:
         _freeze_start_up_heap()
