@@ -58,6 +58,8 @@ def test_inventory_screen(snap_compare, config) -> None:
         # idle: on a busy machine the picture could otherwise show them cut short)
         table = inventory(pilot).query_one("#snapshots")
         await wait_for(pilot, lambda: table.row_count and not table._require_update_dimensions)
+        # the tab bar's underline slides to the active tab: a busy machine can catch it midway
+        await pilot.wait_for_scheduled_animations()
         await pilot.pause()
 
     app = frozen_app(config=config, utc_now=lambda: NOW,

@@ -571,11 +571,13 @@ def leftovers(cluster: ScratchCluster) -> list[tuple[str, str]]:
 
 
 class RestoreWatcher(threading.Thread):
-    """Reads the command line and environment of every pg_restore that restores, until
-    stopped: the throwaway role's password is in the environment of that one alone."""
+    """Reads the command line and environment of every pg_restore that restores into the
+    server on `port`, until stopped: the throwaway role's password is in the environment
+    of that one alone. Other tests' restores, running beside this one, are not its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int) -> None:
         super().__init__(daemon=True)
+        self._port = str(port).encode()
         self.seen: dict[bytes, set[bytes]] = {}  # command line -> its PGPASSWORDs
         self._halt = threading.Event()
 
@@ -583,7 +585,7 @@ class RestoreWatcher(threading.Thread):
         while not self._halt.is_set():
             for pid, (line, _) in processes().items():
                 if os.path.basename(line.split(b"\0", 1)[0]) != b"pg_restore" \
-                        or b"--dbname=" not in line:
+                        or b"--dbname=" not in line or self._port not in line:
                     continue
                 with contextlib.suppress(OSError):
                     environ = Path(f"/proc/{pid}/environ").read_bytes()
@@ -640,7 +642,7 @@ gpg_recipients = []
     assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr
     assert not marker.exists()
 
-    watcher = RestoreWatcher()
+    watcher = RestoreWatcher(cluster.port)
     watcher.start()
     try:
         proc = drdeck("--config", str(config), "run", "verify-backup", "-p", "full=true",
