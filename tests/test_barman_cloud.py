@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -160,6 +161,28 @@ def test_a_missing_wal_object_is_a_gap_that_ends_the_window(world: World) -> Non
     assert window.end == window.start == backup.stopped
     assert picture.end_is[window.last_segment] == END_BACKUP
     assert window.end < world.last_commit
+
+
+@pytest.mark.slow
+@needs_barman
+def test_the_store_gives_its_wal_by_name_and_finds_what_is_archived_later(
+        world: World) -> None:
+    """The Source protocol's WAL: a segment decompressed, byte for byte what barman-cloud
+    gzipped; a name the store lacks is None; one archived after the fetcher began is
+    found (a restore to `latest` goes on while archiving does)."""
+    from tui.sources.barman_cloud import BarmanCloudSource
+
+    first, last = world.load_segments
+    late = world.barman.copy_as("pg-late", leave_out=(world.barman.wal_key(last),))
+    source = BarmanCloudSource(late.destination, late.server_name, late.endpoint.url,
+                               late.endpoint.region)
+    fetch = source.wal_fetcher()
+    assert fetch(first) == gzip.decompress(late.read(late.wal_key(first)))
+    assert fetch(last) is None
+    late.put(late.wal_key(last), world.barman.read(world.barman.wal_key(last)))
+    time.sleep(1.1)  # a name not found is looked for again at most once a second
+    assert fetch(last) == gzip.decompress(world.barman.read(world.barman.wal_key(last)))
+    assert len(fetch(last)) == MiB
 
 
 @pytest.mark.slow

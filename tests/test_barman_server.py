@@ -135,6 +135,32 @@ def test_the_backup_and_the_window_to_the_last_commit_are_in_the_inventory(
 
 @pytest.mark.slow
 @needs_barman
+def test_the_server_gives_its_wal_by_name_as_barman_filed_it(world: World) -> None:
+    """The Source protocol's WAL: a segment barman gzipped, decompressed byte for byte; a
+    name it has not filed is None; a link planted in its place is refused."""
+    import gzip
+
+    from tui.sources.barman import BarmanError, BarmanSource
+    from tui.wal.names import Segment
+
+    source = BarmanSource(world.barman.server, str(world.barman.config), str(BARMAN))
+    fetch = source.wal_fetcher()
+    last = world.load_segments[-1]
+    assert fetch(last) == gzip.decompress(world.barman.wal_path(last).read_bytes())
+    assert len(fetch(last)) == MiB
+    beyond = Segment.parse(last, MiB).next()
+    assert fetch(beyond.name) is None
+    planted = world.barman.wal_path(beyond.name)
+    planted.symlink_to(world.barman.wal_path(last))
+    try:
+        with pytest.raises(BarmanError, match="is not a regular file"):
+            fetch(beyond.name)
+    finally:
+        planted.unlink()
+
+
+@pytest.mark.slow
+@needs_barman
 def test_a_missing_wal_file_is_a_gap_that_ends_the_window(world: World, tmp_path: Path) -> None:
     missing, resumes = world.load_segments
     moved = tmp_path / missing

@@ -301,3 +301,22 @@ pgbackrest = {{ stanza = "{stanza.name}", config = "{stanza.config}" }}
     items = {item["check"]: item for item in json.loads(proc.stdout)["clusters"][0]["items"]}
     assert "repository" not in items and "snapshot" not in items
     assert items["wal"]["reason"].startswith("newest recoverable point is")
+
+
+def test_the_stanza_gives_its_wal_by_name_as_pgbackrest_stored_it(world) -> None:
+    """The Source protocol's WAL: each archived segment, decompressed, byte for byte what
+    the repository holds; a name the stanza lacks is None, not an error."""
+    import gzip
+
+    from tui.sources.pgbackrest import PgbackrestSource
+    from tui.wal.names import Segment
+
+    stanza = world["stanza"]
+    fetch = PgbackrestSource(stanza.name, str(stanza.config)).wal_fetcher()
+    last = world["last_segment"]
+    [stored] = stanza.repo.glob(f"archive/demo/15-1/{last[:16]}/{last}-*.gz")
+    assert fetch(last) == gzip.decompress(stored.read_bytes())
+    assert len(fetch(last)) == 1 << 20
+    beyond = Segment.parse(last, 1 << 20).next().name
+    assert fetch(beyond) is None
+    assert fetch("00000002.history") is None

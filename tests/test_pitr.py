@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -158,3 +158,32 @@ def test_a_missing_middle_segment_is_reported_as_a_gap(world, tmp_path: Path) ->
                    for line in lines), lines
     finally:
         shutil.move(hidden, victim)
+
+
+def test_the_archive_gives_its_wal_by_name_and_its_window_as_a_source(world) -> None:
+    """drdeck's own archive behind the Source protocol: each segment decrypted, byte for
+    byte what gpg gives back; a name it lacks is None; its report is the inventory's
+    `pitr` block, with the keys every source's has."""
+    from tui.config import load_config_file
+    from tui.sources import source_for
+    from tui.wal.names import Segment
+
+    config = load_config_file(world["setup"].config)
+    source = source_for(config, config.cluster("prod"), "pitr")
+    fetch = source.wal_fetcher()
+    last = world["last"]
+    stored = world["setup"].repo / "prod" / "wal" / f"{last}.gpg"
+    plain = subprocess.run(["gpg", "--homedir", str(world["gpg"].path), "--batch", "--quiet",
+                            "--decrypt", str(stored)], capture_output=True, check=True).stdout
+    assert fetch(last) == plain and len(plain) == 1 << 20
+    assert fetch(Segment.parse(last, 1 << 20).next().name) is None
+
+    report = source.report()
+    [window] = report["windows"]
+    assert report["kind"] == "pitr" and report["gaps"] == [] and report["problems"] == []
+    assert report["window"] == {"start": window["start"], "end": window["end"]}
+    assert window["last_segment"] == last
+    start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
+    assert start <= world["commits"][0] and world["commits"][-1] <= end
+    assert [b["id"] for b in report["backups"]] == [window["base_backup"]]
+    assert source.summary(report)[1].text.startswith("recoverable ")

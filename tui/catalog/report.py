@@ -14,6 +14,7 @@ from tui.catalog.retention import Policy, plan, reason_class
 from tui.catalog.signatures import signing_for
 from tui.config import ClusterConfig
 from tui.sources import SourceReport, source_classes, sources_for
+from tui.sources.archive import ArchiveSource, picture_dict
 
 FORMAT = 1
 
@@ -58,23 +59,15 @@ def load_inventories(config: Any, names: list[str] | None = None,
 
 def read_pitr(store: Any, cluster: str, config: Any) -> Any:
     """The recovery picture when the repository holds base backups or WAL; else None."""
-    from tui.errors import DrdeckError
-    from tui.pitr.basebackup import base_prefix
-    from tui.pitr.window import picture
-    from tui.wal.archive import wal_prefix
-
-    try:
-        if not any(True for _ in store.list(base_prefix(cluster))) and \
-                not any(True for _ in store.list(wal_prefix(cluster))):
-            return None
-        gpg_home = str(config.gpg_home) if config.gpg_home else None
-        configured = config.clusters.get(cluster)
-        if configured is None:
-            return picture(store, cluster, gpg_home)
-        return picture(store, cluster, gpg_home, signing=signing_for(config, configured),
-                       encrypted_only=bool(configured.gpg_recipients))
-    except DrdeckError:
-        return None
+    configured = config.clusters.get(cluster)
+    if configured is None:
+        source = ArchiveSource(store, cluster, str(config.gpg_home) if config.gpg_home
+                               else None)
+    else:
+        source = ArchiveSource(store, cluster, str(config.gpg_home) if config.gpg_home
+                               else None, signing_for(config, configured),
+                               bool(configured.gpg_recipients))
+    return source.picture_or_none()
 
 
 def retention_classes(inventory: ClusterInventory, cluster: ClusterConfig,
@@ -124,37 +117,7 @@ def snapshot_json(snapshot: Snapshot, now: datetime) -> dict[str, Any]:
 
 def pitr_json(picture: Any) -> dict[str, Any] | None:
     """The point-in-time side: base backups, WAL per timeline, windows, gaps."""
-    if picture is None:
-        return None
-    archive = picture.archive
-    timelines = {}
-    for timeline in archive.timelines:
-        numbers = sorted(archive.segments.get(timeline, ()))
-        timelines[str(timeline)] = {
-            "segments": len(numbers),
-            "first": archive.names.get((timeline, numbers[0])) if numbers else None,
-            "last": archive.names.get((timeline, numbers[-1])) if numbers else None,
-            "history": timeline in archive.histories,
-        }
-    return {
-        "windows": [{
-            "start": w.start.isoformat(), "end": w.end.isoformat() if w.end else None,
-            "timeline": w.timeline, "base_backup": w.base.stamp,
-            "base_backups": [b.stamp for b in w.bases], "last_segment": w.last_segment,
-        } for w in picture.windows],
-        "base_backups": [{
-            "id": stamp, "complete": not problem, "problem": problem or None,
-            "started_at": m.started_at if m else None, "stopped_at": m.stopped_at if m else None,
-            "start_lsn": m.start_lsn if m else None, "stop_lsn": m.stop_lsn if m else None,
-            "timeline": m.timeline if m else None, "stored_size": m.stored_size if m else None,
-            "encrypted": m.encrypted if m else None,
-        } for m, stamp, problem in picture.base_backups],
-        "wal": {"timelines": timelines},
-        "gaps": [{"timeline": g.timeline, "missing_from": g.missing_from,
-                  "missing_to": g.missing_to, "resumes_at": g.resumes_at}
-                 for g in picture.gaps],
-        "problems": picture.problems,
-    }
+    return None if picture is None else picture_dict(picture)
 
 
 def cluster_json(inventory: ClusterInventory, now: datetime) -> dict[str, Any]:

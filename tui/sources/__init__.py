@@ -15,7 +15,7 @@ from tui.errors import InvalidInput
 from tui.sources.base import Line, Source, SourceError, SourceReport
 
 __all__ = ["Line", "Source", "SourceError", "SourceReport", "engine_for", "source_classes",
-           "sources_for"]
+           "source_for", "sources_for"]
 
 ENTRY_POINT_GROUP = "drdeck.sources"
 
@@ -68,3 +68,12 @@ def sources_for(config: Any, cluster: Any) -> list[Source]:
             found.append(source)
     return found
 
+
+
+def source_for(config: Any, cluster: Any, kind: str) -> Source | None:
+    """The cluster's source of `kind`: an engine's, or drdeck's own archive in the
+    cluster's repository (tui.sources.archive, kind "pitr"); None when it has none."""
+    from tui.sources.archive import ArchiveSource
+
+    source_class = ArchiveSource if kind == ArchiveSource.kind else engine_for(kind)
+    return None if source_class is None else source_class.configured(config, cluster)

@@ -35,7 +35,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -78,6 +80,7 @@ _SERVER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _RESERVED = ("all", "barman")  # barman refuses these as server names
 _BACKUP_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _HASH_DIR = re.compile(r"[0-9A-F]{16}")  # barman.xlog.hash_dir: timeline and log
+_BACKUP_HISTORY = re.compile(r"[0-9A-F]{24}\.[0-9A-F]{8}\.backup")
 _LSN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
 _SYSTEM_ID = re.compile(r"[0-9]{1,20}")
 # barman.compression: each format's magic (pigz and pygzip write gzip, pybzip2 bzip2)
@@ -381,6 +384,35 @@ def read_wal_file(path: Path, size: int, *, exact: bool = True) -> bytes:
     return plain
 
 
+@dataclass(frozen=True)
+class WalFiles:
+    """The WAL directory's files by name, as Source.wal_fetcher gives them: a segment (or
+    a backup history file) in the directory of its first 16 characters, a timeline
+    history at the top; barman files each under its own name, compressed or not."""
+
+    path: Path
+    segment_size: int
+
+    def fetch(self, name: str) -> bytes | None:
+        if SEGMENT.fullmatch(name):
+            where, limit, exact = self.path / name[:16] / name, self.segment_size, True
+        elif _BACKUP_HISTORY.fullmatch(name):
+            where, limit, exact = self.path / name[:16] / name, MAX_HISTORY_BYTES, False
+        elif HISTORY.fullmatch(name):
+            where, limit, exact = self.path / name, MAX_HISTORY_BYTES, False
+        else:
+            return None
+        try:
+            found = os.lstat(where)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise BarmanError(f"{where} cannot be read: {exc.strerror}") from None
+        if not stat.S_ISREG(found.st_mode):  # what barman files is a file, never a link
+            raise BarmanError(f"{where} is not a regular file: not read")
+        return read_wal_file(where, limit, exact=exact)
+
+
 def compression_of(raw: bytes) -> str | None:
     """Barman's compression of a file, by its first bytes (barman.compression does too)."""
     return next((name for magic, name in _MAGIC if raw.startswith(magic)), None)
@@ -644,6 +676,7 @@ class BarmanSource(Source):
     def __init__(self, server: str, config: str | None = None,
                  program: str | None = None) -> None:
         self.server, self.config, self.program = server, config, program
+        self._picture: ServerPicture | None = None  # the last read, for wal_fetcher
 
     @classmethod
     def from_settings(cls, settings: dict[str, str], config: Any = None) -> BarmanSource:
@@ -670,7 +703,19 @@ class BarmanSource(Source):
 
     def picture(self, read_commit_times: bool = True) -> ServerPicture:
         """The backups, the WAL and the windows, for a recovery (tui.pitr)."""
-        return read_server(Barman(self.server, self.config, self.program), read_commit_times)
+        self._picture = read_server(Barman(self.server, self.config, self.program),
+                                    read_commit_times)
+        return self._picture
+
+    def recovery_picture(self) -> RecoveryPicture:
+        return self.picture().recovery
+
+    def wal_fetcher(self) -> Callable[[str], bytes | None]:
+        seen = self._picture or self.picture(read_commit_times=False)
+        if not seen.wals_directory or not seen.wal_segment_size:
+            raise BarmanError(f"Barman {self.describe()} does not say where its WAL is, or "
+                              "how large its segments are")
+        return WalFiles(Path(seen.wals_directory), seen.wal_segment_size).fetch
 
     def backup_line(self, backup: dict[str, Any]) -> str:
         if backup.get("status") is None:  # unreadable: its problem is the line

@@ -55,9 +55,10 @@ import shutil
 import subprocess
 import tempfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from tui.pitr.window import (
@@ -903,6 +904,7 @@ class BarmanCloudSource(Source):
                  region: str | None = None) -> None:
         self.destination, self.server_name = destination, server_name
         self.endpoint_url, self.region = endpoint_url, region
+        self._picture: ObjectStorePicture | None = None  # the last read, for wal_fetcher
 
     @classmethod
     def from_settings(cls, settings: dict[str, str], config: Any = None) -> BarmanCloudSource:
@@ -935,11 +937,32 @@ class BarmanCloudSource(Source):
 
     def picture(self, read_commit_times: bool = True) -> ObjectStorePicture:
         """The backups, the archive and the windows, for a recovery (tui.pitr)."""
-        return read_object_store(self.destination, self.server_name, self.endpoint_url,
-                                 self.region, read_commit_times=read_commit_times)
+        self._picture = read_object_store(self.destination, self.server_name,
+                                          self.endpoint_url, self.region,
+                                          read_commit_times=read_commit_times)
+        return self._picture
 
     def recovery_picture(self) -> RecoveryPicture:
         return self.picture().recovery
+
+    def store(self) -> Any:
+        return open_object_store(self.destination, self.endpoint_url, self.region)
+
+    def wal_fetcher(self) -> Callable[[str], bytes | None]:
+        from tui.sources.barman_cloud_restore import StoreWal
+
+        seen = self._picture or self.picture(read_commit_times=False)
+        size = seen.wal_segment_size or next(
+            (b.wal_segment_size for b in reversed(seen.backups)), None)
+        if size is None or seen.listing is None:
+            raise BarmanCloudError(f"{self.describe()} holds no backup that says how large "
+                                   "its WAL segments are")
+        return StoreWal(self.store(), self.server_name, seen.listing, size).fetch
+
+    async def unpack_base_backup(self, backup: Any, data_dir: Path, reporter: Any) -> None:
+        from tui.sources.barman_cloud_restore import unpack_backup
+
+        await unpack_backup(backup, self.store(), data_dir, reporter)
 
     def backup_line(self, backup: dict[str, Any]) -> str:
         if backup.get("status") is None:  # unreadable: its problem is the line

@@ -161,27 +161,25 @@ class BarmanCloudRestore(Action):
             prepare_data_dir,
         )
         from tui.postgres.cluster import server_account
-        from tui.sources.barman_cloud import open_object_store
-        from tui.sources.barman_cloud_restore import StoreWal, unpack_backup
         from tui.wal.feeder import WalFeeder, restore_command
 
         # checked again, silently: time has passed since the pre-flight step
         checked = await preflight(ctx, args, report=False)
         plan, source, data_dir = checked.plan, checked.source, checked.data_dir
         backup, target = plan.base, plan.target
-        store = open_object_store(source.destination, source.endpoint_url, source.region)
         prepare_data_dir(data_dir)
         ctx.output(f"unpacking backup {backup.backup_id} into {data_dir}")
-        await unpack_backup(backup, store, data_dir, ctx)
+        await source.unpack_base_backup(backup, data_dir, ctx)
         placement = Placement(data_dir, int(args["port"]), new_socket_dir(data_dir))
         server = placement.cluster
         account = server_account()
-        wal = StoreWal(store, source.server_name, checked.picture.listing,
-                       backup.wal_segment_size)
-        feeder = WalFeeder(store, checked.cluster.name, data_dir / SPOOL, gpg_home=None,
-                           encrypted_first=False, depth=int(args.get("prefetch", 16)),
+        # the WAL fetched from the store as the pre-flight listed it (a name not listed yet
+        # is looked for again), not from a drdeck repository: so no store of that
+        feeder = WalFeeder(None, checked.cluster.name, data_dir / SPOOL,
+                           gpg_home=None, encrypted_first=False,
+                           depth=int(args.get("prefetch", 16)),
                            owner=(account.uid, account.gid) if account else None,
-                           reporter=ctx, fetch=wal.fetch)
+                           reporter=ctx, fetch=source.wal_fetcher())
         feeder.prepare()
         configure(server, target, command=restore_command(feeder.spool),
                   timeline=str(args.get("timeline") or ""))

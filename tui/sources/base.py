@@ -23,8 +23,10 @@ keys mean the same for every engine:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from tui.errors import DrdeckError
@@ -90,6 +92,25 @@ class Source(ABC):
         against (a tui.pitr.window.RecoveryPicture, for tui.pitr.target.plan_recovery).
         Raises SourceError when the engine cannot be read, NotImplementedError when drdeck
         restores nothing from it to a point in time."""
+        raise NotImplementedError
+
+    def wal_fetcher(self) -> Callable[[str], bytes | None]:
+        """A function from a WAL file's name (a segment, a timeline history, a backup
+        history) to its plain bytes, decrypted and decompressed; None when the engine does
+        not hold it. It is called from several threads at once (tui.wal.feeder prefetches),
+        and asks the engine again for a name it did not find before: archiving goes on
+        during a restore. It raises SourceError (or another DrdeckError) for a file the
+        engine holds but that cannot be read. Reuses what the last `recovery_picture()`
+        listed. NotImplementedError when the engine keeps no WAL drdeck can read."""
+        raise NotImplementedError
+
+    async def unpack_base_backup(self, backup: Any, data_dir: Path, reporter: Any) -> None:
+        """Lay `backup` (a plan's base, from `recovery_picture()`) down in `data_dir`, which
+        exists, is empty and belongs to the server's account, reporting progress to
+        `reporter` (tui.engine.context.StepContext or alike). On any failure the directory
+        is emptied again and the error raised: nothing half-written is left to start.
+        NotImplementedError when the engine's own program lays its backups down (pgBackRest:
+        `pgbackrest restore` writes the recovery settings too)."""
         raise NotImplementedError
 
     def report(self, read_commit_times: bool = True) -> dict[str, Any]:

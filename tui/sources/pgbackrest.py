@@ -672,6 +672,17 @@ class PgbackrestSource(Source):
     def read(self, read_commit_times: bool = True) -> dict[str, Any]:
         return inventory(self.stanza, self.config, self.os_user, read_commit_times)
 
+    def program(self) -> Pgbackrest:
+        return Pgbackrest(self.stanza, self.config, self.os_user)
+
+    def recovery_picture(self) -> Any:
+        return read_stanza(self.program()).recovery
+
+    def wal_fetcher(self) -> Any:
+        from tui.sources.pgbackrest_wal import StanzaWal
+
+        return StanzaWal(self.program()).fetch
+
     def report(self, read_commit_times: bool = True) -> dict[str, Any]:
         try:
             return self.read(read_commit_times)

@@ -214,7 +214,7 @@ class ParamForm(VerticalScroll):
     def on_mount(self) -> None:
         if self._fields_of("snapshot"):
             self.list_snapshots(self._value("cluster"), self._value("database"))
-        if self._recovers_from_the_archive():
+        if self._reads_a_window():
             self.read_window(self._value("cluster"))
 
     @property
@@ -300,13 +300,10 @@ class ParamForm(VerticalScroll):
 
     # --- the recoverable window ---------------------------------------------------------
 
-    def _recovers_from_the_archive(self) -> bool:
+    def _reads_a_window(self) -> bool:
         """A recovery target whose window drdeck can read for the chosen cluster: the
-        runbook restores from drdeck's own archive, or from an engine whose window its
-        action names (Action.window_of)."""
-        return bool(self._fields_of("recovery_target")) and (
-            self._window_engine() is not None
-            or any(step.action.startswith("pitr.") for step in self.runbook.steps))
+        runbook restores from a source whose window its action names (Action.window_of)."""
+        return bool(self._fields_of("recovery_target")) and self._window_engine() is not None
 
     def _window_engine(self) -> str | None:
         from tui.engine.actions import get_action
@@ -323,33 +320,21 @@ class ParamForm(VerticalScroll):
         engine = self._window_engine()
         try:
             chosen = config.cluster(cluster or None)
-            picture, where = self._picture_of(chosen, engine)
+            picture = self._picture_of(chosen, engine)
         except Exception as exc:  # the field says so; the pre-flight will check again
             self.post_message(WindowRead(None, f"cannot read the recoverable window: {exc}"))
-            return
-        if picture is None:
-            self.post_message(WindowRead(None, f"no base backup or WAL of {chosen.name} in "
-                                         f"{where}: nothing is recoverable yet"))
             return
         self.post_message(WindowRead(picture, f"recoverable ({chosen.name}): "
                                      f"{picture.describe_windows()}"))
 
-    def _picture_of(self, cluster: Any, engine: str | None) -> tuple[Any, str]:
-        """The cluster's recovery picture from `engine`'s source, or drdeck's archive."""
-        config = self.app.config
-        if engine is not None:
-            from tui.sources import engine_for
+    def _picture_of(self, cluster: Any, kind: str) -> Any:
+        """The cluster's recovery picture from its source of `kind` (tui.sources)."""
+        from tui.sources import source_for
 
-            source_class = engine_for(engine)
-            source = source_class.configured(config, cluster) if source_class else None
-            if source is None:
-                raise ValueError(f"cluster {cluster.name!r} has no {engine} table")
-            return source.recovery_picture(), source.describe()
-        from tui.catalog.report import read_pitr
-        from tui.snapshots.targets import store_for
-
-        picture = read_pitr(store_for(config.repository_for(cluster)), cluster.name, config)
-        return picture, "the repository"
+        source = source_for(self.app.config, cluster, kind)
+        if source is None:
+            raise ValueError(f"cluster {cluster.name!r} has no {kind} source")
+        return source.recovery_picture()
 
     def on_window_read(self, message: WindowRead) -> None:
         self._picture = message.picture
@@ -387,7 +372,7 @@ class ParamForm(VerticalScroll):
         if event.input.id in ("param-cluster", "param-database"):
             if self._fields_of("snapshot"):
                 self.list_snapshots(self._value("cluster"), self._value("database"))
-            if event.input.id == "param-cluster" and self._recovers_from_the_archive():
+            if event.input.id == "param-cluster" and self._reads_a_window():
                 self.read_window(self._value("cluster"))
         self.screen.focus_next()
 

@@ -39,6 +39,17 @@ def _resolve(ctx: StepContext, args: dict[str, Any]):
     return cluster, store, gpg_home
 
 
+def _archive(ctx: StepContext, cluster: Any) -> Any:
+    """drdeck's own archive of the cluster (tui.sources.archive): raises InvalidInput when
+    the cluster names no repository, or one that is not configured."""
+    from tui.sources.archive import ArchiveSource
+
+    source = ArchiveSource.configured(ctx.config, cluster)
+    if source is None:
+        ctx.config.repository_for(cluster)  # raises, saying what to add where
+    return source
+
+
 def when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
 
@@ -113,6 +124,7 @@ class PitrPreflight(Action):
     name = "pitr.preflight"
     summary = "check the target against the recoverable window before anything is written"
     produces_output = True
+    window_of = "pitr"
     args = {
         **TARGET_ARGS,
         "data_dir": Arg("text", required=True, help="the new data directory"),
@@ -131,14 +143,12 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     """Every check before anything is written; `report` names each as a check."""
     from tui.pitr.restore import check_data_dir, check_port
     from tui.pitr.target import TargetRefused, parse_target, plan_recovery
-    from tui.pitr.window import describe_missing_history, picture
+    from tui.pitr.window import describe_missing_history
 
-    cluster, store, gpg_home = _resolve(ctx, args)
+    cluster = ctx.config.cluster(args.get("cluster") or None)
     target = parse_target(str(args.get("target") or "latest"), args.get("target_kind", ""),
                           bool(args.get("inclusive", True)))
-    seen = await asyncio.to_thread(picture, store, cluster.name, gpg_home, True,
-                                   signing_for(ctx.config, cluster),
-                                   bool(cluster.gpg_recipients))
+    seen = await asyncio.to_thread(_archive(ctx, cluster).recovery_picture)
     def check(name: str, detail: str) -> None:
         if report:
             ctx.check(name, True, detail)
@@ -180,6 +190,7 @@ class PitrRestore(Action):
     name = "pitr.restore"
     summary = "base backup -> new data directory -> recovery to the target, followed live"
     produces_output = True
+    window_of = "pitr"
     default_timeout = None
     args = {
         **TARGET_ARGS,
@@ -199,7 +210,6 @@ class PitrRestore(Action):
             configure,
             new_socket_dir,
             prepare_data_dir,
-            unpack_base,
         )
         from tui.postgres.cluster import server_account
         from tui.postgres.dsn import with_database
@@ -208,18 +218,20 @@ class PitrRestore(Action):
         # checked again, silently: time has passed since the pre-flight step
         plan = await preflight(ctx, args, report=False)
         cluster_config, store, gpg_home = _resolve(ctx, args)
+        source = _archive(ctx, cluster_config)
         base, target = plan.base, plan.target
         data_dir = Path(str(args["data_dir"])).expanduser().absolute()
         prepare_data_dir(data_dir)
         ctx.output(f"unpacking base backup {base.stamp} into {data_dir}")
-        await unpack_base(base, store, data_dir, ctx, gpg_home)
+        await source.unpack_base_backup(base, data_dir, ctx)
         placement = Placement(data_dir, int(args["port"]), new_socket_dir(data_dir))
         server = placement.cluster
         account = server_account()
         feeder = WalFeeder(store, cluster_config.name, data_dir / SPOOL, gpg_home=gpg_home,
                            encrypted_first=bool(cluster_config.gpg_recipients),
                            depth=int(args.get("prefetch", 16)),
-                           owner=(account.uid, account.gid) if account else None, reporter=ctx)
+                           owner=(account.uid, account.gid) if account else None, reporter=ctx,
+                           fetch=source.wal_fetcher())
         feeder.prepare()
         configure(server, target, command=restore_command(feeder.spool),
                   timeline=str(args.get("timeline") or ""))
