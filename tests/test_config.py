@@ -328,6 +328,34 @@ def test_a_home_directory_of_no_user_is_a_placed_problem(text: str) -> None:
     assert problem.line == text.count("\n")
 
 
+def test_a_repository_compresses_with_zstd_at_level_3_unless_told() -> None:
+    config = load_config_text(
+        '[repositories.a]\ntype = "local"\npath = "/abs/a"\n'
+        '[repositories.b]\ntype = "s3"\nbucket = "b"\ncompression = "zstd"\n'
+        'compression_level = 19\n'
+        '[repositories.c]\ntype = "local"\npath = "/abs/c"\ncompression = "none"\n')
+    found = {name: (repo.compression, repo.compression_level)
+             for name, repo in config.repositories.items()}
+    assert found == {"a": ("zstd", 3), "b": ("zstd", 19), "c": ("none", 3)}
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ('compression = "gzip"', "compression 'gzip' is not one of: zstd, none"),
+    ("compression = 3", "compression must be"),
+    ("compression_level = 0", "compression_level must be a whole number from 1 to 19, not 0"),
+    ("compression_level = 22", "from 1 to 19, not 22"),
+    ('compression_level = "3"', "from 1 to 19, not '3'"),
+    ("compression_level = true", "from 1 to 19, not True"),
+])
+def test_a_compression_it_cannot_use_is_a_placed_problem(setting: str, expected: str) -> None:
+    text = f'[repositories.a]\ntype = "local"\npath = "/abs/a"\n{setting}\n'
+    with pytest.raises(ConfigInvalid) as caught:
+        load_config_text(text)
+    (problem,) = caught.value.problems
+    assert expected in problem.message, problem.message
+    assert problem.line == 4
+
+
 def test_relative_paths_follow_the_file_not_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from tui.journal.store import Journal
 
@@ -332,9 +333,17 @@ WAL_CLUSTER = "prod"
 ROUNDS = 3  # segments raced per test: each round is one chance for the race to bite
 
 
+def as_pushed(objects: dict[str, bytes]) -> dict[str, bytes]:
+    """Archived objects by the WAL file each holds: zstd frames (the default) opened."""
+    assert all(key.endswith(".zst") for key in objects), sorted(objects)
+    return {key.removesuffix(".zst"): zstandard.ZstdDecompressor().decompress(raw)
+            for key, raw in objects.items()}
+
+
 @pytest.fixture(params=["local", "s3"])
 def wal_repository(request: pytest.FixtureRequest, tmp_path: Path):
-    """(drdeck.toml, environment, what the repository holds under <cluster>/wal/)."""
+    """(drdeck.toml, environment, what the repository holds under <cluster>/wal/: each
+    file by its name, as it was pushed)."""
     if request.param == "local":
         repo = tmp_path / "repo"
         repository = f'type = "local"\npath = "{repo}"'
@@ -342,7 +351,7 @@ def wal_repository(request: pytest.FixtureRequest, tmp_path: Path):
 
         def stored() -> dict[str, bytes]:
             folder = repo / WAL_CLUSTER / "wal"
-            return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} \
+            return as_pushed({p.name: p.read_bytes() for p in sorted(folder.iterdir())}) \
                 if folder.is_dir() else {}
     else:
         server = request.getfixturevalue("s3_server")
@@ -355,9 +364,9 @@ def wal_repository(request: pytest.FixtureRequest, tmp_path: Path):
         def stored() -> dict[str, bytes]:
             wal = f"pg/{WAL_CLUSTER}/wal/"
             listing = client.list_objects_v2(Bucket=bucket, Prefix=wal)
-            return {item["Key"][len(wal):]: client.get_object(
+            return as_pushed({item["Key"][len(wal):]: client.get_object(
                         Bucket=bucket, Key=item["Key"])["Body"].read()
-                    for item in listing.get("Contents", ())}
+                    for item in listing.get("Contents", ())})
     config = tmp_path / "drdeck.toml"
     config.write_text(f"""[repositories.backups]
 {repository}

@@ -150,7 +150,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             promote_to_a_new_timeline(cluster)
             commits += commit_rows(cluster, range(ROWS_ON_1 + 1, ROWS_ON_1 + ROWS_ON_2 + 1))
             wait_archived(cluster)
-            history = setup.repo / "prod" / "wal" / "00000002.history.gpg"
+            history = setup.repo / "prod" / "wal" / "00000002.history.zst.gpg"
             assert history.exists(), sorted(p.name for p in history.parent.iterdir())
             try:
                 yield {"setup": setup, "cluster": cluster, "commits": commits, "gpg": gpg,

@@ -154,16 +154,16 @@ def test_a_missing_middle_segment_is_reported_as_a_gap(world, tmp_path: Path) ->
         proc, events, _ = restore(world, world["commits"][-1].isoformat())
         assert proc.returncode == 1
         lines = [e["line"] for e in events if e["event"] == "output"]
-        assert any("WAL gap" in line and victim.name.removesuffix(".gpg") in line
+        assert any("WAL gap" in line and victim.name.removesuffix(".zst.gpg") in line
                    for line in lines), lines
     finally:
         shutil.move(hidden, victim)
 
 
 def test_the_archive_gives_its_wal_by_name_and_its_window_as_a_source(world) -> None:
-    """drdeck's own archive behind the Source protocol: each segment decrypted, byte for
-    byte what gpg gives back; a name it lacks is None; its report is the inventory's
-    `pitr` block, with the keys every source's has."""
+    """drdeck's own archive behind the Source protocol: each segment decrypted and
+    decompressed, byte for byte what gpg and zstd give back; a name it lacks is None; its
+    report is the inventory's `pitr` block, with the keys every source's has."""
     from tui.config import load_config_file
     from tui.sources import source_for
     from tui.wal.names import Segment
@@ -172,10 +172,14 @@ def test_the_archive_gives_its_wal_by_name_and_its_window_as_a_source(world) -> 
     source = source_for(config, config.cluster("prod"), "pitr")
     fetch = source.wal_fetcher()
     last = world["last"]
-    stored = world["setup"].repo / "prod" / "wal" / f"{last}.gpg"
-    plain = subprocess.run(["gpg", "--homedir", str(world["gpg"].path), "--batch", "--quiet",
-                            "--decrypt", str(stored)], capture_output=True, check=True).stdout
+    stored = world["setup"].repo / "prod" / "wal" / f"{last}.zst.gpg"  # zstd, then gpg
+    compressed = subprocess.run(["gpg", "--homedir", str(world["gpg"].path), "--batch",
+                                 "--quiet", "--decrypt", str(stored)], capture_output=True,
+                                check=True).stdout
+    plain = subprocess.run(["zstd", "--decompress", "--stdout"], input=compressed,
+                           capture_output=True, check=True).stdout
     assert fetch(last) == plain and len(plain) == 1 << 20
+    assert len(compressed) < len(plain) / 2
     assert fetch(Segment.parse(last, 1 << 20).next().name) is None
 
     report = source.report()

@@ -95,8 +95,9 @@ def test_restore_to_a_time_in_the_middle_of_the_load(world) -> None:
 
     # one test, not several: under xdist each would build the module's world again
     wal = keys(world, "wal")
-    assert f"{world['last']}.gpg" in wal
-    assert all(name.endswith(".gpg") for name in wal), wal  # encrypted by archive_command
+    assert f"{world['last']}.zst.gpg" in wal
+    # compressed, then encrypted by archive_command
+    assert all(name.endswith(".zst.gpg") for name in wal), wal
     base = keys(world, "base")
     assert any(k.endswith("/manifest.json") for k in base) and \
         any(k.endswith("/base.tar.gpg") for k in base), base

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import zstandard
 
 from backup_support import seed_app
 from cli_support import drdeck, json_events
@@ -400,8 +401,8 @@ def test_a_wal_segment_pushed_to_a_local_repository_is_private(tmp_path: Path) -
                     state_dir=tmp_path / "state")
 
     assert pushed.returncode == 0, pushed.stderr
-    archived = repo / "prod" / "wal" / segment.name
-    assert archived.read_bytes() == segment.read_bytes()
+    archived = repo / "prod" / "wal" / f"{segment.name}.zst"  # zstd, the default
+    assert zstandard.ZstdDecompressor().decompress(archived.read_bytes()) == segment.read_bytes()
     assert stat.S_IMODE(archived.stat().st_mode) == 0o600
     for folder in (repo, repo / "prod", repo / "prod" / "wal"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder

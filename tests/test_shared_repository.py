@@ -118,7 +118,7 @@ def test_a_setgid_root_is_respected_by_root_and_by_postgres(shared: Path) -> Non
 
     found = entries(repo)
     assert [p.relative_to(repo).as_posix() for p, _ in found] == [
-        "prod", "prod/wal", f"prod/wal/{SEGMENT}", "prod/wal/000000010000000000000002"]
+        "prod", "prod/wal", f"prod/wal/{SEGMENT}.zst", "prod/wal/000000010000000000000002.zst"]
     for path, info in found:
         assert owner(info) == f"postgres:{group}", path
         want = 0o2750 if stat.S_ISDIR(info.st_mode) else 0o640
@@ -227,7 +227,7 @@ def test_a_base_backup_as_root_keeps_the_archive_working(archiving) -> None:
     failures = failed_count(cluster)
     for _ in range(2):
         name = wait_archived(cluster)
-        assert (setup.repo / "prod" / "wal" / f"{name}.gpg").is_file()
+        assert (setup.repo / "prod" / "wal" / f"{name}.zst.gpg").is_file()
     assert failed_count(cluster) == failures == 0
     made = entries(setup.repo)
     assert any(p.name == "base.tar.gpg" for p, _ in made)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 
 from tui.postgres.cluster import free_port
 
@@ -52,6 +53,7 @@ class Archive:
 
     kind: str  # "local" or "s3"
     encrypted: bool
+    compressed: bool  # zstd before gpg: the repository's default
     config: Path
     work: Path  # stands in for the data directory: pg_wal/ (pushed from) and restored/
     env: dict[str, str]
@@ -88,7 +90,7 @@ class Archive:
         return folder / name
 
     def key(self, name: str) -> str:
-        return name + (".gpg" if self.encrypted else "")
+        return name + (".zst" if self.compressed else "") + (".gpg" if self.encrypted else "")
 
     def pushed(self, *contents: tuple[str, bytes]) -> None:
         for name, content in contents:
@@ -98,9 +100,12 @@ class Archive:
 
 
 def plain_or_gpg(archive: Archive, stored: bytes, plain: bytes) -> None:
-    """An encrypted archive holds OpenPGP data, never the segment; a plain one the segment."""
+    """An encrypted archive holds OpenPGP data, never the segment; a plain one the segment,
+    as a zstd frame when it compresses."""
     if archive.encrypted:
         assert stored != plain and plain[:64] not in stored
+    elif archive.compressed:
+        assert zstandard.ZstdDecompressor().decompress(stored) == plain
     else:
         assert stored == plain
 
@@ -117,10 +122,12 @@ def outputs(s3_server) -> Iterator[list[str]]:
 @pytest.fixture
 def make_archive(tmp_path: Path, s3_server, make_gpg_home,
                  outputs: list[str]) -> Iterator[Callable[..., Archive]]:
-    """make_archive(kind, encrypted, endpoint_url=None): a configured, empty archive."""
+    """make_archive(kind, encrypted, endpoint_url=None, compression=None): a configured,
+    empty archive; compression None leaves the repository's default (zstd)."""
     buckets: list[str] = []
 
-    def make(kind: str, encrypted: bool, endpoint_url: str | None = None) -> Archive:
+    def make(kind: str, encrypted: bool, endpoint_url: str | None = None,
+             compression: str | None = None) -> Archive:
         base = Path(tempfile.mkdtemp(prefix=f"wal-{kind}-", dir=tmp_path))
         gpg = ""
         recipients = ""
@@ -151,6 +158,8 @@ def make_archive(tmp_path: Path, s3_server, make_gpg_home,
                 return {item["Key"][len(wal):]: client.get_object(
                             Bucket=bucket, Key=item["Key"])["Body"].read()
                         for item in listing.get("Contents", ())}
+        if compression is not None:
+            repository += f'\ncompression = "{compression}"'
         config = base / "drdeck.toml"
         config.write_text(f"""[repositories.backups]
 {repository}
@@ -165,7 +174,8 @@ gpg_recipients = [{recipients}]
         work.mkdir()
         env = s3_server.environ() | {"NO_COLOR": "1"}
         env.pop("DRDECK_CONFIG", None)
-        return Archive(kind, encrypted, config, work, env, stored, outputs)
+        return Archive(kind, encrypted, compression != "none", config, work, env, stored,
+                       outputs)
 
     yield make
     for bucket in buckets:
@@ -270,6 +280,87 @@ def test_fetch_of_a_name_not_in_the_archive_exits_1_and_writes_nothing(
         assert fetched.returncode == NOT_FOUND, fetched.stderr
         assert "Traceback" not in fetched.stderr
         assert list(dest.parent.iterdir()) == []
+
+
+# --- compression: smaller objects; every object written before it still restores ----------
+
+
+def wal_like(size: int = SEGMENT_BYTES) -> bytes:
+    """Bytes that compress as WAL does: records of repeated structure, some of them random."""
+    record = b"\x00\x00\x01\x00heap insert rel 1663/5/16384 blk 0 off 7" + bytes(40)
+    out = bytearray()
+    while len(out) < size:
+        out += record + os.urandom(8)
+    return bytes(out[:size])
+
+
+def test_wal_is_stored_compressed_and_fetched_whole(archive: Archive) -> None:
+    name = segment_name(1)
+    path, content = archive.wal_file(name, wal_like(SEGMENT_BYTES * 8))
+
+    pushed = archive.drdeck("push", "--cluster", CLUSTER, "--verbose", str(path))
+
+    assert pushed.returncode == 0, pushed.stderr
+    assert "compressed" in pushed.stderr, pushed.stderr
+    [(key, stored)] = archive.stored().items()
+    assert key == f"{name}.zst" + (".gpg" if archive.encrypted else "")
+    assert len(stored) < len(content) / 4, (len(stored), len(content))
+    dest = archive.restored()
+    fetched = archive.fetch(name, dest)
+    assert fetched.returncode == 0, fetched.stderr
+    assert dest.read_bytes() == content
+
+
+@pytest.mark.parametrize("kind, encrypted", [("local", False), ("s3", True)],
+                         ids=["local-plain", "s3-gpg"])
+def test_wal_archived_before_compression_still_restores_and_is_not_archived_twice(
+        make_archive: Callable[..., Archive], kind: str, encrypted: bool) -> None:
+    archive = make_archive(kind, encrypted, compression="none")
+    old = {segment_name(n): wal_like() for n in (1, 2)}
+    archive.pushed(*old.items())
+    before = archive.stored()
+    assert sorted(before) == sorted(archive.key(name) for name in old)
+    # the repository turns compression on (the default): the old objects stay as they are
+    archive.config.write_text(archive.config.read_text().replace('compression = "none"\n', ""))
+    archive.compressed = True
+    new_name, new_content = segment_name(3), wal_like()
+
+    again, _ = archive.wal_file(segment_name(2), old[segment_name(2)], folder="after_crash")
+    assert archive.push(again).returncode == 0  # already archived, uncompressed
+    archive.pushed((new_name, new_content))
+
+    assert archive.stored().keys() == before.keys() | {archive.key(new_name)}
+    dest = archive.restored()
+    for name, content in [*old.items(), (new_name, new_content)]:
+        fetched = archive.fetch(name, dest)
+        assert fetched.returncode == 0, fetched.stderr
+        assert dest.read_bytes() == content
+
+
+@pytest.mark.parametrize("damage", ["cut short", "a changed byte", "bytes appended"])
+def test_a_damaged_compressed_object_is_refused_as_unreadable(
+        make_archive: Callable[..., Archive], damage: str) -> None:
+    archive = make_archive("local", False)
+    name = segment_name(1)
+    archive.pushed((name, wal_like(SEGMENT_BYTES * 4)))
+    [stored] = (archive.config.parent / "repo" / CLUSTER / "wal").iterdir()
+    raw = stored.read_bytes()
+    if damage == "cut short":
+        raw = raw[:len(raw) // 2]
+    elif damage == "a changed byte":
+        raw = raw[:len(raw) // 2] + bytes([raw[len(raw) // 2] ^ 0x01]) + raw[len(raw) // 2 + 1:]
+    else:
+        raw += b"\x00" * 16
+    stored.write_bytes(raw)
+    dest = archive.restored()
+
+    fetched = archive.fetch(name, dest)
+
+    # fatal to recovery (above 125): never "not found", which would promote the server here
+    assert fetched.returncode == UNREADABLE, fetched.stderr
+    assert str(stored) in fetched.stderr and "not used" in fetched.stderr, fetched.stderr
+    assert "Traceback" not in fetched.stderr
+    assert not dest.exists()
 
 
 # --- when the archive cannot be read: fatal, never "not found" ---------------------------

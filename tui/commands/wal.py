@@ -20,23 +20,27 @@ EXIT_NOT_FOUND = 1
 EXIT_ARCHIVE_UNREADABLE = 126
 
 
-def _target(args: Namespace):
+def _target(args: Namespace, with_repository: bool = False):
     from tui.config import load_config
     from tui.storage import open_store
 
     config = load_config(args.config)
     cluster = config.cluster(args.cluster)
-    store = open_store(config.repository_for(cluster))
+    repository = config.repository_for(cluster)
+    store = open_store(repository)
     gpg_home = str(config.gpg_home) if config.gpg_home else None
+    if with_repository:
+        return cluster, store, gpg_home, repository
     return cluster, store, gpg_home
 
 
 def push_command(args: Namespace) -> int:
     from tui.wal.archive import push
 
-    cluster, store, gpg_home = _target(args)
+    cluster, store, gpg_home, repository = _target(args, with_repository=True)
     message = push(store, cluster.name, Path(args.path), recipients=cluster.gpg_recipients,
-                   gpg_home=gpg_home)
+                   gpg_home=gpg_home, compression=repository.compression,
+                   level=repository.compression_level)
     if args.verbose:
         print(message, file=sys.stderr)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from tui.durations import parse_duration
 from tui.errors import InvalidInput, Problem
@@ -38,9 +39,12 @@ FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")  # v4 keys; v5 keys
 
 TOP_KEYS = {"repositories", "clusters", "gpg", "runbooks", "journal", "notify"}
 REPOSITORY_KEYS = {
-    "s3": {"type", "bucket", "prefix", "endpoint_url", "region", "storage_class", "timeout"},
-    "local": {"type", "path"},
+    "s3": {"type", "bucket", "prefix", "endpoint_url", "region", "storage_class", "timeout",
+           "compression", "compression_level"},
+    "local": {"type", "path", "compression", "compression_level"},
 }
+COMPRESSIONS = ("zstd", "none")
+COMPRESSION_LEVELS = range(1, 20)  # zstd's ordinary levels (20..22 need far more memory)
 CLUSTER_KEYS = {
     "dsn", "dsn_env", "repository", "databases", "gpg_recipients", "signed_by", "rpo", "rto",
     "retention",
@@ -349,13 +353,15 @@ class _Checker:
                              f"{key} goes with type = \"{other}\", not \"{kind}\"")
             elif key not in allowed:
                 self.unknown_keys({key: None}, allowed, where, f"[repositories.{name}]")
+        compression = self.compression(spec, where)
         if kind == "local":
             if "path" not in spec:
                 self.problem(where, "a local repository needs path = \"DIRECTORY\"")
             path = self.text(spec, "path", where)
             if len(self.problems) > before or path is None:
                 return None
-            return Repository(name, kind, path=self.local_path(path, (*where, "path")))
+            return Repository(name, kind, path=self.local_path(path, (*where, "path")),
+                              **compression)
         if "bucket" not in spec:
             self.problem(where, "an s3 repository needs bucket = \"BUCKET\"")
         bucket = self.text(spec, "bucket", where)
@@ -374,7 +380,29 @@ class _Checker:
         return Repository(name, kind, bucket=bucket, prefix=prefix.strip("/"),
                           endpoint_url=endpoint_url, region=region,
                           storage_class=storage_class,
-                          timeout=Repository.timeout if timeout is None else timeout)
+                          timeout=Repository.timeout if timeout is None else timeout,
+                          **compression)
+
+    def compression(self, spec: dict, where: KeyPath) -> dict[str, Any]:
+        """How what the repository stores is compressed before it is encrypted."""
+        found: dict[str, Any] = {}
+        algorithm = self.text(spec, "compression", where)
+        if algorithm is not None:
+            if algorithm in COMPRESSIONS:
+                found["compression"] = algorithm
+            else:
+                self.problem((*where, "compression"), f"compression {algorithm!r} is not one "
+                             f"of: {', '.join(COMPRESSIONS)}")
+        if "compression_level" in spec:
+            level = spec["compression_level"]
+            if isinstance(level, bool) or not isinstance(level, int) or \
+                    level not in COMPRESSION_LEVELS:
+                self.problem((*where, "compression_level"), "compression_level must be a whole "
+                             f"number from {COMPRESSION_LEVELS.start} to "
+                             f"{COMPRESSION_LEVELS.stop - 1}, not {level!r}")
+            else:
+                found["compression_level"] = level
+        return found
 
     def clusters(
         self, doc: dict, repositories: dict[str, Repository | None]

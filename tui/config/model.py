@@ -27,6 +27,9 @@ class Repository:
     # endpoint must fail over to a retry, not hang an incident
     timeout: float = 30
     path: Path | None = None  # local: absolute, ~ expanded
+    # what WAL is compressed with before it is encrypted: "zstd" or "none"
+    compression: str = "zstd"
+    compression_level: int = 3  # zstd's own default: most of the saving, little of the time
 
 
 @dataclass(frozen=True)

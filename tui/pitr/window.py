@@ -23,7 +23,7 @@ from tui import environment
 from tui.catalog.signatures import UNSIGNED, Signing
 from tui.pitr.basebackup import BaseManifest, read_base_backups
 from tui.postgres.binaries import pg_bin
-from tui.wal.archive import fetch, wal_prefix
+from tui.wal.archive import archived_name, fetch, wal_prefix
 from tui.wal.names import (
     HISTORY,
     SEGMENT,
@@ -119,7 +119,7 @@ def read_archive(store: Any, cluster: str, segment_size: int,
     archive = Archive()
     prefix = wal_prefix(cluster)
     for obj in store.list(prefix):
-        name = obj.key[len(prefix):].removesuffix(".gpg")
+        name = archived_name(obj.key[len(prefix):])
         if SEGMENT.fullmatch(name):
             segment = Segment.parse(name, segment_size)
             archive.segments[segment.timeline].add(segment.number)

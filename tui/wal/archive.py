@@ -1,6 +1,10 @@
 """Push and fetch WAL files: what archive_command and restore_command run.
 
-    <repository>/<cluster>/wal/<name>[.gpg]
+    <repository>/<cluster>/wal/<name>[.zst][.gpg]
+
+compressed with zstd (the repository's `compression`), then encrypted; a file pushed
+before compression existed, or to a repository with compression = "none", has no
+.zst, and is fetched just the same.
 
 A segment is at most wal_segment_size (16 MiB by default), so it is read and
 written whole. Pushing is idempotent as PostgreSQL's documentation demands:
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tui import environment
+from tui.compression import SUFFIX, Undecompressable, compress, decompress
 from tui.crypto import (
     decrypt_argv,
     encrypt_argv,
@@ -30,6 +35,7 @@ from tui.storage.base import ObjectExists, ObjectNotFound
 # a create that lost a race looks again; a key that vanishes and reappears each time is
 # someone deleting and rewriting it, not a race to wait out
 _CREATE_ATTEMPTS = 3
+MAX_WAL_FILE = 1 << 30  # the largest segment initdb allows; history files are far smaller
 
 
 class WalConflict(PermanentFailure):
@@ -44,44 +50,60 @@ def wal_prefix(cluster: str) -> str:
     return f"{cluster}/wal/"
 
 
-def wal_key(cluster: str, name: str, encrypted: bool) -> str:
-    return f"{wal_prefix(cluster)}{name}{'.gpg' if encrypted else ''}"
+def wal_key(cluster: str, name: str, encrypted: bool, compressed: bool = False) -> str:
+    return (f"{wal_prefix(cluster)}{name}{SUFFIX if compressed else ''}"
+            f"{'.gpg' if encrypted else ''}")
+
+
+def archived_name(rest: str) -> str:
+    """The WAL file a key under wal_prefix() holds: its name without .zst and .gpg."""
+    return rest.removesuffix(".gpg").removesuffix(SUFFIX)
+
+
+def _forms(encrypted_first: bool, compressed_first: bool) -> list[tuple[bool, bool]]:
+    """(encrypted, compressed) in the order to look for them: the likeliest first."""
+    return [(encrypted, compressed) for encrypted in (encrypted_first, not encrypted_first)
+            for compressed in (compressed_first, not compressed_first)]
 
 
 def push(store: Any, cluster: str, path: Path, *, recipients: tuple[str, ...] = (),
-         gpg_home: str | None = None) -> str:
+         gpg_home: str | None = None, compression: str = "none", level: int = 3) -> str:
     """Archive one file; returns what happened, in words."""
     name = path.name
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise WalError(f"cannot read {path}: {exc.strerror}") from None
-    encrypted = bool(recipients)
+    encrypted, compressed = bool(recipients), compression == "zstd"
     for _ in range(_CREATE_ATTEMPTS):
-        already = _compare_with_archived(store, cluster, name, data, encrypted, gpg_home)
+        already = _compare_with_archived(store, cluster, name, data, encrypted, compressed,
+                                         gpg_home)
         if already:
             return already
-        payload = _gpg(encrypt_argv(list(recipients), gpg_home), data, gpg_home, name) \
-            if encrypted else data
+        payload = compress(data, level) if compressed else data
+        if encrypted:
+            payload = _gpg(encrypt_argv(list(recipients), gpg_home), payload, gpg_home, name)
         try:
             # create-only: two pushes racing (a retried archive_command, two clusters
             # on one archive) cannot both "win"; the loser compares, as above
-            store.write_bytes(wal_key(cluster, name, encrypted), payload, if_absent=True)
+            store.write_bytes(wal_key(cluster, name, encrypted, compressed), payload,
+                              if_absent=True)
         except ObjectExists:
             continue
-        return f"{name} archived{' (encrypted)' if encrypted else ''}"
+        how = [word for word, on in (("compressed", compressed), ("encrypted", encrypted)) if on]
+        return f"{name} archived" + (f" ({', '.join(how)})" if how else "")
     raise WalError(f"{name}: another writer keeps taking its key in the archive; try again")
 
 
 def _compare_with_archived(store: Any, cluster: str, name: str, data: bytes, encrypted: bool,
-                           gpg_home: str | None) -> str | None:
+                           compressed: bool, gpg_home: str | None) -> str | None:
     """None when the archive has no copy; a message when it has the same one; else refuse."""
-    for was_encrypted in (encrypted, not encrypted):
-        key = wal_key(cluster, name, was_encrypted)
+    for was_encrypted, was_compressed in _forms(encrypted, compressed):
+        key = wal_key(cluster, name, was_encrypted, was_compressed)
         if store.stat(key) is None:
             continue
-        archived = _plain(store.read_bytes(key), was_encrypted, gpg_home, store.location(key),
-                          name)
+        archived = _plain(store.read_bytes(key), was_encrypted, was_compressed, gpg_home,
+                          store.location(key), name)
         if archived == data:
             return f"{name} was already archived, with the same content"
         raise WalConflict(
@@ -102,14 +124,15 @@ def fetch(store: Any, cluster: str, name: str, dest: Path, gpg_home: str | None 
 
 def fetch_bytes(store: Any, cluster: str, name: str, gpg_home: str | None = None,
                 encrypted_first: bool = True) -> bytes | None:
-    """One archived file's content, decrypted; None when the archive does not have it."""
-    for encrypted in (encrypted_first, not encrypted_first):
-        key = wal_key(cluster, name, encrypted)
+    """One archived file's content, decrypted and decompressed; None when the archive does
+    not have it."""
+    for encrypted, compressed in _forms(encrypted_first, True):
+        key = wal_key(cluster, name, encrypted, compressed)
         try:
             raw = store.read_bytes(key)
         except ObjectNotFound:
             continue
-        return _plain(raw, encrypted, gpg_home, store.location(key), name)
+        return _plain(raw, encrypted, compressed, gpg_home, store.location(key), name)
     return None
 
 
@@ -127,7 +150,19 @@ def write_atomically(dest: Path, data: bytes) -> None:
         raise
 
 
-def _plain(raw: bytes, encrypted: bool, gpg_home: str | None, where: str, name: str) -> bytes:
+def _plain(raw: bytes, encrypted: bool, compressed: bool, gpg_home: str | None, where: str,
+           name: str) -> bytes:
+    decrypted = _decrypted(raw, encrypted, gpg_home, where, name)
+    if not compressed:
+        return decrypted
+    try:
+        return decompress(decrypted, MAX_WAL_FILE, where)
+    except Undecompressable as exc:
+        raise WalError(str(exc)) from None
+
+
+def _decrypted(raw: bytes, encrypted: bool, gpg_home: str | None, where: str,
+               name: str) -> bytes:
     if not encrypted:
         return raw
     try:
