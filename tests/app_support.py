@@ -51,8 +51,17 @@ async def settled(pilot, quiet_s: float = 0.3, timeout: float = 20.0) -> None:
     """Wait until the screen stops changing: two pictures `quiet_s` apart are the same.
 
     A busy machine can leave a repaint (a footer recomposing for a new screen) pending
-    past any fixed pause; a snapshot must not catch the screen halfway."""
+    past any fixed pause; a snapshot must not catch the screen halfway. A table sizes its
+    columns to its rows when idle, and a tab's underline slides: both are waited for first,
+    as a quiet screen can still have them pending."""
+    from textual.widgets import DataTable
+
     deadline = time.monotonic() + timeout
+    while any(table._require_update_dimensions for table in pilot.app.screen.query(DataTable)):
+        if time.monotonic() > deadline:
+            raise AssertionError("a table never sized its columns")
+        await pilot.pause(0.05)
+    await pilot.wait_for_scheduled_animations()
     before = pilot.app.export_screenshot()
     while True:
         await pilot.pause(quiet_s)

@@ -217,7 +217,7 @@ VALID_BASE = {
     "stop_lsn": "0/2000138", "timeline": 1, "system_identifier": "7312345678901234567",
     "server_version": "15.18", "wal_segment_size": 1 << 20, "encrypted": False,
     "recipients": [], "plaintext_size": 15, "stored_size": 15, "sha256_stored": "ab" * 32,
-    "sha256_plaintext": "ab" * 32, "format": 1, "kind": "base",
+    "sha256_plaintext": "ab" * 32, "format": 1, "kind": "base", "compression": "none",
 }
 
 # what the window's arithmetic divides by, indexes with or compares

@@ -191,3 +191,64 @@ def test_the_archive_gives_its_wal_by_name_and_its_window_as_a_source(world) -> 
     assert start <= world["commits"][0] and world["commits"][-1] <= end
     assert [b["id"] for b in report["backups"]] == [window["base_backup"]]
     assert source.summary(report)[1].text.startswith("recoverable ")
+
+
+def test_the_base_backup_is_stored_compressed_and_one_stored_before_still_restores(
+        world) -> None:
+    """The backup the world took is zstd inside gpg, a fraction of its tar. The same backup
+    stored as drdeck wrote them before compression (base.tar.gpg, no `compression` in its
+    manifest) restores exactly."""
+    import hashlib
+    import json
+
+    import psycopg
+
+    from tui.storage.local import LocalStore
+    from tui.units import format_bytes
+
+    gpg = ["gpg", "--homedir", str(world["gpg"].path), "--batch", "--quiet"]
+    store = LocalStore(world["setup"].repo)
+    [stamp] = {o.key.split("/")[2] for o in store.list("prod/base/")}
+    manifest = json.loads(store.read_bytes(f"prod/base/{stamp}/manifest.json"))
+    assert manifest["compression"] == "zstd"
+    assert manifest["object"] == f"prod/base/{stamp}/base.tar.zst.gpg"
+    stored = store.read_bytes(manifest["object"])
+    compressed = subprocess.run([*gpg, "--decrypt"], input=stored, capture_output=True,
+                                check=True).stdout
+    tar = subprocess.run(["zstd", "--decompress", "--stdout"], input=compressed,
+                         capture_output=True, check=True).stdout
+    assert tar[257:262] == b"ustar"  # a tar, once gpg and zstd are undone
+    assert len(stored) * 4 < len(tar), (len(stored), len(tar))
+
+    # the same backup as drdeck stored one before compression, in its place
+    old_object = f"prod/base/{stamp}/base.tar.gpg"
+    reencrypted = subprocess.run([*gpg, "--encrypt", "--recipient", world["gpg"].fingerprint,
+                                  "--compress-algo", "none"], input=tar, capture_output=True,
+                                 check=True).stdout
+    old = {key: value for key, value in manifest.items() if key != "compression"}
+    old |= {"object": old_object, "stored_size": len(reencrypted),
+            "sha256_stored": hashlib.sha256(reencrypted).hexdigest(),
+            "plaintext_size": len(tar), "sha256_plaintext": hashlib.sha256(tar).hexdigest()}
+    manifest_key = f"prod/base/{stamp}/manifest.json"
+    original = store.read_bytes(manifest_key)
+    store.delete(manifest["object"])
+    store.write_bytes(old_object, reencrypted)
+    store.write_bytes(manifest_key, json.dumps(old).encode())
+    commits = world["commits"]
+    target = commits[20] + (commits[21] - commits[20]) / 2
+    try:
+        proc, events, data_dir = restore(world, target.isoformat())
+        try:
+            assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+            lines = [e["line"] for e in events if e["event"] == "output"]
+            assert any(line.startswith("fetching ") and line.endswith(
+                f"{old_object} ({format_bytes(len(reencrypted))})") for line in lines), lines
+            announced = next(line for line in lines if line.startswith("recovered and promoted"))
+            with psycopg.connect(announced.split("connect with ", 1)[1]) as conn:
+                assert conn.execute("select count(*), max(n) from events").fetchone() == (21, 21)
+        finally:
+            stop_restored(data_dir)
+    finally:
+        store.delete(old_object)
+        store.write_bytes(manifest["object"], stored)
+        store.write_bytes(manifest_key, original)

@@ -100,7 +100,7 @@ def test_restore_to_a_time_in_the_middle_of_the_load(world) -> None:
     assert all(name.endswith(".zst.gpg") for name in wal), wal
     base = keys(world, "base")
     assert any(k.endswith("/manifest.json") for k in base) and \
-        any(k.endswith("/base.tar.gpg") for k in base), base
+        any(k.endswith("/base.tar.zst.gpg") for k in base), base
     assert not any(world["setup"].repo.iterdir())  # nothing went to the local directory
     commits = world["commits"]
     # the achieved RPO can be no smaller than the gap before the target: take a gap with

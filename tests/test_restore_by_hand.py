@@ -163,7 +163,7 @@ def test_the_restore_by_hand_document_runs_as_written(world, s3_server, gpg_home
                                                          "DATA": str(data),
                                                          "PORT": str(port)}),
                            *pitr_blocks], work, env)
-        assert "base.tar.gpg: OK" in said
+        assert "base.tar.zst.gpg: OK" in said
         assert "recovery stopping before commit" in said
         with psycopg.connect(f"host={data} port={port} dbname=app user=postgres") as conn:
             assert conn.execute("select count(*), max(n) from events").fetchone() == (

@@ -230,7 +230,7 @@ def test_a_base_backup_as_root_keeps_the_archive_working(archiving) -> None:
         assert (setup.repo / "prod" / "wal" / f"{name}.zst.gpg").is_file()
     assert failed_count(cluster) == failures == 0
     made = entries(setup.repo)
-    assert any(p.name == "base.tar.gpg" for p, _ in made)
+    assert any(p.name == "base.tar.zst.gpg" for p, _ in made)
     assert any(p.name == "manifest.json" for p, _ in made)
     for path, info in made:
         assert owner(info) == "postgres:postgres", path  # the root's, not root's own

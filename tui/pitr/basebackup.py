@@ -1,7 +1,12 @@
 """Base backups: pg_basebackup as a tar stream -> gpg -> repository, manifest last.
 
-    <cluster>/base/<stamp>/base.tar.gpg   the data directory (base.tar if unencrypted)
-    <cluster>/base/<stamp>/manifest.json  start/stop LSN and time, timeline, system id, ...
+    <cluster>/base/<stamp>/base.tar.zst.gpg  the data directory: zstd, then gpg
+    <cluster>/base/<stamp>/manifest.json     start/stop LSN and time, timeline, system id, ...
+
+The server compresses the tar itself (`--compress=server-zstd`): a tenth of the bytes
+cross the network, and pg_basebackup passes the stream through untouched. Without
+compression (the repository's `compression = "none"`, or a backup taken before drdeck
+compressed them) the object is base.tar[.gpg]; the manifest's `compression` says which.
 
 Taken with `-X fetch`, the archive holds the WAL from its start to its stop
 LSN, so it is consistent on its own; the WAL archive carries it from there
@@ -30,6 +35,7 @@ from tui.units import format_bytes
 from tui.wal.names import Segment, parse_lsn
 
 FORMAT_VERSION = 1
+COMPRESSED_TAR = {"none": "", "zstd": ".zst"}  # a manifest's compression -> the tar's suffix
 _START = re.compile(r"write-ahead log start point: ([0-9A-F]+/[0-9A-F]+) on timeline (\d+)")
 _END = re.compile(r"write-ahead log end point: ([0-9A-F]+/[0-9A-F]+)")
 
@@ -42,8 +48,10 @@ def base_prefix(cluster: str) -> str:
     return f"{cluster}/base/"
 
 
-def base_object_key(cluster: str, stamp: str, encrypted: bool) -> str:
-    return f"{base_prefix(cluster)}{stamp}/base.tar{'.gpg' if encrypted else ''}"
+def base_object_key(cluster: str, stamp: str, encrypted: bool,
+                    compression: str = "none") -> str:
+    return (f"{base_prefix(cluster)}{stamp}/base.tar{COMPRESSED_TAR[compression]}"
+            f"{'.gpg' if encrypted else ''}")
 
 
 def base_manifest_key(cluster: str, stamp: str) -> str:
@@ -71,6 +79,7 @@ class BaseManifest:
     sha256_plaintext: str
     format: int = FORMAT_VERSION
     kind: str = "base"
+    compression: str = "none"  # of the tar, before gpg; manifests before it had none
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -131,6 +140,8 @@ def _check_base(m: BaseManifest) -> None:
             raise ValueError(f"{name} must be text")
     if not isinstance(m.encrypted, bool):
         raise ValueError("encrypted must be true or false")
+    if not isinstance(m.compression, str) or m.compression not in COMPRESSED_TAR:
+        raise ValueError(f"compression must be one of: {', '.join(COMPRESSED_TAR)}")
     for name in ("plaintext_size", "stored_size"):
         value = getattr(m, name)
         if type(value) is not int or value < 0:
@@ -157,6 +168,8 @@ class BasePlan:
     fingerprints: tuple[str, ...]  # empty: unencrypted
     gpg_home: str | None
     signing: Signing = UNSIGNED  # how the manifest is signed
+    compression: str = "none"  # "zstd": the server compresses the tar
+    compression_level: int = 3
 
 
 async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter,
@@ -167,7 +180,9 @@ async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter,
         reporter.output(f"the manifest will be signed by {signer}")
     started = datetime.now(UTC)
     stamp = stamp_of(started)
-    key = base_object_key(plan.cluster, stamp, bool(plan.fingerprints))
+    key = base_object_key(plan.cluster, stamp, bool(plan.fingerprints), plan.compression)
+    compress = [f"--compress=server-zstd:level={plan.compression_level}"] \
+        if plan.compression == "zstd" else []
     points: dict[str, str] = {}
 
     def watch(line: str) -> None:
@@ -183,7 +198,7 @@ async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter,
         stored = await store_output(
             [pg_bin("pg_basebackup"), f"--dbname={target.dsn}", "--pgdata=-", "--format=tar",
              "--wal-method=fetch", "--checkpoint=fast", "--verbose", "--no-manifest",
-             f"--label=drdeck {stamp}"],
+             f"--label=drdeck {stamp}", *compress],
             target.env, store, key, fingerprints=plan.fingerprints, gpg_home=plan.gpg_home,
             reporter=reporter, what="read from the server", on_stderr=watch)
     except StreamFailed as exc:
@@ -200,7 +215,7 @@ async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter,
         wal_segment_size=int(identity["wal_segment_size"]), encrypted=bool(plan.fingerprints),
         recipients=plan.fingerprints, plaintext_size=stored.plaintext_size,
         stored_size=stored.stored_size, sha256_stored=stored.sha256_stored,
-        sha256_plaintext=stored.sha256_plaintext,
+        sha256_plaintext=stored.sha256_plaintext, compression=plan.compression,
     )
     await asyncio.to_thread(write_signed, store, base_manifest_key(plan.cluster, stamp),
                             manifest.to_json(), plan.signing)
@@ -252,7 +267,8 @@ def _forged(manifest: BaseManifest, cluster: str, stamp: str) -> str:
     """Why a manifest cannot be the one at this key ("" when it can): its object is
     fetched and unpacked, so it must be the one beside it, not one a writer chose."""
     expected = {"cluster": cluster, "stamp": stamp,
-                "object": base_object_key(cluster, stamp, manifest.encrypted)}
+                "object": base_object_key(cluster, stamp, manifest.encrypted,
+                                          manifest.compression)}
     for field_name, value in expected.items():
         if getattr(manifest, field_name) != value:
             return (f"refused as forged: its {field_name} {getattr(manifest, field_name)!r} "

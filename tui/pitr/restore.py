@@ -1,6 +1,6 @@
 """Lay down a base backup and start a server that recovers to the target.
 
-    store ──▶ sha256 ──▶ gpg --decrypt ──▶ tar -x into the new data directory
+    store ──▶ sha256 ──▶ gpg --decrypt ──▶ [zstd -d] tar -x into the new data directory
 
 then recovery settings in postgresql.auto.conf (read last, so they beat the
 copied postgresql.conf), recovery.signal, and the server started as the
@@ -56,6 +56,16 @@ class Placement:
     def cluster(self) -> LocalCluster:
         return LocalCluster(self.data_dir, self.port, self.socket_dir,
                             self.data_dir / RECOVERY_LOG)
+
+
+def check_unpackable(base: BaseManifest) -> None:
+    """Refuse, before anything is fetched, a base backup this machine cannot unpack: tar
+    hands a zstd-compressed one to the zstd program."""
+    if base.compression == "zstd" and shutil.which("zstd", path=environment.base().get(
+            "PATH")) is None:
+        raise RestoreRefused(f"base backup {base.stamp} is compressed with zstd, and this "
+                             "machine has no zstd program: install it (apt-get install "
+                             "zstd), then run the restore again")
 
 
 def check_data_dir(path: Path) -> None:
@@ -123,7 +133,7 @@ async def unpack_base(base: BaseManifest, store: Any, data_dir: Path, reporter: 
                                    hash_plaintext=True)
 
     try:
-        unpacked = await untar_into(data_dir, feed, "the base backup")
+        unpacked = await untar_into(data_dir, feed, "the base backup", base.compression)
         if base.sha256_plaintext and unpacked != base.sha256_plaintext:
             raise RestoreRefused(
                 f"{store.location(base.object)}: the decrypted tar's sha256 is "
@@ -137,10 +147,12 @@ async def unpack_base(base: BaseManifest, store: Any, data_dir: Path, reporter: 
         raise
 
 
-async def untar_into(directory: Path, feed: Callable[[int], Awaitable[Any]], what: str) -> Any:
-    """`tar -x` into `directory`, `feed` writing the tar stream into its pipe (given the
-    pipe's descriptor); what `feed` returns. Raises RestoreRefused when tar fails or stops
-    reading (a full disk, say: its own words say why); the caller empties the directory.
+async def untar_into(directory: Path, feed: Callable[[int], Awaitable[Any]], what: str,
+                     compression: str = "none") -> Any:
+    """`tar -x` into `directory`, `feed` writing the tar stream (zstd-compressed with
+    `compression` "zstd") into its pipe (given the pipe's descriptor); what `feed`
+    returns. Raises RestoreRefused when tar fails or stops reading (a full disk, say: its
+    own words say why); the caller empties the directory.
 
     tar runs as the server's account, which owns the directory already: whatever the
     archive holds, or that account puts in the directory meanwhile, tar writes only where
@@ -152,6 +164,7 @@ async def untar_into(directory: Path, feed: Callable[[int], Awaitable[Any]], wha
         "user": account.uid, "group": account.gid, "extra_groups": list(account.groups)}
     tar = await asyncio.create_subprocess_exec(
         "tar", "--extract", "--file=-", f"--directory={directory}", "--no-same-owner",
+        *(["--zstd"] if compression == "zstd" else []),
         stdin=read_end, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         env=environment.base(), cwd="/", start_new_session=True, **as_server)
     os.close(read_end)

@@ -136,7 +136,7 @@ def picture_dict(picture: Any) -> dict[str, Any]:
         "started_at": m.started_at if m else None, "stopped_at": m.stopped_at if m else None,
         "start_lsn": m.start_lsn if m else None, "stop_lsn": m.stop_lsn if m else None,
         "timeline": m.timeline if m else None, "stored_size": m.stored_size if m else None,
-        "encrypted": m.encrypted if m else None,
+        "encrypted": m.encrypted if m else None, "compression": m.compression if m else None,
     } for m, stamp, problem in picture.base_backups]
     gaps = [{"timeline": g.timeline, "missing_from": g.missing_from,
              "missing_to": g.missing_to, "resumes_at": g.resumes_at} for g in picture.gaps]

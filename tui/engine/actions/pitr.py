@@ -82,8 +82,10 @@ class BaseBackupCreate(Action):
             fingerprints = tuple(r.fingerprint for r in found)
         else:
             ctx.output("WARNING: this base backup is NOT encrypted (no gpg_recipients)")
+        repository = ctx.config.repository_for(cluster)
         plan = BasePlan(cluster.name, cluster.resolve_dsn(), fingerprints, gpg_home,
-                        signing_for(ctx.config, cluster))
+                        signing_for(ctx.config, cluster), repository.compression,
+                        repository.compression_level)
         # before anything is written: a backup the archive cannot carry forward is no
         # backup, and a failing archive_command is filling the server's disk right now
         ctx.check("WAL archiving works", True, await check_archiving(plan.dsn, ctx))
@@ -141,7 +143,7 @@ class PitrPreflight(Action):
 
 async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True):
     """Every check before anything is written; `report` names each as a check."""
-    from tui.pitr.restore import check_data_dir, check_port
+    from tui.pitr.restore import check_data_dir, check_port, check_unpackable
     from tui.pitr.target import TargetRefused, parse_target, plan_recovery
     from tui.pitr.window import describe_missing_history
 
@@ -177,7 +179,10 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     check("WAL continuous from the base backup",
           f"{base.first_segment.name} .. {plan.window.last_segment}")
     ctx.output(f"base backup {base.stamp}: ended {when(base.stopped)}, "
-               f"{format_bytes(base.stored_size)}, timeline {base.timeline}")
+               f"{format_bytes(base.stored_size)}"
+               f"{'' if base.compression == 'none' else ' ' + base.compression}, "
+               f"timeline {base.timeline}")
+    check_unpackable(base)
     data_dir = Path(str(args["data_dir"])).expanduser()
     check_data_dir(data_dir)
     check("data directory empty", str(data_dir))
