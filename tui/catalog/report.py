@@ -60,14 +60,10 @@ def load_inventories(config: Any, names: list[str] | None = None,
 def read_pitr(store: Any, cluster: str, config: Any) -> Any:
     """The recovery picture when the repository holds base backups or WAL; else None."""
     configured = config.clusters.get(cluster)
-    if configured is None:
-        source = ArchiveSource(store, cluster, str(config.gpg_home) if config.gpg_home
-                               else None)
-    else:
-        source = ArchiveSource(store, cluster, str(config.gpg_home) if config.gpg_home
-                               else None, signing_for(config, configured),
-                               bool(configured.gpg_recipients))
-    return source.picture_or_none()
+    trust = () if configured is None else (signing_for(config, configured),
+                                           bool(configured.gpg_recipients))
+    gpg_home = str(config.gpg_home) if config.gpg_home else None
+    return ArchiveSource(store, cluster, gpg_home, *trust).picture_or_none()
 
 
 def retention_classes(inventory: ClusterInventory, cluster: ClusterConfig,

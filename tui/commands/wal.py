@@ -20,7 +20,8 @@ EXIT_NOT_FOUND = 1
 EXIT_ARCHIVE_UNREADABLE = 126
 
 
-def _target(args: Namespace, with_repository: bool = False):
+def _target(args: Namespace):
+    """(cluster, store, gpg_home, repository) of the command's cluster."""
     from tui.config import load_config
     from tui.storage import open_store
 
@@ -29,15 +30,13 @@ def _target(args: Namespace, with_repository: bool = False):
     repository = config.repository_for(cluster)
     store = open_store(repository)
     gpg_home = str(config.gpg_home) if config.gpg_home else None
-    if with_repository:
-        return cluster, store, gpg_home, repository
-    return cluster, store, gpg_home
+    return cluster, store, gpg_home, repository
 
 
 def push_command(args: Namespace) -> int:
     from tui.wal.archive import push
 
-    cluster, store, gpg_home, repository = _target(args, with_repository=True)
+    cluster, store, gpg_home, repository = _target(args)
     message = push(store, cluster.name, Path(args.path), recipients=cluster.gpg_recipients,
                    gpg_home=gpg_home, compression=repository.compression,
                    level=repository.compression_level)
@@ -72,7 +71,7 @@ def _fetch(args: Namespace) -> int:
                   file=sys.stderr)
             spool = None
     try:
-        cluster, store, gpg_home = _target(args)
+        cluster, store, gpg_home, _ = _target(args)
         found = fetch(store, cluster.name, args.name, dest, gpg_home,
                       encrypted_first=bool(cluster.gpg_recipients))
     except (DrdeckError, OSError) as exc:
@@ -98,7 +97,7 @@ def _fetch(args: Namespace) -> int:
 def prefetch_command(args: Namespace) -> int:
     from tui.wal.prefetch import run_prefetcher
 
-    cluster, store, gpg_home = _target(args)
+    cluster, store, gpg_home, _ = _target(args)
     run_prefetcher(store, cluster.name, Path(args.spool), args.after, args.segment_size,
                    args.depth, gpg_home, bool(cluster.gpg_recipients))
     return 0

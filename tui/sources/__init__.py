@@ -69,7 +69,6 @@ def sources_for(config: Any, cluster: Any) -> list[Source]:
     return found
 
 
-
 def source_for(config: Any, cluster: Any, kind: str) -> Source | None:
     """The cluster's source of `kind`: an engine's, or drdeck's own archive in the
     cluster's repository (tui.sources.archive, kind "pitr"); None when it has none."""

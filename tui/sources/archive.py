@@ -2,7 +2,7 @@
 
 The archive is configured by the cluster's `repository` (not by an engine table), and
 its report is the `pitr` block of `drdeck inventory --json`, which predates the other
-engines' blocks; so it is found with `archive_for`, not through the engine registry.
+engines' blocks; so it is found with `source_for`, not through the engine registry.
 Everything else about it is the protocol's: the picture a point-in-time recovery
 plans against, its WAL by name, and its base backups laid down in a data directory.
 What drdeck's repository holds besides (pg_dump snapshots, verification records) is

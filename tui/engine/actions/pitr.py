@@ -141,8 +141,10 @@ class PitrPreflight(Action):
         return ActionResult(output=plan.base.stamp)
 
 
-async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True):
-    """Every check before anything is written; `report` names each as a check."""
+async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True,
+                    source: Any = None):
+    """Every check before anything is written; `report` names each as a check. `source`
+    is the cluster's archive when the caller has it open already."""
     from tui.pitr.restore import check_data_dir, check_port, check_unpackable
     from tui.pitr.target import TargetRefused, parse_target, plan_recovery
     from tui.pitr.window import describe_missing_history
@@ -150,7 +152,8 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     cluster = ctx.config.cluster(args.get("cluster") or None)
     target = parse_target(str(args.get("target") or "latest"), args.get("target_kind", ""),
                           bool(args.get("inclusive", True)))
-    seen = await asyncio.to_thread(_archive(ctx, cluster).recovery_picture)
+    source = source or _archive(ctx, cluster)
+    seen = await asyncio.to_thread(source.recovery_picture)
     def check(name: str, detail: str) -> None:
         if report:
             ctx.check(name, True, detail)
@@ -220,10 +223,11 @@ class PitrRestore(Action):
         from tui.postgres.dsn import with_database
         from tui.wal.feeder import WalFeeder, restore_command
 
-        # checked again, silently: time has passed since the pre-flight step
-        plan = await preflight(ctx, args, report=False)
-        cluster_config, store, gpg_home = _resolve(ctx, args)
+        cluster_config = ctx.config.cluster(args.get("cluster") or None)
         source = _archive(ctx, cluster_config)
+        gpg_home = source.gpg_home
+        # checked again, silently: time has passed since the pre-flight step
+        plan = await preflight(ctx, args, report=False, source=source)
         base, target = plan.base, plan.target
         data_dir = Path(str(args["data_dir"])).expanduser().absolute()
         prepare_data_dir(data_dir)
@@ -232,7 +236,7 @@ class PitrRestore(Action):
         placement = Placement(data_dir, int(args["port"]), new_socket_dir(data_dir))
         server = placement.cluster
         account = server_account()
-        feeder = WalFeeder(store, cluster_config.name, data_dir / SPOOL, gpg_home=gpg_home,
+        feeder = WalFeeder(source.store, cluster_config.name, data_dir / SPOOL, gpg_home=gpg_home,
                            encrypted_first=bool(cluster_config.gpg_recipients),
                            depth=int(args.get("prefetch", 16)),
                            owner=(account.uid, account.gid) if account else None, reporter=ctx,
