@@ -218,6 +218,10 @@ VALID_BASE = {
     "server_version": "15.18", "wal_segment_size": 1 << 20, "encrypted": False,
     "recipients": [], "plaintext_size": 15, "stored_size": 15, "sha256_stored": "ab" * 32,
     "sha256_plaintext": "ab" * 32, "format": 1, "kind": "base", "compression": "none",
+    "tablespaces": [{"oid": 16390, "name": "fast", "location": "/srv/fast",
+                     "object": "prod/base/20261127T020000Z/16390.tar", "plaintext_size": 10,
+                     "stored_size": 10, "sha256_stored": "cd" * 32,
+                     "sha256_plaintext": "cd" * 32}],
 }
 
 # what the window's arithmetic divides by, indexes with or compares
@@ -295,6 +299,17 @@ def test_a_base_backup_manifest_is_one_or_refused_never_another_exception(raw: b
     ("stored_size", -1, "whole number"),
     ("recipients", "ABCDEF", "list of key fingerprints"),
     ("format", True, "format True of kind 'base'"),
+    ("tablespaces", {"oid": 16390}, "tablespaces must be a list"),
+    ("tablespaces", [VALID_BASE["tablespaces"][0]] * 2, "listed twice"),
+    ("tablespaces", [{"oid": 16390}], "exactly the fields"),
+    ("tablespaces", [VALID_BASE["tablespaces"][0] | {"oid": 0}], "oid must be a whole"),
+    ("tablespaces", [VALID_BASE["tablespaces"][0] | {"oid": True}], "oid must be a whole"),
+    ("tablespaces", [VALID_BASE["tablespaces"][0] | {"name": "x\x1b]0;owned\x07"}],
+     "1 to 63 printable"),
+    ("tablespaces", [VALID_BASE["tablespaces"][0] | {"name": "n" * 64}], "1 to 63 printable"),
+    ("tablespaces", [VALID_BASE["tablespaces"][0] | {"location": "srv/fast"}],
+     "printable absolute path"),
+    ("tablespaces", [VALID_BASE["tablespaces"][0] | {"stored_size": -1}], "whole number"),
 ])
 def test_base_backup_values_the_window_cannot_use_are_refused(field, value, why) -> None:
     from tui.pitr.basebackup import BaseBackupFailed, BaseManifest

@@ -43,8 +43,14 @@ def world(tmp_path_factory):
             cluster.execute("create database app")
             subprocess.run([pg_bin("pgbench"), "-i", "-s", "1", "-q", cluster.dsn("app")],
                            check=True, capture_output=True)
-            cluster.execute("create table events (n int primary key, at timestamptz)",
-                            dbname="app")
+            # the events live in a tablespace of their own: the backup must carry it, and
+            # a restore bring it back somewhere new, never into the source's directory
+            spot = setup.base / "source-tablespace"
+            spot.mkdir()
+            give_to_server(spot)
+            cluster.execute(f"create tablespace events_space location '{spot}'")
+            cluster.execute("create table events (n int primary key, at timestamptz) "
+                            "tablespace events_space", dbname="app")
             point_config_at(setup, cluster)
             wait_archived(cluster)
             backup = setup.deck.run("run", "base-backup", "--headless")
@@ -64,7 +70,7 @@ def world(tmp_path_factory):
             last = wait_archived(cluster)
             try:
                 yield {"setup": setup, "cluster": cluster, "commits": commits, "last": last,
-                       "gpg": gpg}
+                       "gpg": gpg, "tablespace": spot}
             finally:
                 shutil.rmtree(setup.base, ignore_errors=True)
 
@@ -110,7 +116,18 @@ def test_restore_to_a_time_in_the_middle_of_the_load(world) -> None:
                          and e["line"].startswith("recovered and promoted"))
         with psycopg.connect(announced.split("connect with ", 1)[1]) as conn:
             count = conn.execute("select count(*), max(n) from events").fetchone()
+            (oid, location), = conn.execute(
+                "select oid, pg_tablespace_location(oid) from pg_tablespace "
+                "where spcname = 'events_space'").fetchall()
         assert count == (middle, middle)
+        # the tablespace came back beside the data directory, not into the source's
+        home = data_dir.with_name(data_dir.name + ".tablespaces")
+        assert Path(location) == home / str(oid)
+        assert (data_dir / "pg_tblspc" / str(oid)).readlink() == home / str(oid)
+        assert not (data_dir / "tablespace_map").exists()
+        placed = next(e for e in events if e["event"] == "check"
+                      and e["name"] == "tablespaces placed")
+        assert placed["ok"] and placed["detail"] == f"events_space -> {home / str(oid)}"
     finally:
         stop_restored(data_dir)
 
@@ -207,32 +224,49 @@ def test_the_base_backup_is_stored_compressed_and_one_stored_before_still_restor
     from tui.units import format_bytes
 
     gpg = ["gpg", "--homedir", str(world["gpg"].path), "--batch", "--quiet"]
+
+    def unpacked(stored: bytes) -> bytes:
+        compressed = subprocess.run([*gpg, "--decrypt"], input=stored, capture_output=True,
+                                    check=True).stdout
+        return subprocess.run(["zstd", "--decompress", "--stdout"], input=compressed,
+                              capture_output=True, check=True).stdout
+
+    def uncompressed(tar: bytes, object_key: str) -> dict:
+        """`tar` stored as drdeck did before compression: gpg alone, `.tar.gpg`."""
+        encrypted = subprocess.run([*gpg, "--encrypt", "--recipient",
+                                    world["gpg"].fingerprint, "--compress-algo", "none"],
+                                   input=tar, capture_output=True, check=True).stdout
+        store.write_bytes(object_key, encrypted)
+        return {"object": object_key, "stored_size": len(encrypted),
+                "sha256_stored": hashlib.sha256(encrypted).hexdigest(),
+                "plaintext_size": len(tar), "sha256_plaintext": hashlib.sha256(tar).hexdigest()}
+
     store = LocalStore(world["setup"].repo)
     [stamp] = {o.key.split("/")[2] for o in store.list("prod/base/")}
-    manifest = json.loads(store.read_bytes(f"prod/base/{stamp}/manifest.json"))
-    assert manifest["compression"] == "zstd"
-    assert manifest["object"] == f"prod/base/{stamp}/base.tar.zst.gpg"
-    stored = store.read_bytes(manifest["object"])
-    compressed = subprocess.run([*gpg, "--decrypt"], input=stored, capture_output=True,
-                                check=True).stdout
-    tar = subprocess.run(["zstd", "--decompress", "--stdout"], input=compressed,
-                         capture_output=True, check=True).stdout
-    assert tar[257:262] == b"ustar"  # a tar, once gpg and zstd are undone
-    assert len(stored) * 4 < len(tar), (len(stored), len(tar))
-
-    # the same backup as drdeck stored one before compression, in its place
-    old_object = f"prod/base/{stamp}/base.tar.gpg"
-    reencrypted = subprocess.run([*gpg, "--encrypt", "--recipient", world["gpg"].fingerprint,
-                                  "--compress-algo", "none"], input=tar, capture_output=True,
-                                 check=True).stdout
-    old = {key: value for key, value in manifest.items() if key != "compression"}
-    old |= {"object": old_object, "stored_size": len(reencrypted),
-            "sha256_stored": hashlib.sha256(reencrypted).hexdigest(),
-            "plaintext_size": len(tar), "sha256_plaintext": hashlib.sha256(tar).hexdigest()}
     manifest_key = f"prod/base/{stamp}/manifest.json"
     original = store.read_bytes(manifest_key)
-    store.delete(manifest["object"])
-    store.write_bytes(old_object, reencrypted)
+    manifest = json.loads(original)
+    assert manifest["compression"] == "zstd"
+    assert manifest["object"] == f"prod/base/{stamp}/base.tar.zst.gpg"
+    [tablespace] = manifest["tablespaces"]
+    objects = [manifest["object"], tablespace["object"]]
+    stored = {key: store.read_bytes(key) for key in objects}
+    tars = {key: unpacked(value) for key, value in stored.items()}
+    for key in objects:
+        assert tars[key][257:262] == b"ustar"  # a tar, once gpg and zstd are undone
+    tar = tars[manifest["object"]]
+    assert len(stored[manifest["object"]]) * 4 < len(tar)
+
+    # the same backup as drdeck stored one before compression, in its place: no
+    # `compression` in its manifest, each tar gpg alone
+    old_object = f"prod/base/{stamp}/base.tar.gpg"
+    old_tablespace = f"prod/base/{stamp}/{tablespace['oid']}.tar.gpg"
+    old = {key: value for key, value in manifest.items() if key != "compression"}
+    old |= uncompressed(tar, old_object)
+    old["tablespaces"] = [tablespace | uncompressed(tars[tablespace["object"]],
+                                                    old_tablespace)]
+    for key in objects:
+        store.delete(key)
     store.write_bytes(manifest_key, json.dumps(old).encode())
     commits = world["commits"]
     target = commits[20] + (commits[21] - commits[20]) / 2
@@ -242,7 +276,7 @@ def test_the_base_backup_is_stored_compressed_and_one_stored_before_still_restor
             assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
             lines = [e["line"] for e in events if e["event"] == "output"]
             assert any(line.startswith("fetching ") and line.endswith(
-                f"{old_object} ({format_bytes(len(reencrypted))})") for line in lines), lines
+                f"{old_object} ({format_bytes(old['stored_size'])})") for line in lines), lines
             announced = next(line for line in lines if line.startswith("recovered and promoted"))
             with psycopg.connect(announced.split("connect with ", 1)[1]) as conn:
                 assert conn.execute("select count(*), max(n) from events").fetchone() == (21, 21)
@@ -250,5 +284,127 @@ def test_the_base_backup_is_stored_compressed_and_one_stored_before_still_restor
             stop_restored(data_dir)
     finally:
         store.delete(old_object)
-        store.write_bytes(manifest["object"], stored)
+        store.delete(old_tablespace)
+        for key, value in stored.items():
+            store.write_bytes(key, value)
         store.write_bytes(manifest_key, original)
+
+
+def test_a_tablespace_goes_where_the_tablespace_map_says(world) -> None:
+    place = world["setup"].base / f"fast-{free_port()}"
+    target = world["commits"][7]
+    proc, events, data_dir = restore(world, target.isoformat(), "-p",
+                                     f"tablespace_map=events_space={place}")
+    try:
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+        import psycopg
+
+        announced = next(e["line"] for e in events if e["event"] == "output"
+                         and e["line"].startswith("recovered and promoted"))
+        with psycopg.connect(announced.split("connect with ", 1)[1]) as conn:
+            assert conn.execute("select count(*) from events").fetchone() == (8,)
+            assert conn.execute("select pg_tablespace_location(oid) from pg_tablespace "
+                                "where spcname = 'events_space'").fetchone() == (str(place),)
+        assert not data_dir.with_name(data_dir.name + ".tablespaces").exists()
+    finally:
+        stop_restored(data_dir)
+
+
+@pytest.mark.parametrize("mapping, why", [
+    ("events_space={source}", "never restores into the source's tablespaces"),
+    ("{source}={source}/inner", "never restores into the source's tablespaces"),
+    ("events_space={occupied}", "is not empty"),
+    ("events_space={data_dir}/ts", "inside the new data directory"),
+    ("nosuch={base}/x", "'nosuch', which is no tablespace of this backup: it has events_space"),
+    ("events_space=relative/x", "is not an absolute path"),
+    ("events_space", "is not NAME=DIRECTORY"),
+])
+def test_a_tablespace_map_that_would_do_harm_is_refused_before_anything_is_written(
+        world, mapping: str, why: str) -> None:
+    base = world["setup"].base
+    occupied = base / "occupied-tablespace"
+    occupied.mkdir(exist_ok=True)
+    (occupied / "PG_15_202209061").mkdir(exist_ok=True)
+    data_dir = base / f"never-{free_port()}"
+    source = world["tablespace"]
+    before = sorted(p.relative_to(source) for p in source.rglob("*"))
+    proc, events, _ = restore(world, world["commits"][5].isoformat(), "-p",
+                              "tablespace_map=" + mapping.format(
+                                  source=source, occupied=occupied, data_dir=data_dir,
+                                  base=base), data_dir=data_dir)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    error = next(e for e in events if e["event"] == "step_finished")["error"]
+    assert why in error, error
+    assert not data_dir.exists()
+    assert not data_dir.with_name(data_dir.name + ".tablespaces").exists()
+    assert list((occupied / "PG_15_202209061").iterdir()) == []
+    assert sorted(p.relative_to(source) for p in source.rglob("*")) == before
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def _base_backup(world) -> tuple[object, str, dict]:
+    import json
+
+    from tui.storage.local import LocalStore
+
+    store = LocalStore(world["setup"].repo)
+    [stamp] = {o.key.split("/")[2] for o in store.list("prod/base/")}
+    return store, stamp, json.loads(store.read_bytes(f"prod/base/{stamp}/manifest.json"))
+
+
+def test_a_missing_tablespace_object_makes_the_backup_incomplete(world, tmp_path) -> None:
+    _, stamp, manifest = _base_backup(world)
+    [tablespace] = manifest["tablespaces"]
+    assert tablespace["name"] == "events_space"
+    assert tablespace["object"] == f"prod/base/{stamp}/{tablespace['oid']}.tar.zst.gpg"
+    assert manifest["stored_size"] + tablespace["stored_size"] > 0
+    victim = world["setup"].repo / tablespace["object"]
+    hidden = tmp_path / victim.name
+    shutil.move(victim, hidden)
+    try:
+        proc = world["setup"].deck.run("inventory", "--json")
+        import json
+
+        [cluster] = json.loads(proc.stdout)["clusters"]
+        [backup] = cluster["pitr"]["base_backups"]
+        assert backup["complete"] is False
+        assert "tablespace events_space's backup is missing" in backup["problem"]
+        proc, _, data_dir = restore(world, world["commits"][5].isoformat())
+        assert proc.returncode == 1
+        assert not data_dir.exists()
+    finally:
+        shutil.move(hidden, victim)
+    proc = world["setup"].deck.run("inventory", "--json")
+    [cluster] = json.loads(proc.stdout)["clusters"]
+    [backup] = cluster["pitr"]["base_backups"]
+    assert backup["complete"] is True
+    assert backup["stored_size"] == manifest["stored_size"] + tablespace["stored_size"]
+    assert backup["tablespaces"] == [{"oid": tablespace["oid"], "name": "events_space",
+                                      "location": str(world["tablespace"]),
+                                      "stored_size": tablespace["stored_size"]}]
+
+
+def test_a_tablespace_object_the_manifest_points_elsewhere_is_refused_as_forged(
+        world) -> None:
+    """A repository writer points the tablespace's object at a tar of their own choosing
+    (another backup's, another cluster's): the restore must not fetch and unpack it."""
+    import json
+
+    store, stamp, _ = _base_backup(world)
+    key = f"prod/base/{stamp}/manifest.json"
+    original = store.read_bytes(key)
+    forged = json.loads(original)
+    forged["tablespaces"][0]["object"] = "other/base/20200101T000000Z/base.tar.zst.gpg"
+    store.write_bytes(key, json.dumps(forged).encode())
+    try:
+        proc = world["setup"].deck.run("inventory", "--json")
+        [cluster] = json.loads(proc.stdout)["clusters"]
+        [backup] = cluster["pitr"]["base_backups"]
+        assert backup["complete"] is False
+        assert "refused as forged" in backup["problem"]
+        assert "object of its tablespace" in backup["problem"]
+        proc, _, data_dir = restore(world, world["commits"][5].isoformat())
+        assert proc.returncode == 1
+        assert not data_dir.exists()
+    finally:
+        store.write_bytes(key, original)

@@ -104,9 +104,17 @@ def world(tmp_path, s3_server, make_pg_cluster, gpg_home):
                     dbname="app")
     point_config_at(setup, cluster)
     wait_archived(cluster, timeout=90)
-    for runbook in ("base-backup", "snapshot-backup"):
-        proc = setup.deck.run("run", runbook, "--headless")
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = setup.deck.run("run", "snapshot-backup", "--headless")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # then the events move to a tablespace of their own: the document restores it with the
+    # base backup (the snapshot, restored on this same machine, would want its directory)
+    spot = setup.base / "source-tablespace"
+    spot.mkdir()
+    give_to_server(spot)
+    cluster.execute(f"create tablespace events_space owner app location '{spot}'")
+    cluster.execute("alter table events set tablespace events_space", dbname="app")
+    proc = setup.deck.run("run", "base-backup", "--headless")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     commits = []
     for n in range(1, EVENTS + 1):
         cluster.execute("insert into events values (%s, clock_timestamp())", (n,), dbname="app")
@@ -169,6 +177,10 @@ def test_the_restore_by_hand_document_runs_as_written(world, s3_server, gpg_home
             assert conn.execute("select count(*), max(n) from events").fetchone() == (
                 middle, middle)
             assert conn.execute("select pg_is_in_recovery()").fetchone() == (False,)
+            (location,) = conn.execute(
+                "select pg_tablespace_location(oid) from pg_tablespace "
+                "where spcname = 'events_space'").fetchone()
+        assert Path(location).parent == Path(f"{data}.tablespaces")
     finally:
         with contextlib.suppress(Exception):
             subprocess.run(["runuser", "-u", "postgres", "--", pg_bin("pg_ctl"), "-D",

@@ -116,9 +116,12 @@ def _print_pitr(picture) -> None:
             continue
         ended = manifest.stopped.strftime("%Y-%m-%d %H:%M:%S")
         state = f"  INCOMPLETE: {problem}" if problem else ""
-        _say(f"    base backup {stamp}  ended {ended}  {format_bytes(manifest.stored_size)}  "
-              f"timeline {manifest.timeline}  LSN {manifest.start_lsn}..{manifest.stop_lsn}"
-              f"{state}")
+        count = len(manifest.tablespaces)
+        spaces = f" (with {count} tablespace{'s' if count > 1 else ''})" if count else ""
+        _say(f"    base backup {stamp}  ended {ended}  "
+             f"{format_bytes(manifest.total_stored_size)}{spaces}  "
+             f"timeline {manifest.timeline}  LSN {manifest.start_lsn}..{manifest.stop_lsn}"
+             f"{state}")
     archive = picture.archive
     for timeline in archive.timelines:
         count = len(archive.segments.get(timeline, ()))

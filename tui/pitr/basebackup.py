@@ -1,22 +1,26 @@
-"""Base backups: pg_basebackup as a tar stream -> gpg -> repository, manifest last.
+"""Base backups: the server's tar streams -> gpg -> repository, manifest last.
 
-    <cluster>/base/<stamp>/base.tar.zst.gpg  the data directory: zstd, then gpg
-    <cluster>/base/<stamp>/manifest.json     start/stop LSN and time, timeline, system id, ...
+    <cluster>/base/<stamp>/base.tar.zst.gpg   the data directory: zstd, then gpg
+    <cluster>/base/<stamp>/<oid>.tar.zst.gpg  each other tablespace, the same way
+    <cluster>/base/<stamp>/manifest.json      start/stop LSN and time, timeline, system
+                                              id, the tablespaces and their objects, ...
 
-The server compresses the tar itself (`--compress=server-zstd`): a tenth of the bytes
-cross the network, and pg_basebackup passes the stream through untouched. Without
+The backup is read off the replication protocol (tui.postgres.backup_protocol), one
+archive per tablespace, each streamed into its own object as it arrives. The server
+compresses every tar itself (zstd): a tenth of the bytes cross the network. Without
 compression (the repository's `compression = "none"`, or a backup taken before drdeck
-compressed them) the object is base.tar[.gpg]; the manifest's `compression` says which.
+compressed them) the objects are *.tar[.gpg]; the manifest's `compression` says which.
 
-Taken with `-X fetch`, the archive holds the WAL from its start to its stop
-LSN, so it is consistent on its own; the WAL archive carries it from there
-to any later point. So the archive must work before a base backup is worth
-taking: `check_archiving` refuses while the server's archive_command fails.
+The archive holds the WAL from its start to its stop LSN (as `pg_basebackup -X fetch`
+takes it), so it is consistent on its own; the WAL archive carries it from there to
+any later point. So the archive must work before a base backup is worth taking:
+`check_archiving` refuses while the server's archive_command fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -27,17 +31,14 @@ from tui.catalog.layout import is_stamp, stamp_of
 from tui.catalog.manifest import MAX_RECORD_BYTES
 from tui.catalog.signatures import UNSIGNED, Signing, read_signed, write_signed
 from tui.errors import DrdeckError
-from tui.postgres.binaries import pg_bin
-from tui.postgres.dsn import for_child_process
+from tui.postgres.backup_protocol import BackupProtocolError, BaseBackupStream
 from tui.snapshots.pipes import Reporter
-from tui.snapshots.stream import StreamFailed, store_output
+from tui.snapshots.stream import Stored, StreamFailed, store_chunks
 from tui.units import format_bytes
 from tui.wal.names import Segment, parse_lsn
 
 FORMAT_VERSION = 1
 COMPRESSED_TAR = {"none": "", "zstd": ".zst"}  # a manifest's compression -> the tar's suffix
-_START = re.compile(r"write-ahead log start point: ([0-9A-F]+/[0-9A-F]+) on timeline (\d+)")
-_END = re.compile(r"write-ahead log end point: ([0-9A-F]+/[0-9A-F]+)")
 
 
 class BaseBackupFailed(DrdeckError):
@@ -49,13 +50,52 @@ def base_prefix(cluster: str) -> str:
 
 
 def base_object_key(cluster: str, stamp: str, encrypted: bool,
-                    compression: str = "none") -> str:
-    return (f"{base_prefix(cluster)}{stamp}/base.tar{COMPRESSED_TAR[compression]}"
+                    compression: str = "none", tablespace_oid: int | None = None) -> str:
+    """The data directory's tar, or with `tablespace_oid` that tablespace's."""
+    name = "base" if tablespace_oid is None else str(tablespace_oid)
+    return (f"{base_prefix(cluster)}{stamp}/{name}.tar{COMPRESSED_TAR[compression]}"
             f"{'.gpg' if encrypted else ''}")
 
 
 def base_manifest_key(cluster: str, stamp: str) -> str:
     return f"{base_prefix(cluster)}{stamp}/manifest.json"
+
+
+@dataclass(frozen=True)
+class TablespaceBackup:
+    """A tablespace other than the data directory's own, and its object."""
+
+    oid: int
+    name: str
+    location: str  # its directory on the source server, never restored into
+    object: str
+    plaintext_size: int
+    stored_size: int
+    sha256_stored: str
+    sha256_plaintext: str
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TablespaceBackup:
+        if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__):
+            raise ValueError("a tablespace must have exactly the fields "
+                             + ", ".join(cls.__dataclass_fields__))
+        entry = cls(**data)
+        if type(entry.oid) is not int or not 0 < entry.oid < 1 << 32:
+            raise ValueError("a tablespace's oid must be a whole number")
+        for name in ("name", "location", "object", "sha256_stored", "sha256_plaintext"):
+            if not isinstance(getattr(entry, name), str):
+                raise ValueError(f"a tablespace's {name} must be text")
+        # both reach the operator's terminal and the name a tablespace_map: PostgreSQL's
+        # own limits (NAMEDATALEN, an absolute path), nothing a terminal would act on
+        if not 0 < len(entry.name.encode()) < 64 or not entry.name.isprintable():
+            raise ValueError("a tablespace's name must be 1 to 63 printable bytes")
+        if not entry.location.startswith("/") or not entry.location.isprintable() \
+                or len(entry.location) > 4096:
+            raise ValueError("a tablespace's location must be a printable absolute path")
+        for name in ("plaintext_size", "stored_size"):
+            if type(getattr(entry, name)) is not int or getattr(entry, name) < 0:
+                raise ValueError(f"a tablespace's {name} must be a whole number")
+        return entry
 
 
 @dataclass(frozen=True)
@@ -80,10 +120,16 @@ class BaseManifest:
     format: int = FORMAT_VERSION
     kind: str = "base"
     compression: str = "none"  # of the tar, before gpg; manifests before it had none
+    tablespaces: tuple[TablespaceBackup, ...] = ()  # besides the data directory's own
+
+    @property
+    def total_stored_size(self) -> int:
+        return self.stored_size + sum(t.stored_size for t in self.tablespaces)
 
     def to_json(self) -> bytes:
         data = asdict(self)
         data["recipients"] = list(self.recipients)
+        data["tablespaces"] = [asdict(t) for t in self.tablespaces]
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -103,6 +149,12 @@ class BaseManifest:
                     not all(isinstance(r, str) for r in recipients):
                 raise ValueError("recipients must be a list of key fingerprints")
             data["recipients"] = tuple(recipients)
+            tablespaces = data.get("tablespaces", [])
+            if not isinstance(tablespaces, list):
+                raise ValueError("tablespaces must be a list")
+            data["tablespaces"] = tuple(TablespaceBackup.from_dict(t) for t in tablespaces)
+            if len({t.oid for t in data["tablespaces"]}) != len(tablespaces):
+                raise ValueError("a tablespace is listed twice")
             unknown = sorted(set(data) - set(cls.__dataclass_fields__))
             if unknown:  # named with repr: a key is untrusted text bound for a terminal
                 raise ValueError(f"unknown fields {', '.join(map(repr, unknown))}")
@@ -172,55 +224,85 @@ class BasePlan:
     compression_level: int = 3
 
 
-async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter,
-                             env: dict[str, str]) -> BaseManifest:
+async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter) -> BaseManifest:
     identity = await _identity(plan.dsn)
     if plan.signing.required:  # before the backup: a host that cannot sign fails now
         signer = await asyncio.to_thread(plan.signing.signer)
         reporter.output(f"the manifest will be signed by {signer}")
     started = datetime.now(UTC)
     stamp = stamp_of(started)
-    key = base_object_key(plan.cluster, stamp, bool(plan.fingerprints), plan.compression)
-    compress = [f"--compress=server-zstd:level={plan.compression_level}"] \
-        if plan.compression == "zstd" else []
-    points: dict[str, str] = {}
-
-    def watch(line: str) -> None:
-        if match := _START.search(line):
-            points["start"], points["timeline"] = match[1], match[2]
-        elif match := _END.search(line):
-            points["stop"] = match[1]
-
-    target = for_child_process(plan.dsn, env)
-    reporter.output(f"pg_basebackup of {identity['system_identifier']} (PostgreSQL "
-                    f"{identity['server_version']}) to {store.location(key)}")
+    encrypted = bool(plan.fingerprints)
+    stream = BaseBackupStream(plan.dsn, f"drdeck {stamp}", plan.compression,
+                              plan.compression_level)
+    written: list[str] = []  # deleted again if the backup fails: nothing half-made stays
+    stored: dict[int | None, Stored] = {}
     try:
-        stored = await store_output(
-            [pg_bin("pg_basebackup"), f"--dbname={target.dsn}", "--pgdata=-", "--format=tar",
-             "--wal-method=fetch", "--checkpoint=fast", "--verbose", "--no-manifest",
-             f"--label=drdeck {stamp}", *compress],
-            target.env, store, key, fingerprints=plan.fingerprints, gpg_home=plan.gpg_home,
-            reporter=reporter, what="read from the server", on_stderr=watch)
-    except StreamFailed as exc:
-        raise BaseBackupFailed(str(exc)) from None
+        await stream.open()
+        extra = len(stream.tablespaces)
+        covers = "the data directory" + (
+            f" and {extra} tablespace{'s' if extra > 1 else ''}" if extra else "")
+        reporter.output(f"base backup of {identity['system_identifier']} (PostgreSQL "
+                        f"{identity['server_version']}) from {stream.start_lsn} on timeline "
+                        f"{stream.timeline}, {covers}, to "
+                        f"{store.location(base_prefix(plan.cluster) + stamp)}/")
+        listed = {t.oid for t in stream.tablespaces}
+        async for archive, body in stream.archives():
+            oid = archive.tablespace_oid
+            key = base_object_key(plan.cluster, stamp, encrypted, plan.compression, oid)
+            expected = key.rsplit("/", 1)[-1].removesuffix(".gpg")
+            if archive.name != expected or (oid is not None and oid not in listed) \
+                    or oid in stored:
+                raise BaseBackupFailed(f"the server sent an archive named {archive.name!r}, "
+                                       f"where {expected!r} was expected")
+            what = "read from the server" if oid is None else \
+                f"of tablespace {identity['tablespaces'].get(oid, oid)} read from the server"
+            written.append(key)
+            stored[oid] = await store_chunks(body, store, key, fingerprints=plan.fingerprints,
+                                             gpg_home=plan.gpg_home, reporter=reporter,
+                                             what=what)
+        missing = sorted(listed - set(stored)) + ([] if None in stored else ["base"])
+        if missing:
+            raise BaseBackupFailed(f"the server ended the backup without the archive of "
+                                   f"{', '.join(map(str, missing))}")
+    except BaseException as failure:
+        stream.close()
+        for key in written:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(store.delete, key)
+        if isinstance(failure, (BackupProtocolError, StreamFailed)):
+            raise BaseBackupFailed(str(failure)) from None
+        raise
+    stream.close()
     stopped = datetime.now(UTC)
-    if "start" not in points or "stop" not in points:
-        await asyncio.to_thread(store.delete, key)
-        raise BaseBackupFailed("pg_basebackup did not report its start and end points")
+    base = stored[None]
+    tablespaces = tuple(
+        TablespaceBackup(oid=t.oid, name=identity["tablespaces"].get(t.oid, str(t.oid)),
+                         location=t.location,
+                         object=base_object_key(plan.cluster, stamp, encrypted,
+                                                plan.compression, t.oid),
+                         plaintext_size=stored[t.oid].plaintext_size,
+                         stored_size=stored[t.oid].stored_size,
+                         sha256_stored=stored[t.oid].sha256_stored,
+                         sha256_plaintext=stored[t.oid].sha256_plaintext)
+        for t in stream.tablespaces)
     manifest = BaseManifest(
-        cluster=plan.cluster, stamp=stamp, object=key, started_at=started.isoformat(),
-        stopped_at=stopped.isoformat(), start_lsn=points["start"], stop_lsn=points["stop"],
-        timeline=int(points["timeline"]), system_identifier=identity["system_identifier"],
+        cluster=plan.cluster, stamp=stamp,
+        object=base_object_key(plan.cluster, stamp, encrypted, plan.compression),
+        started_at=started.isoformat(), stopped_at=stopped.isoformat(),
+        start_lsn=stream.start_lsn, stop_lsn=stream.stop_lsn, timeline=stream.timeline,
+        system_identifier=identity["system_identifier"],
         server_version=identity["server_version"],
-        wal_segment_size=int(identity["wal_segment_size"]), encrypted=bool(plan.fingerprints),
-        recipients=plan.fingerprints, plaintext_size=stored.plaintext_size,
-        stored_size=stored.stored_size, sha256_stored=stored.sha256_stored,
-        sha256_plaintext=stored.sha256_plaintext, compression=plan.compression,
+        wal_segment_size=int(identity["wal_segment_size"]), encrypted=encrypted,
+        recipients=plan.fingerprints, plaintext_size=base.plaintext_size,
+        stored_size=base.stored_size, sha256_stored=base.sha256_stored,
+        sha256_plaintext=base.sha256_plaintext, compression=plan.compression,
+        tablespaces=tablespaces,
     )
     await asyncio.to_thread(write_signed, store, base_manifest_key(plan.cluster, stamp),
                             manifest.to_json(), plan.signing)
     reporter.output(f"base backup {stamp}: WAL {manifest.start_lsn} .. {manifest.stop_lsn} on "
-                    f"timeline {manifest.timeline}, {format_bytes(stored.stored_size)} stored")
+                    f"timeline {manifest.timeline}, "
+                    f"{format_bytes(manifest.total_stored_size)} stored")
     return manifest
 
 
@@ -256,11 +338,13 @@ async def _identity(dsn: str) -> dict[str, str]:
                 "select system_identifier::text, current_setting('server_version'), "
                 "(select setting from pg_settings where name = 'wal_segment_size') "
                 "from pg_control_system()")).fetchone()
+            names = await (await conn.execute(
+                "select oid, spcname from pg_tablespace")).fetchall()
     except psycopg.Error as exc:
         text = str(exc).strip().splitlines()
         raise BaseBackupFailed(f"cannot connect: {text[0] if text else exc}") from None
     return {"system_identifier": row[0], "server_version": row[1],
-            "wal_segment_size": row[2]}
+            "wal_segment_size": row[2], "tablespaces": {int(oid): name for oid, name in names}}
 
 
 def _forged(manifest: BaseManifest, cluster: str, stamp: str) -> str:
@@ -273,6 +357,25 @@ def _forged(manifest: BaseManifest, cluster: str, stamp: str) -> str:
         if getattr(manifest, field_name) != value:
             return (f"refused as forged: its {field_name} {getattr(manifest, field_name)!r} "
                     f"is not the {value!r} its key says")
+    for tablespace in manifest.tablespaces:
+        value = base_object_key(cluster, stamp, manifest.encrypted, manifest.compression,
+                                tablespace.oid)
+        if tablespace.object != value:
+            return (f"refused as forged: the object of its tablespace {tablespace.oid} "
+                    f"{tablespace.object!r} is not the {value!r} its key says")
+    return ""
+
+
+def _missing_object(manifest: BaseManifest, entry: dict[str, Any]) -> str:
+    """Why the objects beside a manifest are not the ones it describes ("" when they are)."""
+    parts = [("the backup", manifest.object, manifest.stored_size)] + [
+        (f"tablespace {t.name}'s backup", t.object, t.stored_size) for t in manifest.tablespaces]
+    for what, key, size in parts:
+        stored = entry.get(key.rsplit("/", 1)[-1])
+        if stored is None:
+            return f"the manifest exists but {what} is missing"
+        if stored.size != size:
+            return f"{what} is {stored.size:,} bytes, the manifest says {size:,}"
     return ""
 
 
@@ -309,17 +412,11 @@ def read_base_backups(store: Any, cluster: str, signing: Signing = UNSIGNED,
         if forged:
             result.append((None, stamp, forged))
             continue
-        stored = entry.get(manifest.object.rsplit("/", 1)[-1])
         if encrypted_only and not manifest.encrypted:
             result.append((manifest, stamp, "stored unencrypted, but this cluster encrypts its "
                                             "backups (gpg_recipients): not used, as anyone "
                                             "who can write the repository could have put it "
                                             "there"))
-        elif stored is None:
-            result.append((manifest, stamp, "the manifest exists but the backup is missing"))
-        elif stored.size != manifest.stored_size:
-            result.append((manifest, stamp, f"the backup is {stored.size:,} bytes, the "
-                                            f"manifest says {manifest.stored_size:,}"))
         else:
-            result.append((manifest, stamp, ""))
+            result.append((manifest, stamp, _missing_object(manifest, entry)))
     return result

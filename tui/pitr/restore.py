@@ -1,6 +1,7 @@
 """Lay down a base backup and start a server that recovers to the target.
 
     store ──▶ sha256 ──▶ gpg --decrypt ──▶ [zstd -d] tar -x into the new data directory
+                                                     (each tablespace into its own)
 
 then recovery settings in postgresql.auto.conf (read last, so they beat the
 copied postgresql.conf), recovery.signal, and the server started as the
@@ -123,27 +124,49 @@ def new_socket_dir(data_dir: Path | None = None) -> Path:
 
 
 async def unpack_base(base: BaseManifest, store: Any, data_dir: Path, reporter: Reporter,
-                      gpg_home: str | None) -> None:
-    """Stream the base backup into `tar -x`; on any doubt, the directory is emptied again."""
-    item = StoredItem(base.object, base.stored_size, base.sha256_stored, base.encrypted,
-                      what="this base backup")
+                      gpg_home: str | None, places: dict[int, Path] | None = None) -> None:
+    """Stream the base backup into `tar -x`: the data directory's tar into `data_dir`,
+    each tablespace's into its place (tui.pitr.tablespaces: beside it unless mapped),
+    linked from pg_tblspc. On any doubt every directory is emptied again."""
+    from tui.pitr.tablespaces import link_tablespaces, tablespace_places
 
-    async def feed(tar_input: int) -> str | None:
-        return await stream_object(item, store, tar_input, reporter, gpg_home,
-                                   hash_plaintext=True)
-
+    if places is None:
+        places = tablespace_places(base.tablespaces, data_dir)
+    parts = [(base.object, base.stored_size, base.sha256_stored, base.sha256_plaintext,
+              data_dir, "the base backup")] + [
+        (t.object, t.stored_size, t.sha256_stored, t.sha256_plaintext, places[t.oid],
+         f"tablespace {t.name}") for t in base.tablespaces]
+    made = [data_dir]  # emptied again on failure: only what this restore made
     try:
-        unpacked = await untar_into(data_dir, feed, "the base backup", base.compression)
-        if base.sha256_plaintext and unpacked != base.sha256_plaintext:
-            raise RestoreRefused(
-                f"{store.location(base.object)}: the decrypted tar's sha256 is "
-                f"{(unpacked or '')[:16]}…, its manifest's sha256_plaintext says "
-                f"{base.sha256_plaintext[:16]}…; it is not the base backup the manifest "
-                "describes, so the data directory was emptied again. Restore to a point "
-                "after another base backup, or take a new one")
+        for place in places.values():
+            prepare_data_dir(place)
+            made.append(place)
+        for key, size, sha256_stored, sha256_plaintext, directory, what in parts:
+            item = StoredItem(key, size, sha256_stored, base.encrypted, what=f"this {what}"
+                              if what != "the base backup" else "this base backup")
+
+            async def feed(tar_input: int, item: StoredItem = item) -> str | None:
+                return await stream_object(item, store, tar_input, reporter, gpg_home,
+                                           hash_plaintext=True)
+
+            unpacked = await untar_into(directory, feed, what, base.compression)
+            if sha256_plaintext and unpacked != sha256_plaintext:
+                raise RestoreRefused(
+                    f"{store.location(key)}: the decrypted tar's sha256 is "
+                    f"{(unpacked or '')[:16]}…, its manifest's sha256_plaintext says "
+                    f"{sha256_plaintext[:16]}…; it is not the base backup the manifest "
+                    "describes, so the data directory was emptied again. Restore to a "
+                    "point after another base backup, or take a new one")
         refuse_planted(data_dir, store.location(base.object))
+        link_tablespaces(data_dir, places)
+        for tablespace in base.tablespaces:
+            reporter.output(f"tablespace {tablespace.name} (oid {tablespace.oid}, at "
+                            f"{tablespace.location} on the source) restored into "
+                            f"{places[tablespace.oid]}")
     except BaseException:
-        empty_directory(data_dir)
+        for place in made:
+            if place.is_dir() and not place.is_symlink():
+                empty_directory(place)
         raise
 
 

@@ -2,7 +2,8 @@
 
     program stdout ──▶ us (sha256, size) ──▶ gpg --encrypt ──▶ us (sha256) ──▶ store writer
 
-Used by snapshots (pg_dump) and base backups (pg_basebackup). Memory stays
+Used by snapshots (pg_dump); base backups feed it each archive the server streams
+(tui.postgres.backup_protocol) the same way, without a program in front. Memory stays
 bounded whatever the size: every hop is a pipe or a fixed-size buffer, and the
 store uploads parts as they fill. On any failure every process is stopped and
 the upload aborted: nothing half-written remains.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +38,50 @@ class Stored:
 async def store_output(argv: Sequence[str], env: dict[str, str], store: Any, key: str, *,
                        fingerprints: Sequence[str], gpg_home: str | None, reporter: Reporter,
                        what: str, on_stderr: Callable[[str], None] | None = None) -> Stored:
-    """Run `argv` and store its stdout at `key`, encrypted when there are fingerprints."""
-    source = encrypt = None
+    """Run `argv` and store its stdout at `key`, encrypted when there are fingerprints;
+    stored only once the program has exited 0."""
+    source = None
+
+    def stderr_line(line: str) -> None:
+        if on_stderr is not None:
+            on_stderr(line)
+        reporter.output(line, "stderr")
+
+    async def produced() -> AsyncIterator[bytes]:
+        assert source is not None and source.stdout is not None
+        while chunk := await source.stdout.read(CHUNK):
+            yield chunk
+
+    async def exited() -> None:
+        assert source is not None
+        lines = await said
+        code = await source.wait()
+        if code != 0:
+            name = argv[0].rsplit("/", 1)[-1]
+            raise StreamFailed(f"{name} failed (exit {code}): "
+                               + (lines[-1] if lines else "no message"))
+
+    source = await spawn(argv, env=env)
+    said = asyncio.ensure_future(collect_stderr(source, stderr_line))
+    try:
+        return await store_chunks(produced(), store, key, fingerprints=fingerprints,
+                                  gpg_home=gpg_home, reporter=reporter, what=what,
+                                  before_commit=exited)
+    except BaseException:
+        await reap(source)
+        said.cancel()
+        raise
+
+
+async def store_chunks(chunks: AsyncIterator[bytes], store: Any, key: str, *,
+                       fingerprints: Sequence[str], gpg_home: str | None, reporter: Reporter,
+                       what: str, before_commit: Callable[[], Awaitable[None]] | None = None,
+                       ) -> Stored:
+    """Store the bytes `chunks` yields at `key`, encrypted when there are fingerprints.
+    `before_commit` may still refuse them (by raising): then nothing is stored."""
+    encrypt = None
     writer = await asyncio.to_thread(store.open_writer, key)
     try:
-        source = await spawn(argv, env=env)
         if fingerprints:
             encrypt = await spawn(encrypt_argv(list(fingerprints), gpg_home),
                                   stdin=asyncio.subprocess.PIPE)
@@ -49,9 +89,9 @@ async def store_output(argv: Sequence[str], env: dict[str, str], store: Any, key
         sizes = {"plain": 0, "stored": 0}
         progress = Throttled(reporter, None, "bytes")
 
-        async def upload(reader: asyncio.StreamReader, digest: Any, counter: str) -> None:
+        async def upload(pieces: AsyncIterator[bytes], digest: Any, counter: str) -> None:
             buffer = bytearray()
-            while chunk := await reader.read(CHUNK):
+            async for chunk in pieces:
                 digest.update(chunk)
                 sizes[counter] += len(chunk)
                 buffer += chunk
@@ -64,32 +104,27 @@ async def store_output(argv: Sequence[str], env: dict[str, str], store: Any, key
                 await asyncio.to_thread(writer.write, bytes(buffer))
 
         async def into_gpg() -> None:
-            assert source.stdout is not None and encrypt is not None
-            assert encrypt.stdin is not None
-            while chunk := await source.stdout.read(CHUNK):
+            assert encrypt is not None and encrypt.stdin is not None
+            async for chunk in chunks:
                 plain.update(chunk)
                 sizes["plain"] += len(chunk)
                 encrypt.stdin.write(chunk)
                 await encrypt.stdin.drain()
             encrypt.stdin.close()
 
-        def stderr_line(line: str) -> None:
-            if on_stderr is not None:
-                on_stderr(line)
-            reporter.output(line, "stderr")
+        async def encrypted() -> AsyncIterator[bytes]:
+            assert encrypt is not None and encrypt.stdout is not None
+            while chunk := await encrypt.stdout.read(CHUNK):
+                yield chunk
 
-        jobs = [collect_stderr(source, stderr_line)]
         if encrypt is not None:
-            jobs += [into_gpg(), upload(encrypt.stdout, stored, "stored"),
-                     collect_stderr(encrypt, stderr_line)]
+            outcome = await asyncio.gather(
+                into_gpg(), upload(encrypted(), stored, "stored"),
+                collect_stderr(encrypt, lambda line: reporter.output(line, "stderr")))
         else:
-            jobs.append(upload(source.stdout, plain, "plain"))
-        outcome = await asyncio.gather(*jobs)
-        code = await source.wait()
-        name = argv[0].rsplit("/", 1)[-1]
-        if code != 0:
-            raise StreamFailed(f"{name} failed (exit {code}): "
-                               + (outcome[0][-1] if outcome[0] else "no message"))
+            await upload(chunks, plain, "plain")
+        if before_commit is not None:
+            await before_commit()
         if encrypt is not None:
             code = await encrypt.wait()
             if code != 0:
@@ -101,7 +136,7 @@ async def store_output(argv: Sequence[str], env: dict[str, str], store: Any, key
         await asyncio.to_thread(writer.commit)
         return Stored(sizes["plain"], sizes["stored"], plain.hexdigest(), stored.hexdigest())
     except BaseException as failure:
-        await reap(source, encrypt)
+        await reap(encrypt)
         try:
             await asyncio.to_thread(writer.abort)
         except Exception as cleanup:

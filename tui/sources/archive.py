@@ -96,10 +96,11 @@ class ArchiveSource(Source):
 
         return fetch
 
-    async def unpack_base_backup(self, backup: Any, data_dir: Path, reporter: Any) -> None:
+    async def unpack_base_backup(self, backup: Any, data_dir: Path, reporter: Any,
+                                 places: dict[int, Path] | None = None) -> None:
         from tui.pitr.restore import unpack_base
 
-        await unpack_base(backup, self.store, data_dir, reporter, self.gpg_home)
+        await unpack_base(backup, self.store, data_dir, reporter, self.gpg_home, places)
 
     def summary(self, report: dict[str, Any]) -> list[Line]:
         # its gaps are described by their segments (the JSON's format predates the protocol)
@@ -135,8 +136,11 @@ def picture_dict(picture: Any) -> dict[str, Any]:
         "id": stamp, "complete": not problem, "problem": problem or None,
         "started_at": m.started_at if m else None, "stopped_at": m.stopped_at if m else None,
         "start_lsn": m.start_lsn if m else None, "stop_lsn": m.stop_lsn if m else None,
-        "timeline": m.timeline if m else None, "stored_size": m.stored_size if m else None,
+        "timeline": m.timeline if m else None,
+        "stored_size": m.total_stored_size if m else None,
         "encrypted": m.encrypted if m else None, "compression": m.compression if m else None,
+        "tablespaces": [{"oid": t.oid, "name": t.name, "location": t.location,
+                         "stored_size": t.stored_size} for t in m.tablespaces] if m else None,
     } for m, stamp, problem in picture.base_backups]
     gaps = [{"timeline": g.timeline, "missing_from": g.missing_from,
              "missing_to": g.missing_to, "resumes_at": g.resumes_at} for g in picture.gaps]

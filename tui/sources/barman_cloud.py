@@ -959,10 +959,11 @@ class BarmanCloudSource(Source):
                                    "its WAL segments are")
         return StoreWal(self.store(), self.server_name, seen.listing, size).fetch
 
-    async def unpack_base_backup(self, backup: Any, data_dir: Path, reporter: Any) -> None:
+    async def unpack_base_backup(self, backup: Any, data_dir: Path, reporter: Any,
+                                 places: dict[int, Path] | None = None) -> None:
         from tui.sources.barman_cloud_restore import unpack_backup
 
-        await unpack_backup(backup, self.store(), data_dir, reporter)
+        await unpack_backup(backup, self.store(), data_dir, reporter, places)
 
     def backup_line(self, backup: dict[str, Any]) -> str:
         if backup.get("status") is None:  # unreadable: its problem is the line

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.engine.actions.base import Action, ActionResult, Arg
-from tui.engine.actions.pitr import TARGET_ARGS, replay, when
+from tui.engine.actions.pitr import TABLESPACE_MAP, TARGET_ARGS, replay, when
 from tui.engine.context import StepContext
 from tui.errors import InvalidInput
 from tui.units import format_bytes
@@ -24,6 +24,7 @@ from tui.units import format_bytes
 PLACE_ARGS = {
     "data_dir": Arg("text", required=True, help="the new data directory"),
     "port": Arg("int", required=True, help="the restored server's port"),
+    "tablespace_map": TABLESPACE_MAP,
 }
 
 
@@ -34,6 +35,7 @@ class _Checked:
     picture: Any  # tui.sources.barman_cloud.ObjectStorePicture
     cluster: Any  # tui.config.ClusterConfig
     data_dir: Path
+    places: dict[int, Path]  # where each tablespace goes, by oid
 
 
 def _source(ctx: StepContext, args: dict[str, Any]):
@@ -67,8 +69,9 @@ class BarmanCloudPreflight(Action):
 async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True) -> _Checked:
     """Every check before anything is written; `report` names each as a check."""
     from tui.pitr.restore import RestoreRefused, check_data_dir, check_port
+    from tui.pitr.tablespaces import check_tablespaces
     from tui.pitr.target import TargetRefused, parse_target, plan_recovery
-    from tui.sources.barman_cloud_restore import tablespace_home, why_not_restorable
+    from tui.sources.barman_cloud_restore import why_not_restorable
 
     def check(name: str, detail: str) -> None:
         if report:
@@ -121,15 +124,11 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     data_dir = Path(str(args["data_dir"])).expanduser().absolute()
     check_data_dir(data_dir)
     check("data directory empty", str(data_dir))
-    if backup.tablespaces:
-        # restored beside the new data directory, never to the source's own paths
-        home = tablespace_home(data_dir)
-        check_data_dir(home)
-        check("tablespaces restored beside the data directory",
-              f"{', '.join(t.name for t in backup.tablespaces)} under {home}")
+    places = check_tablespaces(check, backup.tablespaces, data_dir,
+                               str(args.get("tablespace_map") or ""))
     check_port(int(args["port"]))
     check("port free", str(args["port"]))
-    return _Checked(plan, source, seen, cluster, data_dir)
+    return _Checked(plan, source, seen, cluster, data_dir, places)
 
 
 class BarmanCloudRestore(Action):
@@ -169,7 +168,7 @@ class BarmanCloudRestore(Action):
         backup, target = plan.base, plan.target
         prepare_data_dir(data_dir)
         ctx.output(f"unpacking backup {backup.backup_id} into {data_dir}")
-        await source.unpack_base_backup(backup, data_dir, ctx)
+        await source.unpack_base_backup(backup, data_dir, ctx, checked.places)
         placement = Placement(data_dir, int(args["port"]), new_socket_dir(data_dir))
         server = placement.cluster
         account = server_account()

@@ -75,17 +75,14 @@ def why_not_restorable(backup: BarmanBackup) -> str | None:
     return None
 
 
-def tablespace_home(data_dir: Path) -> Path:
-    """Where a restore puts the backup's tablespaces: beside the new data directory, one
-    directory per oid; never the source's own locations."""
-    return data_dir.with_name(data_dir.name + ".tablespaces")
-
-
 async def unpack_backup(backup: BarmanBackup, store: Any, data_dir: Path,
-                        reporter: Reporter) -> None:
+                        reporter: Reporter, places: dict[int, Path] | None = None) -> None:
     """Every tarball of the backup, in order: data.tar into `data_dir`, each tablespace's
-    into its directory under tablespace_home(), linked from pg_tblspc. On any doubt every
-    directory is emptied again, so a half-restored one never looks like a good one."""
+    into its place (tui.pitr.tablespaces: beside the data directory unless mapped),
+    linked from pg_tblspc. On any doubt every directory is emptied again, so a
+    half-restored one never looks like a good one."""
+    from tui.pitr.tablespaces import link_tablespaces, tablespace_places
+
     why = why_not_restorable(backup)
     if why:
         raise RestoreRefused(why)
@@ -94,17 +91,17 @@ async def unpack_backup(backup: BarmanBackup, store: Any, data_dir: Path,
     if missing:
         raise RestoreRefused(f"{store.url(missing[0])} is missing: backup {backup.backup_id} "
                              "cannot be restored (was it deleted while being read?)")
-    places = {"data": data_dir} | {str(t.oid): tablespace_home(data_dir) / str(t.oid)
-                                   for t in backup.tablespaces}
+    if places is None:
+        places = tablespace_places(backup.tablespaces, data_dir)
+    into = {"data": data_dir} | {str(oid): place for oid, place in places.items()}
     progress = Throttled(reporter, float(sum(found.size for found in stored.values())),
                          "bytes")
     done = 0
     made = [data_dir]  # emptied again on failure: only what this restore made
     try:
         for place in places.values():
-            if place != data_dir:
-                prepare_data_dir(place)
-                made.append(place)
+            prepare_data_dir(place)
+            made.append(place)
         for key in backup.data_objects:
             reporter.output(f"fetching {store.url(key)} ({stored[key].size:,} bytes, "
                             f"{backup.compression or 'uncompressed'})")
@@ -123,7 +120,7 @@ async def unpack_backup(backup: BarmanBackup, store: Any, data_dir: Path,
                                          f"{backup.compression} stream does (truncated)")
 
             try:
-                await untar_into(places[_owner(key)], feed, store.url(key))
+                await untar_into(into[_owner(key)], feed, store.url(key))
             except (zlib.error, OSError, EOFError) as exc:
                 if isinstance(exc, BrokenPipeError):
                     raise
@@ -132,39 +129,16 @@ async def unpack_backup(backup: BarmanBackup, store: Any, data_dir: Path,
         progress(done, "all tarballs unpacked", final=True)
         refuse_planted(data_dir, store.url(backup.data_objects[0]))
         _make_wal_directory(data_dir)
+        link_tablespaces(data_dir, places)
         for tablespace in backup.tablespaces:
-            _link_tablespace(data_dir, tablespace.oid, places[str(tablespace.oid)])
             reporter.output(f"tablespace {tablespace.name} (oid {tablespace.oid}, at "
                             f"{tablespace.location} on the source) restored into "
-                            f"{places[str(tablespace.oid)]}")
+                            f"{places[tablespace.oid]}")
     except BaseException:
         for place in made:
             if place.is_dir() and not place.is_symlink():
                 empty_directory(place)
         raise
-
-
-def _link_tablespace(data_dir: Path, oid: int, place: Path) -> None:
-    """pg_tblspc/<oid> -> the tablespace's new directory (barman-cloud-backup leaves the
-    links out). Made through a descriptor of pg_tblspc that follows no link: the
-    directory is the server account's, and root must not be led elsewhere."""
-    try:
-        folder = os.open(data_dir / "pg_tblspc", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise RestoreRefused(f"the backup's pg_tblspc cannot hold the tablespace links "
-                             f"({exc.strerror or exc}): it is not a plain directory") from None
-    try:
-        try:
-            os.symlink(place, str(oid), dir_fd=folder)
-        except FileExistsError:
-            raise RestoreRefused(f"the backup's pg_tblspc already holds {oid}, which "
-                                 "barman-cloud-backup never writes: not restored") from None
-        account = server_account()
-        if account is not None:
-            os.chown(str(oid), account.uid, account.gid, dir_fd=folder,
-                     follow_symlinks=False)
-    finally:
-        os.close(folder)
 
 
 def _make_wal_directory(data_dir: Path) -> None:

@@ -104,10 +104,13 @@ class Source(ABC):
         listed. NotImplementedError when the engine keeps no WAL drdeck can read."""
         raise NotImplementedError
 
-    async def unpack_base_backup(self, backup: Any, data_dir: Path, reporter: Any) -> None:
+    async def unpack_base_backup(self, backup: Any, data_dir: Path, reporter: Any,
+                                 places: dict[int, Path] | None = None) -> None:
         """Lay `backup` (a plan's base, from `recovery_picture()`) down in `data_dir`, which
         exists, is empty and belongs to the server's account, reporting progress to
-        `reporter` (tui.engine.context.StepContext or alike). On any failure the directory
+        `reporter` (tui.engine.context.StepContext or alike). Its tablespaces go where
+        `places` says (oid -> directory, from tui.pitr.tablespaces.tablespace_places),
+        by default beside the data directory. On any failure the directory
         is emptied again and the error raised: nothing half-written is left to start.
         NotImplementedError when the engine's own program lays its backups down (pgBackRest:
         `pgbackrest restore` writes the recovery settings too)."""

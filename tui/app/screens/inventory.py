@@ -399,7 +399,7 @@ class InventoryScreen(Screen[None]):
                 continue
             state = Text(f"✗ {problem}", style="red") if problem else Text("✓", style="green")
             table.add_row(stamp, manifest.stopped.strftime("%Y-%m-%d %H:%M:%S"),
-                          format_bytes(manifest.stored_size), str(manifest.timeline),
+                          format_bytes(manifest.total_stored_size), str(manifest.timeline),
                           f"{manifest.start_lsn}..{manifest.stop_lsn}",
                           "✓" if manifest.encrypted else Text("✗ NO", style="bold red"), state)
 

@@ -29,6 +29,11 @@ TARGET_ARGS = {
     "timeline": Arg("text", help="recovery_target_timeline (default latest)", default="latest"),
 }
 
+# where a restore puts the backup's tablespaces (tui.pitr.tablespaces)
+TABLESPACE_MAP = Arg("text", help="NAME=DIRECTORY, ...: where to restore each tablespace (its "
+                     "name, oid or location on the source); default beside the data "
+                     "directory, in <data_dir>.tablespaces/<oid>", default="")
+
 
 def _resolve(ctx: StepContext, args: dict[str, Any]):
     from tui.snapshots.targets import store_for
@@ -56,7 +61,8 @@ def when(moment: datetime | None) -> str:
 
 class BaseBackupCreate(Action):
     name = "basebackup.create"
-    summary = "pg_basebackup -> gpg -> repository, manifest last"
+    summary = ("BASE_BACKUP (zstd on the server, every tablespace) -> gpg -> repository, "
+               "manifest last")
     produces_output = True
     args = {
         "cluster": CLUSTER,
@@ -65,7 +71,8 @@ class BaseBackupCreate(Action):
     }
 
     def describe(self, args: dict[str, Any]) -> str:
-        return (f"pg_basebackup -Ft -D - -X fetch | gpg --encrypt | upload  "
+        return (f"BASE_BACKUP over the replication protocol, one tar per tablespace "
+                f"| gpg --encrypt | upload  "
                 f"[cluster {args.get('cluster') or '(default)'}]")
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
@@ -89,7 +96,7 @@ class BaseBackupCreate(Action):
         # before anything is written: a backup the archive cannot carry forward is no
         # backup, and a failing archive_command is filling the server's disk right now
         ctx.check("WAL archiving works", True, await check_archiving(plan.dsn, ctx))
-        manifest = await create_base_backup(plan, store, ctx, ctx.libpq_env())
+        manifest = await create_base_backup(plan, store, ctx)
         # the window starts at this backup only once the archive continues from it
         wanted = manifest.last_segment
         deadline = asyncio.get_running_loop().time() + float(args.get("wait_for_wal", 120))
@@ -131,21 +138,24 @@ class PitrPreflight(Action):
         **TARGET_ARGS,
         "data_dir": Arg("text", required=True, help="the new data directory"),
         "port": Arg("int", required=True, help="the restored server's port"),
+        "tablespace_map": TABLESPACE_MAP,
     }
 
     def describe(self, args: dict[str, Any]) -> str:
         return f"check {args.get('target') or 'latest'} against the recoverable window"
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
-        plan = await preflight(ctx, args)
+        plan, _ = await preflight(ctx, args)
         return ActionResult(output=plan.base.stamp)
 
 
 async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True,
-                    source: Any = None):
+                    source: Any = None) -> tuple[Any, dict[int, Path]]:
     """Every check before anything is written; `report` names each as a check. `source`
-    is the cluster's archive when the caller has it open already."""
+    is the cluster's archive when the caller has it open already. The plan
+    (tui.pitr.target.Plan), and where each tablespace of its base goes (by oid)."""
     from tui.pitr.restore import check_data_dir, check_port, check_unpackable
+    from tui.pitr.tablespaces import check_tablespaces
     from tui.pitr.target import TargetRefused, parse_target, plan_recovery
     from tui.pitr.window import describe_missing_history
 
@@ -182,16 +192,18 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True,
     check("WAL continuous from the base backup",
           f"{base.first_segment.name} .. {plan.window.last_segment}")
     ctx.output(f"base backup {base.stamp}: ended {when(base.stopped)}, "
-               f"{format_bytes(base.stored_size)}"
+               f"{format_bytes(base.total_stored_size)}"
                f"{'' if base.compression == 'none' else ' ' + base.compression}, "
                f"timeline {base.timeline}")
     check_unpackable(base)
-    data_dir = Path(str(args["data_dir"])).expanduser()
+    data_dir = Path(str(args["data_dir"])).expanduser().absolute()
     check_data_dir(data_dir)
     check("data directory empty", str(data_dir))
+    places = check_tablespaces(check, base.tablespaces, data_dir,
+                               str(args.get("tablespace_map") or ""))
     check_port(int(args["port"]))
     check("port free", str(args["port"]))
-    return plan
+    return plan, places
 
 
 class PitrRestore(Action):
@@ -205,6 +217,7 @@ class PitrRestore(Action):
         "data_dir": Arg("text", required=True, help="the new data directory"),
         "port": Arg("int", required=True, help="the restored server's port"),
         "prefetch": Arg("int", help="WAL segments to fetch ahead (default 16)", default=16),
+        "tablespace_map": TABLESPACE_MAP,
     }
 
     def describe(self, args: dict[str, Any]) -> str:
@@ -227,12 +240,12 @@ class PitrRestore(Action):
         source = _archive(ctx, cluster_config)
         gpg_home = source.gpg_home
         # checked again, silently: time has passed since the pre-flight step
-        plan = await preflight(ctx, args, report=False, source=source)
+        plan, places = await preflight(ctx, args, report=False, source=source)
         base, target = plan.base, plan.target
         data_dir = Path(str(args["data_dir"])).expanduser().absolute()
         prepare_data_dir(data_dir)
         ctx.output(f"unpacking base backup {base.stamp} into {data_dir}")
-        await source.unpack_base_backup(base, data_dir, ctx)
+        await source.unpack_base_backup(base, data_dir, ctx, places)
         placement = Placement(data_dir, int(args["port"]), new_socket_dir(data_dir))
         server = placement.cluster
         account = server_account()
