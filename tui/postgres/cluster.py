@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from tui import environment
 from tui.errors import DrdeckError
-from tui.postgres.binaries import pg_bin
+from tui.postgres.binaries import pg_bin, require_binaries_for
 
 if TYPE_CHECKING:
     import psycopg
@@ -264,6 +264,8 @@ class LocalCluster:
         """
         if self.is_running():
             raise DrdeckError(f"PostgreSQL is already running on {self.data_dir}")
+        # before pg_ctl, whose "database files are incompatible with server" is in the log
+        require_binaries_for(self.data_dir)
         self._prepare_server_paths()
         server_options = (
             f"-k {shlex.quote(str(self.socket_dir))} -p {self.port} -c listen_addresses={LOOPBACK}"

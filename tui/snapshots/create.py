@@ -24,7 +24,7 @@ from tui.catalog.manifest import GlobalsRecord, Manifest
 from tui.catalog.signatures import UNSIGNED, Signing, write_signed
 from tui.crypto import resolve_recipients
 from tui.errors import DrdeckError
-from tui.postgres.binaries import pg_bin
+from tui.postgres.binaries import pg_bin, require_program_for
 from tui.postgres.dsn import for_child_process
 from tui.postgres.rowcounts import count_rows
 from tui.snapshots.globals import CapturedGlobals, GlobalsFailed, capture_globals
@@ -76,6 +76,10 @@ async def create_snapshot(plan: SnapshotPlan, store: Any, reporter: Reporter,
         # One exported snapshot: pg_dump and the row counts see the same data.
         await conn.execute("set transaction isolation level repeatable read, read only")
         server_version = (await (await conn.execute("show server_version")).fetchone())[0]
+        version_num = (await (await conn.execute("show server_version_num")).fetchone())[0]
+        # before pg_dump, which refuses a newer server with its own words, and is retried
+        require_program_for("pg_dump", int(version_num) // 10000,
+                            f"the server of {plan.database} (PostgreSQL {server_version})")
         exported = (await (await conn.execute("select pg_export_snapshot()")).fetchone())[0]
         reporter.output(f"dumping {plan.database} (PostgreSQL {server_version}) to "
                         f"{store.location(key)}")
