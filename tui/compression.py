@@ -7,6 +7,8 @@ to inflate to gigabytes is refused before it is held.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import zstandard
 
 from tui.errors import DrdeckError
@@ -21,6 +23,17 @@ class Undecompressable(DrdeckError):
 
 def compress(data: bytes, level: int) -> bytes:
     return zstandard.ZstdCompressor(level=level, write_checksum=True).compress(data)
+
+
+async def compressed(chunks: AsyncIterator[bytes], level: int) -> AsyncIterator[bytes]:
+    """`chunks` as one zstd frame, streamed: what drdeck compresses itself on the way to
+    an object (the server compresses its tars, not the backup_manifest it sends)."""
+    frame = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
+    async for chunk in chunks:
+        out = frame.compress(chunk)
+        if out:
+            yield out
+    yield frame.flush()
 
 
 def decompress(raw: bytes, limit: int, where: str) -> bytes:

@@ -118,6 +118,8 @@ def _print_pitr(picture) -> None:
         state = f"  INCOMPLETE: {problem}" if problem else ""
         count = len(manifest.tablespaces)
         spaces = f" (with {count} tablespace{'s' if count > 1 else ''})" if count else ""
+        if manifest.parent:
+            spaces += f"  incremental on {manifest.parent}"
         _say(f"    base backup {stamp}  ended {ended}  "
              f"{format_bytes(manifest.total_stored_size)}{spaces}  "
              f"timeline {manifest.timeline}  LSN {manifest.start_lsn}..{manifest.stop_lsn}"

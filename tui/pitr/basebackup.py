@@ -2,8 +2,13 @@
 
     <cluster>/base/<stamp>/base.tar.zst.gpg   the data directory: zstd, then gpg
     <cluster>/base/<stamp>/<oid>.tar.zst.gpg  each other tablespace, the same way
+    <cluster>/base/<stamp>/backup_manifest.gpg  PostgreSQL's own manifest (17 and later)
     <cluster>/base/<stamp>/manifest.json      start/stop LSN and time, timeline, system
                                               id, the tablespaces and their objects, ...
+
+On PostgreSQL 17 and later a backup may be incremental on an earlier one (its `parent`):
+the server sends only the blocks changed since, and a restore combines the chain with
+pg_combinebackup (tui.pitr.incremental).
 
 The backup is read off the replication protocol (tui.postgres.backup_protocol), one
 archive per tablespace, each streamed into its own object as it arrives. The server
@@ -30,8 +35,9 @@ from typing import Any
 from tui.catalog.layout import is_stamp, stamp_of
 from tui.catalog.manifest import MAX_RECORD_BYTES
 from tui.catalog.signatures import UNSIGNED, Signing, read_signed, write_signed
+from tui.compression import compressed
 from tui.errors import DrdeckError
-from tui.postgres.backup_protocol import BackupProtocolError, BaseBackupStream
+from tui.postgres.backup_protocol import MANIFEST_NAME, BackupProtocolError, BaseBackupStream
 from tui.snapshots.pipes import Reporter
 from tui.snapshots.stream import Stored, StreamFailed, store_chunks
 from tui.units import format_bytes
@@ -59,6 +65,39 @@ def base_object_key(cluster: str, stamp: str, encrypted: bool,
 
 def base_manifest_key(cluster: str, stamp: str) -> str:
     return f"{base_prefix(cluster)}{stamp}/manifest.json"
+
+
+def server_manifest_key(cluster: str, stamp: str, encrypted: bool,
+                        compression: str = "none") -> str:
+    """PostgreSQL's backup_manifest, compressed by drdeck as the backup's tars are."""
+    return (f"{base_prefix(cluster)}{stamp}/backup_manifest{COMPRESSED_TAR[compression]}"
+            f"{'.gpg' if encrypted else ''}")
+
+
+@dataclass(frozen=True)
+class ServerManifest:
+    """PostgreSQL's backup_manifest of a base backup, as stored: what an incremental
+    backup on this one is taken against, and what pg_combinebackup reads."""
+
+    object: str
+    plaintext_size: int
+    stored_size: int
+    sha256_stored: str
+    sha256_plaintext: str
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ServerManifest:
+        if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__):
+            raise ValueError("server_manifest must have exactly the fields "
+                             + ", ".join(cls.__dataclass_fields__))
+        entry = cls(**data)
+        for name in ("object", "sha256_stored", "sha256_plaintext"):
+            if not isinstance(getattr(entry, name), str):
+                raise ValueError(f"server_manifest's {name} must be text")
+        for name in ("plaintext_size", "stored_size"):
+            if type(getattr(entry, name)) is not int or getattr(entry, name) < 0:
+                raise ValueError(f"server_manifest's {name} must be a whole number")
+        return entry
 
 
 @dataclass(frozen=True)
@@ -121,10 +160,13 @@ class BaseManifest:
     kind: str = "base"
     compression: str = "none"  # of the tar, before gpg; manifests before it had none
     tablespaces: tuple[TablespaceBackup, ...] = ()  # besides the data directory's own
+    server_manifest: ServerManifest | None = None  # PostgreSQL 17 and later
+    parent: str | None = None  # the stamp of the backup this one is incremental on
 
     @property
     def total_stored_size(self) -> int:
-        return self.stored_size + sum(t.stored_size for t in self.tablespaces)
+        return self.stored_size + sum(t.stored_size for t in self.tablespaces) + (
+            self.server_manifest.stored_size if self.server_manifest else 0)
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -155,6 +197,14 @@ class BaseManifest:
             data["tablespaces"] = tuple(TablespaceBackup.from_dict(t) for t in tablespaces)
             if len({t.oid for t in data["tablespaces"]}) != len(tablespaces):
                 raise ValueError("a tablespace is listed twice")
+            if data.get("server_manifest") is not None:
+                data["server_manifest"] = ServerManifest.from_dict(data["server_manifest"])
+            parent = data.get("parent")
+            if parent is not None and (not isinstance(parent, str) or not is_stamp(parent)
+                                       or parent >= str(data.get("stamp"))):
+                raise ValueError("parent must be the stamp of an earlier base backup")
+            if parent is not None and data.get("server_manifest") is None:
+                raise ValueError("an incremental backup must carry its server_manifest")
             unknown = sorted(set(data) - set(cls.__dataclass_fields__))
             if unknown:  # named with repr: a key is untrusted text bound for a terminal
                 raise ValueError(f"unknown fields {', '.join(map(repr, unknown))}")
@@ -222,22 +272,47 @@ class BasePlan:
     signing: Signing = UNSIGNED  # how the manifest is signed
     compression: str = "none"  # "zstd": the server compresses the tar
     compression_level: int = 3
+    incremental: bool = False  # on the newest usable backup (PostgreSQL 17 and later)
+    encrypted_only: bool = False  # the cluster encrypts: an unencrypted parent is no parent
 
 
 async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter) -> BaseManifest:
+    from tui.pitr.incremental import choose_parent, read_server_manifest, refuse_incremental
+
     identity = await _identity(plan.dsn)
+    if plan.incremental:
+        refusal = refuse_incremental(identity)
+        if refusal:
+            raise BaseBackupFailed(refusal)
     if plan.signing.required:  # before the backup: a host that cannot sign fails now
         signer = await asyncio.to_thread(plan.signing.signer)
         reporter.output(f"the manifest will be signed by {signer}")
+    parent = parent_manifest = None
+    if plan.incremental:
+        backups = await asyncio.to_thread(read_base_backups, store, plan.cluster,
+                                          plan.signing, plan.encrypted_only)
+        parent = choose_parent(backups, identity)
+        if parent is None:
+            reporter.output("WARNING: no earlier base backup of this server with a "
+                            "backup_manifest to build on: taking a full backup, which "
+                            "the next incremental one builds on")
+        else:
+            parent_manifest = await read_server_manifest(parent, store, plan.gpg_home,
+                                                         reporter)
     started = datetime.now(UTC)
     stamp = stamp_of(started)
     encrypted = bool(plan.fingerprints)
     stream = BaseBackupStream(plan.dsn, f"drdeck {stamp}", plan.compression,
-                              plan.compression_level)
+                              plan.compression_level,
+                              manifest=int(identity["server_version_num"]) >= 170000,
+                              parent_manifest=parent_manifest)
     written: list[str] = []  # deleted again if the backup fails: nothing half-made stays
-    stored: dict[int | None, Stored] = {}
+    stored: dict[int | str | None, Stored] = {}
     try:
         await stream.open()
+        if parent is not None:
+            reporter.output(f"incremental on base backup {parent.stamp}: only the blocks "
+                            "changed since it are sent")
         extra = len(stream.tablespaces)
         covers = "the data directory" + (
             f" and {extra} tablespace{'s' if extra > 1 else ''}" if extra else "")
@@ -247,6 +322,15 @@ async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter) -> 
                         f"{store.location(base_prefix(plan.cluster) + stamp)}/")
         listed = {t.oid for t in stream.tablespaces}
         async for archive, body in stream.archives():
+            if archive.name == MANIFEST_NAME and MANIFEST_NAME not in stored:
+                key = server_manifest_key(plan.cluster, stamp, encrypted, plan.compression)
+                written.append(key)
+                if plan.compression == "zstd":
+                    body = compressed(body, plan.compression_level)
+                stored[MANIFEST_NAME] = await store_chunks(
+                    body, store, key, fingerprints=plan.fingerprints, gpg_home=plan.gpg_home,
+                    reporter=reporter, what="of the server's backup_manifest")
+                continue
             oid = archive.tablespace_oid
             key = base_object_key(plan.cluster, stamp, encrypted, plan.compression, oid)
             expected = key.rsplit("/", 1)[-1].removesuffix(".gpg")
@@ -260,7 +344,8 @@ async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter) -> 
             stored[oid] = await store_chunks(body, store, key, fingerprints=plan.fingerprints,
                                              gpg_home=plan.gpg_home, reporter=reporter,
                                              what=what)
-        missing = sorted(listed - set(stored)) + ([] if None in stored else ["base"])
+        missing = sorted(listed - set(stored)) + ([] if None in stored else ["base"]) + (
+            [MANIFEST_NAME] if stream.manifest and MANIFEST_NAME not in stored else [])
         if missing:
             raise BaseBackupFailed(f"the server ended the backup without the archive of "
                                    f"{', '.join(map(str, missing))}")
@@ -297,6 +382,12 @@ async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter) -> 
         stored_size=base.stored_size, sha256_stored=base.sha256_stored,
         sha256_plaintext=base.sha256_plaintext, compression=plan.compression,
         tablespaces=tablespaces,
+        server_manifest=ServerManifest(
+            server_manifest_key(plan.cluster, stamp, encrypted, plan.compression),
+            stored[MANIFEST_NAME].plaintext_size, stored[MANIFEST_NAME].stored_size,
+            stored[MANIFEST_NAME].sha256_stored, stored[MANIFEST_NAME].sha256_plaintext,
+        ) if MANIFEST_NAME in stored else None,
+        parent=parent.stamp if parent is not None else None,
     )
     await asyncio.to_thread(write_signed, store, base_manifest_key(plan.cluster, stamp),
                             manifest.to_json(), plan.signing)
@@ -328,7 +419,7 @@ async def check_archiving(dsn: str, reporter: Any) -> str:
     return stats.describe().removeprefix("pg_stat_archiver: ")
 
 
-async def _identity(dsn: str) -> dict[str, str]:
+async def _identity(dsn: str) -> dict[str, Any]:
     import psycopg
 
     try:
@@ -336,7 +427,9 @@ async def _identity(dsn: str) -> dict[str, str]:
                                                          connect_timeout=10) as conn:
             row = await (await conn.execute(
                 "select system_identifier::text, current_setting('server_version'), "
-                "(select setting from pg_settings where name = 'wal_segment_size') "
+                "(select setting from pg_settings where name = 'wal_segment_size'), "
+                "current_setting('server_version_num'), "
+                "coalesce(current_setting('summarize_wal', true), '') "
                 "from pg_control_system()")).fetchone()
             names = await (await conn.execute(
                 "select oid, spcname from pg_tablespace")).fetchall()
@@ -344,7 +437,8 @@ async def _identity(dsn: str) -> dict[str, str]:
         text = str(exc).strip().splitlines()
         raise BaseBackupFailed(f"cannot connect: {text[0] if text else exc}") from None
     return {"system_identifier": row[0], "server_version": row[1],
-            "wal_segment_size": row[2], "tablespaces": {int(oid): name for oid, name in names}}
+            "wal_segment_size": row[2], "server_version_num": row[3], "summarize_wal": row[4],
+            "tablespaces": {int(oid): name for oid, name in names}}
 
 
 def _forged(manifest: BaseManifest, cluster: str, stamp: str) -> str:
@@ -357,6 +451,11 @@ def _forged(manifest: BaseManifest, cluster: str, stamp: str) -> str:
         if getattr(manifest, field_name) != value:
             return (f"refused as forged: its {field_name} {getattr(manifest, field_name)!r} "
                     f"is not the {value!r} its key says")
+    if manifest.server_manifest is not None:
+        value = server_manifest_key(cluster, stamp, manifest.encrypted, manifest.compression)
+        if manifest.server_manifest.object != value:
+            return (f"refused as forged: its server manifest "
+                    f"{manifest.server_manifest.object!r} is not the {value!r} its key says")
     for tablespace in manifest.tablespaces:
         value = base_object_key(cluster, stamp, manifest.encrypted, manifest.compression,
                                 tablespace.oid)
@@ -370,6 +469,9 @@ def _missing_object(manifest: BaseManifest, entry: dict[str, Any]) -> str:
     """Why the objects beside a manifest are not the ones it describes ("" when they are)."""
     parts = [("the backup", manifest.object, manifest.stored_size)] + [
         (f"tablespace {t.name}'s backup", t.object, t.stored_size) for t in manifest.tablespaces]
+    if manifest.server_manifest is not None:
+        parts.append(("its backup_manifest", manifest.server_manifest.object,
+                      manifest.server_manifest.stored_size))
     for what, key, size in parts:
         stored = entry.get(key.rsplit("/", 1)[-1])
         if stored is None:
@@ -419,4 +521,43 @@ def read_base_backups(store: Any, cluster: str, signing: Signing = UNSIGNED,
                                             "there"))
         else:
             result.append((manifest, stamp, _missing_object(manifest, entry)))
-    return result
+    return _check_chains(result)
+
+
+def _check_chains(backups: list[tuple[BaseManifest | None, str, str]]
+                  ) -> list[tuple[BaseManifest | None, str, str]]:
+    """An incremental backup is only as good as its parent, and its parent's: oldest
+    first, each one whose parent is not a usable backup of the same server gets a
+    problem saying which link is missing."""
+    usable: dict[str, BaseManifest] = {}
+    checked = []
+    for manifest, stamp, problem in reversed(backups):
+        if manifest is not None and not problem and manifest.parent is not None:
+            parent = usable.get(manifest.parent)
+            if parent is None:
+                why = next((p for _, s, p in backups if s == manifest.parent), "")
+                problem = (f"incremental on base backup {manifest.parent}, which is "
+                           + (f"not usable ({why})" if why else "missing")
+                           + ": it cannot be restored")
+            elif parent.system_identifier != manifest.system_identifier:
+                problem = (f"incremental on base backup {manifest.parent}, which is of "
+                           f"another server (system {parent.system_identifier}): refused")
+        if manifest is not None and not problem:
+            usable[stamp] = manifest
+        checked.append((manifest, stamp, problem))
+    return list(reversed(checked))
+
+
+def base_chain(backups: list[tuple[BaseManifest | None, str, str]],
+               manifest: BaseManifest) -> list[BaseManifest]:
+    """The full backup `manifest` builds on, then each incremental up to it: oldest
+    first. `backups` is read_base_backups's list, in which the chain is usable."""
+    by_stamp = {stamp: m for m, stamp, problem in backups if m is not None and not problem}
+    chain = [manifest]
+    while chain[-1].parent is not None:
+        parent = by_stamp.get(chain[-1].parent)
+        if parent is None:
+            raise BaseBackupFailed(f"base backup {chain[-1].stamp} is incremental on "
+                                   f"{chain[-1].parent}, which is not usable")
+        chain.append(parent)
+    return list(reversed(chain))

@@ -10,6 +10,7 @@ not a file's modification time.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ from typing import Any
 
 from tui import environment
 from tui.catalog.signatures import UNSIGNED, Signing
+from tui.errors import DrdeckError
 from tui.pitr.basebackup import BaseManifest, read_base_backups
 from tui.postgres.binaries import pg_bin
 from tui.wal.archive import archived_name, fetch, wal_prefix
@@ -172,8 +174,13 @@ def picture(store: Any, cluster: str, gpg_home: str | None = None,
                                  previous.end, previous.end_lsn, previous.timeline,
                                  previous.last_segment, previous.ended_by)
             continue
-        end = _last_commit(store, cluster, archive, run_end, gpg_home) if read_commit_times \
-            else None
+        try:
+            end = _last_commit(store, cluster, archive, run_end, gpg_home) \
+                if read_commit_times else None
+        except WalUnreadable as exc:
+            problems.append(f"{exc}; until then the window ends at base backup "
+                            f"{base.stamp}'s end")
+            end = None
         if end is not None and end < base.stopped:
             end = base.stopped  # no commit since the backup: its own end is reachable
         windows.append(Window(base, (base,), base.stopped, end or base.stopped,
@@ -258,13 +265,49 @@ def _last_commit(store: Any, cluster: str, archive: Archive, last: Segment,
     return None
 
 
+# the first page header's xlp_magic says which major wrote a segment (XLOG_PAGE_MAGIC);
+# pg_waldump reads its own major's WAL only
+WAL_MAGIC_MAJORS = {0xD10D: 14, 0xD110: 15, 0xD113: 16, 0xD116: 17, 0xD118: 18}
+
+
+class WalUnreadable(DrdeckError):
+    """WAL of a major the pg_waldump at hand cannot read."""
+
+
+def wal_major(segment_bytes: bytes) -> int | None:
+    """The PostgreSQL major that wrote a WAL segment, from its first page's magic."""
+    if len(segment_bytes) < 2:
+        return None
+    return WAL_MAGIC_MAJORS.get(int.from_bytes(segment_bytes[:2], "little"))
+
+
+def waldump_for(segment_bytes: bytes, name: str) -> str:
+    """The pg_waldump that reads this segment: pg_bin()'s when it is of the segment's
+    major, else that major's Debian one; WalUnreadable saying which to install or set."""
+    from tui.postgres.binaries import DEBIAN_PG_ROOT, server_major_version
+
+    waldump = pg_bin("pg_waldump")
+    major = wal_major(segment_bytes)
+    have = server_major_version()
+    if major is None or major == have:
+        return waldump
+    debian = DEBIAN_PG_ROOT / str(major) / "bin" / "pg_waldump"
+    if os.access(debian, os.X_OK):
+        return str(debian)
+    raise WalUnreadable(
+        f"WAL segment {name} was written by PostgreSQL {major}, and the pg_waldump here "
+        f"({waldump}) is PostgreSQL {have}'s, which reads only its own: the time of the "
+        f"last commit cannot be read. Set DRDECK_PG_BIN to PostgreSQL {major}'s programs")
+
+
 def commit_times(segment_bytes: bytes, name: str) -> list[datetime]:
     """Commit timestamps of the records that start in one WAL segment."""
+    waldump = waldump_for(segment_bytes, name)
     with tempfile.TemporaryDirectory(prefix="drdeck-waldump-") as tmp:
         path = Path(tmp) / name
         path.write_bytes(segment_bytes)
         result = subprocess.run(
-            [pg_bin("pg_waldump"), "--rmgr=Transaction", str(path)],
+            [waldump, "--rmgr=Transaction", str(path)],
             # it parses WAL from the repository: the base set, none of drdeck's secrets
             capture_output=True, text=True, check=False,
             env={**environment.base(), "TZ": "UTC"})

@@ -27,6 +27,7 @@ from tui.errors import DrdeckError
 
 CONNECT_TIMEOUT_S = 10
 HANDED_ON = 1 << 20  # bytes gathered before an archive's chunk is handed on
+MANIFEST_NAME = "backup_manifest"  # the name Archive gives the server's manifest
 
 
 class BackupProtocolError(DrdeckError):
@@ -59,6 +60,8 @@ class BaseBackupStream:
     label: str
     compression: str = "none"  # "zstd": the server compresses each archive
     compression_level: int = 3
+    manifest: bool = False  # the server's backup_manifest, after the archives (PG 13+)
+    parent_manifest: bytes | None = None  # an incremental backup on it (PG 17+)
     start_lsn: str = ""
     stop_lsn: str = ""
     timeline: int = 0
@@ -80,6 +83,8 @@ class BaseBackupStream:
         if conn.status != pq.ConnStatus.OK:
             raise BackupProtocolError(f"cannot connect for a base backup: {_message(conn)}")
         conn.nonblocking = 1
+        if self.parent_manifest is not None:
+            await self._upload_manifest(self.parent_manifest)
         conn.send_query(self._command().encode())
         await self._flush()
         start = await self._result(pq.ExecStatus.TUPLES_OK, "its start point")
@@ -99,8 +104,11 @@ class BaseBackupStream:
             if message is None:
                 break
             if message[:1] == b"m":
-                raise BackupProtocolError("the server sent a backup manifest, which was not "
-                                          "asked for")
+                if not self.manifest:
+                    raise BackupProtocolError("the server sent a backup manifest, which was "
+                                              "not asked for")
+                yield Archive(MANIFEST_NAME, ""), self._body()
+                continue
             if message[:1] != b"n":
                 continue  # progress before the first archive
             name, _, rest = message[1:].partition(b"\0")
@@ -143,11 +151,36 @@ class BaseBackupStream:
         # the WAL that makes the backup consistent is inside it, so there is no wait for
         # the archive here (the action waits for it, saying why when it does not come)
         options = [f"LABEL {_quoted(self.label)}", "CHECKPOINT 'fast'", "WAL true",
-                   "WAIT false", "TABLESPACE_MAP true", "MANIFEST 'no'", "PROGRESS true"]
+                   "WAIT false", "TABLESPACE_MAP true", "PROGRESS true",
+                   "MANIFEST 'yes'" if self.manifest or self.parent_manifest is not None
+                   else "MANIFEST 'no'"]
+        if self.parent_manifest is not None:
+            options.append("INCREMENTAL")
         if self.compression == "zstd":
             options += ["COMPRESSION 'zstd'",
                         f"COMPRESSION_DETAIL 'level={int(self.compression_level)}'"]
         return f"BASE_BACKUP ({', '.join(options)})"
+
+    async def _upload_manifest(self, manifest: bytes) -> None:
+        """UPLOAD_MANIFEST: the parent's backup_manifest, which the incremental backup
+        that follows on this connection is taken against."""
+        from psycopg import pq
+
+        self._conn.send_query(b"UPLOAD_MANIFEST")
+        await self._flush()
+        await self._result(pq.ExecStatus.COPY_IN, "its request for the parent's manifest")
+        view = memoryview(manifest)
+        for start in range(0, len(view), HANDED_ON):
+            while self._conn.put_copy_data(bytes(view[start:start + HANDED_ON])) == 0:
+                await self._readable(write=True)
+            await self._flush()
+        while self._conn.put_copy_end() == 0:
+            await self._readable(write=True)
+        await self._flush()
+        await self._result(pq.ExecStatus.COMMAND_OK, "its acceptance of the parent's manifest")
+        if await self._next_result() is not None:
+            raise BackupProtocolError("the server answered UPLOAD_MANIFEST with more than "
+                                      "one result")
 
     async def _finish(self) -> None:
         from psycopg import pq

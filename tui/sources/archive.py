@@ -11,6 +11,7 @@ read by tui.catalog.inventory.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -100,7 +101,26 @@ class ArchiveSource(Source):
                                  places: dict[int, Path] | None = None) -> None:
         from tui.pitr.restore import unpack_base
 
-        await unpack_base(backup, self.store, data_dir, reporter, self.gpg_home, places)
+        if backup.parent is None:
+            await unpack_base(backup, self.store, data_dir, reporter, self.gpg_home, places)
+            return
+        from tui.pitr.incremental import restore_chain
+        from tui.pitr.tablespaces import tablespace_places
+
+        chain = await asyncio.to_thread(self.base_chain, backup)
+        if places is None:
+            places = tablespace_places(backup.tablespaces, data_dir)
+        await restore_chain(chain, self.store, data_dir, reporter, self.gpg_home, places)
+
+    def base_chain(self, backup: Any) -> list[Any]:
+        """The full backup an incremental `backup` builds on, then each incremental up to
+        it, oldest first; BaseBackupFailed when a link is not usable."""
+        from tui.catalog.signatures import UNSIGNED
+        from tui.pitr.basebackup import base_chain, read_base_backups
+
+        backups = read_base_backups(self.store, self.cluster, self.signing or UNSIGNED,
+                                    self.encrypted_only)
+        return base_chain(backups, backup)
 
     def summary(self, report: dict[str, Any]) -> list[Line]:
         # its gaps are described by their segments (the JSON's format predates the protocol)
@@ -141,6 +161,8 @@ def picture_dict(picture: Any) -> dict[str, Any]:
         "encrypted": m.encrypted if m else None, "compression": m.compression if m else None,
         "tablespaces": [{"oid": t.oid, "name": t.name, "location": t.location,
                          "stored_size": t.stored_size} for t in m.tablespaces] if m else None,
+        "kind": ("incremental" if m.parent else "full") if m else None,
+        "parent": m.parent if m else None,
     } for m, stamp, problem in picture.base_backups]
     gaps = [{"timeline": g.timeline, "missing_from": g.missing_from,
              "missing_to": g.missing_to, "resumes_at": g.resumes_at} for g in picture.gaps]

@@ -68,6 +68,8 @@ class BaseBackupCreate(Action):
         "cluster": CLUSTER,
         "wait_for_wal": Arg("duration", help="how long to wait for the WAL that makes the "
                             "backup consistent to be archived (default 2m)", default=120.0),
+        "incremental": Arg("bool", help="only the blocks changed since the newest backup "
+                           "(PostgreSQL 17 and later, summarize_wal = on)", default=False),
     }
 
     def describe(self, args: dict[str, Any]) -> str:
@@ -92,7 +94,9 @@ class BaseBackupCreate(Action):
         repository = ctx.config.repository_for(cluster)
         plan = BasePlan(cluster.name, cluster.resolve_dsn(), fingerprints, gpg_home,
                         signing_for(ctx.config, cluster), repository.compression,
-                        repository.compression_level)
+                        repository.compression_level,
+                        incremental=bool(args.get("incremental", False)),
+                        encrypted_only=bool(cluster.gpg_recipients))
         # before anything is written: a backup the archive cannot carry forward is no
         # backup, and a failing archive_command is filling the server's disk right now
         ctx.check("WAL archiving works", True, await check_archiving(plan.dsn, ctx))
@@ -158,6 +162,7 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True,
     from tui.pitr.tablespaces import check_tablespaces
     from tui.pitr.target import TargetRefused, parse_target, plan_recovery
     from tui.pitr.window import describe_missing_history
+    from tui.postgres.binaries import major_of_version, require_server_programs
 
     cluster = ctx.config.cluster(args.get("cluster") or None)
     target = parse_target(str(args.get("target") or "latest"), args.get("target_kind", ""),
@@ -196,6 +201,16 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True,
                f"{'' if base.compression == 'none' else ' ' + base.compression}, "
                f"timeline {base.timeline}")
     check_unpackable(base)
+    major = major_of_version(base.server_version)
+    if major is not None:
+        check("PostgreSQL programs of the backup's major",
+              require_server_programs(major, f"base backup {base.stamp}"))
+    if base.parent is not None:
+        from tui.pitr.incremental import check_combinable
+
+        chain = await asyncio.to_thread(source.base_chain, base)
+        check("incremental chain complete, pg_combinebackup found",
+              check_combinable(chain))
     data_dir = Path(str(args["data_dir"])).expanduser().absolute()
     check_data_dir(data_dir)
     check("data directory empty", str(data_dir))
