@@ -86,7 +86,7 @@ def test_an_incremental_chain_restores_to_a_point_after_its_last_backup(
             assert second_inc["stored_size"] * 2 < full["stored_size"], (full, second_inc)
             assert f"incremental on base backup {first_inc['id']}" in said[2]
 
-            data_dir = setup.base / f"restored-{free_port()}"
+            data_dir = setup.base / f"restored=a-{free_port()}"  # "=" reaches -T escaped
             proc, events = setup.deck.run_json(
                 "run", "pitr-restore", "-p", f"target={target.isoformat()}", "-p",
                 f"data_dir={data_dir}", "-p", f"port={free_port()}", "--yes")
@@ -111,6 +111,20 @@ def test_an_incremental_chain_restores_to_a_point_after_its_last_backup(
                 assert not data_dir.with_name(data_dir.name + ".chain").exists()
             finally:
                 stop_restored(data_dir)
+
+            # a staging directory left by someone (a killed run): refused, and kept
+            occupied = setup.base / f"busy-{free_port()}"
+            left = occupied.with_name(occupied.name + ".chain")
+            left.mkdir()
+            (left / "keep-me").write_text("an operator's")
+            proc, events = setup.deck.run_json(
+                "run", "pitr-restore", "-p", "target=latest", "-p", f"data_dir={occupied}",
+                "-p", f"port={free_port()}", "--yes")
+            assert proc.returncode == 1
+            error = next(e for e in events if e["event"] == "step_finished")["error"]
+            assert f"{left} is not empty" in error, error
+            assert (left / "keep-me").read_text() == "an operator's"
+            assert not occupied.exists()
 
             # with another major's programs it is refused before anything is fetched
             other = setup.base / f"never-{free_port()}"

@@ -389,6 +389,15 @@ async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter) -> 
         ) if MANIFEST_NAME in stored else None,
         parent=parent.stamp if parent is not None else None,
     )
+    try:  # what is written must read back: a manifest restores refuse is no backup
+        BaseManifest.from_json(manifest.to_json(), "the new base backup's manifest")
+    except BaseBackupFailed as exc:
+        for key in written:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(store.delete, key)
+        raise BaseBackupFailed(f"{exc}: nothing was kept. A tablespace name with a control "
+                               "character, or an in-place tablespace (a relative location), "
+                               "cannot be recorded; rename or move it") from None
     await asyncio.to_thread(write_signed, store, base_manifest_key(plan.cluster, stamp),
                             manifest.to_json(), plan.signing)
     reporter.output(f"base backup {stamp}: WAL {manifest.start_lsn} .. {manifest.stop_lsn} on "

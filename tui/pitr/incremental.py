@@ -26,6 +26,7 @@ from typing import Any
 from tui import environment
 from tui.compression import Undecompressable, decompress
 from tui.pitr.basebackup import BaseBackupFailed, BaseManifest
+from tui.pitr.tablespaces import staging_home
 from tui.snapshots.fetch import StoredItem, stream_object
 from tui.snapshots.pipes import Reporter
 
@@ -89,18 +90,29 @@ async def _fetch_server_manifest(backup: BaseManifest, store: Any, fd: int,
                                " is not the one its manifest describes (sha256 differs)")
 
 
-def check_combinable(chain: list[BaseManifest]) -> str:
-    """Refuse a chain this machine cannot combine: pg_combinebackup comes with
-    PostgreSQL 17, and combines only its own major's backups. What was found."""
+def check_combinable(chain: list[BaseManifest], data_dir: Path) -> str:
+    """Refuse, before anything is fetched, a chain this machine cannot combine: every
+    backup of it must be unpackable here and of one major and server; pg_combinebackup
+    (PostgreSQL 17 and later) must be there; the staging directory must be new or
+    empty. What was found."""
+    from tui.pitr.restore import check_data_dir, check_unpackable
     from tui.postgres.binaries import pg_bin
 
+    for backup in chain:
+        check_unpackable(backup)
+    if len({b.system_identifier for b in chain}) > 1 or \
+            len({b.server_version.split(".")[0] for b in chain}) > 1:
+        raise BaseBackupFailed(f"the chain of base backup {chain[-1].stamp} mixes servers or "
+                               "major versions: it cannot be combined")
+    check_data_dir(staging_home(data_dir))
     combine = pg_bin("pg_combinebackup")
     return (f"full {chain[0].stamp} + {len(chain) - 1} incremental "
             f"({' -> '.join(b.stamp for b in chain[1:])}); {combine}")
 
 
-def staging_home(data_dir: Path) -> Path:
-    return data_dir.with_name(data_dir.name + ".chain")
+def _mapping_path(path: Path) -> str:
+    """A path as pg_combinebackup's --tablespace-mapping reads it: `=` escaped."""
+    return str(path).replace("=", "\\=")
 
 
 async def restore_chain(chain: list[BaseManifest], store: Any, data_dir: Path,
@@ -115,11 +127,13 @@ async def restore_chain(chain: list[BaseManifest], store: Any, data_dir: Path,
     combine = pg_bin("pg_combinebackup")
     staging = staging_home(data_dir)
     inputs = []
+    made: list[Path] = []  # emptied again on failure: only what this restore made
     reporter.output(f"incremental chain: full backup {chain[0].stamp}, then "
                     + ", ".join(b.stamp for b in chain[1:])
                     + f"; each unpacked into {staging}, then combined")
     try:
         prepare_data_dir(staging)
+        made.append(staging)
         for backup in chain:
             unpacked = staging / backup.stamp
             prepare_data_dir(unpacked)
@@ -129,21 +143,24 @@ async def restore_chain(chain: list[BaseManifest], store: Any, data_dir: Path,
             await _lay_down_server_manifest(backup, store, unpacked, reporter, gpg_home)
             inputs.append(unpacked)
         last = chain[-1]
-        mapping = [f"--tablespace-mapping={staging / f'{last.stamp}.tablespaces' / str(oid)}"
-                   f"={place}" for oid, place in places.items()]
+        unpacked_at = staging / f"{last.stamp}.tablespaces"
+        mapping = [f"--tablespace-mapping={_mapping_path(unpacked_at / str(oid))}="
+                   f"{_mapping_path(place)}" for oid, place in places.items()]
         reporter.output(f"combining {len(chain)} backups into {data_dir} with "
                         "pg_combinebackup")
         for place in [data_dir, *places.values()]:  # the server's, as pg_combinebackup runs
             prepare_data_dir(place)
+            made.append(place)
         await _run_as_server([combine, "--no-manifest", "-o", str(data_dir), *mapping,
                               *map(str, inputs)], "pg_combinebackup")
     except BaseException:
-        for place in [data_dir, *places.values()]:
-            if place.is_dir() and not place.is_symlink():
+        for place in made:
+            if place != staging and place.is_dir() and not place.is_symlink():
                 empty_directory(place)
         raise
     finally:
-        await asyncio.to_thread(shutil.rmtree, staging, True)
+        if staging in made:  # never a directory this restore did not make
+            await asyncio.to_thread(shutil.rmtree, staging, True)
 
 
 async def _lay_down_server_manifest(backup: BaseManifest, store: Any, directory: Path,
@@ -154,7 +171,12 @@ async def _lay_down_server_manifest(backup: BaseManifest, store: Any, directory:
 
     content = await read_server_manifest(backup, store, gpg_home, reporter)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(directory / "backup_manifest", flags, 0o600)
+    try:
+        fd = os.open(directory / "backup_manifest", flags, 0o600)
+    except OSError as exc:
+        raise BaseBackupFailed(f"base backup {backup.stamp}'s tar already holds a "
+                               f"backup_manifest ({exc.strerror or exc}), which drdeck never "
+                               "puts there: not restored") from None
     try:
         with os.fdopen(os.dup(fd), "wb") as out:
             out.write(content)

@@ -33,6 +33,12 @@ def tablespace_home(data_dir: Path) -> Path:
     return data_dir.with_name(data_dir.name + ".tablespaces")
 
 
+def staging_home(data_dir: Path) -> Path:
+    """Where an incremental restore unpacks its chain (tui.pitr.incremental), removed
+    afterwards: no tablespace may go there."""
+    return data_dir.with_name(data_dir.name + ".chain")
+
+
 def parse_tablespace_map(text: str) -> list[tuple[str, Path]]:
     """`name=/dir, oid=/dir, /old/location=/dir` -> [(key, directory)]."""
     pairs = []
@@ -68,6 +74,10 @@ def tablespace_places(tablespaces: Sequence[TablespaceLike], data_dir: Path,
                              for t in tablespaces) or "no tablespace but the data directory's"
             raise RestoreRefused(f"tablespace_map names {key!r}, which is no tablespace of "
                                  f"this backup: it has {held}")
+        if len(matches) > 1:
+            raise RestoreRefused(f"tablespace_map names {key!r}, which could be any of "
+                                 + ", ".join(f"{t.name} (oid {t.oid})" for t in matches)
+                                 + ": name it by its oid")
         if matches[0].oid in chosen:
             raise RestoreRefused(f"tablespace_map maps tablespace {matches[0].name} twice")
         chosen[matches[0].oid] = Path(os.path.abspath(place))
@@ -85,6 +95,10 @@ def tablespace_places(tablespaces: Sequence[TablespaceLike], data_dir: Path,
                                      f"the source ({source}): drdeck never restores into "
                                      "the source's tablespaces. Map it elsewhere with "
                                      "tablespace_map")
+        if _overlap(place, staging_home(data_dir)):
+            raise RestoreRefused(f"{what}, which is or is inside {staging_home(data_dir)}, "
+                                 "where a restore unpacks and then removes an incremental "
+                                 "chain: give it a directory of its own")
         if _overlap(place, data_dir):
             raise RestoreRefused(f"{what}, which is or is inside the new data directory "
                                  f"{data_dir}: give it a directory of its own")
@@ -112,7 +126,11 @@ def check_tablespaces(check: Callable[[str, str], None], tablespaces: Sequence[T
 def link_tablespaces(data_dir: Path, places: dict[int, Path]) -> None:
     """Remove the backup's tablespace_map (it names the source's directories) and link
     pg_tblspc/<oid> to each tablespace's new directory."""
-    (data_dir / "tablespace_map").unlink(missing_ok=True)  # the name itself, not a target
+    try:
+        (data_dir / "tablespace_map").unlink(missing_ok=True)  # the name, not a target
+    except OSError as exc:
+        raise RestoreRefused(f"the backup's tablespace_map is not a file ({exc.strerror or exc})"
+                             ", which a backup never carries: not restored") from None
     for oid, place in places.items():
         link_tablespace(data_dir, oid, place)
 

@@ -205,13 +205,13 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True,
     if major is not None:
         check("PostgreSQL programs of the backup's major",
               require_server_programs(major, f"base backup {base.stamp}"))
+    data_dir = Path(str(args["data_dir"])).expanduser().absolute()
     if base.parent is not None:
         from tui.pitr.incremental import check_combinable
 
         chain = await asyncio.to_thread(source.base_chain, base)
         check("incremental chain complete, pg_combinebackup found",
-              check_combinable(chain))
-    data_dir = Path(str(args["data_dir"])).expanduser().absolute()
+              check_combinable(chain, data_dir))
     check_data_dir(data_dir)
     check("data directory empty", str(data_dir))
     places = check_tablespaces(check, base.tablespaces, data_dir,
