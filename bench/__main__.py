@@ -32,6 +32,7 @@ BENCHMARKS = {
     "snapshot-memory": "bench.snapshot_memory",
     "wal-fetch": "bench.wal_fetch",
     "barman-wal": "bench.barman_wal",
+    "archive": "bench.archive",
     "inventory": "bench.inventory",
     "journal": "bench.journal",
     "history": "bench.history",

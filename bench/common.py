@@ -207,4 +207,6 @@ def format_value(value: float, unit: str) -> str:
         return f"{value * 1000:,.1f} ms"
     if unit == "lines/s":
         return f"{value:,.0f} lines/s"
+    if unit == "B":
+        return f"{value / (1 << 20):,.1f} MiB"
     return f"{value:,.3g} {unit}"

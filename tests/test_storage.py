@@ -416,6 +416,51 @@ def test_s3_multipart_upload_streams_20_mib(aws_env: S3Endpoint, s3_bucket: str,
     assert digest.digest() == hashlib.sha256(data).digest()
 
 
+def test_s3_a_large_object_is_read_ahead_in_parallel_ranges_in_order(
+        aws_env: S3Endpoint, s3_bucket: str, s3_client: Any):
+    store = make_s3_store(aws_env, s3_bucket, part_size=5 * MiB, max_in_flight=3)
+    data = os.urandom(17 * MiB + 4321)
+    s3_client.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/prod/base.tar", Body=data)
+    ranges, in_flight, most, lock = [], [0], [0], threading.Lock()
+
+    def started(params: dict, **_: Any) -> None:
+        with lock:
+            ranges.append(params["headers"].get("Range"))
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+
+    def finished(**_: Any) -> None:
+        with lock:
+            in_flight[0] -= 1
+
+    store.client.meta.events.register("before-call.s3.GetObject", started)
+    store.client.meta.events.register("after-call.s3.GetObject", finished)
+    read = b"".join(store.iter_chunks("prod/base.tar", chunk_size=MiB))
+    assert read == data
+    part = 5 * MiB
+    # the first GET learns the size while it reads the first part; the rest in ranges
+    assert ranges[0] is None
+    assert sorted(ranges[1:], key=lambda r: int(r[6:].split("-")[0])) == [
+        f"bytes={a}-{min(a + part, len(data)) - 1}" for a in range(part, len(data), part)]
+    assert 2 <= most[0] <= 3
+    # from an offset, the same bytes as a slice
+    offset = 6 * MiB + 7
+    assert b"".join(store.iter_chunks("prod/base.tar", start=offset)) == data[offset:]
+
+
+def test_s3_an_object_replaced_while_it_is_read_ahead_is_refused(
+        aws_env: S3Endpoint, s3_bucket: str, s3_client: Any):
+    store = make_s3_store(aws_env, s3_bucket, part_size=5 * MiB, max_in_flight=2)
+    key = f"{PREFIX}/prod/base.tar"
+    s3_client.put_object(Bucket=s3_bucket, Key=key, Body=os.urandom(31 * MiB))
+    chunks = store.iter_chunks("prod/base.tar", chunk_size=MiB)
+    next(chunks)  # the first parts are in; the later ones are asked for as it goes
+    s3_client.put_object(Bucket=s3_bucket, Key=key, Body=os.urandom(31 * MiB))
+    with pytest.raises(StorageError, match="changed while it was being read"):
+        for _ in chunks:
+            pass
+
+
 def test_s3_small_object_is_a_single_put(s3_store: S3Store, s3_client: Any, s3_bucket: str):
     calls = []
     s3_store.client.meta.events.register("before-call.s3.*",

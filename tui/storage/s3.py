@@ -167,23 +167,87 @@ class S3Store:
         each failure since the last byte arrived. Resumed requests carry
         If-Match with the first response's ETag, so a download never splices
         two versions of an object together.
+
+        An object of more than two parts is read ahead: ``max_in_flight`` parts
+        are fetched at once (each a ranged GET resumed as above), and handed on
+        in order, so one stream's latency does not bound a restore's speed.
         """
+        learnt: dict[str, Any] = {}
+        serial = self._read_range(key, start, None, None, chunk_size, on_retry, learnt)
+        if self.max_in_flight < 2:
+            yield from serial
+            return
+        # the first GET says how large the object is: a small one is read to its end in
+        # it, a large one only for its first part, then ahead, in parallel ranges
+        position = start
+        for chunk in serial:
+            position += len(chunk)
+            yield chunk
+            if position - start >= self.part_size:
+                break
+        else:
+            return
+        size = learnt["size"]
+        if size - start <= 2 * self.part_size:
+            yield from serial
+            return
+        serial.close()
+        yield from self._read_ahead(key, position, size, learnt["etag"], chunk_size, on_retry)
+
+    def _read_ahead(self, key: str, start: int, size: int, etag: str, chunk_size: int,
+                    on_retry: RetryCallback | None) -> Iterator[bytes]:
+        """Parts of `part_size` fetched `max_in_flight` at a time, yielded in order: at
+        most that many parts, and the one being handed on, are held."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        def fetch(first: int) -> bytes:
+            end = min(first + self.part_size, size)
+            return b"".join(self._read_range(key, first, end, etag, chunk_size, on_retry))
+
+        offsets = iter(range(start, size, self.part_size))
+        pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="drdeck-read")
+        pending: deque[Any] = deque()
+        try:
+            for first in offsets:
+                pending.append(pool.submit(fetch, first))
+                if len(pending) >= self.max_in_flight:
+                    break
+            while pending:
+                part = pending.popleft().result()
+                following = next(offsets, None)
+                if following is not None:
+                    pending.append(pool.submit(fetch, following))
+                for at in range(0, len(part), chunk_size):
+                    yield part[at:at + chunk_size]
+        finally:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _read_range(self, key: str, start: int, end: int | None, etag: str | None,
+                    chunk_size: int, on_retry: RetryCallback | None,
+                    learnt: dict[str, Any] | None = None) -> Iterator[bytes]:
+        """Bytes `start` to `end` (None: the object's end), resumed after a break; the
+        object's size and ETag go into `learnt` once the first response gives them."""
         full_key = self.full_key(key)
         position = start
-        size: int | None = None  # learnt from the first response
-        etag: str | None = None
+        size: int | None = end  # else learnt from the first response
         failures = 0  # failed attempts since the last byte arrived (backoff, on_retry)
         stalled = 0  # failed attempts in a row that received nothing (giving up)
         while size is None or position < size:
             body = None
             reached = position
             try:
-                response = self._get(key, full_key, position, etag)
+                response = self._get(key, full_key, position, etag, end)
                 if response is None:  # start is exactly the end of the object
                     return
                 if etag is None:
                     etag = response["ETag"]
+                if size is None:
                     size = position + response["ContentLength"]
+                if learnt is not None and not learnt:
+                    learnt.update(size=size, etag=etag)
                 body = response["Body"]
                 for chunk in body.iter_chunks(chunk_size):
                     position += len(chunk)
@@ -218,12 +282,16 @@ class S3Store:
                 if body is not None:
                     body.close()
 
-    def _get(self, key: str, full_key: str, position: int, etag: str | None) -> Any:
-        """GET from ``position`` on; None when ``position`` is exactly the object's size."""
+    def _get(self, key: str, full_key: str, position: int, etag: str | None,
+             end: int | None = None) -> Any:
+        """GET from ``position`` on (to ``end``); None when ``position`` is exactly the
+        object's size."""
         from botocore.exceptions import ClientError
 
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": full_key}
-        if position > 0:
+        if end is not None:
+            arguments["Range"] = f"bytes={position}-{end - 1}"
+        elif position > 0:
             # Not for 0: S3 answers "bytes=0-" on an empty object with 416.
             arguments["Range"] = f"bytes={position}-"
         if etag is not None:
