@@ -121,7 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
                               help="archive one WAL file (archive_command: %%p)")
     push.add_argument("--cluster", metavar="NAME", help="default: the only configured cluster")
     push.add_argument("-v", "--verbose", action="store_true", help="say what happened")
+    push.add_argument("--spool", metavar="DIR",
+                      help="archive ahead: a background pusher archives every ready file, "
+                           "two at a time, and marks it in DIR (private to the postgres "
+                           "account); this call waits for its file's mark")
     push.add_argument("path", metavar="PATH", help="the file (%%p)")
+    archive_line = wal_sub.add_parser(
+        "archive-command", parents=[per_command],
+        help="print the archive_command line, archiving ahead with --spool",
+        description="Print an archive_command for this configuration. With --spool, a "
+        "background pusher archives every ready WAL file two at a time, and the shell "
+        "takes its mark for each file without starting drdeck.")
+    archive_line.add_argument("--cluster", metavar="NAME",
+                              help="default: the only configured cluster")
+    archive_line.add_argument("--spool", metavar="DIR",
+                              help="a directory private to the postgres account")
+    ahead = wal_sub.add_parser("push-ahead", parents=[per_command], help=argparse.SUPPRESS)
+    ahead.add_argument("--cluster", metavar="NAME")
+    ahead.add_argument("--spool", required=True)
+    ahead.add_argument("wal_dir")
     fetch = wal_sub.add_parser("fetch", parents=[per_command],
                                help="restore one WAL file (restore_command: %%f %%p)")
     fetch.add_argument("--cluster", metavar="NAME", help="default: the only configured cluster")
@@ -284,7 +302,9 @@ def _main(argv: list[str] | None = None) -> int:
         if args.command == "wal":
             from tui.commands import wal
 
-            return {"push": wal.push_command, "fetch": wal.fetch_command,
+            return {"push": wal.push_command, "push-ahead": wal.push_ahead_command,
+                    "archive-command": wal.archive_command_line,
+                    "fetch": wal.fetch_command,
                     "prefetch": wal.prefetch_command,
                     "restore-command": wal.restore_command_line}[args.wal_command](args)
         if args.command == "inventory":

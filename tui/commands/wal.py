@@ -37,11 +37,37 @@ def push_command(args: Namespace) -> int:
     from tui.wal.archive import push
 
     cluster, store, gpg_home, repository = _target(args)
-    message = push(store, cluster.name, Path(args.path), recipients=cluster.gpg_recipients,
-                   gpg_home=gpg_home, compression=repository.compression,
-                   level=repository.compression_level)
+    path = Path(args.path)
+
+    def push_here(file: Path = path) -> str:
+        return push(store, cluster.name, file, recipients=cluster.gpg_recipients,
+                    gpg_home=gpg_home, compression=repository.compression,
+                    level=repository.compression_level)
+
+    if args.spool:
+        from tui.wal.push_ahead import push_through_spool, spawn_pusher
+
+        spool = Path(args.spool).absolute()
+        argv = [sys.executable, "-m", "tui", *(["--config", args.config] if args.config
+                                               else []),
+                "wal", "push-ahead", "--cluster", cluster.name, "--spool", str(spool),
+                str(path.absolute().parent)]
+        message = push_through_spool(path, spool, lambda: spawn_pusher(argv), push_here)
+    else:
+        message = push_here()
     if args.verbose:
         print(message, file=sys.stderr)
+    return 0
+
+
+def push_ahead_command(args: Namespace) -> int:
+    from tui.wal.archive import push
+    from tui.wal.push_ahead import run_pusher
+
+    cluster, store, gpg_home, repository = _target(args)
+    run_pusher(Path(args.wal_dir), Path(args.spool), lambda file: push(
+        store, cluster.name, file, recipients=cluster.gpg_recipients, gpg_home=gpg_home,
+        compression=repository.compression, level=repository.compression_level))
     return 0
 
 
@@ -129,3 +155,23 @@ def restore_command_line(args: Namespace) -> int:
     print(f"restore_command = {config_value('restore_command', line)}")
     return 0
 
+
+
+def archive_command_line(args: Namespace) -> int:
+    from tui.commands.init import drdeck_executable
+    from tui.config import load_config
+    from tui.postgres.cluster import config_value
+    from tui.wal import restore_line
+
+    config = load_config(args.config)
+    cluster = config.cluster(args.cluster)
+    where = config.path.absolute() if config.path else None
+    if args.spool:
+        line = restore_line.archive_spooled(drdeck_executable(), where, cluster.name,
+                                            Path(args.spool).absolute())
+    else:
+        argv = [*drdeck_executable(), *(["--config", str(where)] if where else []), "wal",
+                "push", "--cluster", cluster.name]
+        line = " ".join(restore_line.quoted(word) for word in argv) + ' "%p"'
+    print(f"archive_command = {config_value('archive_command', line)}")
+    return 0

@@ -1,4 +1,5 @@
-"""The restore_command lines drdeck offers for a recovery it does not drive itself.
+"""The restore_command lines drdeck offers for a recovery it does not drive itself, and
+the archive_command line that archives ahead.
 
 A guided PITR feeds WAL through a spool it fills (tui.wal.feeder). A standby, a
 recovery set up by hand, or a failed PITR finished by hand has no drdeck run
@@ -29,6 +30,29 @@ def spooled(drdeck: list[str], config: Path | None, cluster: str, spool: Path,
     # no test-then-move: a move that fails for any reason (not there, taken by the
     # prefetcher's clean-up, another disk full) falls back to fetching from the archive
     return f'mv -f {folder}/"%f" "%p" 2>/dev/null && exit 0; exec {fetch} "%f" "%p"'
+
+
+def archive_spooled(drdeck: list[str], config: Path | None, cluster: str,
+                    spool: Path) -> str:
+    """The archive_command for `drdeck wal push --spool` (tui.wal.push_ahead): the shell
+    takes the pusher's mark when it names this file's content (head | sha256sum, no Python
+    start), else drdeck waits for the mark, starting the pusher, or archives it itself."""
+    argv = [*drdeck, *(["--config", str(config)] if config else []), "wal", "push",
+            "--cluster", cluster, "--spool", str(spool)]
+    push = " ".join(quoted(word) for word in argv)
+    mark = f'{quoted(str(spool))}/pushed/"%f"'
+    # any step that fails (no mark, another content, no sha256sum, rm) falls through to
+    # drdeck, which is always right: a push of what is archived already is a no-op
+    from tui.wal.push_ahead import LOCK, MARKED_BYTES, WAIT_S
+
+    lock = f"{quoted(str(spool))}/{LOCK}"
+    polls = int(WAIT_S / 0.01)
+    # while a pusher runs (its lock is held: flock -n exits 1) the mark is coming: wait
+    # for it here rather than start drdeck only to wait there
+    return (f'flock -n {lock} true 2>/dev/null; if [ $? -eq 1 ]; then i=0; '
+            f'while [ ! -e {mark} ] && [ $i -lt {polls} ]; do sleep 0.01; i=$((i+1)); done; '
+            f'fi; m=$(cat {mark} 2>/dev/null) && [ "$m" = "$(head -c {MARKED_BYTES} "%p" | '
+            f'sha256sum | cut -c1-64)" ] && rm {mark} && exit 0; exec {push} "%p"')
 
 
 def _fetch(drdeck: list[str], config: Path | None, cluster: str, *options: str) -> str:
