@@ -7,7 +7,9 @@ the configuration, the repository and the GnuPG home.
 
 from __future__ import annotations
 
+import json
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.postgres.access import give_to_server, let_server_account_run_drdeck
+from tui.postgres.binaries import pg_bin
 from tui.postgres.cluster import LocalCluster
 
 from backup_support import Deck
@@ -92,3 +95,27 @@ def stop_restored(data_dir: Path) -> None:
     if (data_dir / "postmaster.pid").exists():
         LocalCluster(data_dir, 1, data_dir.parent, data_dir / "x.log").stop("immediate")
 
+
+
+def app_with_events_in_a_tablespace(cluster: Any, base: Path) -> Path:
+    """Database app with pgbench's tables (scale 1) and an events table in tablespace
+    events_space, at base/source-tablespace (returned): a backup must carry it, and a
+    restore bring it back somewhere new, never into the source's directory."""
+    cluster.execute("create database app")
+    subprocess.run([pg_bin("pgbench"), "-i", "-s", "1", "-q", cluster.dsn("app")],
+                   check=True, capture_output=True)
+    spot = base / "source-tablespace"
+    spot.mkdir()
+    give_to_server(spot)
+    cluster.execute(f"create tablespace events_space location '{spot}'")
+    cluster.execute("create table events (n int primary key, at timestamptz) "
+                    "tablespace events_space", dbname="app")
+    return spot
+
+
+def base_backups_listed(deck: Deck) -> list[dict]:
+    """The cluster's base backups as `drdeck inventory --json` lists them."""
+    proc = deck.run("inventory", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [cluster] = json.loads(proc.stdout)["clusters"]
+    return cluster["pitr"]["base_backups"]

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tui.postgres.binaries import pg_bin
 from tui.postgres.cluster import free_port
 
 from pitr_support import (
+    app_with_events_in_a_tablespace,
     archiving_setup,
+    base_backups_listed,
     give_to_server,
     point_config_at,
     stop_restored,
@@ -40,17 +41,7 @@ def world(tmp_path_factory):
         with scratch_cluster(wal_segsize_mb=1, archive_mode="on", archive_command=command,
                              track_commit_timestamp="on",
                              recovery_min_apply_delay="1h") as cluster:
-            cluster.execute("create database app")
-            subprocess.run([pg_bin("pgbench"), "-i", "-s", "1", "-q", cluster.dsn("app")],
-                           check=True, capture_output=True)
-            # the events live in a tablespace of their own: the backup must carry it, and
-            # a restore bring it back somewhere new, never into the source's directory
-            spot = setup.base / "source-tablespace"
-            spot.mkdir()
-            give_to_server(spot)
-            cluster.execute(f"create tablespace events_space location '{spot}'")
-            cluster.execute("create table events (n int primary key, at timestamptz) "
-                            "tablespace events_space", dbname="app")
+            spot = app_with_events_in_a_tablespace(cluster, setup.base)
             point_config_at(setup, cluster)
             wait_archived(cluster)
             backup = setup.deck.run("run", "base-backup", "--headless")
@@ -362,11 +353,7 @@ def test_a_missing_tablespace_object_makes_the_backup_incomplete(world, tmp_path
     hidden = tmp_path / victim.name
     shutil.move(victim, hidden)
     try:
-        proc = world["setup"].deck.run("inventory", "--json")
-        import json
-
-        [cluster] = json.loads(proc.stdout)["clusters"]
-        [backup] = cluster["pitr"]["base_backups"]
+        [backup] = base_backups_listed(world["setup"].deck)
         assert backup["complete"] is False
         assert "tablespace events_space's backup is missing" in backup["problem"]
         proc, _, data_dir = restore(world, world["commits"][5].isoformat())
@@ -374,9 +361,7 @@ def test_a_missing_tablespace_object_makes_the_backup_incomplete(world, tmp_path
         assert not data_dir.exists()
     finally:
         shutil.move(hidden, victim)
-    proc = world["setup"].deck.run("inventory", "--json")
-    [cluster] = json.loads(proc.stdout)["clusters"]
-    [backup] = cluster["pitr"]["base_backups"]
+    [backup] = base_backups_listed(world["setup"].deck)
     assert backup["complete"] is True
     assert backup["stored_size"] == manifest["stored_size"] + tablespace["stored_size"]
     assert backup["tablespaces"] == [{"oid": tablespace["oid"], "name": "events_space",
@@ -397,9 +382,7 @@ def test_a_tablespace_object_the_manifest_points_elsewhere_is_refused_as_forged(
     forged["tablespaces"][0]["object"] = "other/base/20200101T000000Z/base.tar.zst.gpg"
     store.write_bytes(key, json.dumps(forged).encode())
     try:
-        proc = world["setup"].deck.run("inventory", "--json")
-        [cluster] = json.loads(proc.stdout)["clusters"]
-        [backup] = cluster["pitr"]["base_backups"]
+        [backup] = base_backups_listed(world["setup"].deck)
         assert backup["complete"] is False
         assert "refused as forged" in backup["problem"]
         assert "object of its tablespace" in backup["problem"]

@@ -4,18 +4,17 @@ chain and replays to exactly the rows committed by then. On 15 the option is ref
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 
 import psycopg
 import pytest
 
-from tui.postgres.binaries import pg_bin
 from tui.postgres.cluster import free_port
 
 from pitr_support import (
+    app_with_events_in_a_tablespace,
     archiving_setup,
+    base_backups_listed,
     give_to_server,
     point_config_at,
     stop_restored,
@@ -32,13 +31,6 @@ def _insert(cluster, first: int, last: int) -> None:
                     dbname="app")
 
 
-def _backups(setup) -> list[dict]:
-    proc = setup.deck.run("inventory", "--json")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    [cluster] = json.loads(proc.stdout)["clusters"]
-    return cluster["pitr"]["base_backups"]
-
-
 @pytest.mark.parametrize("pg_major", [17, 18], indirect=True)
 def test_an_incremental_chain_restores_to_a_point_after_its_last_backup(
         pg_major, gpg_home, tmp_path) -> None:
@@ -52,15 +44,7 @@ def test_an_incremental_chain_restores_to_a_point_after_its_last_backup(
                              archive_command=setup.archive_command(), summarize_wal="on",
                              track_commit_timestamp="on") as cluster:
             assert cluster.scalar("show server_version_num").startswith(str(pg_major))
-            cluster.execute("create database app")
-            subprocess.run([pg_bin("pgbench"), "-i", "-s", "1", "-q", cluster.dsn("app")],
-                           check=True, capture_output=True)
-            spot = setup.base / "source-tablespace"
-            spot.mkdir()
-            give_to_server(spot)
-            cluster.execute(f"create tablespace events_space location '{spot}'")
-            cluster.execute("create table events (n int primary key, at timestamptz) "
-                            "tablespace events_space", dbname="app")
+            app_with_events_in_a_tablespace(cluster, setup.base)
             point_config_at(setup, cluster)
             wait_archived(cluster)
             said = []
@@ -77,7 +61,8 @@ def test_an_incremental_chain_restores_to_a_point_after_its_last_backup(
             _insert(cluster, 36, 40)
             wait_archived(cluster)
 
-            full, first_inc, second_inc = sorted(_backups(setup), key=lambda b: b["id"])
+            full, first_inc, second_inc = sorted(base_backups_listed(setup.deck),
+                                                 key=lambda b: b["id"])
             assert full["parent"] is None and full["kind"] == "full"
             assert first_inc["parent"] == full["id"] and first_inc["kind"] == "incremental"
             assert second_inc["parent"] == first_inc["id"]
@@ -153,7 +138,7 @@ def test_an_incremental_chain_restores_to_a_point_after_its_last_backup(
             hidden = tmp_path / "manifest.json"
             shutil.move(victim, hidden)
             try:
-                by_id = {b["id"]: b for b in _backups(setup)}
+                by_id = {b["id"]: b for b in base_backups_listed(setup.deck)}
                 assert by_id[full["id"]]["complete"] is True
                 assert by_id[second_inc["id"]]["complete"] is False
                 assert f"incremental on base backup {first_inc['id']}, which is not " \

@@ -66,6 +66,27 @@ def s3_store(aws_env: S3Endpoint, s3_bucket: str) -> S3Store:
     return make_s3_store(aws_env, s3_bucket, part_size=5 * MiB)
 
 
+class Concurrency:
+    """How many calls of one S3 operation a store had in flight at most, and the Range
+    each asked for, counted by botocore's events around each call."""
+
+    def __init__(self, store: S3Store, operation: str) -> None:
+        self.most, self.ranges = 0, []
+        self._now, self._lock = 0, threading.Lock()
+        store.client.meta.events.register(f"before-call.s3.{operation}", self._started)
+        store.client.meta.events.register(f"after-call.s3.{operation}", self._finished)
+
+    def _started(self, params: dict, **_: Any) -> None:
+        with self._lock:
+            self.ranges.append(params["headers"].get("Range"))
+            self._now += 1
+            self.most = max(self.most, self._now)
+
+    def _finished(self, **_: Any) -> None:
+        with self._lock:
+            self._now -= 1
+
+
 def keys(store: Store, prefix: str = "") -> list[str]:
     return [item.key for item in store.list(prefix)]
 
@@ -380,19 +401,7 @@ def test_s3_list_is_paginated_lazily(aws_env: S3Endpoint, s3_bucket: str):
 def test_s3_multipart_upload_streams_20_mib(aws_env: S3Endpoint, s3_bucket: str,
                                             s3_client: Any):
     store = make_s3_store(aws_env, s3_bucket, part_size=5 * MiB, max_in_flight=2)
-    in_flight, most_in_flight, lock = [0], [0], threading.Lock()
-
-    def started(**_: Any) -> None:
-        with lock:
-            in_flight[0] += 1
-            most_in_flight[0] = max(most_in_flight[0], in_flight[0])
-
-    def finished(**_: Any) -> None:
-        with lock:
-            in_flight[0] -= 1
-
-    store.client.meta.events.register("before-call.s3.UploadPart", started)
-    store.client.meta.events.register("after-call.s3.UploadPart", finished)
+    parts = Concurrency(store, "UploadPart")
 
     data = os.urandom(20 * MiB + 12345)
     with store.open_writer("prod/big.dump", storage_class="STANDARD_IA") as writer:
@@ -406,7 +415,7 @@ def test_s3_multipart_upload_streams_20_mib(aws_env: S3Endpoint, s3_bucket: str,
 
     assert stored.size == len(data) == writer.bytes_written
     assert stored.storage_class == "STANDARD_IA"
-    assert 1 <= most_in_flight[0] <= 2
+    assert 1 <= parts.most <= 2
     head = s3_client.head_object(Bucket=s3_bucket, Key=f"{PREFIX}/prod/big.dump")
     assert head["ETag"].strip('"').endswith("-5")  # a multipart ETag: 4 full parts + the rest
     assert "Uploads" not in s3_client.list_multipart_uploads(Bucket=s3_bucket)
@@ -421,28 +430,16 @@ def test_s3_a_large_object_is_read_ahead_in_parallel_ranges_in_order(
     store = make_s3_store(aws_env, s3_bucket, part_size=5 * MiB, max_in_flight=3)
     data = os.urandom(17 * MiB + 4321)
     s3_client.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/prod/base.tar", Body=data)
-    ranges, in_flight, most, lock = [], [0], [0], threading.Lock()
-
-    def started(params: dict, **_: Any) -> None:
-        with lock:
-            ranges.append(params["headers"].get("Range"))
-            in_flight[0] += 1
-            most[0] = max(most[0], in_flight[0])
-
-    def finished(**_: Any) -> None:
-        with lock:
-            in_flight[0] -= 1
-
-    store.client.meta.events.register("before-call.s3.GetObject", started)
-    store.client.meta.events.register("after-call.s3.GetObject", finished)
+    gets = Concurrency(store, "GetObject")
     read = b"".join(store.iter_chunks("prod/base.tar", chunk_size=MiB))
     assert read == data
     part = 5 * MiB
     # the first GET learns the size while it reads the first part; the rest in ranges
+    ranges = gets.ranges
     assert ranges[0] is None
     assert sorted(ranges[1:], key=lambda r: int(r[6:].split("-")[0])) == [
         f"bytes={a}-{min(a + part, len(data)) - 1}" for a in range(part, len(data), part)]
-    assert 2 <= most[0] <= 3
+    assert 2 <= gets.most <= 3
     # from an offset, the same bytes as a slice
     offset = 6 * MiB + 7
     assert b"".join(store.iter_chunks("prod/base.tar", start=offset)) == data[offset:]

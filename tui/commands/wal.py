@@ -36,11 +36,13 @@ def _target(args: Namespace):
 def push_command(args: Namespace) -> int:
     from tui.wal.archive import push
 
+    # read first, with a spool too: a mistake in the configuration is said at once, not
+    # after a wait for a pusher that could not start
     cluster, store, gpg_home, repository = _target(args)
     path = Path(args.path)
 
-    def push_here(file: Path = path) -> str:
-        return push(store, cluster.name, file, recipients=cluster.gpg_recipients,
+    def push_here() -> str:
+        return push(store, cluster.name, path, recipients=cluster.gpg_recipients,
                     gpg_home=gpg_home, compression=repository.compression,
                     level=repository.compression_level)
 

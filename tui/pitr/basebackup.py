@@ -87,17 +87,24 @@ class ServerManifest:
 
     @classmethod
     def from_dict(cls, data: Any) -> ServerManifest:
-        if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__):
-            raise ValueError("server_manifest must have exactly the fields "
-                             + ", ".join(cls.__dataclass_fields__))
-        entry = cls(**data)
-        for name in ("object", "sha256_stored", "sha256_plaintext"):
-            if not isinstance(getattr(entry, name), str):
-                raise ValueError(f"server_manifest's {name} must be text")
-        for name in ("plaintext_size", "stored_size"):
-            if type(getattr(entry, name)) is not int or getattr(entry, name) < 0:
-                raise ValueError(f"server_manifest's {name} must be a whole number")
-        return entry
+        return _stored_entry(cls, data, "server_manifest", "server_manifest's")
+
+
+def _stored_entry(cls: Any, data: Any, what: str, whose: str) -> Any:
+    """`cls(**data)` for a manifest entry naming a stored object: exactly its fields,
+    the object's key and digests text, its sizes whole numbers (ValueError, saying
+    which, otherwise)."""
+    if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__):
+        raise ValueError(f"{what} must have exactly the fields "
+                         + ", ".join(cls.__dataclass_fields__))
+    entry = cls(**data)
+    for name in ("object", "sha256_stored", "sha256_plaintext"):
+        if not isinstance(getattr(entry, name), str):
+            raise ValueError(f"{whose} {name} must be text")
+    for name in ("plaintext_size", "stored_size"):
+        if type(getattr(entry, name)) is not int or getattr(entry, name) < 0:
+            raise ValueError(f"{whose} {name} must be a whole number")
+    return entry
 
 
 @dataclass(frozen=True)
@@ -115,13 +122,10 @@ class TablespaceBackup:
 
     @classmethod
     def from_dict(cls, data: Any) -> TablespaceBackup:
-        if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__):
-            raise ValueError("a tablespace must have exactly the fields "
-                             + ", ".join(cls.__dataclass_fields__))
-        entry = cls(**data)
+        entry = _stored_entry(cls, data, "a tablespace", "a tablespace's")
         if type(entry.oid) is not int or not 0 < entry.oid < 1 << 32:
             raise ValueError("a tablespace's oid must be a whole number")
-        for name in ("name", "location", "object", "sha256_stored", "sha256_plaintext"):
+        for name in ("name", "location"):
             if not isinstance(getattr(entry, name), str):
                 raise ValueError(f"a tablespace's {name} must be text")
         # both reach the operator's terminal and the name a tablespace_map: PostgreSQL's
@@ -131,9 +135,6 @@ class TablespaceBackup:
         if not entry.location.startswith("/") or not entry.location.isprintable() \
                 or len(entry.location) > 4096:
             raise ValueError("a tablespace's location must be a printable absolute path")
-        for name in ("plaintext_size", "stored_size"):
-            if type(getattr(entry, name)) is not int or getattr(entry, name) < 0:
-                raise ValueError(f"a tablespace's {name} must be a whole number")
         return entry
 
 

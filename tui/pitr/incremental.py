@@ -188,16 +188,13 @@ async def _lay_down_server_manifest(backup: BaseManifest, store: Any, directory:
 
 
 async def _run_as_server(argv: list[str], what: str) -> None:
-    from tui.postgres.cluster import server_account
+    from tui.postgres.cluster import run_as, server_account
     from tui.snapshots.pipes import reap
 
-    account = server_account()
-    as_server: dict[str, Any] = {} if account is None else {
-        "user": account.uid, "group": account.gid, "extra_groups": list(account.groups)}
     process = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT, env=environment.base(), cwd="/",
-        start_new_session=True, **as_server)
+        start_new_session=True, **run_as(server_account()))
     try:
         said, _ = await process.communicate()
     except BaseException:

@@ -30,7 +30,13 @@ from tui.errors import PermanentFailure
 from tui.pitr.basebackup import BaseManifest
 from tui.pitr.target import Target
 from tui.postgres.binaries import pg_bin
-from tui.postgres.cluster import LOOPBACK, LocalCluster, open_for_append, server_account
+from tui.postgres.cluster import (
+    LOOPBACK,
+    LocalCluster,
+    open_for_append,
+    run_as,
+    server_account,
+)
 from tui.postgres.placement import port_in_use, why_not_a_new_directory
 from tui.snapshots.fetch import StoredItem, stream_object
 from tui.snapshots.pipes import Reporter, reap
@@ -182,14 +188,11 @@ async def untar_into(directory: Path, feed: Callable[[int], Awaitable[Any]], wha
     the server itself could.
     """
     read_end, write_end = os.pipe()
-    account = server_account()
-    as_server: dict[str, Any] = {} if account is None else {
-        "user": account.uid, "group": account.gid, "extra_groups": list(account.groups)}
     tar = await asyncio.create_subprocess_exec(
         "tar", "--extract", "--file=-", f"--directory={directory}", "--no-same-owner",
         *(["--zstd"] if compression == "zstd" else []),
         stdin=read_end, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env=environment.base(), cwd="/", start_new_session=True, **as_server)
+        env=environment.base(), cwd="/", start_new_session=True, **run_as(server_account()))
     os.close(read_end)
     try:
         fed = False

@@ -73,6 +73,14 @@ class ServerAccount:
     groups: tuple[int, ...]
 
 
+def run_as(account: ServerAccount | None) -> dict[str, Any]:
+    """subprocess's user, group and extra_groups for `account`; nothing for None (as
+    ourselves)."""
+    if account is None:
+        return {}
+    return {"user": account.uid, "group": account.gid, "extra_groups": list(account.groups)}
+
+
 def server_account() -> ServerAccount | None:
     """The ``postgres`` account when we are root; None means "run as ourselves"."""
     if os.geteuid() != 0:
@@ -384,10 +392,6 @@ class LocalCluster:
     def _run(
         self, argv: list[str], *, check: bool = True, failure: str = ""
     ) -> subprocess.CompletedProcess[str]:
-        account = server_account()
-        run_as: dict[str, Any] = {}
-        if account is not None:
-            run_as = {"user": account.uid, "group": account.gid, "extra_groups": account.groups}
         result = subprocess.run(
             argv,
             capture_output=True,
@@ -400,7 +404,7 @@ class LocalCluster:
             # enter (/root), which initdb and postgres complain about.
             cwd="/",
             check=False,
-            **run_as,
+            **run_as(server_account()),
         )
         if check and result.returncode != 0:
             output = (result.stderr or result.stdout).strip()

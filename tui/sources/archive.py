@@ -104,23 +104,18 @@ class ArchiveSource(Source):
         if backup.parent is None:
             await unpack_base(backup, self.store, data_dir, reporter, self.gpg_home, places)
             return
+        from tui.catalog.signatures import UNSIGNED
+        from tui.pitr.basebackup import base_chain, read_base_backups
         from tui.pitr.incremental import restore_chain
         from tui.pitr.tablespaces import tablespace_places
 
-        chain = await asyncio.to_thread(self.base_chain, backup)
+        # read again, as the chain stands now: a link may have gone since the pre-flight
+        backups = await asyncio.to_thread(read_base_backups, self.store, self.cluster,
+                                          self.signing or UNSIGNED, self.encrypted_only)
+        chain = base_chain(backups, backup)
         if places is None:
             places = tablespace_places(backup.tablespaces, data_dir)
         await restore_chain(chain, self.store, data_dir, reporter, self.gpg_home, places)
-
-    def base_chain(self, backup: Any) -> list[Any]:
-        """The full backup an incremental `backup` builds on, then each incremental up to
-        it, oldest first; BaseBackupFailed when a link is not usable."""
-        from tui.catalog.signatures import UNSIGNED
-        from tui.pitr.basebackup import base_chain, read_base_backups
-
-        backups = read_base_backups(self.store, self.cluster, self.signing or UNSIGNED,
-                                    self.encrypted_only)
-        return base_chain(backups, backup)
 
     def summary(self, report: dict[str, Any]) -> list[Line]:
         # its gaps are described by their segments (the JSON's format predates the protocol)

@@ -73,7 +73,7 @@ from typing import Any
 
 from tui import environment
 from tui.errors import DrdeckError
-from tui.postgres.cluster import ServerAccount, server_account
+from tui.postgres.cluster import ServerAccount, run_as, server_account
 from tui.sources.base import Source, SourceError, shown_time
 from tui.wal.names import HISTORY, SEGMENT, Segment, format_lsn, parse_history, parse_lsn
 
@@ -155,15 +155,10 @@ class Pgbackrest:
             what: str = "") -> bytes:
         """Run a command to completion; its stdout, or a PgbackrestError quoting its ERROR."""
         argv = self.argv(command, *options)
-        account = self.account
-        run_as: dict[str, Any] = {}
-        if account is not None:
-            run_as = {"user": account.uid, "group": account.gid,
-                      "extra_groups": account.groups}
         try:
             result = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL,
                                     cwd="/", timeout=timeout, check=False,
-                                    env=child_environment(), **run_as)
+                                    env=child_environment(), **run_as(self.account))
         except subprocess.TimeoutExpired:
             raise PgbackrestError(f"{' '.join(argv)} did not finish within {timeout:.0f}s"
                                   ) from None
@@ -172,7 +167,7 @@ class Pgbackrest:
             raise PgbackrestError(
                 f"{what or 'pgbackrest ' + command} failed (exit {result.returncode}): "
                 f"{error_line(said)}\n  ran: {' '.join(argv)}"
-                + (f" (as {account.name})" if account else ""))
+                + (f" (as {self.account.name})" if self.account else ""))
         return result.stdout
 
 

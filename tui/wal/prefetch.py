@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 
 from tui.wal.archive import fetch, write_atomically
 from tui.wal.names import Segment, is_segment
+from tui.wal.spool_lock import hold, is_held
 
 LOCK = ".prefetch.lock"
 LAST = ".last-requested"  # the newest segment recovery asked for: nothing before it is needed
@@ -69,7 +69,8 @@ def _last_requested(spool: Path, size: int, timeline: int) -> Segment | None:
 def start_prefetcher(command: list[str], options: list[str], spool: Path, after: str,
                      size: int, depth: int) -> None:
     """Spawn a detached prefetcher unless one already holds the spool's lock."""
-    if _locked(spool):
+    spool.mkdir(parents=True, exist_ok=True)
+    if is_held(spool / LOCK):
         return
     subprocess.Popen(
         [*command, "wal", "prefetch", *options, "--spool", str(spool), "--after", after,
@@ -79,24 +80,11 @@ def start_prefetcher(command: list[str], options: list[str], spool: Path, after:
     )
 
 
-def _locked(spool: Path) -> bool:
-    spool.mkdir(parents=True, exist_ok=True)
-    with open(spool / LOCK, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
-
-
 def run_prefetcher(store: Any, cluster: str, spool: Path, after: str, size: int, depth: int,
                    gpg_home: str | None, encrypted_first: bool) -> None:
     """Keep up to `depth` segments after the one recovery last took, until the archive ends."""
-    handle = open(spool / LOCK, "a+")  # noqa: SIM115 - held for the process's life
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    handle = hold(spool / LOCK)  # held for the process's life
+    if handle is None:
         return  # another prefetcher got there first
     handle.write(f"{os.getpid()}\n")
     handle.flush()

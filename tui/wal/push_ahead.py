@@ -25,7 +25,6 @@ The spool holds marks only: WAL is read from pg_wal and never copied.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import stat
@@ -37,6 +36,7 @@ from pathlib import Path
 
 from tui.errors import DrdeckError
 from tui.wal.archive import WalError, write_atomically
+from tui.wal.spool_lock import hold, is_held
 
 LOCK = ".pusher.lock"
 PUSHED, FAILED = "pushed", "failed"
@@ -88,7 +88,7 @@ def push_through_spool(path: Path, spool: Path, start_pusher: Callable[[], None]
         if said is not None:
             return said
         if not started:
-            if not _locked(spool):
+            if not is_held(spool / LOCK):
                 start_pusher()
             started = True
         time.sleep(POLL_S)
@@ -114,16 +114,6 @@ def _take_mark(spool: Path, name: str, digest: str) -> str | None:
     return f"{name} archived ahead"
 
 
-def _locked(spool: Path) -> bool:
-    with open(spool / LOCK, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
-
-
 def spawn_pusher(argv: list[str]) -> None:
     """Start `argv` (a `drdeck wal push-ahead`) detached: it outlives this call."""
     subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -135,18 +125,11 @@ def run_pusher(wal_dir: Path, spool: Path, push: Callable[[Path], str],
     """Archive every `.ready` file of `wal_dir` with `push`, `workers` at a time, marking
     each in the spool, until nothing is ready for `idle_s`. One per spool."""
     check_spool(spool)
-    handle = open(spool / LOCK, "a+")  # noqa: SIM115 - held for the process's life
     # a call checking for a pusher holds the lock for an instant (flock -n): only a lock
     # held for longer is another pusher's
-    for attempt in range(20):
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if attempt == 19:
-                handle.close()
-                return  # another pusher got there first
-            time.sleep(POLL_S)
+    handle = hold(spool / LOCK, attempts=20, pause=POLL_S)  # held for the process's life
+    if handle is None:
+        return  # another pusher got there first
     status = wal_dir / "archive_status"
     in_flight: dict[str, Future[None]] = {}
     idle_since = time.monotonic()
@@ -179,12 +162,10 @@ def _push_one(path: Path, spool: Path, push: Callable[[Path], str]) -> None:
     try:
         data = path.read_bytes()
         push(path)
-    except (DrdeckError, OSError) as exc:
-        write_atomically(spool / FAILED / name, f"{name}: {exc}".encode())
-        return
-    except Exception as exc:  # a bug must fail the file, never mark it archived
-        write_atomically(spool / FAILED / name, f"{name}: {type(exc).__name__}: {exc}"
-                         .encode())
+    except Exception as exc:  # any failure, a bug too, fails the file: never marked
+        why = exc if isinstance(exc, (DrdeckError, OSError)) else \
+            f"{type(exc).__name__}: {exc}"
+        write_atomically(spool / FAILED / name, f"{name}: {why}".encode())
         return
     # the sha256 of what was read before the push: the push read the same file, which
     # PostgreSQL does not change while it is .ready

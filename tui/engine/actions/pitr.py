@@ -207,9 +207,10 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True,
               require_server_programs(major, f"base backup {base.stamp}"))
     data_dir = Path(str(args["data_dir"])).expanduser().absolute()
     if base.parent is not None:
+        from tui.pitr.basebackup import base_chain
         from tui.pitr.incremental import check_combinable
 
-        chain = await asyncio.to_thread(source.base_chain, base)
+        chain = base_chain(seen.base_backups, base)  # from what the picture read
         check("incremental chain complete, pg_combinebackup found",
               check_combinable(chain, data_dir))
     check_data_dir(data_dir)
