@@ -4,12 +4,14 @@ chain and replays to exactly the rows committed by then. On 15 the option is ref
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import psycopg
 import pytest
 
 from tui.postgres.cluster import free_port
+from tui.wal.names import Segment, parse_lsn
 
 from pitr_support import (
     app_with_events_in_a_tablespace,
@@ -145,8 +147,59 @@ def test_an_incremental_chain_restores_to_a_point_after_its_last_backup(
                        "usable" in by_id[second_inc["id"]]["problem"]
             finally:
                 shutil.move(hidden, victim)
+
+            _a_second_chain_and_retention_that_keeps_one(cluster, setup,
+                                                         [full, first_inc, second_inc])
     finally:
         shutil.rmtree(setup.base, ignore_errors=True)
+
+
+def _a_second_chain_and_retention_that_keeps_one(cluster, setup, old: list[dict]) -> None:
+    """A second full backup with an incremental on it; `full = 1` keeps that chain,
+    deletes the old one child first, and the WAL only the old chain needed."""
+    for first, incremental in ((41, "false"), (51, "true")):
+        _insert(cluster, first, first + 4)
+        wait_archived(cluster)
+        proc = setup.deck.run("run", "base-backup", "--headless", "-p",
+                              f"incremental={incremental}")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    new_full, new_inc = sorted((b for b in base_backups_listed(setup.deck)
+                                if b["id"] not in {o["id"] for o in old}),
+                               key=lambda b: b["id"])
+    assert new_full["parent"] is None and new_inc["parent"] == new_full["id"]
+    setup.config.write_text(setup.config.read_text() + "base_retention = { full = 1 }\n")
+    wal_dir = setup.repo / "prod" / "wal"
+    before = {p.name.split(".")[0] for p in wal_dir.iterdir()}
+    first_needed = Segment.of_lsn(1, parse_lsn(new_full["start_lsn"]), 1 << 20).number
+
+    proc, events = setup.deck.run_json("run", "prune-base-backups")
+    assert proc.returncode == 1, "the deleting step waits for a confirmation"
+    assert {p.name.split(".")[0] for p in wal_dir.iterdir()} == before
+    assert len(base_backups_listed(setup.deck)) == 5
+
+    proc, events = setup.deck.run_json("run", "prune-base-backups", "--yes")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+    lines = [e["line"] for e in events if e["event"] == "output" and e["step"] == "plan"]
+    assert "5 base backups: keep 2, delete 3." in lines, lines
+    assert f"keep    {new_full['id']} full  full backup 1 of 1, parent of {new_inc['id']}" \
+        in lines, lines
+    assert f"keep    {new_inc['id']} incremental  incremental on {new_full['id']}, newest" \
+        in lines, lines
+    assert [line.split()[2] for line in lines if line.startswith("would delete")] == \
+        [old[2]["id"], old[1]["id"], old[0]["id"]], lines
+
+    assert {b["id"] for b in base_backups_listed(setup.deck)} == {new_full["id"],
+                                                                   new_inc["id"]}
+    assert {p.name for p in (setup.repo / "prod" / "base").iterdir()} == {
+        new_full["id"], new_inc["id"]}
+    after = {p.name.split(".")[0] for p in wal_dir.iterdir()}
+    numbers = {name: Segment.parse(name, 1 << 20).number for name in before}
+    assert after == {n for n in before if numbers[n] >= first_needed}, (before, after)
+    assert after < before, "the old chain's WAL is gone"
+    # what is left still restores to its end: the window starts at the kept full backup
+    proc = setup.deck.run("inventory", "--json")
+    [listed] = json.loads(proc.stdout)["clusters"]
+    assert listed["pitr"]["window"]["start"] == new_full["stopped_at"], listed["pitr"]
 
 
 def test_an_incremental_backup_on_postgresql_15_is_refused_saying_why(

@@ -300,6 +300,28 @@ def test_importing_storage_does_not_load_boto3():
 # --- local directory -----------------------------------------------------------------
 
 
+def test_a_local_folder_emptied_by_a_delete_goes_and_a_folder_still_in_use_stays(
+        tmp_path: Path):
+    root = tmp_path / "repository"
+    store = LocalStore(root)
+    for key in ("prod/base/1/manifest.json", "prod/base/1/base.tar", "prod/base/2/base.tar"):
+        store.write_bytes(key, b"x")
+    store.delete("prod/base/1/manifest.json")
+    assert (root / "prod/base/1").is_dir(), "base.tar is still in it"
+    store.delete("prod/base/1/base.tar")
+    assert not (root / "prod/base/1").exists()
+    assert keys(store) == ["prod/base/2/base.tar"]
+    # a folder that is a link somewhere else is refused, never removed, nor its target
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "prod/base/3").symlink_to(elsewhere)
+    with pytest.raises(StorageError, match="symbolic link"):
+        store.delete("prod/base/3/base.tar")
+    assert (root / "prod/base/3").is_symlink() and elsewhere.is_dir()
+    store.delete("top")  # an object at the root: the root stays
+    assert root.is_dir()
+
+
 def test_local_files_are_private(tmp_path: Path):
     root = tmp_path / "new" / "repository"
     store = LocalStore(root)

@@ -283,6 +283,7 @@ def config_text(plan: Plan, today: str | None = None) -> str:
         f"rto = {_toml(DEFAULT_RTO)}   # how long a restore may take: drills are measured "
         "against it",
         "# retention = { daily = 7, weekly = 4, monthly = 6 }   # what prune-snapshots keeps",
+        '# base_retention = { full = 2, window = "14d" }   # what prune-base-backups keeps',
         "",
         "# [journal]",
         '# url = "postgresql://drdeck@ops-db.internal/drdeck"   # a journal shared by the team '

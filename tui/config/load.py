@@ -19,6 +19,7 @@ from tui.tomlfile import Unreadable, closest, parse, read_source, type_name
 
 from .model import (
     REPOSITORY_TYPES,
+    BaseRetention,
     ClusterConfig,
     Config,
     Notify,
@@ -47,9 +48,10 @@ COMPRESSIONS = ("zstd", "none")
 COMPRESSION_LEVELS = range(1, 20)  # zstd's ordinary levels (20..22 need far more memory)
 CLUSTER_KEYS = {
     "dsn", "dsn_env", "repository", "databases", "gpg_recipients", "signed_by", "rpo", "rto",
-    "retention",
+    "retention", "base_retention",
 }  # fmt: skip  (and each engine's table: tui.sources)
 RETENTION_KEYS = {"daily", "weekly", "monthly", "monthly_storage_class"}
+BASE_RETENTION_KEYS = {"full", "window"}
 WEBHOOK_KEYS = {"url", "url_env", "events"}
 WEBHOOK_EVENTS = ("run_failed", "rpo_breach", "drill_overdue")
 PASSWORD_HINT = "put the password in ~/.pgpass or PGPASSWORD, or use dsn_env"
@@ -461,6 +463,7 @@ class _Checker:
         rpo = self.duration(spec, "rpo", where)
         rto = self.duration(spec, "rto", where)
         retention = self.retention(spec, where, repository)
+        base_retention = self.base_retention(spec, where)
         engines = self.engines(spec, where, kinds)
         if len(self.problems) > before:
             return None
@@ -468,7 +471,7 @@ class _Checker:
             name=name, dsn=dsn, dsn_env=dsn_env, repository=repository_name,
             databases=tuple(databases), gpg_recipients=tuple(recipients),
             signed_by=tuple(signed_by), rpo=rpo, rto=rto, retention=retention,
-            engines=engines,
+            base_retention=base_retention, engines=engines,
         )  # fmt: skip
 
     def engines(self, spec: dict, where: KeyPath, kinds: list[str],
@@ -524,6 +527,24 @@ class _Checker:
                          "monthly_storage_class needs an s3 repository; "
                          f"{repository.name!r} is {repository.type}")
         return Retention(**counts, monthly_storage_class=storage_class)
+
+    def base_retention(self, spec: dict, where: KeyPath) -> BaseRetention:
+        if "base_retention" not in spec:
+            return BaseRetention()
+        value = spec["base_retention"]
+        here = (*where, "base_retention")
+        if not isinstance(value, dict):
+            self.problem(here, 'base_retention must be a table like { full = 2, window = "14d" }'
+                         ", not " + type_name(value))
+            return BaseRetention()
+        self.unknown_keys(value, BASE_RETENTION_KEYS, here, "base_retention")
+        full = self.count(value, "full", here, BaseRetention.full, "base_retention.full")
+        window = self.duration(value, "window", here)
+        if full == 0 and window is None and "full" in value:
+            # the newest backup is kept anyway, but a policy of nothing is a typo
+            self.problem((*here, "full"), "base_retention keeps nothing: full is 0 and no "
+                         "window is set")
+        return BaseRetention(full=full, window=window)
 
     def journal(self, doc: dict) -> str | None:
         """The PostgreSQL connection string, or the SQLite file's absolute path as text."""

@@ -43,6 +43,17 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class BaseRetention:
+    """Which base backups (and so which WAL) `prune-base-backups` keeps: the newest `full`
+    full backups with every incremental built on them, and, with `window`, whatever
+    keeps each moment of that many seconds back restorable. A parent a kept backup
+    needs is always kept."""
+
+    full: int = 2
+    window: float | None = None  # seconds
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """One PostgreSQL cluster drdeck backs up and restores."""
 
@@ -58,6 +69,7 @@ class ClusterConfig:
     rpo: float | None = None  # seconds
     rto: float | None = None  # seconds
     retention: Retention = field(default_factory=Retention)
+    base_retention: BaseRetention = field(default_factory=BaseRetention)
     # the other engines that back it up (tui.sources), as (kind, ((key, value), ...)):
     # `[clusters.NAME] <kind> = { key = "value" }` is ("<kind>", (("key", "value"),))
     engines: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()

@@ -270,6 +270,23 @@ class LocalStore:
             raise self._error(verb, path, error) from None
         finally:
             os.close(folder)
+        if folders:
+            self._remove_if_empty(folders)
+
+    def _remove_if_empty(self, folders: Sequence[str]) -> None:
+        """The folder a deleted object was in, once it holds nothing: a deleted base
+        backup leaves no empty directory of its name. rmdir refuses a folder something
+        was written into meanwhile, and a symbolic link (ENOTDIR)."""
+        try:
+            parent = self._folder(folders[:-1], "delete")
+        except (OSError, StorageError):
+            return
+        try:
+            os.rmdir(folders[-1], dir_fd=parent)
+        except OSError:
+            pass  # not empty, gone already, or not ours to remove
+        finally:
+            os.close(parent)
 
     def _refusal(self, verb: str, path: Path, what: str) -> StorageError:
         return StorageError(

@@ -15,7 +15,7 @@ from tui.engine.actions.manual import Manual
 from tui.engine.actions.milestone import MilestoneAction
 from tui.engine.actions.pitr import BaseBackupCreate, PitrPreflight, PitrRestore
 from tui.engine.actions.restore import PgPublish, PgRestore, RestorePreflight, RestoreRoles
-from tui.engine.actions.retention import RetentionPrune
+from tui.engine.actions.retention import BaseRetentionPrune, RetentionPrune
 from tui.engine.actions.shell import Shell
 from tui.engine.actions.snapshot import (
     SnapshotCompare,
@@ -30,7 +30,7 @@ BUILT_IN: tuple[type[Action], ...] = (
     Shell, Sql, Wait, Manual, MilestoneAction,
     SnapshotCreate, SnapshotFetch, SnapshotVerify, SnapshotCompare,
     RestorePreflight, RestoreRoles, PgRestore, PgPublish, RetentionPrune,
-    BaseBackupCreate, PitrPreflight, PitrRestore,
+    BaseRetentionPrune, BaseBackupCreate, PitrPreflight, PitrRestore,
 )
 
 

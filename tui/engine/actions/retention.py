@@ -100,3 +100,80 @@ def _delete_verifications(store: Any, cluster: str, database: str, stamp: str) -
     prefix = f"{snapshots_prefix(cluster, database)}{stamp}.verified/"
     for obj in list(store.list(prefix)):
         store.delete(obj.key)
+
+
+class BaseRetentionPrune(Action):
+    produces_output = True
+    name = "retention.prune_base"
+    summary = "keep the newest full base backups (and their chains), delete the rest and " \
+              "the WAL only they needed"
+    args = {
+        "cluster": CLUSTER,
+        "delete": Arg("bool", help="really delete (default: only list)", default=False),
+    }
+
+    def describe(self, args: dict[str, Any]) -> str:
+        verb = "delete" if args.get("delete") else "list (delete nothing)"
+        return f"base backup retention of cluster {args.get('cluster') or '(default)'}: {verb}"
+
+    async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
+        from tui.catalog.inventory import now_utc
+        from tui.catalog.signatures import signing_for
+        from tui.durations import format_duration
+        from tui.pitr.basebackup import read_base_backups
+        from tui.pitr.retention import describe, plan_base, summary, wal_to_delete
+        from tui.storage import open_store
+        from tui.wal.archive import archived_name, wal_prefix
+
+        config = ctx.config
+        cluster = config.cluster(args.get("cluster") or None)
+        store = open_store(config.repository_for(cluster))
+        # signatures count here too: forged "newer" backups must not push real ones out
+        backups = await asyncio.to_thread(read_base_backups, store, cluster.name,
+                                          signing_for(config, cluster),
+                                          bool(cluster.gpg_recipients))
+        policy = cluster.base_retention
+        plan = plan_base(backups, policy.full, policy.window, now_utc())
+        stored = await asyncio.to_thread(lambda: list(store.list(wal_prefix(cluster.name))))
+        by_name: dict[str, list[Any]] = {}
+        for obj in stored:
+            by_name.setdefault(archived_name(obj.key[len(wal_prefix(cluster.name)):]),
+                               []).append(obj)
+        wal = wal_to_delete(sorted(by_name), plan.wal_needed_from)
+        wal_objects = [obj for name in wal for obj in by_name[name]]
+        ctx.output(f"── {cluster.name}: base backups (full = {policy.full}"
+                   + (f", window = {format_duration(policy.window)}" if policy.window else "")
+                   + ")")
+        for line in summary(plan, wal, sum(o.size for o in wal_objects)).splitlines():
+            ctx.output(line)
+        deleting = bool(args.get("delete"))
+        for decision in plan.decisions:
+            ctx.output(describe(decision, deleting))
+        if not deleting:
+            return ActionResult(output=str(len(plan.deleted)))
+        # newest first: an incremental goes before its parent, so a crash in between
+        # leaves a chain that says which link is missing, never a hidden hole
+        for decision in plan.deleted:
+            await asyncio.to_thread(_delete_base_backup, store, cluster.name, decision.stamp)
+        # the WAL last: had a backup that needs it survived a crash, it is still there
+        await asyncio.to_thread(_delete_all, store, [o.key for o in wal_objects])
+        ctx.output(f"deleted {len(plan.deleted)} base backups and {len(wal)} WAL files")
+        return ActionResult(output=str(len(plan.deleted)))
+
+
+def _delete_base_backup(store: Any, cluster: str, stamp: str) -> None:
+    from tui.pitr.basebackup import base_manifest_key, base_prefix
+
+    # the manifest first: a backup half-deleted by a crash then shows as incomplete
+    manifest = base_manifest_key(cluster, stamp)
+    keys = [obj.key for obj in store.list(f"{base_prefix(cluster)}{stamp}/")]
+    _delete_all(store, [k for k in keys if k.startswith(manifest)])
+    _delete_all(store, [k for k in keys if not k.startswith(manifest)])
+
+
+def _delete_all(store: Any, keys: list[str]) -> None:
+    """One request per key, eight at a time: a month of WAL is tens of thousands."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(store.delete, keys))
