@@ -14,12 +14,15 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tui.pitr.basebackup import BaseManifest, ServerManifest, TablespaceBackup
 from tui.postgres.access import give_to_server, let_server_account_run_drdeck
 from tui.postgres.binaries import pg_bin
 from tui.postgres.cluster import LocalCluster
+from tui.wal.names import format_lsn
 
 from backup_support import Deck
 
@@ -119,3 +122,27 @@ def base_backups_listed(deck: Deck) -> list[dict]:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [cluster] = json.loads(proc.stdout)["clusters"]
     return cluster["pitr"]["base_backups"]
+
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)  # what hand-written manifests are dated by
+MiB = 1 << 20
+
+
+def backup(days_ago: float, parent: str | None = None, segment: int = 0, size: int = 1,
+           tablespaces: tuple[TablespaceBackup, ...] = ()) -> tuple[BaseManifest, str, str]:
+    """A usable backup, as read_base_backups lists it, that ended `days_ago` before NOW,
+    its WAL starting at `segment` (default: ten segments a day, older backups earlier),
+    its data directory `size` bytes."""
+    stopped = NOW - timedelta(days=days_ago)
+    stamp = stopped.strftime("%Y%m%dT%H%M%SZ")
+    start = segment or int(1000 - days_ago * 10)
+    manifest = BaseManifest(
+        cluster="prod", stamp=stamp, object=f"prod/base/{stamp}/base.tar.zst",
+        started_at=(stopped - timedelta(minutes=1)).isoformat(),
+        stopped_at=stopped.isoformat(), start_lsn=format_lsn(start * MiB + 40),
+        stop_lsn=format_lsn(start * MiB + 4096), timeline=1, system_identifier="7",
+        server_version="17.2", wal_segment_size=MiB, encrypted=False, recipients=(),
+        plaintext_size=size, stored_size=1, sha256_stored="", sha256_plaintext="",
+        compression="zstd", tablespaces=tablespaces,
+        server_manifest=ServerManifest("m", 1, 1, "", ""), parent=parent)
+    return manifest, stamp, ""

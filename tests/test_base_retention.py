@@ -4,37 +4,14 @@ written out by hand, days apart, with chains."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from tui.config.load import load_config
 from tui.errors import InvalidInput
-from tui.pitr.basebackup import BaseManifest, ServerManifest
 from tui.pitr.retention import plan_base, summary, wal_to_delete
-from tui.wal.names import Segment, format_lsn
+from tui.wal.names import Segment
 
-NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
-MiB = 1 << 20
-
-
-def backup(days_ago: float, parent: str | None = None, segment: int = 0
-           ) -> tuple[BaseManifest, str, str]:
-    """A usable backup that ended `days_ago` before NOW, its WAL starting at `segment`
-    (default: one segment per day, so older backups start earlier)."""
-    stopped = NOW - timedelta(days=days_ago)
-    stamp = stopped.strftime("%Y%m%dT%H%M%SZ")
-    start = segment or int(1000 - days_ago * 10)
-    manifest = BaseManifest(
-        cluster="prod", stamp=stamp, object=f"prod/base/{stamp}/base.tar.zst",
-        started_at=(stopped - timedelta(minutes=1)).isoformat(),
-        stopped_at=stopped.isoformat(), start_lsn=format_lsn(start * MiB + 40),
-        stop_lsn=format_lsn(start * MiB + 4096), timeline=1, system_identifier="7",
-        server_version="17.2", wal_segment_size=MiB, encrypted=False, recipients=(),
-        plaintext_size=1, stored_size=1, sha256_stored="", sha256_plaintext="",
-        compression="zstd", server_manifest=ServerManifest("m", 1, 1, "", ""),
-        parent=parent)
-    return manifest, stamp, ""
+from pitr_support import NOW, MiB, backup
 
 
 def newest_first(*backups):

@@ -216,6 +216,33 @@ def test_a_taken_port_is_refused_in_the_preflight_and_nothing_is_written(world) 
     assert not data_dir.exists()
 
 
+# --- a disk too small for the restore ----------------------------------------------------------
+
+
+def test_a_disk_too_small_for_the_data_directory_is_refused_before_anything_is_fetched(
+        world) -> None:
+    setup = world["setup"]
+    [manifest] = [json.loads(p.read_text())
+                  for p in (setup.repo / "prod" / "base").glob("*/manifest.json")]
+    with small_filesystem("4m") as disk:
+        if disk is None:
+            pytest.skip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)")
+        data_dir = disk / "restored"
+
+        proc, events = pitr(setup, world["commits"][3].isoformat(), data_dir, free_port())
+
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
+        step, error, attempts = failure(events)
+        assert (step, attempts) == ("preflight", 1)
+        # the base backup unpacked, and 16 segments of 1 MiB fed ahead
+        need = manifest["plaintext_size"] + 16 * (1 << 20)
+        assert error.startswith(f"the disk holding {disk} has "), error
+        assert f"free, and the restore needs {format_bytes(need)} there: the data " \
+               "directory and the WAL fed ahead" in error, error
+        assert "Nothing was written" in error and "-p data_dir=" in error
+        assert not data_dir.exists() and list(disk.iterdir()) == []
+
+
 # --- a timeline's history missing from the archive ------------------------------------------------
 
 

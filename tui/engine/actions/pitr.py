@@ -159,6 +159,7 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True,
     is the cluster's archive when the caller has it open already. The plan
     (tui.pitr.target.Plan), and where each tablespace of its base goes (by oid)."""
     from tui.pitr.restore import check_data_dir, check_port, check_unpackable
+    from tui.pitr.room import check_room, needed
     from tui.pitr.tablespaces import check_tablespaces
     from tui.pitr.target import TargetRefused, parse_target, plan_recovery
     from tui.pitr.window import describe_missing_history
@@ -206,6 +207,7 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True,
         check("PostgreSQL programs of the backup's major",
               require_server_programs(major, f"base backup {base.stamp}"))
     data_dir = Path(str(args["data_dir"])).expanduser().absolute()
+    chain = [base]
     if base.parent is not None:
         from tui.pitr.basebackup import base_chain
         from tui.pitr.incremental import check_combinable
@@ -217,6 +219,8 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True,
     check("data directory empty", str(data_dir))
     places = check_tablespaces(check, base.tablespaces, data_dir,
                                str(args.get("tablespace_map") or ""))
+    wal_ahead = int(args.get("prefetch", 16)) * base.wal_segment_size
+    check("room on disk", check_room(needed(chain, data_dir, places, wal_ahead)))
     check_port(int(args["port"]))
     check("port free", str(args["port"]))
     return plan, places
