@@ -7,7 +7,7 @@ to inflate to gigabytes is refused before it is held.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import zstandard
 
@@ -42,23 +42,42 @@ def decompress(raw: bytes, limit: int, where: str) -> bytes:
 
     Fed a small piece at a time: one piece can only inflate so far, so a planted object is
     refused near the limit instead of being held whole first."""
-    frame = zstandard.ZstdDecompressor().decompressobj()
     out = bytearray()
+    decompress_into((raw[start:start + _PIECE] for start in range(0, len(raw), _PIECE)),
+                    out.extend, limit, where)
+    return bytes(out)
+
+
+def decompress_into(pieces: Iterable[bytes], write: Callable[[bytes], object], limit: int,
+                    where: str) -> int:
+    """`decompress`, streamed: the frame read from `pieces`, its plain bytes handed to
+    `write` as they come (to a file, for what is too big to hold); how many there were."""
+    frame = zstandard.ZstdDecompressor().decompressobj()
+    written = extra = 0
     rest = b""
+    pieces = iter(pieces)
     try:
-        for start in range(0, len(raw), _PIECE):
-            out += frame.decompress(raw[start:start + _PIECE])
-            if len(out) > limit:
-                raise Undecompressable(f"{where} decompresses to more than {limit:,} bytes: "
-                                       "it is not what drdeck stored there; not used")
+        for piece in pieces:
+            for start in range(0, len(piece), _PIECE):
+                out = frame.decompress(piece[start:start + _PIECE])
+                written += len(out)
+                if written > limit:
+                    raise Undecompressable(f"{where} decompresses to more than {limit:,} "
+                                           "bytes: it is not what drdeck stored there; "
+                                           "not used")
+                write(out)
+                if frame.eof:
+                    rest = frame.unused_data + piece[start + _PIECE:]
+                    break
             if frame.eof:
-                rest = frame.unused_data + raw[start + _PIECE:]
+                # counted, not held: what follows a frame may be as large as anyone made it
+                extra = sum(len(more) for more in pieces)
                 break
     except zstandard.ZstdError as exc:
         raise Undecompressable(f"{where} is damaged: {exc}; not used") from None
     if not frame.eof:
         raise Undecompressable(f"{where} is cut short: its zstd frame does not end; not used")
-    if rest:
-        raise Undecompressable(f"{where} has {len(rest):,} bytes after its zstd frame: it is "
-                               "not what drdeck stored there; not used")
-    return bytes(out)
+    if rest or extra:
+        raise Undecompressable(f"{where} has {len(rest) + extra:,} bytes after its zstd "
+                               "frame: it is not what drdeck stored there; not used")
+    return written

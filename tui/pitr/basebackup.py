@@ -310,7 +310,11 @@ async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter) -> 
     written: list[str] = []  # deleted again if the backup fails: nothing half-made stays
     stored: dict[int | str | None, Stored] = {}
     try:
-        await stream.open()
+        try:
+            await stream.open()
+        finally:
+            if parent_manifest is not None:  # uploaded: the server holds it now
+                parent_manifest.close()
         if parent is not None:
             reporter.output(f"incremental on base backup {parent.stamp}: only the blocks "
                             "changed since it are sent")

@@ -17,22 +17,24 @@ holds the chain unpacked and the combined result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tui import environment
-from tui.compression import Undecompressable, decompress
+from tui.compression import Undecompressable, decompress_into
 from tui.pitr.basebackup import BaseBackupFailed, BaseManifest
 from tui.pitr.tablespaces import staging_home
 from tui.snapshots.fetch import StoredItem, stream_object
 from tui.snapshots.pipes import Reporter
 
 FIRST_VERSION_NUM = 170000
-# a backup_manifest has a line per file: a million files is some hundreds of MiB
-MAX_SERVER_MANIFEST = 1 << 30
+# a backup_manifest has a line per file: a million files is some hundreds of MiB, so
+# 16 GiB is far beyond any real one, and bounds what a planted object can fill on disk
+MAX_SERVER_MANIFEST = 16 << 30
 
 
 def refuse_incremental(identity: dict[str, Any]) -> str:
@@ -62,19 +64,28 @@ def choose_parent(backups: list[tuple[BaseManifest | None, str, str]],
 
 
 async def read_server_manifest(backup: BaseManifest, store: Any, gpg_home: str | None,
-                               reporter: Reporter) -> bytes:
+                               reporter: Reporter) -> BinaryIO:
     """The backup_manifest stored with `backup`, decrypted, proven by its sha256 and
-    decompressed."""
-    with tempfile.TemporaryFile() as out:
-        await _fetch_server_manifest(backup, store, out.fileno(), reporter, gpg_home)
-        out.seek(0)
-        raw = out.read()
-    if backup.compression == "none":
-        return raw
-    try:
-        return decompress(raw, MAX_SERVER_MANIFEST, store.location(backup.server_manifest.object))
-    except Undecompressable as exc:
-        raise BaseBackupFailed(str(exc)) from None
+    decompressed, in an unnamed temporary file (read from its start; the caller closes
+    it): a manifest has a line per file, so a big cluster's is not held in memory."""
+    with contextlib.ExitStack() as unwanted:  # closed unless handed to the caller
+        fetched = unwanted.enter_context(tempfile.TemporaryFile())
+        await _fetch_server_manifest(backup, store, fetched.fileno(), reporter, gpg_home)
+        fetched.seek(0)
+        if backup.compression == "none":
+            unwanted.pop_all()
+            return fetched
+        plain = unwanted.enter_context(tempfile.TemporaryFile())
+        try:
+            await asyncio.to_thread(
+                decompress_into, iter(lambda: fetched.read(1 << 20), b""), plain.write,
+                MAX_SERVER_MANIFEST, store.location(backup.server_manifest.object))
+        except Undecompressable as exc:
+            raise BaseBackupFailed(str(exc)) from None
+        unwanted.pop_all()
+        fetched.close()
+        plain.seek(0)
+        return plain
 
 
 async def _fetch_server_manifest(backup: BaseManifest, store: Any, fd: int,
@@ -167,9 +178,14 @@ async def _lay_down_server_manifest(backup: BaseManifest, store: Any, directory:
                                     reporter: Reporter, gpg_home: str | None) -> None:
     """`directory`/backup_manifest, where pg_combinebackup looks for it. The directory is
     the server account's: the file is made new, following no link put there."""
+    content = await read_server_manifest(backup, store, gpg_home, reporter)
+    with content:
+        await asyncio.to_thread(_write_server_manifest, backup, content, directory)
+
+
+def _write_server_manifest(backup: BaseManifest, content: BinaryIO, directory: Path) -> None:
     from tui.postgres.cluster import server_account
 
-    content = await read_server_manifest(backup, store, gpg_home, reporter)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(directory / "backup_manifest", flags, 0o600)
@@ -179,7 +195,7 @@ async def _lay_down_server_manifest(backup: BaseManifest, store: Any, directory:
                                "puts there: not restored") from None
     try:
         with os.fdopen(os.dup(fd), "wb") as out:
-            out.write(content)
+            shutil.copyfileobj(content, out, 1 << 20)
         account = server_account()
         if account is not None:
             os.fchown(fd, account.uid, account.gid)

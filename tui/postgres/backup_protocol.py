@@ -21,7 +21,7 @@ import asyncio
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from tui.errors import DrdeckError
 
@@ -61,7 +61,7 @@ class BaseBackupStream:
     compression: str = "none"  # "zstd": the server compresses each archive
     compression_level: int = 3
     manifest: bool = False  # the server's backup_manifest, after the archives (PG 13+)
-    parent_manifest: bytes | None = None  # an incremental backup on it (PG 17+)
+    parent_manifest: BinaryIO | None = None  # an incremental backup on it (PG 17+)
     start_lsn: str = ""
     stop_lsn: str = ""
     timeline: int = 0
@@ -161,7 +161,7 @@ class BaseBackupStream:
                         f"COMPRESSION_DETAIL 'level={int(self.compression_level)}'"]
         return f"BASE_BACKUP ({', '.join(options)})"
 
-    async def _upload_manifest(self, manifest: bytes) -> None:
+    async def _upload_manifest(self, manifest: BinaryIO) -> None:
         """UPLOAD_MANIFEST: the parent's backup_manifest, which the incremental backup
         that follows on this connection is taken against."""
         from psycopg import pq
@@ -169,9 +169,9 @@ class BaseBackupStream:
         self._conn.send_query(b"UPLOAD_MANIFEST")
         await self._flush()
         await self._result(pq.ExecStatus.COPY_IN, "its request for the parent's manifest")
-        view = memoryview(manifest)
-        for start in range(0, len(view), HANDED_ON):
-            while self._conn.put_copy_data(bytes(view[start:start + HANDED_ON])) == 0:
+        # a piece at a time from its file: a big cluster's manifest is hundreds of MiB
+        for piece in iter(lambda: manifest.read(HANDED_ON), b""):
+            while self._conn.put_copy_data(piece) == 0:
                 await self._readable(write=True)
             await self._flush()
         while self._conn.put_copy_end() == 0:
