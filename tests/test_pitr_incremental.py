@@ -155,14 +155,18 @@ def test_an_incremental_chain_restores_to_a_point_after_its_last_backup(
 
 
 def _a_second_chain_and_retention_that_keeps_one(cluster, setup, old: list[dict]) -> None:
-    """A second full backup with an incremental on it; `full = 1` keeps that chain,
-    deletes the old one child first, and the WAL only the old chain needed."""
-    for first, incremental in ((41, "false"), (51, "true")):
+    """A chain at its max_chain gets a full backup, and an incremental on it; `full = 1`
+    keeps that chain, deletes the old one child first, and the WAL only it needed."""
+    said = []
+    for first in (41, 51):
         _insert(cluster, first, first + 4)
         wait_archived(cluster)
-        proc = setup.deck.run("run", "base-backup", "--headless", "-p",
-                              f"incremental={incremental}")
+        proc = setup.deck.run("run", "base-backup", "--headless", "-p", "incremental=true",
+                              "-p", "max_chain=2")
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        said.append(proc.stdout)
+    assert f"the chain of base backup {old[2]['id']} holds 2 incremental backups already " \
+           "(max_chain = 2): taking a full backup" in said[0], said[0]
     new_full, new_inc = sorted((b for b in base_backups_listed(setup.deck)
                                 if b["id"] not in {o["id"] for o in old}),
                                key=lambda b: b["id"])

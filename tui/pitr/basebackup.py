@@ -274,6 +274,9 @@ class BasePlan:
     compression: str = "none"  # "zstd": the server compresses the tar
     compression_level: int = 3
     incremental: bool = False  # on the newest usable backup (PostgreSQL 17 and later)
+    # incremental backups in a row: every link is one more download and one more thing
+    # that must be whole for a restore, so past it a full backup starts a new chain
+    max_chain: int = 6
     encrypted_only: bool = False  # the cluster encrypts: an unencrypted parent is no parent
 
 
@@ -293,10 +296,16 @@ async def create_base_backup(plan: BasePlan, store: Any, reporter: Reporter) -> 
         backups = await asyncio.to_thread(read_base_backups, store, plan.cluster,
                                           plan.signing, plan.encrypted_only)
         parent = choose_parent(backups, identity)
+        links = len(base_chain(backups, parent)) - 1 if parent is not None else 0
         if parent is None:
             reporter.output("WARNING: no earlier base backup of this server with a "
                             "backup_manifest to build on: taking a full backup, which "
                             "the next incremental one builds on")
+        elif links >= plan.max_chain:
+            reporter.output(f"the chain of base backup {parent.stamp} holds {links} "
+                            f"incremental backups already (max_chain = {plan.max_chain}): "
+                            "taking a full backup, which the next incremental ones build on")
+            parent = None
         else:
             parent_manifest = await read_server_manifest(parent, store, plan.gpg_home,
                                                          reporter)

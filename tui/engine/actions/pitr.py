@@ -70,6 +70,8 @@ class BaseBackupCreate(Action):
                             "backup consistent to be archived (default 2m)", default=120.0),
         "incremental": Arg("bool", help="only the blocks changed since the newest backup "
                            "(PostgreSQL 17 and later, summarize_wal = on)", default=False),
+        "max_chain": Arg("int", help="incremental backups in a row before a full one is "
+                         "taken instead (default 6)", default=6),
     }
 
     def describe(self, args: dict[str, Any]) -> str:
@@ -78,7 +80,12 @@ class BaseBackupCreate(Action):
                 f"[cluster {args.get('cluster') or '(default)'}]")
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
-        from tui.pitr.basebackup import BasePlan, check_archiving, create_base_backup
+        from tui.pitr.basebackup import (
+            BaseBackupFailed,
+            BasePlan,
+            check_archiving,
+            create_base_backup,
+        )
         from tui.pitr.window import read_archive
 
         cluster, store, gpg_home = _resolve(ctx, args)
@@ -91,11 +98,15 @@ class BaseBackupCreate(Action):
             fingerprints = tuple(r.fingerprint for r in found)
         else:
             ctx.output("WARNING: this base backup is NOT encrypted (no gpg_recipients)")
+        if int(args.get("max_chain", 6)) < 1:
+            raise BaseBackupFailed(f"max_chain must be 1 or more, not {args['max_chain']}: "
+                                   "it counts the incremental backups a chain may hold")
         repository = ctx.config.repository_for(cluster)
         plan = BasePlan(cluster.name, cluster.resolve_dsn(), fingerprints, gpg_home,
                         signing_for(ctx.config, cluster), repository.compression,
                         repository.compression_level,
                         incremental=bool(args.get("incremental", False)),
+                        max_chain=int(args.get("max_chain", 6)),
                         encrypted_only=bool(cluster.gpg_recipients))
         # before anything is written: a backup the archive cannot carry forward is no
         # backup, and a failing archive_command is filling the server's disk right now
