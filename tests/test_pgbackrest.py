@@ -17,7 +17,7 @@ from tui.postgres.cluster import free_port
 
 from backup_support import Deck
 from pgbackrest_support import PGBACKREST, new_stanza, remove
-from pitr_support import stop_restored, wait_archived
+from pitr_support import give_to_server, stop_restored, wait_archived
 
 pytestmark = [
     pytest.mark.skipif(PGBACKREST is None, reason="pgbackrest is not installed "
@@ -44,8 +44,14 @@ def world(tmp_path_factory):
             cluster.execute("create database app")
             subprocess.run([pg_bin("pgbench"), "-i", "-s", "1", "-q", cluster.dsn("app")],
                            check=True, capture_output=True)
-            cluster.execute("create table events (n int primary key, at timestamptz)",
-                            dbname="app")
+            # the events in a tablespace of their own: the restore must put it somewhere
+            # new, never back into the source's directory
+            spot = stanza.base / "source-tablespace"
+            spot.mkdir()
+            give_to_server(spot)
+            cluster.execute(f"create tablespace events_space location '{spot}'")
+            cluster.execute("create table events (n int primary key, at timestamptz) "
+                            "tablespace events_space", dbname="app")
             stanza.run("stanza-create")
             label = stanza.backup("full")
             time.sleep(1.1)  # pgBackRest's stop time has whole seconds: see CONSISTENCY_MARGIN
@@ -120,7 +126,9 @@ def test_restore_to_a_time_in_the_middle_of_the_load(world) -> None:
     commits = world["commits"]
     middle = ROWS // 2
     target = commits[middle - 1] + (commits[middle] - commits[middle - 1]) / 2
-    proc, events, data_dir = restore(world, target.isoformat())
+    mapped = world["stanza"].base / f"events-here-{free_port()}"
+    proc, events, data_dir = restore(world, target.isoformat(), "-p",
+                                     f"tablespace_map=events_space={mapped}")
     try:
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
         seen = checks(events)
@@ -145,13 +153,43 @@ def test_restore_to_a_time_in_the_middle_of_the_load(world) -> None:
         with psycopg.connect(announced.split("connect with ", 1)[1]) as conn:
             count = conn.execute("select count(*), max(n) from events").fetchone()
             archive_mode = conn.execute("show archive_mode").fetchone()[0]
+            (location,) = conn.execute("select pg_tablespace_location(oid) from pg_tablespace "
+                                       "where spcname = 'events_space'").fetchone()
         assert count == (middle, middle)
+        assert location == str(mapped), location
+        assert seen["tablespaces placed"] is True
         assert archive_mode == "off"
         check_lines = [e["line"] for e in events if e["event"] == "output"
                        and e["step"] == "check"]
         assert any(str(middle) in line for line in check_lines), check_lines
     finally:
         stop_restored(data_dir)
+
+
+def test_tablespaces_go_beside_the_data_directory_and_never_into_the_sources(world) -> None:
+    stanza = world["stanza"]
+    data_dir = stanza.base / f"restored-{free_port()}"
+    # without --yes: the pre-flight places them, the restore waits for a confirmation
+    proc, events = world["deck"].run_json(
+        "run", "pitr-pgbackrest", "-p", f"stanza={stanza.name}",
+        "-p", f"pgbackrest_config={stanza.config}", "-p", "target=latest",
+        "-p", f"data_dir={data_dir}", "-p", f"port={free_port()}")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
+    [placed] = [e for e in events if e["event"] == "check" and e["name"] ==
+                "tablespaces placed"]
+    assert placed["ok"] is True
+    assert placed["detail"].startswith(f"events_space -> {data_dir}.tablespaces/"), placed
+    # the source's own directory, even asked for, is refused before anything is written
+    source = stanza.base / "source-tablespace"
+    before = sorted(p.name for p in source.rglob("*"))
+    proc, events, _ = restore(world, "latest", "-p", f"tablespace_map=events_space={source}",
+                              data_dir=data_dir)
+    assert proc.returncode == 1
+    error = step_error(events)
+    assert f"tablespace events_space would be restored into {source}, which is or holds a " \
+           "tablespace directory of the source" in error, error
+    assert not data_dir.exists()
+    assert sorted(p.name for p in source.rglob("*")) == before
 
 
 def test_a_target_before_the_backup_is_refused(world) -> None:
@@ -248,9 +286,10 @@ def test_restore_lines_and_options() -> None:
         "--repo=2", "--set=20261127-175918F", "--type=lsn", "--target=0/09000000",
         "--target-action=promote", "--target-exclusive", "--pg1-path=/new",
         "--log-level-console=detail"]
-    assert restore_options(parse_target("latest"), "/new", backup, "/new.ts")[2:] == [
-        "--type=default", "--pg1-path=/new", "--tablespace-map-all=/new.ts",
-        "--log-level-console=detail"]
+    assert restore_options(parse_target("latest"), "/new", backup,
+                           {"fast": "/new.tablespaces/16390", "a b": "/x y"})[2:] == [
+        "--type=default", "--pg1-path=/new", "--tablespace-map=fast=/new.tablespaces/16390",
+        "--tablespace-map=a b=/x y", "--log-level-console=detail"]
 
 
 def test_the_inventory_shows_a_configured_stanza(world, tmp_path) -> None:

@@ -710,7 +710,7 @@ def parse_restore_line(line: str) -> tuple[str, float] | None:
 
 
 def restore_options(target: Any, data_dir: str, backup: BackupSet,
-                    tablespace_dir: str | None = None) -> list[str]:
+                    tablespaces: dict[str, str] | None = None) -> list[str]:
     """`pgbackrest restore` options for a tui.pitr.target.Target, into a new data directory.
 
     Never --delta: drdeck restores only into an empty directory. The backup set
@@ -725,13 +725,24 @@ def restore_options(target: Any, data_dir: str, backup: BackupSet,
     if target.kind in ("time", "lsn", "xid") and not target.inclusive:
         options.append("--target-exclusive")
     options.append(f"--pg1-path={data_dir}")
-    if tablespace_dir:
-        options.append(f"--tablespace-map-all={tablespace_dir}")
+    # each tablespace by name where drdeck placed it (tui.pitr.tablespaces): never left
+    # to go back to the source's own directory
+    options += [f"--tablespace-map={name}={place}"
+                for name, place in (tablespaces or {}).items()]
     options.append("--log-level-console=detail")
     return options
 
 
-def backup_tablespaces(pgbackrest: Pgbackrest, backup: BackupSet) -> list[str]:
+@dataclass(frozen=True)
+class SetTablespace:
+    """A tablespace of a backup set, as `pgbackrest info --set` lists it."""
+
+    oid: int
+    name: str
+    location: str  # its directory on the source server
+
+
+def backup_tablespaces(pgbackrest: Pgbackrest, backup: BackupSet) -> list[SetTablespace]:
     """The tablespaces a backup set holds (pgBackRest restores them to their original
     paths unless told otherwise, which would write next to the source)."""
     raw = pgbackrest.run("info", "--output=json", f"--set={backup.label}",
@@ -739,7 +750,8 @@ def backup_tablespaces(pgbackrest: Pgbackrest, backup: BackupSet) -> list[str]:
     try:
         entry = next(s for s in json.loads(raw) if s.get("name") == pgbackrest.stanza)
         found = next(b for b in entry.get("backup", []) if b.get("label") == backup.label)
-        return [str(t.get("name")) for t in (found.get("tablespace") or [])]
-    except (ValueError, StopIteration, AttributeError, TypeError):
+        return [SetTablespace(int(t["oid"]), str(t["name"]), str(t["destination"]))
+                for t in (found.get("tablespace") or [])]
+    except (ValueError, StopIteration, AttributeError, TypeError, KeyError):
         raise PgbackrestError(f"pgbackrest info --set={backup.label} printed something drdeck "
                               f"cannot read: {_excerpt(raw)}") from None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.engine.actions.base import Action, ActionResult, Arg, Command
-from tui.engine.actions.pitr import verify_recovery, when
+from tui.engine.actions.pitr import TABLESPACE_MAP, verify_recovery, when
 from tui.engine.context import StepContext
 from tui.units import format_bytes
 
@@ -38,6 +38,7 @@ TARGET_ARGS = {
                      default=True),
     "data_dir": Arg("text", required=True, help="the new data directory"),
     "port": Arg("int", required=True, help="the restored server's port"),
+    "tablespace_map": TABLESPACE_MAP,
 }
 PROGRESS_EVERY_S = 0.25
 
@@ -47,7 +48,7 @@ class _Checked:
     plan: Any  # tui.pitr.target.Plan, its base a tui.sources.pgbackrest.BackupSet
     pgbackrest: Any  # tui.sources.pgbackrest.Pgbackrest
     data_dir: Path
-    tablespace_dir: Path | None  # where the backup's tablespaces go, when it has any
+    tablespaces: dict[str, Path]  # where each of the backup's tablespaces goes, by name
 
 
 def _pgbackrest(args: dict[str, Any]):
@@ -75,6 +76,7 @@ class PgbackrestPreflight(Action):
 async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True) -> _Checked:
     """Every check before anything is written; `report` names each as a check."""
     from tui.pitr.restore import check_data_dir, check_port
+    from tui.pitr.tablespaces import check_tablespaces
     from tui.pitr.target import parse_target, plan_recovery
     from tui.sources.pgbackrest import backup_tablespaces, read_stanza
 
@@ -118,17 +120,14 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     data_dir = Path(str(args["data_dir"])).expanduser().absolute()
     check_data_dir(data_dir)
     check("data directory empty", str(data_dir))
-    tablespace_dir = None
     tablespaces = await asyncio.to_thread(backup_tablespaces, pgbackrest, backup)
-    if tablespaces:
-        # restored next to the new data directory, never to the source's own paths
-        tablespace_dir = data_dir.with_name(data_dir.name + ".tablespaces")
-        check_data_dir(tablespace_dir)
-        check("tablespaces restored beside the data directory",
-              f"{', '.join(tablespaces)} under {tablespace_dir}")
+    # beside the new data directory, or where tablespace_map says: never the source's own
+    places = check_tablespaces(check, tablespaces, data_dir,
+                               str(args.get("tablespace_map") or ""))
     check_port(int(args["port"]))
     check("port free", str(args["port"]))
-    return _Checked(plan, pgbackrest, data_dir, tablespace_dir)
+    return _Checked(plan, pgbackrest, data_dir,
+                    {t.name: places[t.oid] for t in tablespaces})
 
 
 class PgbackrestRestore(Action):
@@ -168,8 +167,8 @@ class PgbackrestRestore(Action):
         checked = await preflight(ctx, args, report=False)
         backup, target = checked.plan.base, checked.plan.target
         prepare_data_dir(checked.data_dir)
-        if checked.tablespace_dir is not None:
-            prepare_data_dir(checked.tablespace_dir)
+        for place in checked.tablespaces.values():
+            prepare_data_dir(place)
         await _restore_files(ctx, checked)
         placement = Placement(checked.data_dir, int(args["port"]),
                               new_socket_dir(checked.data_dir))
@@ -213,7 +212,7 @@ async def _restore_files(ctx: StepContext, checked: _Checked) -> None:
     backup, pgbackrest = checked.plan.base, checked.pgbackrest
     command = pgbackrest.argv("restore", *restore_options(
         checked.plan.target, str(checked.data_dir), backup,
-        str(checked.tablespace_dir) if checked.tablespace_dir else None))
+        {name: str(place) for name, place in checked.tablespaces.items()}))
     shown = shlex.join(command)
     account = pgbackrest.account
     ctx.output(f"$ {shown}" + (f"   (as {account.name})" if account else ""))
@@ -243,10 +242,10 @@ async def _restore_files(ctx: StepContext, checked: _Checked) -> None:
                                        env=child_environment(ctx.environ),
                                        cwd="/", on_line=on_line)
     except BaseException:  # cancelled: the run_process stopped pgbackrest
-        _empty(checked.data_dir, checked.tablespace_dir)
+        _empty(checked.data_dir, *checked.tablespaces.values())
         raise
     if result.exit_code != 0:
-        _empty(checked.data_dir, checked.tablespace_dir)
+        _empty(checked.data_dir, *checked.tablespaces.values())
         raise PgbackrestError(
             f"pgbackrest restore failed (exit {result.exit_code}): {error_line(chr(10).join(said))}"
             f"\n  ran: {shown}\n  {checked.data_dir} was emptied again")
