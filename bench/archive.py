@@ -23,15 +23,25 @@ process-max=1, no encryption: the same algorithm, level and work on both sides. 
 
 The saturated write rate of this machine (pgbench -c 4 with archiving off, in 16 MiB
 segments per second) is a note: what an archiver has to keep up with here.
+
+The throughput rows call the archive commands directly, with no server's archiver
+behind them, so they cannot show its lag. That is measured on its own: the cluster
+archiving with drdeck wal push --spool alone, then with pgBackRest archive-async alone
+(process-max 2), while FLAT_OUT runs and until the backlog is archived; pg_stat_archiver
+is sampled every LAG_SAMPLE_S through drdeck's own reader (tui.postgres.archiver, as
+`drdeck status` reads it) and the most segments seen waiting is a note for each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import statistics
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +54,8 @@ SCALE = 10
 LOAD = ["-n", "-c", "2", "-j", "2", "-t", "5000"]  # a fixed load: the same WAL each run
 # and rows rewritten in bulk, as a batch job or a migration does: WAL by the segment
 BULK = "update pgbench_accounts set abalance = abalance + 1 where aid <= 400000"
+FLAT_OUT = "update pgbench_accounts set abalance = abalance + 1"  # every row, one statement
+LAG_SAMPLE_S = 0.2
 RUNS = 2
 THROUGHPUT_SEGMENTS = 24
 ZSTD_LEVEL = 3
@@ -285,13 +297,87 @@ class World:
         finally:
             remove(stanza)
 
+    # --- the archiver's lag, on the real server ---------------------------------------
+
+    def _archive_with(self, command: str) -> None:
+        self.cluster.configure(archive_command=command)
+        self.cluster.reload()
+
+    def most_waiting_segments(self) -> int:
+        """The most segments pg_stat_archiver showed waiting while FLAT_OUT ran and its
+        WAL was archived, with the archive_command set now."""
+        from tui.postgres.archiver import ArchiverUnknown, read_stats
+
+        self.wait_archived(self.cluster, timeout=300)  # from nothing waiting
+        seen = [0]
+        done = threading.Event()
+        dsn = self.cluster.dsn()
+
+        def sample() -> None:
+            while not done.is_set():
+                with contextlib.suppress(ArchiverUnknown):
+                    waiting = asyncio.run(read_stats(dsn)).waiting_segments
+                    if waiting is not None:  # unknown is not zero: left out
+                        seen.append(waiting)
+                done.wait(LAG_SAMPLE_S)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            self.cluster.execute(FLAT_OUT, dbname="app")
+            self.wait_archived(self.cluster, timeout=600)
+        finally:
+            done.set()
+            sampler.join()
+        return max(seen)
+
+    def drdeck_spool_lag(self) -> int:
+        from tui.postgres.access import give_to_server
+        from tui.wal.push_ahead import LOCK
+        from tui.wal.restore_line import archive_spooled
+        from tui.wal.spool_lock import is_held
+
+        spool = self.setup.base / "lag.spool"
+        spool.mkdir(mode=0o700)
+        give_to_server(spool)
+        # as the server account runs it: the interpreter, as pitr_support's archive_command
+        self._archive_with(archive_spooled([sys.executable, "-m", "tui"], self.setup.config,
+                                           CLUSTER, spool))
+        try:
+            return self.most_waiting_segments()
+        finally:
+            deadline = time.monotonic() + 30  # the pusher leaves once idle (IDLE_S)
+            while (spool / LOCK).exists() and is_held(spool / LOCK) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.2)
+
+    def pgbackrest_async_lag(self) -> int:
+        from tui.postgres.access import give_to_server
+
+        from pgbackrest_support import new_stanza, remove
+
+        stanza = new_stanza()
+        try:
+            (stanza.base / "spool").mkdir()
+            give_to_server(stanza.base / "spool")
+            _stanza_config(stanza, self.cluster,
+                           f"\narchive-async=y\nspool-path={stanza.base / 'spool'}")
+            stanza.config.write_text(stanza.config.read_text().replace(
+                "process-max=1", "process-max=2"))
+            stanza.run("stanza-create")
+            self._archive_with(stanza.archive_command())
+            return self.most_waiting_segments()
+        finally:
+            self._archive_with("/bin/true")  # before the stanza goes
+            remove(stanza)
+
 
 def saturated_segments_per_s(world: World) -> float:
     """16 MiB segments per second this machine's server writes flat out: every row of
     pgbench_accounts rewritten in one statement (the archiver runs behind it)."""
     first = world.cluster.scalar("select pg_current_wal_lsn()")
     started = time.perf_counter()
-    world.cluster.execute("update pgbench_accounts set abalance = abalance + 1", dbname="app")
+    world.cluster.execute(FLAT_OUT, dbname="app")
     took = time.perf_counter() - started
     written = int(world.cluster.scalar(f"select pg_current_wal_lsn() - '{first}'::pg_lsn"))
     world.wait_archived(world.cluster, timeout=300)
@@ -319,6 +405,7 @@ def run() -> Report:
             "sync": lambda: count / world.pgbackrest_push_all(folder, False),
         }, runs=RUNS, warmup=0)
         saturated = saturated_segments_per_s(world)
+        lag = {"drdeck": world.drdeck_spool_lag(), "pgbackrest": world.pgbackrest_async_lag()}
     total_s = time.perf_counter() - started
 
     rows = []
@@ -361,5 +448,10 @@ def run() -> Report:
                    + ("it keeps up" if fastest_push >= saturated else
                                   "MISSED: it falls behind a server writing flat out"),
              ok=fastest_push >= saturated),
+        Note(NAME, f"archiver lag on the server while it writes flat out and until its WAL "
+                   f"is archived (pg_stat_archiver every {LAG_SAMPLE_S:g} s, as drdeck "
+                   f"status counts it): drdeck wal push --spool at most {lag['drdeck']} "
+                   f"segments waiting, pgBackRest archive-async (process-max 2) at most "
+                   f"{lag['pgbackrest']}"),
     ]
     return Report(rows=rows, notes=notes)

@@ -8,7 +8,9 @@ chosen ages, and drills in the SQLite journal with chosen dates.
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tui.journal.store import Journal, RunRow
 from tui.storage import LocalStore
 
 from cli_support import drdeck
+from harness.postgres import start_on_a_free_port
 from repo_support import fake_base_backup, fake_snapshot
 
 HOUR = 3600.0
@@ -322,6 +325,186 @@ def test_no_clusters_is_invalid_input(tmp_path, capsys) -> None:
     assert code == 2 and "no clusters" in err
 
 
+# --- the server's archiver: failing, or behind ------------------------------------------
+
+READY_SEGMENT = r"^[0-9A-F]{24}[.]ready$"
+
+
+def ready_segments(cluster) -> list[str]:
+    """What the server itself says waits: the segments marked .ready in archive_status."""
+    return [row[0].removesuffix(".ready") for row in cluster.execute(
+        "select name from pg_ls_archive_statusdir() where name ~ %s order by name",
+        [READY_SEGMENT])]
+
+
+def until(condition, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+def until_archived(cluster, what: str) -> None:
+    """No .ready left, and pg_stat_archiver has counted the newest (it does so just after
+    the server renames its .ready)."""
+    newest = (ready_segments(cluster) or [""])[-1]
+    until(lambda: not ready_segments(cluster) and (cluster.scalar(
+        "select last_archived_wal from pg_stat_archiver") or "") >= newest, what)
+
+
+def new_segments(cluster, count: int) -> None:
+    """Write, then finish the segment: `count` more segments for the archiver."""
+    cluster.execute("create table if not exists filler (n int)")
+    for _ in range(count):
+        cluster.execute("insert into filler values (1)")
+        cluster.execute("select pg_switch_wal()")
+
+
+def status_pointed_at(tmp_path: Path, cluster, user: str = "postgres") -> Path:
+    path = tmp_path / f"{user}.toml"
+    path.write_text(CONFIG.format(repo=tmp_path / "repo").replace(
+        "host=/nonexistent dbname=app", cluster.dsn(user=user)))
+    return path
+
+
+def archiver_of(path: Path, capsys) -> tuple[int, dict, str]:
+    """(exit code, the archiver item of --json, the archiver line of the text)."""
+    code, out, _ = status(path, "--json", capsys=capsys)
+    items = {i["check"]: i for i in json.loads(out)["clusters"][0]["items"]}
+    text_code, text, _ = status(path, capsys=capsys)
+    [line] = [line for line in text.splitlines() if re.match(r"\w+\s+prod\s+archiver ", line)]
+    assert text_code == code and "Traceback" not in text
+    return code, items["archiver"], line
+
+
+def test_a_hung_archive_command_shows_its_waiting_segments(tmp_path, repo, state, capsys,
+                                                           make_pg_cluster) -> None:
+    """A hung archive_command never fails: the count of waiting segments tells."""
+    healthy(repo, state)  # everything else ok: the exit code is the archiver's
+    cluster = make_pg_cluster(archive=True, wal_segsize_mb=1, start=False)
+    hung = cluster.base_dir / "hung"  # while it exists, archive_command waits
+    hung.touch()
+    cluster.configure(archive_command=f"while test -e {hung}; do sleep 0.05; done; "
+                                      f"cp %p {cluster.archive_dir}/%f")
+    start_on_a_free_port(cluster)
+    path = status_pointed_at(tmp_path, cluster)
+
+    new_segments(cluster, 1)
+    assert len(ready_segments(cluster)) == 1
+    code, item, line = archiver_of(path, capsys)
+    # nothing archived yet: nothing to count from, so no number at all
+    assert (code, item["state"], item["waiting_segments"]) == (0, "ok", None)
+    assert line.endswith("segments waiting to be archived: unknown (nothing archived yet "
+                         "to count from)"), line
+
+    hung.unlink()
+    until_archived(cluster, "the segment is archived")
+    code, item, line = archiver_of(path, capsys)
+    assert (code, item["state"], item["waiting_segments"]) == (0, "ok", 0)
+    assert line.endswith("; no segment waiting to be archived"), line
+
+    hung.touch()
+    new_segments(cluster, 3)
+    waiting = ready_segments(cluster)
+    code, item, line = archiver_of(path, capsys)
+    assert ready_segments(cluster) == waiting and len(waiting) == 3
+    assert (code, item["state"], item["ok"]) == (0, "ok", True)
+    assert item["waiting_segments"] == len(waiting) and 0 <= item["age_s"] < 60
+    assert re.search(r"OK\s+prod\s+archiver\s+archiving works: no failure, last archived "
+                     r"\w{24} at .* UTC \(1 archived\); 3 segments waiting to be archived, "
+                     r"the oldest for \d", line), line
+    _, metrics, _ = status(path, "--prometheus", capsys=capsys)
+    assert 'drdeck_archiver_waiting_segments{cluster="prod"} 3' in metrics.splitlines()
+
+    # a role without pg_monitor counts them too, but may not list archive_status
+    cluster.execute("create role watcher login")
+    watched = status_pointed_at(tmp_path, cluster, user="watcher")
+    code, item, line = archiver_of(watched, capsys)
+    assert (item["waiting_segments"], item["age_s"]) == (3, None)
+    assert line.endswith("3 segments waiting to be archived (for how long needs "
+                         "pg_monitor, to list pg_wal/archive_status)"), line
+
+    # ten minutes later, as the oldest .ready file's time says: behind, a warning
+    oldest = cluster.data_dir / "pg_wal" / "archive_status" / f"{waiting[0]}.ready"
+    ten_minutes_ago = time.time() - 600
+    os.utime(oldest, (ten_minutes_ago, ten_minutes_ago))
+    code, item, line = archiver_of(path, capsys)
+    assert (code, item["state"], item["waiting_segments"]) == (1, "warning", 3)
+    assert 600 <= item["age_s"] < 660 and item["target_s"] == 300
+    assert re.search(r"^WARNING\s+prod\s+archiver\s+3 segments waiting to be archived, "
+                     r"the oldest for 10m(\d\ds)? \(over 5m: archive_command is slow or hung\); "
+                     r"no failure, last archived ", line), line
+
+    hung.unlink()  # it goes again: the backlog drains, the count drops to 0
+    until_archived(cluster, "the backlog is archived")
+    code, item, line = archiver_of(path, capsys)
+    assert (code, item["state"], item["waiting_segments"], item["age_s"]) == (0, "ok", 0, None)
+    assert "(4 archived); no segment waiting to be archived" in line, line
+
+
+def test_a_failing_archive_command_counts_what_piles_up(tmp_path, repo, state, capsys,
+                                                        make_pg_cluster) -> None:
+    healthy(repo, state)
+    cluster = make_pg_cluster(archive=True, wal_segsize_mb=1)
+    working = cluster.scalar("show archive_command")
+    new_segments(cluster, 1)
+    until_archived(cluster, "the first segment is archived")
+    path = status_pointed_at(tmp_path, cluster)
+
+    cluster.configure(archive_command="false")
+    cluster.reload()
+    failures = cluster.scalar("select failed_count from pg_stat_archiver")
+    new_segments(cluster, 2)
+    until(lambda: cluster.scalar("select failed_count from pg_stat_archiver") > failures,
+          "archive_command fails")
+    waiting = ready_segments(cluster)
+    code, item, line = archiver_of(path, capsys)
+    assert ready_segments(cluster) == waiting and len(waiting) == 2
+    assert (code, item["state"], item["ok"]) == (2, "critical", False)
+    assert item["waiting_segments"] == 2
+    assert re.search(r"^CRITICAL\s+prod\s+archiver\s+WAL archiving is failing: ", line), line
+    # after the server's own failure lines: what piles up meanwhile
+    assert re.search(r" Archiver lag: 2 segments waiting to be archived, the oldest for "
+                     r"[\d.]+s\.$", line), line
+
+    cluster.configure(archive_command=working)
+    cluster.reload()
+    until_archived(cluster, "what piled up is archived")
+    code, item, line = archiver_of(path, capsys)
+    assert (code, item["state"], item["waiting_segments"]) == (0, "ok", 0)
+
+
+def test_the_lag_is_counted_by_segment_name_or_said_unknown() -> None:
+    """Where a number would be wrong, the archiver's lag is unknown, and says why."""
+    from tui.postgres.archiver import ArchiverStats
+
+    at = now() - timedelta(minutes=1)
+
+    def lag(last: str | None, current: str | None, recovery: bool = False,
+            mode: str = "on") -> tuple[int | None, str]:
+        stats = ArchiverStats(mode, recovery, 5, last, at if last else None, 0, None, None,
+                              current_wal=current, wal_segment_size=16 << 20)
+        return stats.waiting_segments, stats.describe_waiting()
+
+    # 16 MiB segments: 256 to a log, so 1/FF is followed by 2/00 and 2/01
+    assert lag("0000000100000001000000FF", "000000010000000200000002") == (
+        2, "2 segments waiting to be archived (for how long needs pg_monitor, to list "
+        "pg_wal/archive_status)")
+    assert lag("000000010000000200000001", "000000010000000200000002") == (
+        0, "no segment waiting to be archived")
+    assert lag("000000010000000000000004", "000000020000000000000006") == (
+        None, "segments waiting to be archived: unknown (the newest segment archived is on "
+        "timeline 1, the server writes timeline 2)")
+    assert lag("00000002.history", "000000020000000000000006")[0] is None
+    assert lag("000000010000000000000003.00000028.backup", "000000010000000000000006") == (
+        None, "segments waiting to be archived: unknown (the newest file archived, "
+        "000000010000000000000003.00000028.backup, is no WAL segment)")
+    assert lag(None, "000000010000000000000006")[1].endswith("(nothing archived yet to "
+                                                              "count from)")
+    assert lag("000000010000000000000004", None, recovery=True, mode="always")[1].endswith(
+        "(a standby has no WAL position of its own to count to)")
+
+
 # --- the machine forms ----------------------------------------------------------------------
 
 
@@ -335,7 +518,8 @@ def test_json_shape(repo, state, config_path, capsys) -> None:
                            "clusters"}
     assert (report["format"], report["state"], report["exit_code"]) == (1, "warning", 1)
     assert report["thresholds"] == {"rpo_warning_fraction": 0.75,
-                                    "verification_max_age_s": 7 * DAY}
+                                    "verification_max_age_s": 7 * DAY,
+                                    "archiver_wait_warning_s": 300}
     [cluster] = report["clusters"]
     assert (cluster["name"], cluster["state"], cluster["rpo_s"], cluster["rto_s"]) == (
         "prod", "warning", DAY, HOUR)

@@ -27,8 +27,10 @@ states and thresholds (per cluster; the worst sets the exit code):
                    another engine's window) older than the rpo: critical; than 75%
                    of it: warning
   archiver         the server's archive_command failing (pg_stat_archiver, asked
-                   through the cluster's dsn): critical; the server cannot be asked
-                   while the repository holds its WAL archive: warning
+                   through the cluster's dsn): critical; a finished WAL segment
+                   waiting over 5 minutes to be archived (slow or hung
+                   archive_command; timing it needs pg_monitor): warning; the server
+                   cannot be asked while the repository holds its WAL archive: warning
   verification     newest verification failed: critical; older than 7 days or
                    none: warning
   drill            last drill failed/aborted/interrupted: warning; its RTO over the
