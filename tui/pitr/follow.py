@@ -25,10 +25,12 @@ _LAST_TX = re.compile(r"last completed transaction was at log time (.+)$")
 _NEW_TIMELINE = re.compile(r"selected new timeline ID: (\d+)")
 _CONSISTENT = re.compile(r"consistent recovery state reached at ([0-9A-F]+/[0-9A-F]+)")
 _NOT_REACHED = "recovery ended before configured recovery target was reached"
+_PROMOTED = "database system is ready to accept connections"  # not "read-only" ones
 # what our own polling connections are told while the server starts: never a failure
 _NOT_YET_OPEN = ("the database system is starting up",
                  "the database system is not yet accepting connections")
 POLL_S = 0.5
+LOG_CHECK_S = 0.05  # the log is read this often between polls: a file read, no query
 START_GRACE_S = 60.0
 
 
@@ -176,10 +178,7 @@ async def follow(dsn: str, log: Path, goal: Goal, reporter: Any, is_running: Any
     last_count, last_at, rate = 0, started, None
     seen_running = False
     while True:
-        for line in reader.new_lines():
-            read_log_line(state, line)
-            if line.strip():
-                reporter.output(line, "log")
+        _read_log(reader, state, reporter)
         await poll_sql(dsn, state)
         now = time.monotonic()
         if now - last_at >= 2.0:
@@ -199,7 +198,30 @@ async def follow(dsn: str, log: Path, goal: Goal, reporter: Any, is_running: Any
                                  f"; see its log, {log}")
         if timeout_s is not None and now - started > timeout_s:
             raise RecoveryFailed(f"recovery did not finish within {timeout_s:.0f}s")
-        await asyncio.sleep(POLL_S)
+        await _until_the_log_says_more(reader, state, reporter)
+
+
+def _read_log(reader: LogReader, state: RecoveryState, reporter: Any) -> bool:
+    """Take the log's new lines; whether one says recovery ended or failed."""
+    news = False
+    for line in reader.new_lines():
+        read_log_line(state, line)
+        if line.strip():
+            reporter.output(line, "log")
+        news = news or bool(_NEW_TIMELINE.search(line)) or any(
+            said in line for said in (_PROMOTED, _NOT_REACHED, "FATAL:", "PANIC:"))
+    return news
+
+
+async def _until_the_log_says_more(reader: LogReader, state: RecoveryState,
+                                   reporter: Any) -> None:
+    """POLL_S, or less once the log says recovery ended (a new timeline) or failed: the
+    promotion is then seen at once, not up to a poll later."""
+    deadline = time.monotonic() + POLL_S
+    while time.monotonic() < deadline:
+        await asyncio.sleep(LOG_CHECK_S)
+        if _read_log(reader, state, reporter):
+            return
 
 
 def _failure_text(state: RecoveryState) -> str:

@@ -160,7 +160,8 @@ def run_pusher(wal_dir: Path, spool: Path, push: Callable[[Path], str],
 def _push_one(path: Path, spool: Path, push: Callable[[Path], str]) -> None:
     name = path.name
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:  # the mark's bytes only: push reads the file
+            head = handle.read(MARKED_BYTES)
         push(path)
     except Exception as exc:  # any failure, a bug too, fails the file: never marked
         why = exc if isinstance(exc, (DrdeckError, OSError)) else \
@@ -169,4 +170,4 @@ def _push_one(path: Path, spool: Path, push: Callable[[Path], str]) -> None:
         return
     # the sha256 of what was read before the push: the push read the same file, which
     # PostgreSQL does not change while it is .ready
-    write_atomically(spool / PUSHED / name, content_mark(data).encode())
+    write_atomically(spool / PUSHED / name, content_mark(head).encode())
