@@ -30,6 +30,7 @@ BENCHMARKS = {
     "tui": "bench.tui",
     "snapshot-restore": "bench.snapshot_restore",
     "snapshot-memory": "bench.snapshot_memory",
+    "snapshot-compression": "bench.snapshot_compression",
     "wal-fetch": "bench.wal_fetch",
     "barman-wal": "bench.barman_wal",
     "archive": "bench.archive",

@@ -200,7 +200,7 @@ def test_existing_roles_are_never_changed(deck: Deck, new_server) -> None:
 def test_the_manifest_records_the_globals_and_the_inventory_shows_them(deck: Deck) -> None:
     [manifest_path] = (deck.repo / "prod" / "snapshots" / "shop").glob("*.json")
     manifest = json.loads(manifest_path.read_text())
-    assert manifest["format"] == 2
+    assert manifest["format"] == 3
     assert manifest["roles"] == ["Audit Team", "app", "reporting"]
     record = manifest["globals"]
     assert record["role_passwords"] is True and record["missing"] == []
@@ -245,7 +245,7 @@ def test_a_snapshot_from_before_globals_still_restores_and_its_dump_is_checked(
     [manifest_path] = (deck.repo / "prod" / "snapshots" / "shop").glob("*.json")
     manifest = json.loads(manifest_path.read_text())
     (deck.repo / manifest.pop("globals")["object"]).unlink()
-    del manifest["roles"], manifest["tablespaces"]
+    del manifest["roles"], manifest["tablespaces"], manifest["compression"]
     manifest["format"] = 1
     manifest_path.write_text(json.dumps(manifest))
 

@@ -4,12 +4,19 @@ a PostgreSQL cluster, a GnuPG home, and an S3-protocol server or a local directo
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from tui.catalog.manifest import Manifest, ManifestInvalid
+from tui.postgres.binaries import pg_bin
+
 from backup_support import (
+    TEXTS,
     Deck,
     content_of,
     local_repository,
@@ -116,3 +123,130 @@ def test_replace_drops_and_recreates_after_a_typed_confirmation(deck: Deck) -> N
     assert proc.returncode == 0, proc.stdout
     assert deck.cluster.scalar("select to_regclass('leftover') is null", dbname="scratch")
     assert deck.cluster.scalar("select count(*) from texts", dbname="scratch") == 7
+
+
+# --- compression: pg_dump's, as the repository says; gpg never compresses again -----------
+
+
+def the_manifest(repo: Path) -> tuple[Path, dict]:
+    [path] = (repo / "prod" / "snapshots" / "app").glob("*.json")
+    return path, json.loads(path.read_text())
+
+
+def plain_dump(repo: Path, manifest: dict, gpg_home: Path, into: Path) -> bytes:
+    """The stored dump, decrypted with gpg itself."""
+    subprocess.run(["gpg", "--homedir", str(gpg_home), "--batch", "--quiet", "--decrypt",
+                    "--output", str(into), str(repo / manifest["object"])], check=True)
+    return into.read_bytes()
+
+
+def archive_compression(dump: Path) -> str:
+    """What the archive's own header says it is compressed with (`pg_restore --list`)."""
+    listed = subprocess.run([pg_bin("pg_restore"), "--list", str(dump)], capture_output=True,
+                            text=True, check=True).stdout
+    return re.search(r"^;\s+Compression: (\S+)$", listed, re.MULTILINE)[1]
+
+
+def outputs_of(events: list[dict], step: str) -> list[str]:
+    return [e["line"] for e in events if e["event"] == "output" and e["step"] == step]
+
+
+@pytest.fixture
+def local_deck(pg_cluster, gpg_home, tmp_path: Path) -> Callable[[str], Deck]:
+    """local_deck(repository settings): a Deck on a local repository, encrypted."""
+    seed_app(pg_cluster)
+
+    def make(settings: str = "") -> Deck:
+        deck = Deck(write_config(tmp_path / "drdeck.toml", cluster=pg_cluster,
+                                 repository=local_repository(tmp_path / "repo") + settings,
+                                 gpg_home=gpg_home.path, recipients=[gpg_home.fingerprint]),
+                    tmp_path / "state")
+        deck.repo, deck.cluster, deck.gpg_home = tmp_path / "repo", pg_cluster, gpg_home.path
+        return deck
+
+    return make
+
+
+@pytest.mark.parametrize("pg_major", [pytest.param(15, id="pg15")], indirect=True)
+def test_pg_dump_15_compresses_with_its_default_and_the_manifest_says_gzip(
+        pg_major, local_deck, tmp_path: Path) -> None:
+    deck = local_deck()  # the repository's compression: zstd, its default
+    proc, events = deck.run_json("run", "snapshot-backup")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+
+    _, manifest = the_manifest(deck.repo)
+    assert manifest["compression"] == "gzip" and manifest["format"] == 3
+    version = manifest["pg_dump_version"]
+    assert f"pg_dump {version} compresses with its default, gzip: zstd needs pg_dump 16 or " \
+        "later" in outputs_of(events, "snapshot")
+    plain_dump(deck.repo, manifest, deck.gpg_home, tmp_path / "app.dump")
+    assert archive_compression(tmp_path / "app.dump") == "-1"  # 15's word for its default
+
+
+def test_a_repository_with_compression_none_stores_an_uncompressed_dump(
+        local_deck, tmp_path: Path) -> None:
+    deck = local_deck('\ncompression = "none"')
+    proc, events = deck.run_json("run", "snapshot-backup")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+
+    _, manifest = the_manifest(deck.repo)
+    assert manifest["compression"] == "none"
+    assert 'pg_dump does not compress (the repository\'s compression = "none")' in \
+        outputs_of(events, "snapshot")
+    dump = plain_dump(deck.repo, manifest, deck.gpg_home, tmp_path / "app.dump")
+    assert archive_compression(tmp_path / "app.dump") in ("0", "none")  # 15 says 0
+    # the rows are in the dump as they are in the table, and gpg did not squeeze them
+    for _, body in TEXTS:
+        assert "\\" in body or body.encode() in dump  # COPY writes a backslash as two
+    assert manifest["plaintext_size"] == len(dump) > 5_000_000  # gzip: about 300 kB
+    assert manifest["stored_size"] > manifest["plaintext_size"]
+
+
+def test_a_snapshot_whose_manifest_predates_compression_still_restores(
+        local_deck, tmp_path: Path) -> None:
+    deck = local_deck()
+    before = content_of(deck.cluster, "app")
+    assert deck.run("run", "snapshot-backup", "--headless").returncode == 0
+    # the manifest as drdeck wrote it before it recorded the dump's compression
+    path, manifest = the_manifest(deck.repo)
+    assert manifest.pop("compression") == "gzip"
+    path.write_text(json.dumps({**manifest, "format": 2}, indent=2, sort_keys=True) + "\n")
+
+    snap = only_snapshot(deck)
+    assert snap["complete"] and snap["problem"] is None
+    proc, events = deck.run_json("run", "snapshot-restore", "-p", "target_db=app_restored",
+                                 "--yes")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+    checks = {e["name"]: e["ok"] for e in events if e["event"] == "check"}
+    assert checks["every table's row count matches the snapshot"] is True
+    assert content_of(deck.cluster, "app_restored") == before
+
+
+def test_a_manifest_reads_its_compression_and_one_before_it_reads_as_gzip() -> None:
+    where = "prod/snapshots/app/20261127T020000Z.json"
+    written = json.loads(A_MANIFEST.to_json())
+    assert written["format"] == 3 and written["compression"] == "zstd:3"
+    assert Manifest.from_json(json.dumps(written).encode(), where).compression == "zstd:3"
+
+    format_2 = {key: value for key, value in written.items() if key != "compression"}
+    format_2["format"] = 2
+    old = Manifest.from_json(json.dumps(format_2).encode(), where)
+    assert old.compression == "gzip"
+    assert json.loads(old.to_json()) == format_2, "written back as it was read"
+
+    for data, why in [({**format_2, "compression": "gzip"}, "compression came with format 3"),
+                      ({**written, "compression": "zstd:23"}, "compression must be gzip"),
+                      ({**written, "compression": "brotli"}, "compression must be gzip"),
+                      ({**written, "compression": 3}, "compression must be gzip")]:
+        with pytest.raises(ManifestInvalid, match=why):
+            Manifest.from_json(json.dumps(data).encode(), where)
+
+
+A_MANIFEST = Manifest(
+    cluster="prod", database="app", stamp="20261127T020000Z",
+    object="prod/snapshots/app/20261127T020000Z.dump.gpg",
+    started_at="2026-11-27T02:00:00+00:00", finished_at="2026-11-27T02:03:12+00:00",
+    server_version="17.10", pg_dump_version="17.10", encrypted=True,
+    recipients=("9C1F0A0B1C2D3E4F5A6B7C8D9E0F1A2B3C4D5E6F",), plaintext_size=1024,
+    stored_size=1100, sha256_stored="ab" * 32, sha256_plaintext="cd" * 32,
+    tables={"public.orders": 12}, compression="zstd:3")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +21,9 @@ import pytest
 
 from tui.errors import DrdeckError
 from tui.pitr.window import commit_times
+from tui.postgres.binaries import pg_bin
 from tui.postgres.cluster import free_port
+from tui.snapshots.dump_compression import ZSTD_SINCE
 
 from backup_support import (
     Deck,
@@ -79,6 +82,58 @@ def test_a_snapshot_backs_up_to_s3_and_restores(pg_major, pg_cluster, gpg_home, 
     assert snapshot["server_version"].split(".")[0] == str(pg_major)
     assert snapshot["tables"] == 6
     assert snapshot["rows"] == 100_000 + 1 + 10 + len(before["texts"]) + 250
+
+    proc, events = deck.run_json("run", "snapshot-restore", "-p", "target_db=app_restored",
+                                 "--yes")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+    checks = {e["name"]: e["ok"] for e in events if e["event"] == "check"}
+    assert checks["every table's row count matches the snapshot"] is True
+    assert content_of(pg_cluster, "app_restored") == before
+
+
+@pytest.mark.parametrize("pg_major", [pytest.param(17, id="pg17")], indirect=True)
+def test_a_snapshot_on_17_is_zstd_at_the_repositorys_level_and_restores_exactly(
+        pg_major, pg_cluster, gpg_home, tmp_path: Path) -> None:
+    seed_app(pg_cluster)
+    before = content_of(pg_cluster, "app")
+    repo = tmp_path / "repo"
+    config = write_config(tmp_path / "drdeck.toml", cluster=pg_cluster,
+                          repository=local_repository(repo) + "\ncompression_level = 7",
+                          gpg_home=gpg_home.path, recipients=[gpg_home.fingerprint])
+    deck = Deck(config, tmp_path / "state")
+
+    proc, events = deck.run_json("run", "snapshot-backup")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+    assert "pg_dump compresses with zstd:7" in [e["line"] for e in events
+                                                if e["event"] == "output"]
+    [path] = (repo / "prod" / "snapshots" / "app").glob("*.json")
+    manifest = json.loads(path.read_text())
+    assert manifest["compression"] == "zstd:7"
+    dump = tmp_path / "app.dump"
+    subprocess.run(["gpg", "--homedir", str(gpg_home.path), "--batch", "--quiet", "--decrypt",
+                    "--output", str(dump), str(repo / manifest["object"])], check=True)
+    listed = subprocess.run([pg_bin("pg_restore"), "--list", str(dump)], capture_output=True,
+                            text=True, check=True).stdout
+    assert ";     Compression: zstd\n" in listed  # the archive's own header
+
+    # a pg_restore that cannot read zstd is refused before anything is fetched, naming the fix
+    older = next(major for major in majors_to_test() if major < ZSTD_SINCE)
+    older_bin = pg_bin_dir_for(older)
+    with_older = Deck(config, tmp_path / "state", {"DRDECK_PG_BIN": str(older_bin)})
+    for runbook, params in (("snapshot-restore", ["-p", "target_db=app_restored", "--yes"]),
+                            ("verify-backup", ["-p", "full=true"])):
+        proc, events = with_older.run_json("run", runbook, *params)
+        assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr
+        [failed] = [e for e in events if e["event"] == "step_finished"]
+        assert f"(dumped by pg_dump {manifest['pg_dump_version']}, compressed with zstd:7) " \
+            f"needs pg_restore from PostgreSQL {pg_major} or newer, but the one in " \
+            f"$DRDECK_PG_BIN={older_bin} is PostgreSQL {older}. To use it, " in failed["error"]
+        assert not [e for e in events if e["event"] == "step_started"
+                    and e["step"] in ("fetch", "restore")]
+    assert len(list(path.with_suffix(".verified").glob("*.json"))) == 1, \
+        "the backup's own verification, and no failure recorded for the old pg_restore"
+    assert pg_cluster.scalar("select count(*) from pg_database where datname like "
+                             "'app_restored%'") == 0
 
     proc, events = deck.run_json("run", "snapshot-restore", "-p", "target_db=app_restored",
                                  "--yes")

@@ -9,19 +9,27 @@ properties: tui/snapshots/globals.py) as a second stored object, and the names
 of the roles and tablespaces the dump refers to, so a restore onto a new
 server can say what is missing before it downloads anything. Format 1
 manifests still read: they have no globals, and `roles` is None (unknown).
+
+Format 3 adds `compression`, what pg_dump compressed the dump with
+(tui/snapshots/dump_compression.py), since a zstd dump needs pg_restore 16 or
+later. Manifests of formats 1 and 2 read as "gzip", which every snapshot before
+it was.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from tui.errors import DrdeckError
 
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
+# what pg_dump compressed a dump with: its default, none, or zstd at a level it takes
+DUMP_COMPRESSION = re.compile(r"gzip|none|zstd:([1-9]|1[0-9]|2[0-2])")
 
 # A repository is written by others: a manifest is read only up to these sizes, so a huge
 # object at a manifest's key costs a refusal, not the memory of the machine. A snapshot's
@@ -109,6 +117,7 @@ class Manifest:
     globals: GlobalsRecord | None = None  # None: a format 1 snapshot, or none could be read
     roles: tuple[str, ...] | None = None  # roles the dump names; None: not recorded
     tablespaces: tuple[str, ...] = ()  # tablespaces the dump names
+    compression: str = "gzip"  # pg_dump's: "gzip" (its default), "zstd:<level>" or "none"
     format: int = FORMAT_VERSION
     kind: str = "snapshot"
 
@@ -119,6 +128,8 @@ class Manifest:
             data["globals"]["missing"] = list(self.globals.missing)
         data["roles"] = None if self.roles is None else list(self.roles)
         data["tablespaces"] = list(self.tablespaces)
+        if self.format < 3:  # as that format was written, so that it reads back the same
+            del data["compression"]
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -140,6 +151,8 @@ class Manifest:
                                         "recipients must be a list of key fingerprints")
             if data.get("format") == 1 and set(data) & {"globals", "roles", "tablespaces"}:
                 raise ValueError("globals, roles and tablespaces came with format 2")
+            if data.get("format") in (1, 2) and "compression" in data:
+                raise ValueError("compression came with format 3")
             if data.get("globals") is not None:
                 data["globals"] = GlobalsRecord.from_data(data["globals"])
             if data.get("roles") is not None:
@@ -181,6 +194,8 @@ def _check_types(m: Manifest) -> None:
             raise ValueError(f"{name} must be text")
     if not isinstance(m.encrypted, bool):
         raise ValueError("encrypted must be true or false")
+    if not isinstance(m.compression, str) or not DUMP_COMPRESSION.fullmatch(m.compression):
+        raise ValueError("compression must be gzip, none or zstd:LEVEL (1 to 22)")
     for name in ("plaintext_size", "stored_size", "large_objects"):
         value = getattr(m, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -27,7 +27,8 @@ class Repository:
     # endpoint must fail over to a retry, not hang an incident
     timeout: float = 30
     path: Path | None = None  # local: absolute, ~ expanded
-    # what WAL is compressed with before it is encrypted: "zstd" or "none"
+    # what WAL and base backups are compressed with before they are encrypted, and what
+    # pg_dump 16 and later compresses snapshots with: "zstd" or "none"
     compression: str = "zstd"
     compression_level: int = 3  # zstd's own default: most of the saving, little of the time
 

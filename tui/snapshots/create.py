@@ -6,7 +6,8 @@
 Memory stays bounded whatever the database's size: every hop is a pipe or a
 fixed-size buffer, and the store uploads parts as they fill. A failure
 anywhere stops every process, aborts the upload, and writes no manifest, so
-nothing half-written is ever listed as a snapshot.
+nothing half-written is ever listed as a snapshot. pg_dump compresses as the
+repository says (tui/snapshots/dump_compression.py); gpg does not compress again.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from tui.catalog.manifest import GlobalsRecord, Manifest
 from tui.catalog.signatures import UNSIGNED, Signing, write_signed
 from tui.crypto import resolve_recipients
 from tui.errors import DrdeckError
-from tui.postgres.binaries import pg_bin, require_program_for
+from tui.postgres.binaries import major_of_version, pg_bin, require_program_for
 from tui.postgres.dsn import for_child_process
 from tui.postgres.rowcounts import count_rows
+from tui.snapshots import dump_compression
 from tui.snapshots.globals import CapturedGlobals, GlobalsFailed, capture_globals
 from tui.snapshots.pipes import Reporter
 from tui.snapshots.stream import Stored, StreamFailed, store_bytes, store_output
@@ -46,6 +48,9 @@ class SnapshotPlan:
     recipients: tuple[str, ...]  # as configured (fingerprints, key ids or emails)
     gpg_home: str | None
     signing: Signing = UNSIGNED  # how the manifest is signed
+    # the repository's "zstd" or "none" ("gzip": pg_dump's default), and zstd's level
+    compression: str = "zstd"
+    compression_level: int = 3
 
 
 async def create_snapshot(plan: SnapshotPlan, store: Any, reporter: Reporter,
@@ -85,13 +90,16 @@ async def create_snapshot(plan: SnapshotPlan, store: Any, reporter: Reporter,
                         f"{store.location(key)}")
         counting = asyncio.ensure_future(count_rows(conn))
         dump_version = _pg_dump_version()
+        compression = dump_compression.choose(plan.compression, plan.compression_level,
+                                              major_of_version(dump_version))
+        reporter.output(_compression_note(plan.compression, compression, dump_version))
         header = (f"drdeck globals of database {plan.database!r}, cluster {plan.cluster!r}, "
                   f"snapshot {stamp}\nPostgreSQL {server_version}, pg_dump {dump_version}")
         reading = asyncio.ensure_future(capture_globals(plan.dsn, plan.database, exported, env,
                                                         header=header))
         try:
-            result = await _dump_and_store(plan, store, key, exported, fingerprints, reporter,
-                                           env)
+            result = await _dump_and_store(plan, store, key, exported, compression,
+                                           fingerprints, reporter, env)
             tables, large_objects = await counting
             captured = await reading
         except BaseException:
@@ -122,7 +130,7 @@ async def create_snapshot(plan: SnapshotPlan, store: Any, reporter: Reporter,
         sha256_stored=result.sha256_stored, sha256_plaintext=result.sha256_plaintext,
         tables=tables, large_objects=large_objects, globals=globals_record,
         roles=tuple(sorted(captured.named.roles)),
-        tablespaces=tuple(sorted(captured.named.tablespaces)),
+        tablespaces=tuple(sorted(captured.named.tablespaces)), compression=compression,
     )
     try:
         await asyncio.to_thread(write_signed, store, manifest_key(plan.cluster, plan.database,
@@ -139,13 +147,13 @@ async def create_snapshot(plan: SnapshotPlan, store: Any, reporter: Reporter,
 
 
 async def _dump_and_store(plan: SnapshotPlan, store: Any, key: str, exported: str,
-                          fingerprints: list[str], reporter: Reporter,
+                          compression: str, fingerprints: list[str], reporter: Reporter,
                           env: dict[str, str]) -> Stored:
     target = for_child_process(plan.dsn, env)
     try:
         return await store_output(
-            [pg_bin("pg_dump"), "--format=custom", f"--snapshot={exported}",
-             f"--dbname={target.dsn}"], target.env, store, key,
+            [pg_bin("pg_dump"), "--format=custom", *dump_compression.pg_dump_args(compression),
+             f"--snapshot={exported}", f"--dbname={target.dsn}"], target.env, store, key,
             fingerprints=fingerprints if plan.encrypt else (), gpg_home=plan.gpg_home,
             reporter=reporter, what="dumped")
     except StreamFailed as exc:
@@ -170,6 +178,15 @@ async def _store_globals(plan: SnapshotPlan, store: Any, stamp: str, captured: C
                          stored_size=stored.stored_size, sha256_stored=stored.sha256_stored,
                          sha256_plaintext=stored.sha256_plaintext,
                          role_passwords=captured.role_passwords, missing=captured.missing)
+
+
+def _compression_note(wanted: str, chosen: str, dump_version: str) -> str:
+    if wanted == "zstd" and chosen == dump_compression.GZIP:
+        return (f"pg_dump {dump_version} compresses with its default, gzip: zstd needs pg_dump "
+                f"{dump_compression.ZSTD_SINCE} or later")
+    if chosen == dump_compression.NONE:
+        return "pg_dump does not compress (the repository's compression = \"none\")"
+    return f"pg_dump compresses with {chosen}"
 
 
 def _pg_dump_version() -> str:

@@ -28,6 +28,7 @@ from tui.errors import DrdeckError
 from tui.postgres.restore import restore_dump, toc_items
 from tui.postgres.throwaway_role import scratch_database_as_throwaway_role
 from tui.snapshots.compare import compare_counts
+from tui.snapshots.dump_compression import require_pg_restore_for
 from tui.snapshots.fetch import fetch_snapshot
 from tui.snapshots.pipes import Reporter
 
@@ -70,6 +71,8 @@ def operator_name() -> str:
 
 async def verify_snapshot(manifest: Manifest, store: Any, plan: VerifyPlan, reporter: Reporter,
                           env: dict[str, str]) -> Verification:
+    # outside the record: a pg_restore too old to read the dump says nothing of the snapshot
+    require_pg_restore_for(manifest, f"snapshot {manifest.stamp}")
     started = time.monotonic()
     at = datetime.now(UTC)
     # a fixed name in the run's private directory: nothing from the manifest makes the path

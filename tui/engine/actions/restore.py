@@ -55,18 +55,15 @@ class RestorePreflight(Action):
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
         from tui.catalog.inventory import now_utc
         from tui.durations import format_duration
-        from tui.postgres.binaries import major_of_version, require_program_for
         from tui.postgres.restore import refuse_unsafe_target
+        from tui.snapshots.dump_compression import require_pg_restore_for
 
         target = _target(ctx, args)
         snapshot = await target.snapshot(args.get("snapshot", "latest"))
         manifest = snapshot.manifest
         assert manifest is not None
-        dumped_by = major_of_version(manifest.pg_dump_version)
-        if dumped_by is not None:  # before anything is downloaded: pg_restore would refuse
-            require_program_for("pg_restore", dumped_by,
-                                f"snapshot {snapshot.stamp} (dumped by pg_dump "
-                                f"{manifest.pg_dump_version})")
+        # before anything is downloaded: pg_restore would refuse it after, naming no fix
+        require_pg_restore_for(manifest, f"snapshot {snapshot.stamp}")
         age = format_duration(snapshot.age_s(now_utc()))
         ctx.output(f"snapshot {snapshot.stamp} of {manifest.database}: {age} old, "
                    f"{format_bytes(manifest.stored_size)} stored, "

@@ -52,9 +52,11 @@ class SnapshotCreate(Action):
                 f"cluster {target.cluster.name!r} has no gpg_recipients to encrypt for: add "
                 "them to drdeck.toml, or set encrypt = false (-p encrypt=false) to store an "
                 "unencrypted snapshot")
+        repository = target.config.repository_for(target.cluster)
         plan = SnapshotPlan(target.cluster.name, target.database, target.database_dsn(),
                             encrypt, target.cluster.gpg_recipients, target.gpg_home,
-                            target.signing)
+                            target.signing, repository.compression,
+                            repository.compression_level)
         manifest = await create_snapshot(plan, target.store, ctx, ctx.libpq_env())
         return ActionResult(output=manifest.stamp)
 
