@@ -72,6 +72,10 @@ def test_an_incremental_chain_restores_to_a_point_after_its_last_backup(
             # only the changed blocks: a fraction of the full backup
             assert second_inc["stored_size"] * 2 < full["stored_size"], (full, second_inc)
             assert f"incremental on base backup {first_inc['id']}" in said[2]
+            # each backup records the relations as they were, to name its WAL's events by
+            assert all("catalog map of " in out and " relations recorded: " in out
+                       for out in said), said
+            assert len(list((setup.repo / "prod" / "catalog").iterdir())) == 3
 
             data_dir = setup.base / f"restored=a-{free_port()}"  # "=" reaches -T escaped
             proc, events = setup.deck.run_json(

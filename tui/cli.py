@@ -160,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a directory the postgres account can write (e.g. beside pg_wal)")
     line.add_argument("--prefetch", type=int, default=16, metavar="N",
                       help="segments to keep ready ahead, with --spool (default 16)")
+    catalog_map = wal_sub.add_parser(
+        "catalog-map", parents=[per_command],
+        help="record which relation each relfilenode is now, to name WAL events by",
+        description="Read every database's relations (oid, relfilenode, schema, name, "
+        "kind) from the live server into the repository. drdeck takes one with every "
+        "base backup; run this from cron too (hourly, say) when another engine takes the "
+        "backups: WAL written after a map is named by it.")
+    catalog_map.add_argument("--cluster", metavar="NAME",
+                             help="default: the only configured cluster")
     prefetch = wal_sub.add_parser("prefetch", parents=[per_command],
                                   help=argparse.SUPPRESS)
     prefetch.add_argument("--cluster", metavar="NAME")
@@ -306,7 +315,8 @@ def _main(argv: list[str] | None = None) -> int:
                     "archive-command": wal.archive_command_line,
                     "fetch": wal.fetch_command,
                     "prefetch": wal.prefetch_command,
-                    "restore-command": wal.restore_command_line}[args.wal_command](args)
+                    "restore-command": wal.restore_command_line,
+                    "catalog-map": wal.catalog_map_command}[args.wal_command](args)
         if args.command == "inventory":
             from tui.commands.inventory import inventory_command
 

@@ -177,3 +177,18 @@ def archive_command_line(args: Namespace) -> int:
         line = " ".join(restore_line.quoted(word) for word in argv) + ' "%p"'
     print(f"archive_command = {config_value('archive_command', line)}")
     return 0
+
+
+def catalog_map_command(args: Namespace) -> int:
+    """Take the live server's catalog map (tui.catalog.relation_map) into the repository:
+    what names the relations of WAL written from now on."""
+    import asyncio
+
+    from tui.catalog.relation_map import store_map, take_map
+
+    cluster, store, _, repository = _target(args)
+    catalog = asyncio.run(take_map(cluster.resolve_dsn()))
+    key = store_map(store, cluster.name, catalog, repository.compression_level)
+    print(f"catalog map of {len(catalog.relations)} relations in {len(catalog.databases)} "
+          f"databases, taken {catalog.taken_at:%Y-%m-%d %H:%M:%S} UTC: {store.location(key)}")
+    return 0

@@ -112,6 +112,8 @@ class BaseBackupCreate(Action):
         # backup, and a failing archive_command is filling the server's disk right now
         ctx.check("WAL archiving works", True, await check_archiving(plan.dsn, ctx))
         manifest = await create_base_backup(plan, store, ctx)
+        await _record_catalog_map(ctx, plan.dsn, store, cluster.name,
+                                  repository.compression_level)
         # the window starts at this backup only once the archive continues from it
         wanted = manifest.last_segment
         deadline = asyncio.get_running_loop().time() + float(args.get("wait_for_wal", 120))
@@ -128,6 +130,24 @@ class BaseBackupCreate(Action):
             await asyncio.sleep(1)
         ctx.check("the WAL that makes the backup consistent is archived", True, wanted.name)
         return ActionResult(output=manifest.stamp)
+
+
+async def _record_catalog_map(ctx: StepContext, dsn: str, store: Any, cluster: str,
+                              level: int) -> None:
+    """The relations as they are now, beside the backup: what names the WAL after it in
+    `drdeck wal events`. Not having one costs names, never the backup: a warning."""
+    from tui.catalog.relation_map import MapFailed, store_map, take_map
+    from tui.storage import StorageError
+
+    try:
+        catalog = await take_map(dsn)
+        key = await asyncio.to_thread(store_map, store, cluster, catalog, level)
+    except (MapFailed, StorageError) as exc:
+        ctx.output(f"WARNING: no catalog map was recorded ({exc}): WAL events after this "
+                   "backup are named by an older map, or not at all")
+        return
+    ctx.output(f"catalog map of {len(catalog.relations)} relations recorded: "
+               f"{store.location(key)}")
 
 
 async def _why_not_archived(dsn: str) -> str:
