@@ -34,6 +34,7 @@ BENCHMARKS = {
     "wal-fetch": "bench.wal_fetch",
     "barman-wal": "bench.barman_wal",
     "archive": "bench.archive",
+    "wal-events": "bench.wal_events",
     "inventory": "bench.inventory",
     "journal": "bench.journal",
     "history": "bench.history",

@@ -169,6 +169,25 @@ def build_parser() -> argparse.ArgumentParser:
         "backups: WAL written after a map is named by it.")
     catalog_map.add_argument("--cluster", metavar="NAME",
                              help="default: the only configured cluster")
+    events = wal_sub.add_parser(
+        "events", parents=[per_command],
+        help="find destructive transactions in the archived WAL (DROP, TRUNCATE, big DELETE)",
+        description="Read the cluster's archived WAL (drdeck's archive, pgBackRest or "
+        "Barman) with pg_waldump and list DROP TABLE, TRUNCATE, DROP DATABASE, table "
+        "rewrites and DELETEs or UPDATEs of many rows, newest first, named by the catalog "
+        "maps: what to restore to just before (pitr-restore -p target=XID -p "
+        "target_kind=xid -p inclusive=false).")
+    events.add_argument("--cluster", metavar="NAME", help="default: the only configured cluster")
+    events.add_argument("--source", metavar="KIND",
+                        help="pitr (drdeck's archive), pgbackrest, barman_cloud or barman: "
+                             "when the cluster has several")
+    events.add_argument("--since", metavar="TIME", help="only events committed at or after")
+    events.add_argument("--until", metavar="TIME", help="only events committed at or before")
+    events.add_argument("--database", metavar="NAME", help="only events in this database")
+    events.add_argument("--min-rows", type=int, default=1000, metavar="N",
+                        help="a DELETE or UPDATE is listed from N rows in one transaction "
+                             "(default 1000)")
+    events.add_argument("--json", action="store_true", help="a JSON array, newest first")
     prefetch = wal_sub.add_parser("prefetch", parents=[per_command],
                                   help=argparse.SUPPRESS)
     prefetch.add_argument("--cluster", metavar="NAME")
@@ -316,7 +335,8 @@ def _main(argv: list[str] | None = None) -> int:
                     "fetch": wal.fetch_command,
                     "prefetch": wal.prefetch_command,
                     "restore-command": wal.restore_command_line,
-                    "catalog-map": wal.catalog_map_command}[args.wal_command](args)
+                    "catalog-map": wal.catalog_map_command,
+                    "events": _wal_events}[args.wal_command](args)
         if args.command == "inventory":
             from tui.commands.inventory import inventory_command
 
@@ -378,3 +398,9 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except OSError:
         pass
+
+
+def _wal_events(args: argparse.Namespace) -> int:
+    from tui.commands.wal_events import events_command
+
+    return events_command(args)
