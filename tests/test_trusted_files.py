@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import subprocess
 import sys
 import tempfile
@@ -74,7 +75,9 @@ def test_a_runbook_another_account_planted_in_the_current_directory_is_refused(
     refused(proc, path, "it is owned by nobody")
     assert not marker.exists(), "the planted step ran"
     listed = drdeck("runbooks", state_dir=project / "state", cwd=project)
-    assert f"health-check      INVALID  {path}" in listed.stdout
+    # the name column is as wide as the longest runbook's name
+    assert re.search(rf"^health-check +INVALID  {re.escape(str(path))}", listed.stdout,
+                     re.MULTILINE), listed.stdout
     checked = drdeck("validate", str(path), state_dir=project / "state", cwd=project)
     refused(checked, path, "it is owned by nobody")
 
