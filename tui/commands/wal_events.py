@@ -31,7 +31,7 @@ def events_command(args: Namespace) -> int:
     picture = source.recovery_picture()
     timelines = segments_by_timeline(picture)
     if not any(names for _, names in timelines):
-        raise InvalidInput(f"the {source.describe()} holds no WAL of cluster {cluster.name}")
+        raise InvalidInput(f"{_where(source)} holds no WAL of cluster {cluster.name}")
     started = time.monotonic()
     last = [0.0]
 
@@ -64,13 +64,14 @@ def events_command(args: Namespace) -> int:
         return 0
     took = time.monotonic() - started
     print(f"{result.segments} WAL segments ({result.bytes / (1 << 20):,.0f} MiB) of "
-          f"{source.describe()} read in {took:.1f} s: {len(named)} destructive "
+          f"{_where(source)} read in {took:.1f} s: {len(named)} destructive "
           f"transaction{'s' if len(named) != 1 else ''}")
     for item in named:
         print(_line(item))
     if named:
-        print("\nTo restore to just before one: drdeck run pitr-restore -p target=XID "
-              "-p target_kind=xid -p inclusive=false ...")
+        print(f"\nTo restore to just before the newest: drdeck run pitr-restore "
+              f"-p target={named[0].event.xid} -p target_kind=xid -p inclusive=false "
+              "-p data_dir=NEW_DIR -p port=PORT")
     return 0
 
 
@@ -83,6 +84,12 @@ def _line(item: Any) -> str:
     unnamed = f"; {'; '.join(item.unnamed)}" if item.unnamed else ""
     return (f"{when}  xid {e.xid:<10} {KINDS_SHOWN.get(e.kind, e.kind):<13} "
             f"{item.database}{': ' + what if what else ''}{rows}{unnamed}")
+
+
+def _where(source: Any) -> str:
+    """'drdeck's archive of cluster prod in /srv/backups/prod', 'stanza main', ..."""
+    said = source.describe()
+    return f"drdeck's archive {said}" if said.startswith("of ") else said
 
 
 def _source(config: Any, cluster: Any, kind: str | None) -> Any:

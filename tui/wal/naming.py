@@ -58,8 +58,9 @@ class Namer:
         if database is None and self.live and not event.relations:
             found = self.live(event.database, None)
             database = found[0] if found else None
-        tables_first = [name for table, name in named if table] + \
-            [name for table, name in named if not table]
+        # tables, then their indexes and the like, then toast: what an operator knows first
+        tables_first = [name for _, name in sorted(
+            named, key=lambda n: (not n[0], n[1].startswith("pg_toast.")))]
         return NamedEvent(event, database or f"database {event.database}",
                           tuple(tables_first), tuple(unnamed))
 
