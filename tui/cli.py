@@ -172,15 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     events = wal_sub.add_parser(
         "events", parents=[per_command],
         help="find destructive transactions in the archived WAL (DROP, TRUNCATE, big DELETE)",
-        description="Read the cluster's archived WAL (drdeck's archive, pgBackRest or "
-        "Barman) with pg_waldump and list DROP TABLE, TRUNCATE, DROP DATABASE, table "
+        description="Read the cluster's archived WAL (drdeck's archive, or that of an engine "
+        "it is backed up by) with pg_waldump and list DROP TABLE, TRUNCATE, DROP DATABASE, table "
         "rewrites and DELETEs or UPDATEs of many rows, newest first, named by the catalog "
         "maps: what to restore to just before (pitr-restore -p target=XID -p "
         "target_kind=xid -p inclusive=false).")
     events.add_argument("--cluster", metavar="NAME", help="default: the only configured cluster")
     events.add_argument("--source", metavar="KIND",
-                        help="pitr (drdeck's archive), pgbackrest, barman_cloud or barman: "
-                             "when the cluster has several")
+                        help="pitr (drdeck's archive) or the key of an engine's table in "
+                             "the cluster: when the cluster has several")
     events.add_argument("--since", metavar="TIME", help="only events committed at or after")
     events.add_argument("--until", metavar="TIME", help="only events committed at or before")
     events.add_argument("--database", metavar="NAME", help="only events in this database")

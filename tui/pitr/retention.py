@@ -1,7 +1,8 @@
 """Which base backups to keep, which to delete, and from where the WAL archive is needed.
 
 A pure planner over `read_base_backups`'s list (newest first): no I/O, no clock. The
-rules are pgBackRest's `retention-full` and Barman's recovery window, joined:
+rules are the two a backup tool usually offers, a count of full backups and a recovery
+window, joined:
 
 - ``full N``: the newest N full backups are kept, and every incremental built on one of
   them ("full backup 1 of 2", "incremental on 20261201T000000Z").
