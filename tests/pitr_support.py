@@ -93,6 +93,32 @@ def wait_archived(cluster: Any, timeout: float = 30) -> str:
         time.sleep(0.1)
 
 
+def in_one_transaction(cluster: Any, statement: str, dbname: str = "app"
+                       ) -> tuple[int, datetime]:
+    """Run `statement` in a transaction of its own; its xid and commit time (the cluster
+    tracks commit timestamps)."""
+    import psycopg
+
+    with psycopg.connect(cluster.dsn(dbname)) as conn:
+        xid = int(conn.execute("select pg_current_xact_id()::text").fetchone()[0])
+        conn.execute(statement)
+        conn.commit()
+        when = conn.execute("select pg_xact_commit_timestamp(%s::text::xid)",
+                            (str(xid),)).fetchone()[0]
+    return xid, when
+
+
+def events_config(path: Path, cluster: Any, engine: str) -> Path:
+    """A configuration whose cluster `prod` is backed up by an engine (`engine` is its
+    TOML line) and has a drdeck repository beside `path` for the catalog maps alone."""
+    repo = path.parent / "maps"
+    repo.mkdir(exist_ok=True)
+    path.write_text(f'[repositories.maps]\ntype = "local"\npath = "{repo}"\n\n'
+                    f'[clusters.prod]\ndsn = "{cluster.dsn("app")}"\nrepository = "maps"\n'
+                    f"{engine}\n")
+    return path
+
+
 def stop_restored(data_dir: Path) -> None:
     """The restored server keeps running after the run: tests stop it."""
     if (data_dir / "postmaster.pid").exists():

@@ -5,6 +5,7 @@ target past a missing WAL object, and a truncated tarball."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from tui.postgres.cluster import LocalCluster, free_port, server_account
 from backup_support import Deck
 from barman_support import BarmanCloud, missing_reason
 from harness.s3 import S3Endpoint
-from pitr_support import stop_restored, wait_archived
+from pitr_support import events_config, in_one_transaction, stop_restored, wait_archived
 
 pytestmark = [
     pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason())),
@@ -75,6 +76,7 @@ def world(s3_server: S3Endpoint) -> Iterator[dict]:
             config = base / "drdeck.toml"
             config.write_text(_config(barman))
             yield {"barman": barman, "backup_id": backup_id, "commits": commits, "base": base,
+                   "cluster": cluster,
                    "tablespace": spot,
                    "deck": Deck(config, base / "state", barman.endpoint.env())}
     finally:
@@ -205,3 +207,29 @@ def test_a_truncated_tarball_is_refused_and_leaves_no_data_directory_behind(
         assert "Traceback" not in proc.stdout + proc.stderr
     finally:
         stop_restored(data_dir)
+
+
+def test_wal_events_read_the_store_and_name_the_dropped_table(world: dict, tmp_path) -> None:
+    """The scan through the Source protocol over a Barman Cloud store; named by a catalog
+    map taken from the live server. Last in the module: it writes WAL after what the tests
+    above read."""
+    barman, cluster = world["barman"], world["cluster"]
+    engine = (f'barman_cloud = {{ destination = "{barman.destination}", server_name = '
+              f'"{barman.server_name}", endpoint_url = "{barman.endpoint.url}" }}')
+    deck = Deck(events_config(tmp_path / "drdeck.toml", cluster, engine), tmp_path / "state",
+                barman.endpoint.env())
+    cluster.execute("create table doomed (id int primary key); "
+                    "insert into doomed select generate_series(1, 50)", dbname="app")
+    proc = deck.run("wal", "catalog-map")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    xid, at = in_one_transaction(cluster, "drop table doomed")
+    wait_archived(cluster)
+    proc = deck.run("wal", "events", "--source", "barman_cloud", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    drops = [e for e in json.loads(proc.stdout) if e["kind"] == "drop_table"]
+    assert [(e["xid"], e["commit_time"], e["relations"][:1]) for e in drops] == [
+        (xid, at.isoformat(), ["public.doomed"])], drops
+    text = deck.run("wal", "events", "--source", "barman_cloud")
+    assert text.returncode == 0, text.stderr
+    assert "drdeck run pitr-barman -p cluster=prod" in text.stdout
+

@@ -17,7 +17,13 @@ from tui.postgres.cluster import free_port
 
 from backup_support import Deck
 from pgbackrest_support import PGBACKREST, new_stanza, remove
-from pitr_support import give_to_server, stop_restored, wait_archived
+from pitr_support import (
+    events_config,
+    give_to_server,
+    in_one_transaction,
+    stop_restored,
+    wait_archived,
+)
 
 pytestmark = [
     pytest.mark.skipif(PGBACKREST is None, reason="pgbackrest is not installed "
@@ -359,3 +365,33 @@ def test_the_stanza_gives_its_wal_by_name_as_pgbackrest_stored_it(world) -> None
     beyond = Segment.parse(last, 1 << 20).next().name
     assert fetch(beyond) is None
     assert fetch("00000002.history") is None
+
+
+def test_wal_events_read_the_stanza_and_name_the_dropped_table(world, tmp_path) -> None:
+    """The scan through the Source protocol over pgBackRest's archive; named by a catalog
+    map taken from the live server. Last in the module: it writes WAL after what the tests
+    above read."""
+    cluster, stanza = world["cluster"], world["stanza"]
+    deck = Deck(events_config(tmp_path / "drdeck.toml", cluster, f'pgbackrest = {{ stanza = '
+                              f'"{stanza.name}", config = "{stanza.config}" }}'),
+                tmp_path / "state")
+    cluster.execute("create table doomed (id int primary key); "
+                    "insert into doomed select generate_series(1, 50)", dbname="app")
+    proc = deck.run("wal", "catalog-map")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    xid, at = in_one_transaction(cluster, "drop table doomed")
+    wait_archived(cluster)
+    proc = deck.run("wal", "events", "--source", "pgbackrest", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    drops = [e for e in json.loads(proc.stdout) if e["kind"] == "drop_table"]
+    assert [(e["xid"], e["commit_time"], e["relations"][:1]) for e in drops] == [
+        (xid, at.isoformat(), ["public.doomed"])], drops
+    # the events' UPDATEs of 2,000 accounts each are big ones: listed, with their rows
+    updates = [e for e in json.loads(proc.stdout) if e["kind"] == "update"]
+    assert len(updates) >= ROWS and {e["rows"] for e in updates} == {2000}
+    text = deck.run("wal", "events", "--source", "pgbackrest", "--min-rows", "5000")
+    assert text.returncode == 0, text.stderr
+    assert f"xid {xid}" in text.stdout and "UPDATE" not in text.stdout
+    assert (f"drdeck run pitr-pgbackrest -p stanza={stanza.name} -p "
+            f"pgbackrest_config={stanza.config} -p target={xid}") in text.stdout
+

@@ -9,7 +9,7 @@ from typing import Any
 SCENARIOS = ("snapshot", "pitr", "backup", "verify", "other")
 PARAM_TYPES = (
     "string", "int", "bool", "duration", "timestamp", "choice", "secret", "dsn", "snapshot",
-    "port", "new_directory", "recovery_target",
+    "port", "new_directory", "recovery_target", "expect_back",
 )
 ON_FAILURE = ("abort", "continue", "ask")
 MILESTONE_SERVICE_RESTORED = "service-restored"

@@ -58,6 +58,14 @@ def coerce(param: Param, raw: Any) -> Any:
         return _new_directory(raw, param.required)
     if kind == "recovery_target":
         return _recovery_target(raw, param.required)
+    if kind == "expect_back":
+        from tui.errors import InvalidInput
+        from tui.pitr.expect_back import Expectation
+
+        try:
+            return Expectation.parse(raw).text()  # as written back: one spelling
+        except InvalidInput as exc:
+            raise ValueError(str(exc).removeprefix("expect_back: ")) from None
     if kind == "choice":
         if raw not in param.choices:
             raise ValueError(f"{raw!r} is not one of: {', '.join(param.choices)}")

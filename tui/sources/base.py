@@ -56,6 +56,11 @@ class Source(ABC):
     example: ClassVar[str] = ""  # the table as a person would write it, for messages
     restore_runbook: ClassVar[str] = ""  # the shipped runbook that restores from it, if any
 
+    def restore_given(self, cluster: str) -> dict[str, str]:
+        """The parameters of `restore_runbook` that say where to restore from, filled in
+        for this source of `cluster`."""
+        return {"cluster": cluster}
+
     @classmethod
     def configured(cls, config: Any, cluster: Any) -> Source | None:
         """This engine's source for a configured cluster (tui.config.Config and its

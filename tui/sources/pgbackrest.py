@@ -372,12 +372,17 @@ def read_stanza(pgbackrest: Pgbackrest, read_commit_times: bool = True) -> Stanz
         return StanzaPicture(info, recovery, None)
     reader = _ArchiveReader(pgbackrest, info)
     windows, gaps, problems, end_is = [], {}, list(info.problems), {}
+    archived = _new_archive()  # every repository's segments: what a WAL scan reads
     for (repo, archive_id), backups in reader.groups().items():
         listing = reader.listing(repo, archive_id)
         if listing is None:
             problems.append(f"repo{repo}: no archive {archive_id} for backups "
                             f"{', '.join(b.label for b in backups)}")
             continue
+        for timeline, numbers in listing.archive.segments.items():
+            archived.segments[timeline] |= numbers
+        archived.names.update(listing.archive.names)
+        archived.histories.update(listing.archive.histories)
         found, trouble = _windows(reader, repo, archive_id, listing, backups,
                                   read_commit_times)
         problems += trouble
@@ -387,7 +392,7 @@ def read_stanza(pgbackrest: Pgbackrest, read_commit_times: bool = True) -> Stanz
             if gap is not None:
                 gaps[(repo, gap.timeline, gap.missing_from)] = gap
     windows.sort(key=lambda w: w.start)
-    recovery = RecoveryPicture([(b, b.label, "") for b in info.backups], _new_archive(),
+    recovery = RecoveryPicture([(b, b.label, "") for b in info.backups], archived,
                                windows, list(gaps.values()), problems)
     return StanzaPicture(info, recovery, reader.segment_size, end_is)
 
@@ -663,6 +668,9 @@ class PgbackrestSource(Source):
 
     def describe(self) -> str:
         return f"stanza {self.stanza}"
+
+    def restore_given(self, cluster: str) -> dict[str, str]:
+        return {"stanza": self.stanza, "pgbackrest_config": self.config or ""}
 
     def read(self, read_commit_times: bool = True) -> dict[str, Any]:
         return inventory(self.stanza, self.config, self.os_user, read_commit_times)

@@ -20,13 +20,27 @@ class NamedEvent:
     database: str  # its name, or "database <oid>" when nothing names it
     relations: tuple[str, ...]  # schema.name, tables first
     unnamed: tuple[str, ...]  # why each relation it touched has no name
+    tables: tuple[tuple[str, str], ...] = ()  # (schema, name) of the tables among them
+
+    def expect_back(self) -> str:
+        """What a restore to just before this event must bring back, in the words of
+        pitr-restore's `expect_back` (tui.pitr.expect_back)."""
+        from tui.pitr.expect_back import Expectation
+
+        e = self.event
+        named = not self.database.startswith("database ")
+        return Expectation(
+            database=self.database if named else None,
+            tables=tuple((self.database, *t) for t in self.tables) if named else (),
+            rows=e.rows if e.kind == "delete" else None).text()
 
     def to_json(self) -> dict[str, Any]:
         e = self.event
         return {"kind": e.kind, "xid": e.xid, "commit_lsn": e.commit_lsn,
                 "commit_time": e.commit_time, "database": self.database,
                 "database_oid": e.database, "relations": list(self.relations),
-                "unnamed": list(self.unnamed), "rows": e.rows, "timeline": e.timeline}
+                "unnamed": list(self.unnamed), "rows": e.rows, "timeline": e.timeline,
+                "expect_back": self.expect_back()}
 
 
 class Namer:
@@ -43,16 +57,22 @@ class Namer:
         catalog = self._map_before(moment)
         database = catalog.databases.get(event.database) if catalog else None
         named: list[tuple[bool, str]] = []
+        tables: list[tuple[str, str]] = []
         unnamed = []
         for relfile in event.relations:
             relation = catalog.relation(*relfile) if catalog else None
             if relation is not None:
                 named.append((relation.kind in TABLE_KINDS, relation.qualified))
+                if relation.kind in TABLE_KINDS:
+                    tables.append((relation.schema, relation.name))
                 continue
             found = self.live(event.database, relfile) if self.live else None
             if found is not None and found[1] is not None:
                 database = database or found[0]
-                named.append((True, found[1]))
+                schema, relname, relkind = found[1]
+                named.append((relkind in TABLE_KINDS, f"{schema}.{relname}"))
+                if relkind in TABLE_KINDS:
+                    tables.append((schema, relname))
                 continue
             unnamed.append(_why_unnamed(relfile, catalog))
         if database is None and self.live and not event.relations:
@@ -62,7 +82,7 @@ class Namer:
         tables_first = [name for _, name in sorted(
             named, key=lambda n: (not n[0], n[1].startswith("pg_toast.")))]
         return NamedEvent(event, database or f"database {event.database}",
-                          tuple(tables_first), tuple(unnamed))
+                          tuple(tables_first), tuple(unnamed), tuple(sorted(set(tables))))
 
     def _map_before(self, moment: datetime | None) -> CatalogMap | None:
         if moment is None:
@@ -88,7 +108,8 @@ def _why_unnamed(relfile: RelFile, catalog: CatalogMap | None) -> str:
 
 
 def live_names(dsn: str) -> Any:
-    """`Namer`'s `live`: the server's current names, by database oid and relfilenode,
+    """`Namer`'s `live`: the server's current names (database, (schema, name, relkind) or None)
+    by database oid and relfilenode,
     each database asked once per relation; None when the server cannot be reached."""
     import psycopg
 
@@ -96,9 +117,10 @@ def live_names(dsn: str) -> Any:
     from tui.postgres.query import CONNECT_TIMEOUT_S
 
     databases: dict[int, str] | None = None
-    cache: dict[tuple[int, RelFile | None], tuple[str, str | None] | None] = {}
+    cache: dict[tuple[int, RelFile | None], tuple[str, tuple[str, str, str] | None] | None] = {}
 
-    def ask(database: int, relfile: RelFile | None) -> tuple[str, str | None] | None:
+    def ask(database: int, relfile: RelFile | None
+            ) -> tuple[str, tuple[str, str, str] | None] | None:
         nonlocal databases
         if (database, relfile) in cache:
             return cache[(database, relfile)]
@@ -116,14 +138,14 @@ def live_names(dsn: str) -> Any:
                                          connect_timeout=CONNECT_TIMEOUT_S) as conn:
                         # tablespace 0 is the database's default, as pg_class says it
                         row = conn.execute(
-                            "select n.nspname || '.' || c.relname from pg_class c join "
+                            "select n.nspname, c.relname, c.relkind::text from pg_class c join "
                             "pg_namespace n on n.oid = c.relnamespace where c.oid = "
                             "pg_filenode_relation(case when %s = (select dattablespace "
                             "from pg_database where datname = current_database()) then 0 "
                             "else %s end, %s)",
                             (relfile.tablespace, relfile.tablespace, relfile.relfilenode),
                         ).fetchone()
-                    answer = (name, row[0] if row else None)
+                    answer = (name, (row[0], row[1], row[2]) if row else None)
         except psycopg.Error:
             databases = databases or {}
             answer = None

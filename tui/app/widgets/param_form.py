@@ -32,6 +32,7 @@ PLACEHOLDERS = {
     "new_directory": "e.g. /var/lib/postgresql/restored (absent or empty)",
     "recovery_target": "e.g. 2026-11-27 14:29:59+00, 0/3000060, latest",
     "secret": "hidden as you type; never shown or recorded",
+    "expect_back": 'e.g. table "shop"."public"."orders"; rows >= 5000 (empty: no check)',
 }
 
 # what else a field's value must pass, beyond its type: given the typed value, the error

@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 from tui.engine.actions.base import Action
+from tui.engine.actions.expect_back import CheckBack
 from tui.engine.actions.manual import Manual
 from tui.engine.actions.milestone import MilestoneAction
 from tui.engine.actions.pitr import BaseBackupCreate, PitrPreflight, PitrRestore
@@ -30,7 +31,7 @@ BUILT_IN: tuple[type[Action], ...] = (
     Shell, Sql, Wait, Manual, MilestoneAction,
     SnapshotCreate, SnapshotFetch, SnapshotVerify, SnapshotCompare,
     RestorePreflight, RestoreRoles, PgRestore, PgPublish, RetentionPrune,
-    BaseRetentionPrune, BaseBackupCreate, PitrPreflight, PitrRestore,
+    BaseRetentionPrune, BaseBackupCreate, PitrPreflight, PitrRestore, CheckBack,
 )
 
 
