@@ -90,6 +90,9 @@ class DrdeckApp(App[None]):
         # a runbook's values from its last failed or aborted run, per runbook name (in
         # memory only: secrets among them are never written down)
         self._remembered: dict[str, dict[str, str]] = {}
+        # the last WAL scan per cluster (tui.wal.finder.Found): the events list, and the
+        # inventory's marks
+        self.wal_events: dict[str, Any] = {}
         self._stopping: asyncio.Task | None = None
         self.signalled = False  # ended by SIGTERM or SIGHUP: the exit code says interrupted
 

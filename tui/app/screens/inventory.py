@@ -100,8 +100,11 @@ def engines_window_line(inventory: ClusterInventory) -> Text:
     return text
 
 
-def window_line(picture: Any, now: datetime, width: int = 60) -> Text:
-    """Recoverable  2026-10-29 03:00 ━━━━━━━━━━━━━━━━ now − 12s   timeline 1, no gaps"""
+def window_line(picture: Any, now: datetime, width: int = 60,
+                marks: list[datetime] | None = None) -> Text:
+    """Recoverable  2026-10-29 03:00 ━━━━━━━╳━━━━━━━━ now − 12s   timeline 1, no gaps
+
+    `marks`: the moments of destructive events (tui.wal.finder), a red ╳ each."""
     text = Text("Recoverable  ", style="bold")
     if picture is None:
         text.append("no base backups or WAL in the repository (point-in-time recovery is "
@@ -120,8 +123,12 @@ def window_line(picture: Any, now: datetime, width: int = 60) -> Text:
         b = int((end - first).total_seconds() / span * (width - 1))
         for i in range(max(0, a), min(width, b + 1)):
             cells[i] = "━"
+    marked = {min(width - 1, max(0, int((moment - first).total_seconds() / span
+                                        * (width - 1)))) for moment in marks or ()}
     text.append(first.strftime("%Y-%m-%d %H:%M") + " ")
-    text.append("".join(cells), style="green")
+    for index, cell in enumerate(cells):
+        text.append("╳", style="bold red") if index in marked else text.append(
+            cell, style="green")
     latest = picture.latest
     behind = format_duration((now - latest).total_seconds()) if latest else "?"
     text.append(f" now − {behind}")
@@ -130,6 +137,13 @@ def window_line(picture: Any, now: datetime, width: int = 60) -> Text:
         if picture.gaps else "no gaps"
     text.append(f"   timeline {', '.join(map(str, timelines))}, ", style="dim")
     text.append(gaps, style="bold yellow" if picture.gaps else "dim")
+    if marks is not None:
+        text.append(f"\n  ╳ {len(marks)} destructive transaction"
+                    f"{'s' if len(marks) != 1 else ''} in the WAL (e: list)",
+                    style="bold red" if marks else "dim")
+    else:
+        text.append("\n  e: find destructive transactions in the WAL (DROP, TRUNCATE, "
+                    "big DELETE)", style="dim")
     return text
 
 
@@ -244,16 +258,19 @@ class InventoryScreen(Screen[None]):
         Binding("v", "verify", "verify"),
         Binding("R", "restore", "restore"),
         Binding("p", "restore_point", "point in time"),
+        Binding("e", "wal_events", "WAL events"),
         Binding("slash", "filter", "filter"),
         Binding("r", "reload", "reload"),
         Binding("escape", "back", "back"),
     ]
 
-    FOOTER_OPTIONAL = ("filter", "reload")  # hidden from a narrow footer; the keys work
+    # hidden from a narrow footer; the keys work
+    FOOTER_OPTIONAL = ("filter", "reload", "wal_events")
 
     help_notes = ("Snapshots are newest first; click a column header to sort by it. "
                   "Verify opens the verify-backup runbook, restore opens snapshot-restore, "
-                  "both with this snapshot filled in.")
+                  "both with this snapshot filled in. e lists the destructive transactions "
+                  "in the cluster's archived WAL, and marks them on the window.")
 
     def __init__(self) -> None:
         super().__init__()
@@ -363,9 +380,7 @@ class InventoryScreen(Screen[None]):
         self.query_one("#rpo-line", Static).update(
             rpo_line(inventory, now, self._repository_label(inventory.name)))
         self.query_one(Breadcrumb).parts = ("inventory", inventory.name)
-        self.query_one("#window-line", Static).update(
-            engines_window_line(inventory) if inventory.engines_only
-            else window_line(inventory.pitr, now))
+        self._show_window(inventory, now)
         # a cluster its engines alone back up has no drdeck archive to set up
         wal = Text() if inventory.engines_only else wal_view(inventory.pitr)
         for index, report in enumerate(inventory.sources):
@@ -381,6 +396,31 @@ class InventoryScreen(Screen[None]):
             self._shown.append(snapshot)
             table.add_row(*self._cells(snapshot, now, narrow))
         self._show_manifest(0)
+
+    def _show_window(self, inventory: ClusterInventory, now: datetime) -> None:
+        if inventory.engines_only:
+            self.query_one("#window-line", Static).update(engines_window_line(inventory))
+            return
+        found = self.app.wal_events.get(inventory.name)
+        marks = None if found is None else [
+            datetime.fromisoformat(item.event.commit_time) for item in found.events
+            if item.event.commit_time]
+        self.query_one("#window-line", Static).update(
+            window_line(inventory.pitr, now, marks=marks))
+
+    def on_screen_resume(self) -> None:  # back from the events list: its marks
+        inventory = self.cluster
+        if inventory is not None and self.now is not None:
+            self._show_window(inventory, self.now)
+
+    def action_wal_events(self) -> None:
+        from .wal_events import WalEventsScreen
+
+        inventory = self.cluster
+        if inventory is None:
+            self.notify("no cluster", severity="warning")
+            return
+        self.app.push_screen(WalEventsScreen(inventory.name))
 
     def _repository_label(self, cluster: str) -> str:
         try:
