@@ -181,8 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--source", metavar="KIND",
                         help="pitr (drdeck's archive) or the key of an engine's table in "
                              "the cluster: when the cluster has several")
-    events.add_argument("--since", metavar="TIME", help="only events committed at or after")
-    events.add_argument("--until", metavar="TIME", help="only events committed at or before")
+    events.add_argument("--since", metavar="TIME",
+                        help="only events committed at or after; the WAL is read from 10 "
+                             "minutes before it")
+    events.add_argument("--until", metavar="TIME",
+                        help="only events committed at or before; the WAL is read up to it")
     events.add_argument("--database", metavar="NAME", help="only events in this database")
     events.add_argument("--min-rows", type=int, default=1000, metavar="N",
                         help="a DELETE or UPDATE is listed from N rows in one transaction "

@@ -37,7 +37,7 @@ def events_command(args: Namespace) -> int:
                   else "\n", file=sys.stderr, flush=True)
 
     found = find_events(config, cluster, kind=args.source, min_rows=args.min_rows,
-                        progress=progress)
+                        since=since, until=until, progress=progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     named = [n for n in found.events if _inside(n.event.commit_time, since, until)]
@@ -50,7 +50,8 @@ def events_command(args: Namespace) -> int:
         print(json.dumps([n.to_json() for n in named], indent=2))
         return 0
     took = time.monotonic() - started
-    print(f"{found.segments} WAL segments ({found.bytes / (1 << 20):,.0f} MiB) of "
+    of_all = f" of {found.archived}" if found.archived > found.segments else ""
+    print(f"{found.segments}{of_all} WAL segments ({found.bytes / (1 << 20):,.0f} MiB) of "
           f"{found.where} read in {took:.1f} s: {len(named)} destructive "
           f"transaction{'s' if len(named) != 1 else ''}")
     for item in named:

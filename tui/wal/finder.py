@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tui.errors import InvalidInput
@@ -19,6 +20,7 @@ class Found:
     problems: list[str] = field(default_factory=list)
     segments: int = 0
     bytes: int = 0
+    archived: int = 0  # segments in the archive: more than were read when bounded
 
     @property
     def where(self) -> str:
@@ -28,9 +30,11 @@ class Found:
 
 
 def find_events(config: Any, cluster: Any, *, kind: str | None = None, min_rows: int = 1000,
+                since: datetime | None = None, until: datetime | None = None,
                 progress: Callable[[int, int], None] = lambda done, total: None) -> Found:
     """Scan the cluster's WAL source (`kind`, or the only one it has) and name each event
-    by the catalog maps, then the live server."""
+    by the catalog maps, then the live server. `since` and `until` bound what is read
+    (tui.wal.narrow), not what is found: the caller filters the events by their times."""
     from tui.wal.naming import Namer, live_names
     from tui.wal.scan import scan, segments_by_timeline
 
@@ -41,7 +45,15 @@ def find_events(config: Any, cluster: Any, *, kind: str | None = None, min_rows:
     timelines = segments_by_timeline(source.recovery_picture())
     if not any(names for _, names in timelines):
         raise InvalidInput(f"{found.where} holds no WAL of cluster {cluster.name}")
-    result = scan(source.wal_fetcher(), timelines, min_rows=min_rows, progress=progress)
+    fetch = source.wal_fetcher()
+    found.archived = sum(len(names) for _, names in timelines)
+    if since is not None or until is not None:
+        from tui.wal.narrow import segments_between
+
+        timelines = [(timeline, segments_between(fetch, names, since, until))
+                     for timeline, names in timelines]
+        timelines = [(timeline, names) for timeline, names in timelines if names]
+    result = scan(fetch, timelines, min_rows=min_rows, progress=progress)
     from tui.sources.archive import ArchiveSource
 
     # the catalog maps are in drdeck's repository, whichever engine keeps the WAL
