@@ -405,8 +405,10 @@ class InventoryScreen(Screen[None]):
         marks = None if found is None else [
             datetime.fromisoformat(item.event.commit_time) for item in found.events
             if item.event.commit_time]
+        # the bar takes what the words beside it leave: all of the line on 80 columns
+        width = min(60, max(10, self.app.size.width - 68))
         self.query_one("#window-line", Static).update(
-            window_line(inventory.pitr, now, marks=marks))
+            window_line(inventory.pitr, now, width, marks=marks))
 
     def on_screen_resume(self) -> None:  # back from the events list: its marks
         inventory = self.cluster

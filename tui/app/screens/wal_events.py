@@ -41,7 +41,7 @@ class ScanDone(Message):
 def relations_text(item: NamedEvent, most: int = 2) -> str:
     shown = ", ".join(item.relations[:most])
     more = len(item.relations) - most
-    return shown + (f" +{more}" if more > 0 else "") or ("?" if item.unnamed else "")
+    return shown + (f" +{more}" if more > 0 else "") or ("(no name)" if item.unnamed else "")
 
 
 def event_detail(item: NamedEvent, restore_runbook: str) -> Text:
@@ -65,7 +65,8 @@ def event_detail(item: NamedEvent, restore_runbook: str) -> Text:
 
 class WalEventsScreen(Screen[None]):
     BINDINGS = [
-        Binding("enter", "restore_before", "restore to just before", priority=False),
+        # priority: the table's own enter would hide it from the footer
+        Binding("enter", "restore_before", "restore to just before", priority=True),
         Binding("slash", "filter", "filter"),
         Binding("r", "rescan", "read again"),
         Binding("escape", "back", "back"),
@@ -103,7 +104,7 @@ class WalEventsScreen(Screen[None]):
         self.query_one("#events-list").border_title = "Destructive transactions"
         self.query_one("#event-detail").border_title = "Event"
         self.query_one("#events", DataTable).add_columns(
-            "Committed (UTC)", "What", "Database", "Relations", "Rows", "xid")
+            "Committed (UTC)", "What", "xid", "Rows", "Database", "Relations")
         self.query_one("#events", DataTable).focus()
         found = self.app.wal_events.get(self.cluster)
         if found is None:
@@ -145,10 +146,10 @@ class WalEventsScreen(Screen[None]):
 
     def _show(self, found: Any) -> None:
         count = len(found.events)
-        status = Text(f"{found.segments} WAL segments "
-                      f"({found.bytes / (1 << 20):,.0f} MiB) of {found.where}: ")
-        status.append(f"{count} destructive transaction{'s' if count != 1 else ''}",
+        status = Text(f"{count} destructive transaction{'s' if count != 1 else ''}",
                       style="bold red" if count else "bold green")
+        status.append(f" in {found.segments} WAL segments "
+                      f"({found.bytes / (1 << 20):,.0f} MiB) of {found.where}")
         for problem in found.problems:
             status.append(f"\n! {problem}", style="yellow")
         self.query_one("#events-status", Static).update(status)
@@ -169,17 +170,15 @@ class WalEventsScreen(Screen[None]):
             if needle and needle not in words.casefold():
                 continue
             self._shown.append(item)
+            # what identifies the event first: on 80 columns the relations are cut short
             table.add_row((e.commit_time or "?").replace("T", " ")[:19],
-                          Text(KIND_WORDS.get(e.kind, e.kind), style="bold red"),
-                          item.database, relations_text(item),
-                          f"{e.rows:,}" if e.rows is not None else "-", str(e.xid))
+                          Text(KIND_WORDS.get(e.kind, e.kind), style="bold red"), str(e.xid),
+                          f"{e.rows:,}" if e.rows is not None else "-", item.database,
+                          relations_text(item))
         self._show_detail(0)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail(event.cursor_row)
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.action_restore_before()
 
     def _show_detail(self, row: int) -> None:
         body = self.query_one("#event-detail-body", Static)
@@ -202,6 +201,10 @@ class WalEventsScreen(Screen[None]):
     def action_restore_before(self) -> None:
         from tui.wal.finder import restore_before
 
+        box = self.query_one("#filter", DeckInput)
+        if box.has_focus:  # enter ends the filter's typing
+            self.query_one("#events", DataTable).focus()
+            return
         item, found = self.selected, self.found
         if item is None or found is None:
             self.notify("no event selected", severity="warning")
@@ -226,10 +229,6 @@ class WalEventsScreen(Screen[None]):
     def on_input_changed(self, event: DeckInput.Changed) -> None:
         if event.input.id == "filter":
             self._fill()
-
-    def on_input_submitted(self, event: DeckInput.Submitted) -> None:
-        if event.input.id == "filter":
-            self.query_one("#events", DataTable).focus()
 
     def action_back(self) -> None:
         box = self.query_one("#filter", DeckInput)
