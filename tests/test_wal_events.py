@@ -546,6 +546,14 @@ def test_a_drop_database_names_the_database(scan: Scan) -> None:
 
     assert (event.kind, event.database, event.relations) == (
         "drop_database", scan.dropped_database, ())
+    # where a restore must stop: before the in-place update that marked it invalid, which
+    # replays whether the DROP commits or not (its DROP record, which removes the files,
+    # too)
+    inplace = [line for line in scan.text["plain"].splitlines()
+               if "desc: INPLACE " in line and "rel 1664/0/1262 " in line
+               and line.split("lsn: ")[1].split(",")[0] < event.commit_lsn]
+    assert inplace and event.stop_lsn == inplace[-1].split("lsn: ")[1].split(",")[0]
+    assert "tx:          0," in inplace[-1]  # of no transaction: no xid target stops it
 
 
 @pytest.mark.slow

@@ -89,6 +89,20 @@ Decisions
   folding them into their tables takes a catalog map.
 - xids are the 32 bits pg_waldump prints (no epoch), as recovery_target_xid takes them.
 
+DROP DATABASE
+-------------
+It cannot be rolled back, and it is not done at its commit: from 15.4 (and in 16 to 18)
+it first marks the database invalid with an in-place update of its pg_database row
+(``Heap INPLACE off 4, blkref #0: rel 1664/0/1262 blk 0``, of no transaction: ``tx: 0``),
+then deletes that row (a Heap DELETE of the same tuple by its xid), removes the
+database's directories (``Database DROP``), and commits. Recovery replays the first
+and the third whether the transaction commits or not, so a restore that stops before its
+commit finds the database invalid and its files gone. Its event therefore carries
+``stop_lsn``: the LSN of that in-place update (or, where there is none, of the row's
+DELETE) found within DROP_LOOK_BACK bytes of WAL before the DROP record: a restore stops
+just before it (``recovery_target_lsn``, not inclusive). Found neither, it is the DROP
+record's own LSN, which keeps the files and may leave the database marked invalid.
+
 Speed
 -----
 pg_waldump prints a line in about the time Python takes to look at one, so the fast way
@@ -109,6 +123,8 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import NamedTuple
 
+from tui.wal.names import parse_lsn
+
 SUPPORTED_MAJORS = (15, 16, 17, 18)
 DEFAULT_MIN_ROWS = 1000
 
@@ -117,6 +133,8 @@ GLOBAL_TABLESPACE = 1664  # pg_global: "global/<relfilenode>"
 FIRST_NORMAL_OID = 16384  # FirstNormalObjectId: below it, what initdb made
 PG_NAMESPACE_RELFILENODE = 2615  # pg_namespace's file as initdb makes it (not a mapped catalog)
 STATS_KIND_RELATION = 2  # PGSTAT_KIND_RELATION, in "dropped stats: 2/<db>/<oid>"
+PG_DATABASE_FILE = "1664/0/1262"  # pg_database, a mapped shared catalog: its file never moves
+DROP_LOOK_BACK = 1 << 16  # bytes of WAL: DROP DATABASE writes its records within this
 
 # flags of a heap DELETE record (XLH_DELETE_* in heapam_xlog.h, the same in 15 to 18)
 DELETE_IS_SUPER = 0x08
@@ -127,7 +145,7 @@ TRANSACTION_ENDS = frozenset({"COMMIT", "COMMIT_PREPARED", "ABORT", "ABORT_PREPA
 
 # the records events are made of, by resource manager and type
 WANTED = {
-    "Heap": frozenset({*ROW_KINDS, "TRUNCATE"}),
+    "Heap": frozenset({*ROW_KINDS, "TRUNCATE", "INPLACE"}),
     "Transaction": TRANSACTION_ENDS,
     "Storage": frozenset({"CREATE"}),
     "Database": frozenset({"DROP"}),
@@ -149,6 +167,9 @@ class RelFile(NamedTuple):
     tablespace: int
     database: int
     relfilenode: int
+
+
+_PG_DATABASE = RelFile(*map(int, PG_DATABASE_FILE.split("/")))
 
 
 class BlockRef(NamedTuple):
@@ -190,6 +211,9 @@ class DestructiveEvent:
     relations: tuple[RelFile, ...]
     rows: int | None  # for delete and update
     timeline: int
+    # an LSN to stop just before, where stopping before the commit is too late (see
+    # "DROP DATABASE" in the module's docstring); None: before the xid's commit will do
+    stop_lsn: str | None = None
 
 
 # --- record lines ------------------------------------------------------------------------
@@ -361,6 +385,18 @@ def truncated_relids(desc: str, major: int) -> list[int] | None:
     return [int(oid) for oid in match[1].replace(",", " ").split()]
 
 
+_OFFSET = re.compile(r"\boff:? (\d+)")
+
+
+def tuple_offset(desc: str) -> int:
+    """The tuple offset of a heap record's description: ``off 4`` (15), ``off: 4`` (16+);
+    ValueError when it shows none."""
+    match = _OFFSET.search(desc)
+    if match is None:
+        raise ValueError(desc)
+    return int(match[1])
+
+
 def relfile_of_path(path: str) -> RelFile | None:
     """``base/5/16384`` (fork suffixes such as ``_init`` allowed), ``global/1262``,
     ``pg_tblspc/16400/PG_15_202209061/5/16384``; None for anything else (a temporary
@@ -463,6 +499,11 @@ class EventCollector:
         # files created by transactions not ended yet, and not written to yet: whoever
         # feeds the records discards those written to (see _storage_kind)
         self.unwritten_files: set[RelFile] = set()
+        # DROP DATABASE: in-place updates of pg_database rows, (block, offset) -> LSN, and
+        # where each dropping xid's restore must stop (module docstring)
+        self._inplace: dict[tuple[int, int], str] = {}
+        self.drop_starts: dict[int, str] = {}
+        self.tail = ""  # the end of the last block of text read (the fast way)
 
     def is_open(self, xid: int) -> bool:
         """Whether xid did something that may still make an event."""
@@ -488,7 +529,10 @@ class EventCollector:
             if record.rmgr == "Heap" and record.kind in ROW_KINDS:
                 flags = (delete_flags(record.desc, self.major) if record.kind == "DELETE"
                          else 0)
-                self.add_rows(record.xid, record.kind, flags, record.blocks[0].rel)
+                rel = record.blocks[0].rel
+                if record.kind == "DELETE" and rel == _PG_DATABASE:
+                    self._database_row_deleted(record)
+                self.add_rows(record.xid, record.kind, flags, rel)
                 return []
             return self._other(record)
         except (ValueError, IndexError):  # IndexError: a heap record without its block
@@ -513,8 +557,20 @@ class EventCollector:
             else:
                 rows[what, rel] = rows.get((what, rel), 0) + count
 
+    def _database_row_deleted(self, record: WalRecord) -> None:
+        """A pg_database row deleted (record by record): where its DROP DATABASE began."""
+        key = (record.blocks[0].block, tuple_offset(record.desc))
+        marked = self._inplace.get(key)
+        near = marked is not None and parse_lsn(record.lsn) - parse_lsn(marked) \
+            <= DROP_LOOK_BACK
+        self.drop_starts[record.xid] = marked if near and marked else record.lsn
+
     def _other(self, record: WalRecord) -> list[DestructiveEvent]:
         rmgr, kind = record.rmgr, record.kind
+        if rmgr == "Heap" and kind == "INPLACE":
+            if record.blocks and record.blocks[0].rel == _PG_DATABASE:
+                self._inplace[record.blocks[0].block, tuple_offset(record.desc)] = record.lsn
+            return []
         if rmgr == "Transaction":
             if kind in TRANSACTION_ENDS:
                 return self._end(parse_transaction_end(record), record.lsn)
@@ -530,6 +586,7 @@ class EventCollector:
             # "dir 1663/16429 16400/16429": the database's directory in each tablespace
             databases = {int(item.split("/")[1]) for item in record.desc.split()[1:]}
             self._changes(record.xid).dropped_databases += sorted(databases)
+            self.drop_starts.setdefault(record.xid, record.lsn)
         elif rmgr == "Standby" and kind == "RUNNING_XACTS":
             self._forget_older_than(int(record.desc.split("oldestRunningXid ")[1].split(";")[0]))
         return []
@@ -554,6 +611,7 @@ class EventCollector:
         unwritten = changes.created & self.unwritten_files
         self.unwritten_files -= changes.created
         if not end.committed:
+            self.drop_starts.pop(end.xid, None)
             return []
         return self._events(end, lsn, changes, unwritten)
 
@@ -565,7 +623,9 @@ class EventCollector:
                                     commit_time=end.time, database=database,
                                     relations=relations, rows=rows, timeline=self.timeline)
 
-        events = [event("drop_database", database) for database in changes.dropped_databases]
+        stop = self.drop_starts.pop(end.xid, None)
+        events = [dataclasses.replace(event("drop_database", database), stop_lsn=stop)
+                  for database in changes.dropped_databases]
         destroyed = tuple(rel for rel in end.rels if rel not in changes.created)
         if destroyed:
             events.append(event(_storage_kind(end, changes, unwritten), destroyed[0].database,
@@ -684,6 +744,8 @@ def _scan_block(block: str, collector: EventCollector,
                 continue  # a few rows, some of them in earlier blocks
             if collector.unwritten_files:
                 _find_writes(block, at, collector.unwritten_files, searched_to)
+        if record.rmgr == "Database":
+            _find_drop_start(collector, block, at, record)
         events = collector.add(record)
         if events:
             yield from events
@@ -691,6 +753,36 @@ def _scan_block(block: str, collector: EventCollector,
             searched_to.update((rel, at) for rel in collector.unwritten_files
                                if rel not in searched_to)
     _find_writes(block, len(block), collector.unwritten_files, searched_to)
+    collector.tail = block[-2 * DROP_LOOK_BACK:]  # text is about twice its WAL's bytes
+
+
+# pg_database's block, inline or on a line of its own (--bkp-details), then its number
+_DATABASE_BLOCK = rf"(?:, |\n\t)blkref #0: rel {PG_DATABASE_FILE} (?:fork main )?blk "
+
+
+def _find_drop_start(collector: EventCollector, block: str, at: int,
+                     record: WalRecord) -> None:
+    """Where a DROP DATABASE began (module docstring), found in the text before its DROP
+    record: the pg_database row its xid deleted, then the in-place update of that row."""
+    before = (collector.tail + block[:at])[-2 * DROP_LOOK_BACK:]
+    deleted = _last_match(
+        rf"tx: +{record.xid}, lsn: ([^,\n]+), prev [^,\n]*, desc: DELETE [^\n]*?"
+        rf"\boff:? (\d+)\b[^\n]*?{_DATABASE_BLOCK}(\d+)", before)
+    if deleted is None:
+        return
+    lsn, off, blk = deleted.groups()
+    marked = _last_match(rf"lsn: ([^,\n]+), prev [^,\n]*, desc: INPLACE off:? {off}\b"
+                         rf"[^\n]*?{_DATABASE_BLOCK}{blk}\b", before[:deleted.start()])
+    if marked is not None and parse_lsn(lsn) - parse_lsn(marked[1]) <= DROP_LOOK_BACK:
+        lsn = marked[1]
+    collector.drop_starts[record.xid] = lsn
+
+
+def _last_match(pattern: str, text: str) -> re.Match[str] | None:
+    found = None
+    for found in re.finditer(pattern, text):  # noqa: B007 (the last one is wanted)
+        pass
+    return found
 
 
 def _other_records(block: str, collector: EventCollector, rows_of: Counter[str],

@@ -70,9 +70,12 @@ def find_events(config: Any, cluster: Any, *, kind: str | None = None, min_rows:
 
 def restore_before(item: NamedEvent, source: Any, cluster: str) -> dict[str, str]:
     """The restore runbook's parameters that stop just before the event, and check that
-    what it took is back."""
-    return {**source.restore_given(cluster), "target": str(item.event.xid),
-            "target_kind": "xid", "inclusive": "false", "expect_back": item.expect_back()}
+    what it took is back: before its commit (its xid), or before the LSN where it began
+    undoably (a DROP DATABASE: tui.wal.events)."""
+    target, kind = ((item.event.stop_lsn, "lsn") if item.event.stop_lsn
+                    else (str(item.event.xid), "xid"))
+    return {**source.restore_given(cluster), "target": target, "target_kind": kind,
+            "inclusive": "false", "expect_back": item.expect_back()}
 
 
 def wal_source(config: Any, cluster: Any, kind: str | None) -> Any:

@@ -40,7 +40,7 @@ class NamedEvent:
                 "commit_time": e.commit_time, "database": self.database,
                 "database_oid": e.database, "relations": list(self.relations),
                 "unnamed": list(self.unnamed), "rows": e.rows, "timeline": e.timeline,
-                "expect_back": self.expect_back()}
+                "stop_lsn": e.stop_lsn, "expect_back": self.expect_back()}
 
 
 class Namer:

@@ -58,8 +58,10 @@ def event_detail(item: NamedEvent, restore_runbook: str) -> Text:
     for why in item.unnamed:
         text.append(f"  ? {why}\n", style="yellow")
     if restore_runbook:
-        text.append(f"\nenter: {restore_runbook} to just before it (xid {e.xid}, exclusive), "
-                    "then a check that what it took is back", style="dim")
+        stop = (f"LSN {e.stop_lsn}, where it began: it removes the files before its commit"
+                if e.stop_lsn else f"xid {e.xid}")
+        text.append(f"\nenter: {restore_runbook} to just before it ({stop}; exclusive), then "
+                    "a check that what it took is back", style="dim")
     return text
 
 
