@@ -576,3 +576,34 @@ def test_times_printed_in_another_zone_are_not_guessed(scan: Scan) -> None:
         (event.kind, event.xid) for event in scan.events]
     assert all(event.commit_time is None for event in events)
     assert stats.times_not_utc >= len(events)
+
+
+@pytest.mark.slow
+def test_blocks_digested_in_other_processes_give_the_same_events(
+        scan: Scan, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan's parallel way (tui.wal.digester): small blocks, so that both digesters
+    take many of them, handed back in order."""
+    from tui.wal import events as module
+    from tui.wal.digester import DigestPool
+
+    monkeypatch.setattr(module, "_BLOCK_TEXT", 8192)
+    with DigestPool(2) as pool:
+        events, stats = fast(scan.text["plain"], scan.major, digests=pool.digests(scan.major))
+        assert len(pool._started) == 2
+    assert events == scan.events
+    assert stats == fast(scan.text["plain"], scan.major)[1]
+
+
+def test_a_digester_that_dies_or_fails_is_a_clear_error() -> None:
+    from tui.wal.digester import DigesterFailed, DigestPool
+
+    text = DELETE[15] * 3
+    with DigestPool(1) as pool:
+        with pytest.raises(DigesterFailed, match="reading WAL text failed: ValueError: "
+                           "PostgreSQL 14's pg_waldump text has not been checked"):
+            list(pool.digests(14)([text]))  # the digester says why, and lives on
+        [(_, digest)] = pool.digests(15)([text])
+        assert digest.row_records == 3
+        pool._started[0].process.kill()
+        with pytest.raises(DigesterFailed, match="a process reading WAL text ended"):
+            list(pool.digests(15)([text]))

@@ -118,9 +118,8 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import NamedTuple
 
 from tui.wal.names import parse_lsn
@@ -682,20 +681,48 @@ _OTHERS = re.compile(r"rmgr: (Transaction|Storage|Database|Standby)"
 _BLOCK_TEXT = 1 << 20  # what is scanned at once
 
 
+@dataclasses.dataclass(slots=True)
+class BlockDigest:
+    """What the regular expressions find in one block of text: a pure function of it
+    (``digest_block``), so it can be found in another process while this one reads on."""
+
+    lines: int
+    rows: Counter[tuple[str, str, str, str]]  # (xid, kind, flags, rel) -> records
+    row_records: int
+    others: list[tuple[int, str, str, str, str, str]]  # (start, rmgr, xid, lsn, kind, desc)
+    truncates: list[tuple[int, str]]  # (start, line) of each Heap TRUNCATE record
+
+
+def digest_block(block: str, major: int) -> BlockDigest:
+    # unknown lines are not counted here: two more passes over the text, for lines that
+    # pg_waldump does not print (read_records counts them)
+    found = _ROWS[text_style(major)].findall(block)  # (xid, kind, flags, rel) per row record
+    others = [(match.start(), *match.groups()) for match in _OTHERS.finditer(block)
+              if match[4] in WANTED[match[1]]]
+    return BlockDigest(block.count("\n") + (not block.endswith("\n")), Counter(found),
+                       len(found), others, list(_heap_truncates(block)))
+
+
 def destructive_events(texts: Iterable[str], *, major: int, timeline: int,
                        min_rows: int = DEFAULT_MIN_ROWS,
                        namespace_files: Mapping[int, int] | None = None,
-                       stats: ParseStats | None = None) -> Iterator[DestructiveEvent]:
+                       stats: ParseStats | None = None,
+                       digests: Callable[[Iterable[str]], Iterator[tuple[str, BlockDigest]]]
+                       | None = None) -> Iterator[DestructiveEvent]:
     """The destructive events in pg_waldump's output, in commit order, as they are read.
 
     ``texts``: that output in pieces of any size, cut anywhere (read from its pipe a MiB at a
     time is fastest; lines do too). Nothing raises on bad text: ``stats`` counts it.
+    ``digests``: given the blocks of text, each with its digest_block(), in order (found
+    elsewhere, in parallel: tui.wal.scan); by default they are found here, one by one.
     """
     collector = EventCollector(major=major, timeline=timeline, min_rows=min_rows,
                                namespace_files=namespace_files, stats=stats)
-    rows = _ROWS[text_style(major)]
-    for block in _blocks_of_records(texts):
-        yield from _scan_block(block, collector, rows)
+    blocks = _blocks_of_records(texts)
+    found = digests(blocks) if digests is not None else (
+        (block, digest_block(block, major)) for block in blocks)
+    for block, digest in found:
+        yield from _scan_block(block, digest, collector)
 
 
 def _blocks_of_records(texts: Iterable[str]) -> Iterator[str]:
@@ -718,20 +745,20 @@ def _blocks_of_records(texts: Iterable[str]) -> Iterator[str]:
         yield rest
 
 
-def _scan_block(block: str, collector: EventCollector,
-                rows: re.Pattern[str]) -> Iterator[DestructiveEvent]:
+def _scan_block(block: str, digest: BlockDigest,
+                collector: EventCollector) -> Iterator[DestructiveEvent]:
     stats = collector.stats
-    # unknown lines are not counted here: two more passes over the text, for lines that
-    # pg_waldump does not print (read_records counts them)
-    stats.lines += block.count("\n") + (not block.endswith("\n"))
-    found = rows.findall(block)  # (xid, kind, flags, rel) for each row record
-    stats.records += len(found)
+    stats.lines += digest.lines
+    stats.records += digest.row_records
+    rows_of: Counter[str] = Counter()
+    for (xid, _, _, _), count in digest.rows.items():
+        rows_of[xid] += count
     quiet: set[str] = set()
-    others = list(_other_records(block, collector, Counter(map(itemgetter(0), found)), quiet))
+    others = list(_other_records(digest, collector, rows_of, quiet))
 
     # Rows next, all of the block's at once: none can be missed at a COMMIT of the block, as
     # no record of a transaction comes after its end.
-    for (xid, kind, flags, rel), count in Counter(found).items():
+    for (xid, kind, flags, rel), count in digest.rows.items():
         if xid not in quiet:
             collector.add_rows(int(xid), kind, int(flags or "0", 16), _relfile(rel), count)
 
@@ -785,7 +812,7 @@ def _last_match(pattern: str, text: str) -> re.Match[str] | None:
     return found
 
 
-def _other_records(block: str, collector: EventCollector, rows_of: Counter[str],
+def _other_records(digest: BlockDigest, collector: EventCollector, rows_of: Counter[str],
                    quiet: set[str]) -> Iterator[tuple[int, WalRecord]]:
     """The block's WANTED records other than rows, with where they start, in order; less
     the COMMITs that cannot make an event, whose xids go to ``quiet`` (most transactions):
@@ -793,13 +820,10 @@ def _other_records(block: str, collector: EventCollector, rows_of: Counter[str],
     blocks, but change fewer than min_rows rows (``rows_of``: the block's, by xid)."""
     stats = collector.stats
     seen: set[str] = set()  # the xids of the records yielded so far
-    truncates = _heap_truncates(block, stats)
+    truncates = iter(_parsed_truncates(digest.truncates, stats))
     next_truncate = next(truncates, None)
-    for match in _OTHERS.finditer(block):
-        rmgr, xid, lsn, kind, desc = match.groups()
-        if kind not in WANTED[rmgr]:
-            continue
-        while next_truncate is not None and next_truncate[0] < match.start():
+    for start, rmgr, xid, lsn, kind, desc in digest.others:
+        while next_truncate is not None and next_truncate[0] < start:
             seen.add(str(next_truncate[1].xid))
             yield next_truncate
             next_truncate = next(truncates, None)
@@ -809,27 +833,34 @@ def _other_records(block: str, collector: EventCollector, rows_of: Counter[str],
             continue
         seen.add(xid)
         stats.records += 1
-        yield match.start(), WalRecord(rmgr, kind, int(xid), lsn, desc.rstrip(), [])
+        yield start, WalRecord(rmgr, kind, int(xid), lsn, desc.rstrip(), [])
     while next_truncate is not None:
         yield next_truncate
         next_truncate = next(truncates, None)
 
 
-def _heap_truncates(block: str, stats: ParseStats) -> Iterator[tuple[int, WalRecord]]:
-    """The Heap TRUNCATE records (rare: looked for as text, not by the regular expression)."""
+def _heap_truncates(block: str) -> Iterator[tuple[int, str]]:
+    """The Heap TRUNCATE records' lines (rare: looked for as text, not by the regular
+    expression)."""
     at = block.find("desc: TRUNCATE ")
     while at >= 0:
         start = block.rfind("\n", 0, at) + 1
         end = block.find("\n", at)
         line = block[start:] if end < 0 else block[start:end]
         if line.startswith("rmgr: Heap "):
-            record = parse_record_line(line)
-            if record is None:
-                stats.malformed += 1
-            else:
-                stats.records += 1
-                yield start, record
+            yield start, line
         at = block.find("desc: TRUNCATE ", at + 1)
+
+
+def _parsed_truncates(lines: list[tuple[int, str]],
+                      stats: ParseStats) -> Iterator[tuple[int, WalRecord]]:
+    for start, line in lines:
+        record = parse_record_line(line)
+        if record is None:
+            stats.malformed += 1
+        else:
+            stats.records += 1
+            yield start, record
 
 
 def _find_writes(block: str, until: int, unwritten: set[RelFile],

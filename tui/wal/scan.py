@@ -5,7 +5,8 @@ per timeline, and its wal_fetcher gives one segment's plain bytes (decrypted and
 decompressed). Segments are fetched ahead, FETCHERS at a time, into a private scratch
 directory holding a few batches at most (the archive never lands on disk whole), and
 pg_waldump of the segments' own major reads each batch of BATCH segments, its text
-parsed as it prints it: pg_waldump on one core, the parser on the other.
+parsed as it prints it: this process reads the text and keeps the collector's state, and
+digester processes (tui.wal.digester) run the regular expressions over its blocks.
 
 A record can start in one segment and end in the next. So each batch but the last also
 holds the segment after it, and of what pg_waldump prints there only records that start
@@ -33,6 +34,12 @@ from tui.wal.names import Segment, format_lsn, parse_lsn
 
 BATCH = 8  # segments per pg_waldump: its start costs little next to 8 segments of text
 FETCHERS = 4  # segments fetched at once: a fetch waits on the store more than on a core
+# Blocks of text are digested (tui.wal.events.digest_block: the regular expressions, most
+# of the parsing) by DIGESTERS other processes (tui.wal.digester) while this one reads
+# pg_waldump's text and keeps the state. A scan of fewer than PARALLEL_FROM segments is
+# not worth starting them for.
+DIGESTERS = 2
+PARALLEL_FROM = 2 * BATCH
 
 
 class ScanFailed(DrdeckError):
@@ -63,17 +70,23 @@ def scan(fetch: Callable[[str], bytes | None], timelines: list[tuple[int, list[s
     segments as they are read."""
     result = ScanResult()
     total = sum(len(names) for _, names in timelines)
-    with tempfile.TemporaryDirectory(prefix="drdeck-wal-events-") as scratch:
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="drdeck-wal-events-"))
         os.chmod(scratch, 0o700)  # WAL holds the rows: private to this account
+        pool = None
+        if total >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
+            from tui.wal.digester import DigestPool
+
+            pool = stack.enter_context(DigestPool(DIGESTERS))
         for timeline, names in timelines:
             _scan_timeline(fetch, timeline, names, Path(scratch), min_rows, result,
-                           lambda: progress(result.segments, total))
+                           lambda: progress(result.segments, total), pool)
     return result
 
 
 def _scan_timeline(fetch: Callable[[str], bytes | None], timeline: int, names: list[str],
                    scratch: Path, min_rows: int, result: ScanResult,
-                   advanced: Callable[[], None]) -> None:
+                   advanced: Callable[[], None], pool: Any) -> None:
     from tui.pitr.window import wal_major, waldump_for
     from tui.wal.events import destructive_events
 
@@ -110,8 +123,9 @@ def _scan_timeline(fetch: Callable[[str], bytes | None], timeline: int, names: l
                 result.bytes += len(batch) * size
                 advanced()
 
-        result.events.extend(destructive_events(texts(), major=major, timeline=timeline,
-                                                min_rows=min_rows, stats=result.stats))
+        result.events.extend(destructive_events(
+            texts(), major=major, timeline=timeline, min_rows=min_rows, stats=result.stats,
+            digests=pool.digests(major) if pool is not None else None))
 
 
 def _fetch_to(fetch: Callable[[str], bytes | None], scratch: Path, name: str) -> int:
