@@ -607,3 +607,18 @@ def test_a_digester_that_dies_or_fails_is_a_clear_error() -> None:
         pool._started[0].process.kill()
         with pytest.raises(DigesterFailed, match="a process reading WAL text ended"):
             list(pool.digests(15)([text]))
+
+
+def test_a_digester_never_imports_from_the_current_directory(tmp_path, monkeypatch) -> None:
+    """Run as root from a directory another account can write to, `python -m` would put
+    that directory first on the path: a `tui` there must never run."""
+    from tui.wal.digester import DigestPool
+
+    planted = tmp_path / "tui"
+    planted.mkdir()
+    (planted / "__init__.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    with DigestPool(1) as pool:
+        [(_, digest)] = pool.digests(15)([DELETE[15]])
+    assert digest.row_records == 1
+    assert not (tmp_path / "ran").exists()
