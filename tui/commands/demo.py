@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from argparse import Namespace
 from datetime import UTC, datetime
 
+from tui.child_python import python_module
 from tui.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 BANNER = (
@@ -103,7 +103,7 @@ def _drills(sandbox, say) -> int:
 
 
 def _run(sandbox, *args: str) -> bool:
-    result = subprocess.run([sys.executable, "-m", "tui", "--config", str(sandbox.config),
+    result = subprocess.run([*python_module("tui"), "--config", str(sandbox.config),
                              *args], env=sandbox.env(), stdin=subprocess.DEVNULL, check=False)
     return result.returncode == 0
 

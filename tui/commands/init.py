@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tui.child_python import python_module
 from tui.errors import EXIT_OK, InvalidInput
 
 REPOSITORY_NAME = "backups"
@@ -330,7 +331,7 @@ def drdeck_executable() -> list[str]:
     found = shutil.which("drdeck")
     if found:
         return [str(Path(found).absolute())]
-    return [sys.executable, "-m", "tui"]
+    return python_module("tui")
 
 
 def cron_text(plan: Plan, config_path: Path, drdeck: list[str] | None = None,

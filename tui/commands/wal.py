@@ -16,6 +16,8 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
+from tui.child_python import python_module
+
 EXIT_NOT_FOUND = 1
 EXIT_ARCHIVE_UNREADABLE = 126
 
@@ -50,7 +52,7 @@ def push_command(args: Namespace) -> int:
         from tui.wal.push_ahead import push_through_spool, spawn_pusher
 
         spool = Path(args.spool).absolute()
-        argv = [sys.executable, "-m", "tui", *(["--config", args.config] if args.config
+        argv = [*python_module("tui"), *(["--config", args.config] if args.config
                                                else []),
                 "wal", "push-ahead", "--cluster", cluster.name, "--spool", str(spool),
                 str(path.absolute().parent)]
@@ -112,7 +114,7 @@ def _fetch(args: Namespace) -> int:
         try:  # the file is delivered: prefetching is a help, its failure is not fatal
             note_request(spool, args.name)
             if args.prefetch > 0 and _is_segment(args.name):
-                prefix = [sys.executable, "-m", "tui"] + (
+                prefix = python_module("tui") + (
                     ["--config", args.config] if args.config else [])
                 start_prefetcher(prefix, ["--cluster", cluster.name], spool, args.name,
                                  dest.stat().st_size, args.prefetch)

@@ -19,7 +19,6 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui.child_python import python_module
 from tui.errors import DrdeckError
 from tui.postgres.access import give_back, give_to_server, let_server_account_run_drdeck
 from tui.postgres.binaries import pg_bin
@@ -128,7 +128,7 @@ check_query = "select count(*) as orders, max(placed_at) from orders"
 """
 
     def _archive_command(self) -> str:
-        return " ".join([shlex.quote(sys.executable), "-m", "tui", "--config",
+        return " ".join([*map(shlex.quote, python_module("tui")), "--config",
                          shlex.quote(str(self.config)), "wal", "push", "--cluster", CLUSTER,
                          "%p"]).replace("%p", "%p")
 
@@ -195,7 +195,7 @@ check_query = "select count(*) as orders, max(placed_at) from orders"
         self._load.start()
 
     def _drdeck(self, *args: str) -> None:
-        result = subprocess.run([sys.executable, "-m", "tui", "--config", str(self.config),
+        result = subprocess.run([*python_module("tui"), "--config", str(self.config),
                                  *args], capture_output=True, text=True, env=self.env(),
                                 stdin=subprocess.DEVNULL)
         if result.returncode != 0:

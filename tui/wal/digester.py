@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from tui.child_python import python_module
 from tui.errors import DrdeckError
 
 _FRAME = struct.Struct("<Q")
@@ -121,11 +122,8 @@ class DigestPool:
         root = str(Path(__file__).resolve().parents[2])  # where `tui` is imported from
         with self._lock:
             errors = self._files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
-            # -P: not the current directory first on the path, which `-m` would put there
-            # (whoever can write to it would choose what runs, as root perhaps); -s: no
-            # user site-packages
             process = subprocess.Popen(
-                [sys.executable, "-P", "-s", "-m", "tui.wal.digester"], stdin=subprocess.PIPE,
+                python_module("tui.wal.digester"), stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=errors,
                 env={**environment.base(), "PYTHONPATH": root})
             digester = _Digester(process, errors)
