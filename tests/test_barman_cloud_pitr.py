@@ -220,8 +220,12 @@ def test_wal_events_read_the_store_and_name_the_dropped_table(world: dict, tmp_p
                 barman.endpoint.env())
     cluster.execute("create table doomed (id int primary key); "
                     "insert into doomed select generate_series(1, 50)", dbname="app")
-    proc = deck.run("wal", "catalog-map")
+    runbook = tmp_path / "map.toml"  # a runbook's step takes the map, as cron might
+    runbook.write_text('[runbook]\nname = "map"\ntitle = "Map"\n\n[[steps]]\nid = "map"\n'
+                       'title = "Catalog map"\naction = "catalog.map"\n')
+    proc = deck.run("run", str(runbook), "--headless")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "catalog map of" in proc.stdout
     xid, at = in_one_transaction(cluster, "drop table doomed")
     wait_archived(cluster)
     proc = deck.run("wal", "events", "--source", "barman_cloud", "--json")

@@ -14,7 +14,12 @@ from tui.engine.actions.base import Action
 from tui.engine.actions.expect_back import CheckBack
 from tui.engine.actions.manual import Manual
 from tui.engine.actions.milestone import MilestoneAction
-from tui.engine.actions.pitr import BaseBackupCreate, PitrPreflight, PitrRestore
+from tui.engine.actions.pitr import (
+    BaseBackupCreate,
+    CatalogMapTake,
+    PitrPreflight,
+    PitrRestore,
+)
 from tui.engine.actions.restore import PgPublish, PgRestore, RestorePreflight, RestoreRoles
 from tui.engine.actions.retention import BaseRetentionPrune, RetentionPrune
 from tui.engine.actions.shell import Shell
@@ -32,6 +37,7 @@ BUILT_IN: tuple[type[Action], ...] = (
     SnapshotCreate, SnapshotFetch, SnapshotVerify, SnapshotCompare,
     RestorePreflight, RestoreRoles, PgRestore, PgPublish, RetentionPrune,
     BaseRetentionPrune, BaseBackupCreate, PitrPreflight, PitrRestore, CheckBack,
+    CatalogMapTake,
 )
 
 

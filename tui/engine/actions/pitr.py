@@ -132,6 +132,27 @@ class BaseBackupCreate(Action):
         return ActionResult(output=manifest.stamp)
 
 
+class CatalogMapTake(Action):
+    name = "catalog.map"
+    summary = "record the live server's relations, what names WAL events from now on"
+    produces_output = True
+    args = {"cluster": CLUSTER}
+
+    def describe(self, args: dict[str, Any]) -> str:
+        return f"catalog map of cluster {args.get('cluster') or '(default)'} -> repository"
+
+    async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
+        from tui.catalog.relation_map import store_map, take_map
+
+        cluster, store, _ = _resolve(ctx, args)
+        catalog = await take_map(cluster.resolve_dsn())  # MapFailed says why
+        key = await asyncio.to_thread(store_map, store, cluster.name, catalog,
+                                      ctx.config.repository_for(cluster).compression_level)
+        ctx.output(f"catalog map of {len(catalog.relations)} relations in "
+                   f"{len(catalog.databases)} databases: {store.location(key)}")
+        return ActionResult(output=key)
+
+
 async def _record_catalog_map(ctx: StepContext, dsn: str, store: Any, cluster: str,
                               level: int) -> None:
     """The relations as they are now, beside the backup: what names the WAL after it in
