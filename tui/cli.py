@@ -81,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-workdir", action="store_true",
                      help="keep the run's work directory after success")
 
+    forecast = sub.add_parser(
+        "forecast", parents=[per_command], help="how long a run should take, against the RTO",
+        description="Each step's expected duration: the median of the journal's earlier "
+                    "successful runs of the runbook on the same cluster, with their spread, "
+                    "and the total against the runbook's RTO target.")
+    forecast.add_argument("runbook", help="a runbook file or name, as for run")
+    forecast.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                          help="a parameter of the run (the cluster, say; repeatable)")
+    forecast.add_argument("--json", action="store_true", help="machine-readable output")
+
     resume = sub.add_parser(
         "resume", parents=[per_command], help="continue an interrupted or failed run",
         description="Continue a run from its first unfinished step, with the same "
@@ -318,6 +328,10 @@ def _main(argv: list[str] | None = None) -> int:
             from tui.commands.resume import resume_command
 
             return resume_command(args)
+        if args.command == "forecast":
+            from tui.commands.forecast import forecast_command
+
+            return forecast_command(args)
         if args.command == "demo":
             from tui.commands.demo import demo_command
 

@@ -37,9 +37,22 @@ def run_command(args: Namespace) -> int:
         return open_app(mode=mode, runbook=runbook, given=given, autostart=args.yes,
                         config=config)
     params = resolve(runbook, given)
+    if args.dry_run and not args.json:
+        _print_forecast(config, runbook, given)
     return run_headless(runbook, params, yes=args.yes, as_json=args.json,
                         dry_run=args.dry_run, mode=mode, keep_workdir=args.keep_workdir,
                         config=config)
+
+
+def _print_forecast(config, runbook, given) -> None:
+    """How long the run would take (tui.journal.forecast), before its steps are listed."""
+    from tui.commands.forecast import forecast_for
+    from tui.errors import DrdeckError
+
+    try:
+        print(forecast_for(config, runbook, given).line(), flush=True)
+    except DrdeckError as exc:  # a dry run shows the steps even without a journal
+        print(f"forecast: cannot read the journal ({exc})", flush=True)
 
 
 def _wants_app(args: Namespace) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -46,6 +47,7 @@ class BriefingScreen(Screen[None]):
             text.border_title = "Briefing"
             yield text
             with Vertical(id="briefing-form", classes="panel"):
+                yield Static("", id="forecast")
                 with Horizontal(id="form-actions"):
                     yield Button("Start run (ctrl+s)", id="start", variant="success")
                     yield Static("", id="form-status")
@@ -64,6 +66,22 @@ class BriefingScreen(Screen[None]):
         self._opened_with = self.form.raw_values()
         if not self.form.focus_first_to_fill():
             self.query_one("#start", Button).focus()
+        if self.app.journal_enabled:
+            self._read_forecast(self.form.raw_values())
+
+    @work(thread=True, exclusive=True, group="forecast")
+    def _read_forecast(self, given: dict[str, str]) -> None:
+        from tui.commands.forecast import forecast_for
+
+        try:
+            line = forecast_for(self.app.config, self.runbook, given).short()
+        except Exception as exc:  # the journal cannot be read: said, and the form works on
+            line = f"forecast: cannot read the journal ({exc})"
+        self.app.call_from_thread(self._show_forecast, line)
+
+    def _show_forecast(self, line: str) -> None:
+        if self.is_mounted:  # not gone back before the journal answered
+            self.query_one("#forecast", Static).update(line)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "start":

@@ -1,0 +1,135 @@
+"""The forecast before a run: each step's median over the journal's earlier successful
+runs of the same runbook on the same cluster, with their spread, summed against the RTO;
+steps no run finished say "no history". Journals with known histories give exact numbers,
+through `drdeck forecast` and `drdeck run --dry-run`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tui.journal.forecast import forecast
+from tui.journal.store import Journal, RunRow, StepRow, default_path
+from tui.runbook.discovery import SHIPPED_DIR
+from tui.runbook.loader import load_runbook
+
+from cli_support import drdeck
+
+PITR = load_runbook(SHIPPED_DIR / "pitr-restore.toml")
+START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+# step -> its duration in each of the three successful runs on prod (back: always skipped)
+TOOK = {"preflight": (10, 12, 20), "restore": (600, 900, 1200), "check": (1, 1, 2),
+        "switch": (60, 120, 90), "restored": (0, 0, 0)}
+
+
+def record(journal: Journal, rid: str, status: str, params: dict, took: dict[str, float],
+           *, dry: bool = False, day: int = 0) -> None:
+    started = START + timedelta(days=day)
+    journal.insert_run(RunRow(
+        id=rid, runbook="pitr-restore", runbook_sha256=PITR.sha256, title=PITR.title,
+        scenario=PITR.scenario, mode="drill", operator="ana", host="db-admin-1", pid=1,
+        started_at=started.isoformat(), status=status, params_json=json.dumps(params),
+        ended_at=(started + timedelta(hours=1)).isoformat(), heartbeat_at=started.isoformat(),
+        rto_target_s=PITR.rto, dry_run=int(dry)))
+    for position, step in enumerate(PITR.steps):
+        if step.id not in took:
+            journal.upsert_step(StepRow(rid, step.id, position, step.title, step.action,
+                                        "skipped"))
+            continue
+        journal.upsert_step(StepRow(rid, step.id, position, step.title, step.action,
+                                    "succeeded", attempts=1, duration_s=float(took[step.id])))
+
+
+@pytest.fixture
+def history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    state = tmp_path / "state"
+    monkeypatch.setenv("DRDECK_STATE_DIR", str(state))
+    journal = Journal(default_path())
+    try:
+        for n, params in enumerate(({"cluster": ""}, {"cluster": "prod"}, {})):
+            record(journal, f"good{n}", "succeeded", params,
+                   {step: took[n] for step, took in TOOK.items()}, day=n)
+        slow = {step: 10_000.0 for step in TOOK}
+        record(journal, "failed0", "failed", {"cluster": "prod"}, slow, day=4)
+        record(journal, "dryrun0", "succeeded", {"cluster": "prod"}, slow, dry=True, day=5)
+        record(journal, "other00", "succeeded", {"cluster": "other"}, slow, day=6)
+    finally:
+        journal.close()
+    config = tmp_path / "drdeck.toml"
+    config.write_text('[clusters.prod]\ndsn = "host=/nonexistent dbname=app"\n')
+    return config
+
+
+def test_each_step_is_the_median_of_the_earlier_successful_runs_with_their_spread(
+        history: Path, tmp_path: Path) -> None:
+    proc = drdeck("--config", str(history), "forecast", "pitr-restore", "--json",
+                  state_dir=tmp_path / "state")
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    steps = {step["id"]: step for step in found["steps"]}
+    assert steps["restore"] == {"id": "restore", "forecast_s": 900.0, "low_s": 600.0,
+                                "high_s": 1200.0, "basis": "median of 3 runs"}
+    assert steps["preflight"]["forecast_s"] == 12.0
+    assert steps["back"] == {"id": "back", "forecast_s": None, "low_s": None, "high_s": None,
+                             "basis": "no history"}
+    # the failed run, the dry run and the other cluster's run are not learnt from
+    assert (found["total_s"], found["low_s"], found["high_s"]) == (1003.0, 671.0, 1342.0)
+    assert (found["without_history"], found["rto_target_s"]) == (1, 4 * 3600)
+
+
+def test_the_total_is_said_against_the_rto_and_a_step_without_history_is_counted(
+        history: Path, tmp_path: Path) -> None:
+    proc = drdeck("--config", str(history), "forecast", "pitr-restore", "-p", "cluster=prod",
+                  state_dir=tmp_path / "state")
+    assert proc.returncode == 0, proc.stderr
+    head, *rows = proc.stdout.splitlines()
+    assert head == ("pitr-restore on prod: forecast 16m43s (11m11s..22m22s) of 4h; at least, "
+                    "as 1 of 6 steps has no history")
+    assert any(row.split()[:3] == ["restore", "15m", "(10m..20m)"] for row in rows), rows
+    assert any(row.split()[:3] == ["back", "no", "history"] for row in rows), rows
+
+    dry = drdeck("--config", str(history), "run", "pitr-restore", "--dry-run",
+                 "-p", "target=latest", "-p", "data_dir=/nonexistent/new", "-p", "port=5999",
+                 state_dir=tmp_path / "state")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert dry.stdout.splitlines()[0] == head.removeprefix("pitr-restore on prod: ")
+
+
+def test_another_cluster_or_a_runbook_never_run_has_no_history(history, tmp_path) -> None:
+    other = tmp_path / "two.toml"
+    other.write_text(history.read_text() + '\n[clusters.stage]\ndsn = "host=/nonexistent"\n')
+    proc = drdeck("--config", str(other), "forecast", "pitr-restore", "-p", "cluster=stage",
+                  state_dir=tmp_path / "state")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == (
+        "pitr-restore on stage: forecast: no history (6 of 6 steps have no history: no "
+        "earlier successful run of pitr-restore on stage)")
+
+
+def test_over_the_rto_is_said() -> None:
+    slow = [[StepRow("r", "restore", 1, "", "pitr.restore", "succeeded", duration_s=d)]
+            for d in (3 * 3600, 5 * 3600, 6 * 3600)]
+    assert "of 4h: over the RTO" in forecast(PITR, "prod", slow).line()
+    quick = [[StepRow("r", "restore", 1, "", "pitr.restore", "succeeded", duration_s=d)]
+             for d in (3600, 2 * 3600, 5 * 3600)]
+    assert "of 4h: the slowest earlier runs missed the RTO" in forecast(PITR, "prod",
+                                                                        quick).line()
+
+
+async def test_the_briefing_shows_the_forecast_before_the_start(history: Path) -> None:
+    from tui.app.screens.briefing import BriefingScreen
+    from tui.config import load_config
+    from tui.runbook.discovery import load_directory
+
+    from app_support import live_app, wait_for
+
+    app = live_app(config=load_config(history), runbooks=load_directory(SHIPPED_DIR),
+                   open_runbook=PITR)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BriefingScreen)
+                       and str(app.screen.query_one("#forecast").render()))
+        assert str(app.screen.query_one("#forecast").render()) == (
+            "forecast 16m43s (11m11s..22m22s) of 4h, 1 step without history")
