@@ -71,10 +71,10 @@ def test_each_step_is_the_median_of_the_earlier_successful_runs_with_their_sprea
     found = json.loads(proc.stdout)
     steps = {step["id"]: step for step in found["steps"]}
     assert steps["restore"] == {"id": "restore", "forecast_s": 900.0, "low_s": 600.0,
-                                "high_s": 1200.0, "basis": "median of 3 runs"}
+                                "high_s": 1200.0, "basis": "median of 3 runs", "runs": 3}
     assert steps["preflight"]["forecast_s"] == 12.0
     assert steps["back"] == {"id": "back", "forecast_s": None, "low_s": None, "high_s": None,
-                             "basis": "no history"}
+                             "basis": "no history", "runs": 0}
     # the failed run, the dry run and the other cluster's run are not learnt from
     assert (found["total_s"], found["low_s"], found["high_s"]) == (1003.0, 671.0, 1342.0)
     assert (found["without_history"], found["rto_target_s"]) == (1, 4 * 3600)
@@ -133,3 +133,75 @@ async def test_the_briefing_shows_the_forecast_before_the_start(history: Path) -
                        and str(app.screen.query_one("#forecast").render()))
         assert str(app.screen.query_one("#forecast").render()) == (
             "forecast 16m43s (11m11s..22m22s) of 4h, 1 step without history")
+
+
+def test_a_run_starts_with_its_forecast_says_each_step_against_it_and_records_it(
+        tmp_path: Path) -> None:
+    book = tmp_path / "twice.toml"
+    book.write_text('[runbook]\nname = "twice"\ntitle = "Twice"\nrto = "1h"\n\n'
+                    '[[steps]]\nid = "first"\ntitle = "First"\naction = "shell"\n'
+                    'with = { command = "sleep 0.2" }\n\n'
+                    '[[steps]]\nid = "second"\ntitle = "Second"\naction = "shell"\n'
+                    'with = { command = "true" }\n')
+    state = tmp_path / "state"
+    first = drdeck("run", str(book), "--headless", state_dir=state)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "forecast: no history (2 of 2 steps have no history" in first.stdout
+    second = drdeck("run", str(book), "--headless", state_dir=state)
+    assert second.returncode == 0, second.stdout + second.stderr
+    lines = second.stdout.splitlines()
+    assert lines[2].startswith("forecast ") and lines[2].endswith(" of 1h"), lines[:4]
+    done = next(line for line in lines if line.startswith("✓ first  succeeded"))
+    assert "(forecast 0.2" in done and "· projected " in done and done.endswith(" of 1h")
+    third = drdeck("run", str(book), "--json", state_dir=state)
+    started = json.loads(third.stdout.splitlines()[0])
+    assert started["event"] == "run_started"
+    assert [(s["id"], s["runs"]) for s in started["forecast"]["steps"]] == [
+        ("first", 2), ("second", 2)]
+    journal = Journal(state / "journal.sqlite")
+    try:
+        [newest, *_] = journal.runs("twice")
+        assert json.loads(newest.forecast_json) == started["forecast"]  # kept with the run
+    finally:
+        journal.close()
+
+
+async def test_the_run_screen_projects_the_finish_from_the_forecast(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui.app.screens.run import RunScreen
+    from tui.config import load_config
+
+    from app_support import live_app, wait_for
+
+    monkeypatch.setenv("DRDECK_STATE_DIR", str(tmp_path / "state"))
+    book_path = tmp_path / "waits.toml"
+    book_path.write_text('[runbook]\nname = "waits"\ntitle = "Waits"\nrto = "1h"\n\n'
+                         '[[steps]]\nid = "quick"\ntitle = "Quick"\naction = "shell"\n'
+                         'with = { command = "true" }\n\n'
+                         '[[steps]]\nid = "decide"\ntitle = "Decide"\naction = "manual"\n'
+                         'with = { instructions = "Go on?" }\n')
+    book = load_runbook(book_path)
+    journal = Journal(default_path())
+    try:
+        for n, (quick, decide) in enumerate(((30, 100), (50, 120))):
+            started = START + timedelta(days=n)
+            journal.insert_run(RunRow(
+                id=f"waits{n}", runbook="waits", runbook_sha256=book.sha256, title="Waits",
+                scenario="other", mode="drill", operator="ana", host="h", pid=1,
+                started_at=started.isoformat(), status="succeeded", params_json="{}",
+                ended_at=started.isoformat(), heartbeat_at=started.isoformat()))
+            for position, (sid, took) in enumerate((("quick", quick), ("decide", decide))):
+                journal.upsert_step(StepRow(f"waits{n}", sid, position, sid, "shell",
+                                            "succeeded", attempts=1, duration_s=float(took)))
+    finally:
+        journal.close()
+    config = tmp_path / "drdeck.toml"
+    config.write_text("")
+    app = live_app(config=load_config(config), open_runbook=book, autostart={})
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen)
+                       and app.screen.state.current == "decide")
+        screen = app.screen
+        assert screen.state.forecast.total_s == 150.0  # 40 + 110
+        await wait_for(pilot, lambda: "proj. 0:01:5" in str(screen.query_one(
+            "#crumb").right), what="the projected finish")

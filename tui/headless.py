@@ -80,6 +80,9 @@ class HumanPrinter:
         self._dry_run = False
         self._restored = False
         self._progress_at: dict[str, float] = {}
+        self._forecast: Any = None  # tui.journal.forecast.Forecast, when the run has one
+        self._finished: set[str] = set()
+        self._started_ts = 0.0
 
     def __call__(self, event: ev.Event) -> None:
         handler = getattr(self, f"_on_{event.kind}", None)
@@ -101,6 +104,12 @@ class HumanPrinter:
         plan = " · DRY RUN: nothing will be run" if e.dry_run else ""
         self._write(f"{s('drdeck', '1')} {e.runbook} · {e.title}")
         self._write(f"run {e.run_id} · {mode} · {len(e.steps)} steps{target}{plan}")
+        self._started_ts = e.ts
+        if e.forecast is not None:
+            from tui.journal.forecast import from_json
+
+            self._forecast = from_json(e.forecast)
+            self._write(s(self._forecast.line(), "2"))
         if e.params:
             shown = "  ".join(f"{k}={v}" for k, v in e.params.items())
             self._write(s(f"params: {shown}", "2"))
@@ -166,12 +175,31 @@ class HumanPrinter:
         colour = {"succeeded": "32", "failed": "1;31", "skipped": "33"}[e.status]
         took = format_duration(e.duration_s)
         line = f"{s(GLYPHS[e.status], colour)} {e.step}  {e.status}  {took}"
+        line += self._against_forecast(e)
         if e.error:
             line += f"\n  {s('error:', '1;31')} {e.error}"
         if e.reason:
             line += f"\n  reason: {e.reason}"
         self._write(line)
         self.out.flush()
+
+    def _against_forecast(self, e: ev.StepFinished) -> str:
+        """' (forecast 15m) · projected 16m20s of 4h': this step against its forecast,
+        and where the run should now end."""
+        forecast = self._forecast
+        if forecast is None or self._dry_run:
+            return ""
+        from tui.journal.forecast import projected_total
+
+        self._finished.add(e.step)
+        mine = next((s for s in forecast.steps if s.id == e.step), None)
+        said = (f" (forecast {format_duration(mine.forecast_s)})"
+                if mine is not None and mine.forecast_s is not None else "")
+        if not forecast.known or len(self._finished) == len(forecast.steps):
+            return said
+        total = projected_total(forecast, e.ts - self._started_ts, self._finished)
+        of = f" of {format_duration(forecast.rto_target_s)}" if forecast.rto_target_s else ""
+        return said + self.style(f" · projected {format_duration(total)}{of}", "2")
 
     def _on_milestone(self, e: ev.Milestone) -> None:
         self._restored = self._restored or e.name == "service-restored"

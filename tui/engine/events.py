@@ -65,6 +65,8 @@ class RunStarted(Event):
     rto_target_s: float | None = None
     rpo_target_s: float | None = None
     dry_run: bool = False
+    # tui.journal.forecast.Forecast.to_json(): how long it should take, before it starts
+    forecast: dict[str, Any] | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -116,6 +116,7 @@ class Runner:
         self.mode = mode
         self.dry_run = dry_run
         self.run_id = run_id or new_run_id()
+        self.forecast: dict[str, Any] | None = None  # set by the journal's recorder
         self.keep_workdir = keep_workdir
         self.env = dict(env if env is not None else default_env())
         root = workdir_root or (state_dir() / "runs")
@@ -242,6 +243,7 @@ class Runner:
             rto_target_s=self.runbook.rto,
             rpo_target_s=self.runbook.rpo,
             dry_run=self.dry_run,
+            forecast=self.forecast,
         ))
         status = "succeeded"
         error: str | None = None

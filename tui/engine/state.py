@@ -9,6 +9,7 @@ frozen in tests).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from tui.engine import events as ev
 
@@ -62,6 +63,7 @@ class RunState:
     measures: list[ev.Measure] = field(default_factory=list)
     finished: ev.RunFinished | None = None
     output_lines: int = 0
+    forecast: Any = None  # tui.journal.forecast.Forecast, when the run started with one
 
     def apply(self, event: ev.Event, now: float) -> None:
         handler = _HANDLERS.get(event.kind)
@@ -85,6 +87,19 @@ class RunState:
             if milestone.name == "service-restored":
                 return milestone.elapsed_s
         return self.elapsed(now)
+
+    def projected_s(self, now: float) -> float | None:
+        """Where the run should end, from its start (tui.journal.forecast): None without a
+        forecast learnt from earlier runs, or once the run is over."""
+        from tui.journal.forecast import projected_total
+
+        if self.forecast is None or not self.forecast.known or self.finished is not None:
+            return None
+        finished = {step.id for step in self.steps.values() if step.done}
+        current = self.current_step()
+        running = current.id if current is not None and not current.done else None
+        return projected_total(self.forecast, self.elapsed(now), finished, running,
+                               (current.elapsed(now) or 0.0) if running else 0.0)
 
     def rto_share(self, now: float) -> float | None:
         if not self.rto_target_s:
@@ -114,6 +129,10 @@ class RunState:
         self.rto_target_s, self.rpo_target_s = e.rto_target_s, e.rpo_target_s
         self.started_at = now
         self.steps = {s.id: StepView(s.id, s.title, s.action) for s in e.steps}
+        if e.forecast is not None:
+            from tui.journal.forecast import from_json
+
+            self.forecast = from_json(e.forecast)
 
     def _on_step_started(self, e: ev.StepStarted, now: float) -> None:
         step = self.steps[e.step]

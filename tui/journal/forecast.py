@@ -36,7 +36,7 @@ class StepForecast:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "forecast_s": self.forecast_s, "low_s": self.low_s,
-                "high_s": self.high_s, "basis": self.basis}
+                "high_s": self.high_s, "basis": self.basis, "runs": self.runs}
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,26 @@ class Forecast:
                 "low_s": self.low_s, "high_s": self.high_s,
                 "rto_target_s": self.rto_target_s, "without_history": self.without_history,
                 "steps": [s.to_json() for s in self.steps]}
+
+
+def from_json(data: dict[str, Any]) -> Forecast:
+    """A Forecast again, from the `to_json()` a run started with (its event, its row)."""
+    steps = [StepForecast(s["id"], s.get("title", s["id"]), s["forecast_s"], s.get("low_s"),
+                          s.get("high_s"), s.get("runs", 0)) for s in data.get("steps", [])]
+    return Forecast(data.get("runbook", ""), data.get("cluster", ""), steps,
+                    data.get("rto_target_s"))
+
+
+def projected_total(forecast: Forecast, elapsed_s: float, finished: set[str],
+                    running: str | None = None, running_s: float = 0.0) -> float:
+    """Where the run should end, seconds from its start: what has passed, and the
+    forecast of every step still to come (of the running one, what it has left)."""
+    left = 0.0
+    for step in forecast.steps:
+        if step.id in finished or step.forecast_s is None:
+            continue
+        left += max(0.0, step.forecast_s - running_s) if step.id == running else step.forecast_s
+    return elapsed_s + left
 
 
 def cluster_of(params: dict[str, Any], only_cluster: str | None) -> str:

@@ -52,10 +52,27 @@ class Recorder:
                 self._tails[step.step_id] = deque(step.output_tail.splitlines(),
                                                   maxlen=TAIL_LINES)
 
+    def _forecast(self) -> dict[str, Any] | None:
+        """The forecast this run starts with: a resumed run keeps the one it began with."""
+        if self.resumed is not None:
+            kept = self.resumed.run.forecast_json
+            return json.loads(kept) if kept else None
+        from tui.journal.forecast import cluster_of, forecast, read_history
+
+        config = self.runner.config
+        only = next(iter(config.clusters)) if len(config.clusters) == 1 else None
+        cluster = cluster_of(self.runner.shown_params(), only)
+        try:
+            history = read_history(self.journal, self.runner.runbook.name, cluster, only)
+        except Exception:  # a forecast never stands between an operator and a restore
+            return None
+        return forecast(self.runner.runbook, cluster, history).to_json()
+
     def begin(self, lock_key: str | None) -> None:
         """Before the run starts: its row, and its lock on the target (or LockHeld)."""
         runbook = self.runner.runbook
         operator, host = operator_identity()
+        self.runner.forecast = self._forecast()
         if self.resumed is None:
             self.journal.insert_run(RunRow(
                 id=self.runner.run_id, runbook=runbook.name, runbook_sha256=runbook.sha256,
@@ -65,7 +82,8 @@ class Recorder:
                 params_json=json.dumps(self.runner.shown_params(), sort_keys=True),
                 rto_target_s=runbook.rto, rpo_target_s=runbook.rpo, lock_key=lock_key,
                 dry_run=int(self.runner.dry_run),
-                runbook_path=str(runbook.path.resolve()) if runbook.path else None))
+                runbook_path=str(runbook.path.resolve()) if runbook.path else None,
+                forecast_json=json.dumps(self.runner.forecast)))
         else:
             self.journal.update_run(self.runner.run_id, status="running", ended_at=None,
                                     error=None, host=host, pid=os.getpid(),

@@ -87,6 +87,9 @@ MIGRATIONS: list[list[str]] = [
     [  # 2: where the runbook was read from, so a resume reads the same file
         "alter table runs add column runbook_path text",
     ],
+    [  # 3: the forecast made before the run started, to hold against what it took
+        "alter table runs add column forecast_json text",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

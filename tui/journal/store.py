@@ -74,6 +74,7 @@ class RunRow:
     resumes: int = 0
     dry_run: int = 0
     runbook_path: str | None = None
+    forecast_json: str | None = None
 
     @property
     def params(self) -> dict[str, str]:

@@ -229,7 +229,8 @@ class RunScreen(Screen[None]):
     def _draw_clock(self, now: float) -> None:
         stopped = any(m.name == "service-restored" for m in self.state.milestones)
         self.query_one(Breadcrumb).right = rto_clock(
-            self.state.rto_elapsed(now), self.state.rto_target_s, stopped)
+            self.state.rto_elapsed(now), self.state.rto_target_s, stopped,
+            self.state.projected_s(now))
 
     def _descriptions(self) -> dict[str, str]:
         shown = {}

@@ -9,7 +9,9 @@ from tui.durations import format_clock
 BAR_WIDTH = 10
 
 
-def rto_clock(elapsed: float, target: float | None, stopped: bool = False) -> Text:
+def rto_clock(elapsed: float, target: float | None, stopped: bool = False,
+              projected: float | None = None) -> Text:
+    """`projected`: where the run should end, from its forecast (tui.journal.forecast)."""
     text = Text()
     label = "RTO " if target else "elapsed "
     text.append(label, style="bold")
@@ -26,5 +28,8 @@ def rto_clock(elapsed: float, target: float | None, stopped: bool = False) -> Te
     text.append(f" {share:4.0%}", style=style)
     if stopped:
         text.append("  ◆ stopped", style="bold magenta")
+    elif projected is not None:
+        late = projected > target
+        text.append(f"  proj. {format_clock(projected)}", style="bold red" if late else "")
     text.append(" ")
     return text
