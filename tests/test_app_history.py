@@ -192,12 +192,12 @@ async def test_the_table_lists_every_run_newest_first() -> None:
         assert len(rows) == 12
         assert [r[0] for r in rows] == sorted((r[0] for r in rows), reverse=True)
         assert rows[0] == ["2026-11-26 08:15", "finish", "DRILL", "✓ succeeded", "0:00:04",
-                           "0%", "-"]
+                           "0%", "-", "-"]
         assert rows[2][1:4] == ["restore-drill", "INCIDENT", "✗ failed"]
         assert rows[3] == ["2026-11-10 16:00", "restore-drill", "DRILL dry", "✓ succeeded",
-                           "-", "-", "-"]
+                           "-", "-", "-", "-"]
         over = next(r for r in rows if r[0].startswith("2026-08-11"))
-        assert over[4:] == ["2:14:30", "112%", "38m"]
+        assert over[4:] == ["2:14:30", "112%", "38m", "-"]  # run before forecasts were kept
         assert "Runs  12" in screen.query_one("#history-list").border_title
 
 

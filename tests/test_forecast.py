@@ -205,3 +205,27 @@ async def test_the_run_screen_projects_the_finish_from_the_forecast(
         assert screen.state.forecast.total_s == 150.0  # 40 + 110
         await wait_for(pilot, lambda: "proj. 0:01:5" in str(screen.query_one(
             "#crumb").right), what="the projected finish")
+
+
+def test_history_holds_what_each_run_took_against_its_forecast() -> None:
+    from tui.app.screens.history import forecast_text
+
+    made = forecast(PITR, "prod", [[StepRow("r", "restore", 1, "", "pitr.restore",
+                                            "succeeded", duration_s=d)] for d in (500, 700)])
+
+    def run(took_s: float, forecast_json: str | None) -> RunRow:
+        return RunRow(id="x", runbook="pitr-restore", runbook_sha256="", title="", scenario="",
+                      mode="drill", operator="", host="", pid=1, status="succeeded",
+                      started_at=START.isoformat(), params_json="{}",
+                      ended_at=(START + timedelta(seconds=took_s)).isoformat(),
+                      forecast_json=forecast_json)
+
+    inside = forecast_text(run(650, json.dumps(made.to_json())))
+    assert (inside.plain, inside.style) == ("10m50s / 10m", "")
+    slow = forecast_text(run(900, json.dumps(made.to_json())))
+    assert (slow.plain, slow.style) == ("15m / 10m", "bold red")  # past the slowest
+    quick = forecast_text(run(100, json.dumps(made.to_json())))
+    assert quick.style == "yellow"
+    first = forecast_text(run(100, json.dumps(forecast(PITR, "prod", []).to_json())))
+    assert first.plain == "1m40s / no history"
+    assert forecast_text(run(100, None)).plain == "-"

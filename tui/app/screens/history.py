@@ -36,7 +36,8 @@ from .._shared import DeckFooter, DeckInput, DeckTable
 from ..widgets.breadcrumb import Breadcrumb
 from ..widgets.steps import GLYPHS, short_clock
 
-COLUMNS = ("Date (UTC)", "Runbook", "Mode", "Result", "RTO", "of target", "RPO")
+COLUMNS = ("Date (UTC)", "Runbook", "Mode", "Result", "RTO", "of target", "RPO",
+           "Took / forecast")
 NARROW_COLUMNS = ("Date (UTC)", "Runbook", "Mode", "", "RTO", "RPO")
 CHUNK = 200  # rows handed to the table at a time: a few pages, about 20 ms of DataTable work
 SERIES_LIMIT = 400  # runs of one runbook read for its RTO chart (more never fit the width)
@@ -102,11 +103,32 @@ def share_text(value: float | None, target: float | None) -> Text:
     return Text(f"{share:.0%}", style=style, justify="right")
 
 
+def forecast_text(run: RunRow) -> Text:
+    """'15m10s / 16m43s': what the run took against the forecast it started with, in
+    colour when it fell outside the spread of the runs that forecast learnt from: over
+    time, a forecast that is always wrong shows."""
+    import json
+
+    took = run.duration_s
+    if not run.forecast_json or took is None:
+        return Text("-", justify="right")
+    try:
+        made = json.loads(run.forecast_json)
+        total, low, high = (float(made[key]) for key in ("total_s", "low_s", "high_s"))
+    except (ValueError, KeyError, TypeError):
+        return Text("?", justify="right")
+    if not any(step.get("forecast_s") is not None for step in made.get("steps", [])):
+        return Text(f"{format_duration(took)} / no history", style="dim", justify="right")
+    style = "" if low <= took <= high else "bold red" if took > high else "yellow"
+    return Text(f"{format_duration(took)} / {format_duration(total)}", style=style,
+                justify="right")
+
+
 def run_cells(run: RunRow) -> tuple[Any, ...]:
     rto = Text(format_clock(run.rto_s) if run.rto_s is not None else "-", justify="right")
     rpo = Text(format_duration(run.rpo_s) if run.rpo_s is not None else "-", justify="right")
     return (utc_stamp(run.started_at), run.runbook, mode_text(run), result_text(run.status),
-            rto, share_text(run.rto_s, run.rto_target_s), rpo)
+            rto, share_text(run.rto_s, run.rto_target_s), rpo, forecast_text(run))
 
 
 def haystack(run: RunRow) -> str:
@@ -549,7 +571,7 @@ class HistoryScreen(Screen[None]):
         cells = run_cells(run)
         if not self._narrow:
             return cells
-        date, runbook, mode, _, rto, _, rpo = cells
+        date, runbook, mode, _, rto, _, rpo, _ = cells
         return date, runbook, mode, result_glyph(run.status), rto, rpo
 
     def _more(self) -> None:
