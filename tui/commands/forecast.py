@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 from argparse import Namespace
-from typing import Any
 
 from tui.durations import format_duration
 
 
 def forecast_command(args: Namespace) -> int:
     from tui.config import load_config
+    from tui.journal.forecast import forecast_for
     from tui.runbook.discovery import find_runbook
     from tui.runbook.loader import load_runbook
     from tui.runbook.params import parse_assignments
@@ -32,20 +32,3 @@ def forecast_command(args: Namespace) -> int:
         print(f"  {step.id:<16} {format_duration(step.forecast_s):>8} {spread:<17} "
               f"{step.title} [{step.basis}]")
     return 0
-
-
-def forecast_for(config: Any, runbook: Any, given: dict[str, Any]) -> Any:
-    """The forecast of `runbook` run with the parameters `given` (defaults filled in)."""
-    from tui.journal.forecast import cluster_of, forecast, read_history
-    from tui.journal.store import open_journal
-
-    only = next(iter(config.clusters)) if len(config.clusters) == 1 else None
-    defaults = {name: param.default for name, param in runbook.params.items()
-                if isinstance(param.default, str)}
-    cluster = cluster_of({**defaults, **given}, only)
-    journal = open_journal(config)
-    try:
-        history = read_history(journal, runbook.name, cluster, only)
-    finally:
-        journal.close()
-    return forecast(runbook, cluster, history)

@@ -46,8 +46,8 @@ def run_command(args: Namespace) -> int:
 
 def _print_forecast(config, runbook, given) -> None:
     """How long the run would take (tui.journal.forecast), before its steps are listed."""
-    from tui.commands.forecast import forecast_for
     from tui.errors import DrdeckError
+    from tui.journal.forecast import forecast_for
 
     try:
         print(forecast_for(config, runbook, given).line(), flush=True)

@@ -2,9 +2,10 @@
 past successful runs of the same runbook on the same cluster, with the spread those runs
 showed (the fastest and the slowest), summed against the runbook's RTO target.
 
-Pure: the caller reads the journal (`history`) and gives the steps of those runs; nothing
-here reads a clock or a file. A step no earlier run finished says "no history", and the
-forecast counts such steps: its total is then a floor, and says so.
+Pure but for `read_history` and `forecast_for`, which read the journal: `forecast` is
+given the steps of those runs, and nothing reads a clock. A step no earlier run finished
+says "no history", and the forecast counts such steps: its total is then a floor, and
+says so.
 """
 
 from __future__ import annotations
@@ -162,3 +163,19 @@ def read_history(journal: Any, runbook: str, cluster: str, only_cluster: str | N
         if len(found) >= limit:
             break
     return found
+
+
+def forecast_for(config: Any, runbook: Any, given: dict[str, Any]) -> Forecast:
+    """The forecast of `runbook` run with the parameters `given` (defaults filled in)."""
+    from tui.journal.store import open_journal
+
+    only = next(iter(config.clusters)) if len(config.clusters) == 1 else None
+    defaults = {name: param.default for name, param in runbook.params.items()
+                if isinstance(param.default, str)}
+    cluster = cluster_of({**defaults, **given}, only)
+    journal = open_journal(config)
+    try:
+        history = read_history(journal, runbook.name, cluster, only)
+    finally:
+        journal.close()
+    return forecast(runbook, cluster, history)

@@ -71,7 +71,7 @@ class BriefingScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="forecast")
     def _read_forecast(self, given: dict[str, str]) -> None:
-        from tui.commands.forecast import forecast_for
+        from tui.journal.forecast import forecast_for
 
         try:
             line = forecast_for(self.app.config, self.runbook, given).short()
