@@ -13,7 +13,7 @@ from tui.config import load_config_text
 from tui.runbook.discovery import SHIPPED_DIR, load_directory
 from tui.storage import LocalStore
 
-from app_support import TERMINAL, frozen_app, live_app, wait_for
+from app_support import TERMINAL, frozen_app, live_app, settled, wait_for
 from repo_support import fake_snapshot
 
 NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
@@ -58,9 +58,13 @@ def test_inventory_screen(snap_compare, config) -> None:
         # idle: on a busy machine the picture could otherwise show them cut short)
         table = inventory(pilot).query_one("#snapshots")
         await wait_for(pilot, lambda: table.row_count and not table._require_update_dimensions)
+        # every column as wide as its widest cell: a busy machine can draw them too narrow
+        taken = next(iter(table.columns.values()))
+        await wait_for(pilot, lambda: taken.content_width >= len("2026-11-27 13:00:00"),
+                       what="the columns to widen to their cells")
         # the tab bar's underline slides to the active tab: a busy machine can catch it midway
         await pilot.wait_for_scheduled_animations()
-        await pilot.pause()
+        await settled(pilot)  # and a busy one can draw the rows before their columns widen
 
     app = frozen_app(config=config, utc_now=lambda: NOW,
                      runbooks=load_directory(SHIPPED_DIR))
