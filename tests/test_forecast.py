@@ -96,6 +96,9 @@ def test_the_total_is_said_against_the_rto_and_a_step_without_history_is_counted
                  state_dir=tmp_path / "state")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert dry.stdout.splitlines()[0] == head.removeprefix("pitr-restore on prod: ")
+    # and a step that would not run says so: no expect_back, no check of what came back
+    back = dry.stdout.split("○ back", 1)[1].split("○ check", 1)[0]
+    assert "· would be skipped: when = '${expect_back}' does not hold" in back
 
 
 def test_another_cluster_or_a_runbook_never_run_has_no_history(history, tmp_path) -> None:

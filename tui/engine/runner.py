@@ -804,6 +804,12 @@ class Runner:
         except (TemplateError, ValueError) as exc:
             command = f"(cannot render: {exc})"
         extra = []
+        if step.when is not None:
+            try:
+                if not self._holds(step.when):
+                    extra.append(f"would be skipped: when = {step.when!r} does not hold")
+            except (TemplateError, ValueError):  # an earlier step's output, say: not yet
+                extra.append(f"runs only when {step.when!r} holds")
         if step.confirm or step.confirm_input:
             extra.append("asks for confirmation")
         if step.retries:
