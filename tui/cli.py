@@ -91,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a parameter of the run (the cluster, say; repeatable)")
     forecast.add_argument("--json", action="store_true", help="machine-readable output")
 
+    watch = sub.add_parser(
+        "watch", parents=[per_command], help="follow a run another process executes, read only",
+        description="Open a read-only run screen on a run that another process is executing, "
+                    "on this machine or another, through the journal: its steps, checks, "
+                    "output, RTO clock and forecast. No key acts on the run.")
+    watch.add_argument("run_id", nargs="?", metavar="RUN_ID",
+                       help="the run's id or its first characters (default: the newest "
+                            "running one)")
+
     resume = sub.add_parser(
         "resume", parents=[per_command], help="continue an interrupted or failed run",
         description="Continue a run from its first unfinished step, with the same "
@@ -328,6 +337,10 @@ def _main(argv: list[str] | None = None) -> int:
             from tui.commands.resume import resume_command
 
             return resume_command(args)
+        if args.command == "watch":
+            from tui.commands.watch import watch_command
+
+            return watch_command(args)
         if args.command == "forecast":
             from tui.commands.forecast import forecast_command
 

@@ -64,6 +64,7 @@ class DrdeckApp(App[None]):
         journal: bool = True,
         resume: Any = None,
         banner: str | None = None,
+        watch: str | None = None,
     ) -> None:
         super().__init__()
         from tui.config import Config
@@ -85,6 +86,7 @@ class DrdeckApp(App[None]):
         self._given = params or {}
         self._autostart = autostart
         self._run_id = run_id
+        self._watch = watch  # a run to follow through the journal, read only
         self.last_result = None
         self._signals: dict[int, Any] = {}
         # a runbook's values from its last failed or aborted run, per runbook name (in
@@ -110,7 +112,11 @@ class DrdeckApp(App[None]):
         found = self._runbooks if self._runbooks is not None else discover(self._runbook_dirs)
         self._found = found
         self.push_screen(HomeScreen(found))
-        if self._resume is not None:
+        if self._watch is not None:
+            from .screens.watch import WatchScreen
+
+            self.push_screen(WatchScreen(self._watch))
+        elif self._resume is not None:
             # once Home is drawn: resuming sets the mode shown in its breadcrumb
             self.call_after_refresh(self.resume_run, *self._resume)
         elif self._open_runbook is not None:

@@ -12,7 +12,7 @@ from tui.runbook.params import resolve
 def open_app(*, mode: str = "drill", runbook: Runbook | None = None,
              given: dict[str, str] | None = None, autostart: bool = False,
              config: Any = None, config_path: str | None = None,
-             resume_run: str | None = None) -> int:
+             resume_run: str | None = None, watch: str | None = None) -> int:
     """Run the app; the exit code follows the last run (0 when none failed)."""
     from tui.app.app import DrdeckApp
     from tui.config import load_config
@@ -34,7 +34,8 @@ def open_app(*, mode: str = "drill", runbook: Runbook | None = None,
 
         resume = load_resumable(config, resume_run, given or {})
     app = DrdeckApp(mode=mode, open_runbook=runbook, params=given, autostart=start,
-                    config=config, runbook_dirs=list(config.runbook_dirs), resume=resume)
+                    config=config, runbook_dirs=list(config.runbook_dirs), resume=resume,
+                    watch=watch)
     app.run()
     result = app.last_result
     if app.signalled or (result is not None and result.interrupted):

@@ -1,0 +1,139 @@
+"""`drdeck watch`: a read-only run screen following a run that a separate process executes,
+through the journal. Steps turn from running to succeeded as they do there, within 2 s;
+output and checks arrive; no key acts on the run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tui.config import load_config
+from tui.journal.follow import Tails, _overlap, newest_running
+from tui.journal.store import Journal, default_path
+
+from app_support import live_app, wait_for
+from cli_support import REPO, drdeck, drdeck_env
+
+BOOK = """[runbook]
+name = "slow-drill"
+title = "A slow drill"
+rto = "1h"
+
+[[steps]]
+id = "one"
+title = "First"
+action = "shell"
+with = { command = "echo first; sleep 1.5" }
+
+[[steps]]
+id = "two"
+title = "Second"
+action = "shell"
+with = { command = "for i in 1 2 3; do echo line $i; sleep 0.4; done" }
+checks = [{ name = "it said line 3", command = "echo line 3", expect = { contains = "line 3" } }]
+
+[[steps]]
+id = "three"
+title = "Third"
+action = "shell"
+with = { command = "echo done" }
+"""
+
+
+def _running_id(state: Path, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (state / "journal.sqlite").exists():
+            journal = Journal(state / "journal.sqlite")
+            try:
+                found = newest_running(journal)
+            finally:
+                journal.close()
+            if found:
+                return found
+        time.sleep(0.05)
+    raise AssertionError("the run never showed as running in the journal")
+
+
+async def test_watch_follows_a_run_another_process_executes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui.app.screens.watch import WatchScreen
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("DRDECK_STATE_DIR", str(state))
+    book = tmp_path / "slow.toml"
+    book.write_text(BOOK)
+    config = tmp_path / "drdeck.toml"
+    config.write_text("")
+    runner = subprocess.Popen([sys.executable, "-m", "tui", "--config", str(config), "run",
+                               str(book), "--headless"], cwd=REPO, env=drdeck_env(state),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        run_id = _running_id(state)
+        app = live_app(config=load_config(config), watch=run_id[:6])
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, WatchScreen)
+                           and app.screen.state is not None, what="the first read")
+            screen = app.screen
+            assert screen.run_id == run_id  # the prefix found the run
+            await pilot.press("y", "enter", "r", "a", "e")  # no key acts on the run
+
+            def status(step: str) -> str:
+                return screen.state.steps[step].status
+
+            await wait_for(pilot, lambda: status("one") == "succeeded", what="step one")
+            seen_at = datetime.now(UTC)
+            journal = Journal(default_path())
+            try:
+                ended = datetime.fromisoformat(journal.run(run_id).steps[0].ended_at)
+            finally:
+                journal.close()
+            assert (seen_at - ended).total_seconds() < 2.0  # within 2 s of the journal
+            await wait_for(pilot, lambda: status("two") == "running", what="step two")
+            await wait_for(pilot, lambda: screen.state.finished is not None, what="the end")
+            assert [s.status for s in screen.state.steps.values()] == ["succeeded"] * 3
+            assert [(c.name, c.ok) for c in screen.state.all_checks] == [
+                ("it said line 3", True)]
+            shown = "\n".join(screen.query_one("#output-panel").log_widget.lines)
+            assert "first" in shown and "line 3" in shown and "done" in shown
+            assert "SUCCEEDED" in str(screen.query_one("#watch-status").render())
+        assert runner.wait(timeout=30) == 0
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+
+
+def test_watch_without_a_running_run_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "drdeck.toml"
+    config.write_text("")
+    proc = drdeck("--config", str(config), "watch", state_dir=tmp_path / "state")
+    assert proc.returncode == 2
+    assert "no run is running in the journal" in proc.stderr
+    proc = drdeck("--config", str(config), "watch", "feedface", state_dir=tmp_path / "state")
+    assert proc.returncode == 2 and "no run 'feedface'" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_tail_that_slides_on_gives_only_its_new_lines() -> None:
+    assert _overlap(["a", "b", "c"], ["b", "c", "d", "e"]) == 2
+    assert _overlap([], ["a"]) == 0
+    assert _overlap(["x"], ["y"]) == 0
+    tails = Tails()
+
+    class Row:
+        def __init__(self, step_id: str, tail: str) -> None:
+            self.step_id, self.output_tail = step_id, tail
+
+    class Detail:
+        def __init__(self, *rows: Row) -> None:
+            self.steps = list(rows)
+
+    assert tails.new_lines(Detail(Row("s", "a\nb"))) == ["a", "b"]
+    assert tails.new_lines(Detail(Row("s", "a\nb\nc"))) == ["c"]
+    assert tails.new_lines(Detail(Row("s", "b\nc\nd"), Row("t", "x"))) == ["d", "x"]
