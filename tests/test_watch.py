@@ -14,7 +14,6 @@ import pytest
 
 from tui.config import load_config
 from tui.journal.follow import Tails, _overlap, newest_running
-from tui.journal.store import Journal, default_path
 
 from app_support import live_app, wait_for
 from cli_support import REPO, drdeck, drdeck_env
@@ -45,37 +44,41 @@ with = { command = "echo done" }
 """
 
 
-def _running_id(state: Path, timeout: float = 20) -> str:
+def _running_id(config, timeout: float = 20) -> str:
+    from tui.journal.store import open_journal
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (state / "journal.sqlite").exists():
-            journal = Journal(state / "journal.sqlite")
-            try:
-                found = newest_running(journal)
-            finally:
-                journal.close()
-            if found:
-                return found
+        journal = open_journal(config)
+        try:
+            found = newest_running(journal)
+        finally:
+            journal.close()
+        if found:
+            return found
         time.sleep(0.05)
     raise AssertionError("the run never showed as running in the journal")
 
 
-async def test_watch_follows_a_run_another_process_executes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def follow_a_run(tmp_path: Path, **env: str) -> None:
+    """A run executed by a separate process, followed by `watch` in this one: both find
+    the journal as `env` says (the test's own environment says the same)."""
     from tui.app.screens.watch import WatchScreen
+    from tui.journal.store import open_journal
 
     state = tmp_path / "state"
-    monkeypatch.setenv("DRDECK_STATE_DIR", str(state))
     book = tmp_path / "slow.toml"
     book.write_text(BOOK)
-    config = tmp_path / "drdeck.toml"
-    config.write_text("")
-    runner = subprocess.Popen([sys.executable, "-m", "tui", "--config", str(config), "run",
-                               str(book), "--headless"], cwd=REPO, env=drdeck_env(state),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    config_path = tmp_path / "drdeck.toml"
+    config_path.write_text("")
+    config = load_config(config_path)
+    runner = subprocess.Popen([sys.executable, "-m", "tui", "--config", str(config_path),
+                               "run", str(book), "--headless"], cwd=REPO,
+                              env=drdeck_env(state, **env), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
     try:
-        run_id = _running_id(state)
-        app = live_app(config=load_config(config), watch=run_id[:6])
+        run_id = _running_id(config)
+        app = live_app(config=config, watch=run_id[:6])
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, WatchScreen)
                            and app.screen.state is not None, what="the first read")
@@ -88,7 +91,7 @@ async def test_watch_follows_a_run_another_process_executes(
 
             await wait_for(pilot, lambda: status("one") == "succeeded", what="step one")
             seen_at = datetime.now(UTC)
-            journal = Journal(default_path())
+            journal = open_journal(config)
             try:
                 ended = datetime.fromisoformat(journal.run(run_id).steps[0].ended_at)
             finally:
@@ -102,11 +105,31 @@ async def test_watch_follows_a_run_another_process_executes(
             shown = "\n".join(screen.query_one("#output-panel").log_widget.lines)
             assert "first" in shown and "line 3" in shown and "done" in shown
             assert "SUCCEEDED" in str(screen.query_one("#watch-status").render())
-        assert runner.wait(timeout=30) == 0
+        assert runner.wait(timeout=30) == 0, runner.stdout.read() if runner.stdout else ""
     finally:
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+
+
+async def test_watch_follows_a_run_another_process_executes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRDECK_STATE_DIR", str(tmp_path / "state"))
+    await follow_a_run(tmp_path)
+    assert (tmp_path / "state" / "journal.sqlite").exists()
+
+
+@pytest.mark.slow
+async def test_watch_follows_a_run_through_a_shared_postgresql_journal(
+        pg_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """How a team outgrows one machine: the run records into PostgreSQL, the watcher
+    reads it from there."""
+    pg_cluster.execute("create database journal")
+    url = pg_cluster.dsn("journal")
+    monkeypatch.setenv("DRDECK_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("DRDECK_JOURNAL", url)
+    await follow_a_run(tmp_path, DRDECK_JOURNAL=url)
+    assert not (tmp_path / "state" / "journal.sqlite").exists()
 
 
 def test_watch_without_a_running_run_says_so(tmp_path: Path) -> None:
