@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -70,6 +71,15 @@ class DeckTable(DataTable):
         Binding("g", "scroll_top", "first", show=False),
         Binding("G", "scroll_bottom", "last", show=False),
     ]
+
+    def _update_dimensions(self, new_rows: Any) -> None:
+        super()._update_dimensions(new_rows)
+        # DataTable widens its columns to new rows when idle, but keeps the lines it drew
+        # before that in its caches: on a busy machine the rows stayed cut to the headers'
+        # widths. Drawn again, with the widths known.
+        if new_rows:
+            self._clear_caches()
+            self.refresh()
 
 
 class DeckFooter(Footer):
