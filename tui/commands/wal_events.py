@@ -13,10 +13,6 @@ from typing import Any
 
 from tui.errors import InvalidInput
 
-KINDS_SHOWN = {"drop_table": "DROP TABLE", "drop_schema": "DROP SCHEMA", "truncate": "TRUNCATE",
-               "drop_database": "DROP DATABASE", "rewrite": "rewrite", "delete": "DELETE",
-               "update": "UPDATE"}
-
 
 def events_command(args: Namespace) -> int:
     from tui.config import load_config
@@ -65,7 +61,6 @@ def events_command(args: Namespace) -> int:
     return 0
 
 
-
 def _line(item: Any) -> str:
     e = item.event
     when = (e.commit_time or "time unknown").replace("T", " ")[:19]
@@ -73,7 +68,7 @@ def _line(item: Any) -> str:
         f" and {len(item.relations) - 3} more" if len(item.relations) > 3 else "")
     rows = f" {e.rows:,} rows" if e.rows is not None else ""
     unnamed = f"; {'; '.join(item.unnamed)}" if item.unnamed else ""
-    return (f"{when}  xid {e.xid:<10} {KINDS_SHOWN.get(e.kind, e.kind):<13} "
+    return (f"{when}  xid {e.xid:<10} {item.what:<13} "
             f"{item.database}{': ' + what if what else ''}{rows}{unnamed}")
 
 

@@ -126,10 +126,11 @@ def projected_total(forecast: Forecast, elapsed_s: float, finished: set[str],
     return elapsed_s + left
 
 
-def cluster_of(params: dict[str, Any], only_cluster: str | None) -> str:
-    """Which cluster a run works on, as its parameters say: `cluster` (empty: the only
-    configured one), or, for an engine's runbook, its `stanza`."""
-    return str(params.get("cluster") or params.get("stanza") or only_cluster or "")
+def cluster_of(params: dict[str, Any], config: Any) -> str:
+    """Which cluster a run works on, as its parameters say: `cluster` (empty: the only one
+    `config` has), or, for an engine's runbook, its `stanza`."""
+    only = next(iter(config.clusters)) if len(config.clusters) == 1 else ""
+    return str(params.get("cluster") or params.get("stanza") or only)
 
 
 def forecast(runbook: Any, cluster: str, history: Iterable[Sequence[Any]],
@@ -151,13 +152,13 @@ def forecast(runbook: Any, cluster: str, history: Iterable[Sequence[Any]],
                     rto_target_s if rto_target_s is not None else runbook.rto)
 
 
-def read_history(journal: Any, runbook: str, cluster: str, only_cluster: str | None,
+def read_history(journal: Any, runbook: str, cluster: str, config: Any,
                  limit: int = HISTORY_RUNS) -> list[list[Any]]:
     """The steps of the newest `limit` successful, real (not dry) runs of `runbook` on
     `cluster`, from the journal (tui.journal.store.Journal)."""
     found = []
     for run in journal.runs(runbook, statuses=("succeeded",)):
-        if run.dry_run or cluster_of(run.params, only_cluster) != cluster:
+        if run.dry_run or cluster_of(run.params, config) != cluster:
             continue
         found.append(journal.run(run.id).steps)
         if len(found) >= limit:
@@ -169,13 +170,12 @@ def forecast_for(config: Any, runbook: Any, given: dict[str, Any]) -> Forecast:
     """The forecast of `runbook` run with the parameters `given` (defaults filled in)."""
     from tui.journal.store import open_journal
 
-    only = next(iter(config.clusters)) if len(config.clusters) == 1 else None
     defaults = {name: param.default for name, param in runbook.params.items()
                 if isinstance(param.default, str)}
-    cluster = cluster_of({**defaults, **given}, only)
+    cluster = cluster_of({**defaults, **given}, config)
     journal = open_journal(config)
     try:
-        history = read_history(journal, runbook.name, cluster, only)
+        history = read_history(journal, runbook.name, cluster, config)
     finally:
         journal.close()
     return forecast(runbook, cluster, history)

@@ -60,10 +60,9 @@ class Recorder:
         from tui.journal.forecast import cluster_of, forecast, read_history
 
         config = self.runner.config
-        only = next(iter(config.clusters)) if len(config.clusters) == 1 else None
-        cluster = cluster_of(self.runner.shown_params(), only)
+        cluster = cluster_of(self.runner.shown_params(), config)
         try:
-            history = read_history(self.journal, self.runner.runbook.name, cluster, only)
+            history = read_history(self.journal, self.runner.runbook.name, cluster, config)
         except Exception:  # a forecast never stands between an operator and a restore
             return None
         return forecast(self.runner.runbook, cluster, history).to_json()

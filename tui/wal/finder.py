@@ -35,12 +35,16 @@ def find_events(config: Any, cluster: Any, *, kind: str | None = None, min_rows:
     """Scan the cluster's WAL source (`kind`, or the only one it has) and name each event
     by the catalog maps, then the live server. `since` and `until` bound what is read
     (tui.wal.narrow), not what is found: the caller filters the events by their times."""
+    from tui.sources.archive import ArchiveSource
     from tui.wal.naming import Namer, live_names
     from tui.wal.scan import scan, segments_by_timeline
 
     if min_rows < 1:
         raise InvalidInput("--min-rows must be 1 or more")
-    source = wal_source(config, cluster, kind)
+    # drdeck's archive: a source, and where the catalog maps are, whichever engine keeps
+    # the WAL
+    mine = ArchiveSource.configured(config, cluster)
+    source = wal_source(config, cluster, kind, mine)
     found = Found(source)
     timelines = segments_by_timeline(source.recovery_picture())
     if not any(names for _, names in timelines):
@@ -54,11 +58,6 @@ def find_events(config: Any, cluster: Any, *, kind: str | None = None, min_rows:
                      for timeline, names in timelines]
         timelines = [(timeline, names) for timeline, names in timelines if names]
     result = scan(fetch, timelines, min_rows=min_rows, progress=progress)
-    from tui.sources.archive import ArchiveSource
-
-    # the catalog maps are in drdeck's repository, whichever engine keeps the WAL
-    mine = source if isinstance(source, ArchiveSource) else ArchiveSource.configured(
-        config, cluster)
     store = mine.store if mine is not None else None
     dsn = _dsn(cluster)
     namer = Namer(store, cluster.name, live_names(dsn) if dsn else None)
@@ -78,18 +77,18 @@ def restore_before(item: NamedEvent, source: Any, cluster: str) -> dict[str, str
             "inclusive": "false", "expect_back": item.expect_back()}
 
 
-def wal_source(config: Any, cluster: Any, kind: str | None) -> Any:
-    """The source whose archived WAL is read: `kind`, or the only one the cluster has."""
+def wal_source(config: Any, cluster: Any, kind: str | None, mine: Any) -> Any:
+    """The source whose archived WAL is read: `kind`, or the only one the cluster has
+    (`mine`: drdeck's archive of it, or None)."""
     from tui.sources import source_classes, source_for, sources_for
-    from tui.sources.archive import ArchiveSource
     from tui.sources.base import Source
 
     if kind:
-        source = source_for(config, cluster, kind)
+        source = mine if mine is not None and kind == mine.kind else source_for(
+            config, cluster, kind)
         if source is None:
             raise InvalidInput(f"cluster {cluster.name} has no {kind} source")
         return source
-    mine = ArchiveSource.configured(config, cluster)
     # the engines that keep WAL drdeck reads: an engine without a fetcher keeps none
     others = [s for s in sources_for(config, cluster)
               if type(s).wal_fetcher is not Source.wal_fetcher]

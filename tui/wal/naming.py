@@ -12,6 +12,10 @@ from tui.catalog.relation_map import CatalogMap, MapFailed, load_map, newest_bef
 from tui.wal.events import DestructiveEvent, RelFile
 
 TABLE_KINDS = ("r", "p", "m")  # what an operator calls a table: tables, partitioned, matviews
+# what each kind of event is called on screen
+KIND_WORDS = {"drop_table": "DROP TABLE", "drop_schema": "DROP SCHEMA", "truncate": "TRUNCATE",
+              "drop_database": "DROP DATABASE", "rewrite": "rewrite", "delete": "DELETE",
+              "update": "UPDATE"}
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,11 @@ class NamedEvent:
     relations: tuple[str, ...]  # schema.name, tables first
     unnamed: tuple[str, ...]  # why each relation it touched has no name
     tables: tuple[tuple[str, str], ...] = ()  # (schema, name) of the tables among them
+
+    @property
+    def what(self) -> str:
+        """'DROP TABLE', 'DELETE', ...: the kind of event in an operator's words."""
+        return KIND_WORDS.get(self.event.kind, self.event.kind)
 
     def expect_back(self) -> str:
         """What a restore to just before this event must bring back, in the words of

@@ -21,10 +21,6 @@ from tui.wal.naming import NamedEvent
 from .._shared import DeckFooter, DeckInput, DeckTable
 from ..widgets.breadcrumb import Breadcrumb
 
-KIND_WORDS = {"drop_table": "DROP TABLE", "drop_schema": "DROP SCHEMA",
-              "truncate": "TRUNCATE", "drop_database": "DROP DATABASE",
-              "rewrite": "rewrite", "delete": "DELETE", "update": "UPDATE"}
-
 
 class ScanProgress(Message):
     def __init__(self, line: str) -> None:
@@ -47,7 +43,7 @@ def relations_text(item: NamedEvent, most: int = 2) -> str:
 def event_detail(item: NamedEvent, restore_runbook: str) -> Text:
     e = item.event
     text = Text()
-    text.append(f"{KIND_WORDS.get(e.kind, e.kind)} in {item.database}\n", style="bold")
+    text.append(f"{item.what} in {item.database}\n", style="bold")
     text.append(f"committed  {(e.commit_time or 'time unknown').replace('T', ' ')[:19]}"
                 " UTC\n")
     text.append(f"xid        {e.xid}   commit LSN {e.commit_lsn}   timeline {e.timeline}\n")
@@ -167,14 +163,14 @@ class WalEventsScreen(Screen[None]):
         needle = self.query_one("#filter", DeckInput).value.casefold()
         for item in reversed(found.events):  # newest first
             e = item.event
-            words = (f"{KIND_WORDS.get(e.kind, e.kind)} {e.kind} {item.database} {e.xid} "
+            words = (f"{item.what} {e.kind} {item.database} {e.xid} "
                      f"{' '.join(item.relations)}")
             if needle and needle not in words.casefold():
                 continue
             self._shown.append(item)
             # what identifies the event first: on 80 columns the relations are cut short
             table.add_row((e.commit_time or "?").replace("T", " ")[:19],
-                          Text(KIND_WORDS.get(e.kind, e.kind), style="bold red"), str(e.xid),
+                          Text(item.what, style="bold red"), str(e.xid),
                           f"{e.rows:,}" if e.rows is not None else "-", item.database,
                           relations_text(item))
         self._show_detail(0)
