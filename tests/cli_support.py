@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +30,21 @@ def drdeck(*args: str, state_dir: Path, cwd: Path | None = None, timeout: float 
 
 def json_events(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def running_id(config, timeout: float = 20) -> str:
+    """The id of the run a separate process has started, once the journal says it runs."""
+    from tui.journal.follow import newest_running
+    from tui.journal.store import open_journal
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        journal = open_journal(config)
+        try:
+            found = newest_running(journal)
+        finally:
+            journal.close()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("the run never showed as running in the journal")

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tui.config import load_config
-from tui.journal.follow import Tails, _overlap, newest_running
+from tui.journal.follow import Tails, _overlap
 
 from app_support import live_app, wait_for
-from cli_support import REPO, drdeck, drdeck_env
+from cli_support import REPO, drdeck, drdeck_env, running_id
 
 BOOK = """[runbook]
 name = "slow-drill"
@@ -44,22 +43,6 @@ with = { command = "echo done" }
 """
 
 
-def _running_id(config, timeout: float = 20) -> str:
-    from tui.journal.store import open_journal
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        journal = open_journal(config)
-        try:
-            found = newest_running(journal)
-        finally:
-            journal.close()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError("the run never showed as running in the journal")
-
-
 async def follow_a_run(tmp_path: Path, **env: str) -> None:
     """A run executed by a separate process, followed by `watch` in this one: both find
     the journal as `env` says (the test's own environment says the same)."""
@@ -77,7 +60,7 @@ async def follow_a_run(tmp_path: Path, **env: str) -> None:
                               env=drdeck_env(state, **env), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     try:
-        run_id = _running_id(config)
+        run_id = running_id(config)
         app = live_app(config=config, watch=run_id[:6])
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, WatchScreen)

@@ -100,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the run's id or its first characters (default: the newest "
                             "running one)")
 
+    serve = sub.add_parser(
+        "serve", parents=[per_command], help="the journal as a read-only web page, live",
+        description="Serve a read-only web page of the journal (the runs in progress and the "
+                    "recent ones; a run's steps, checks, clock, forecast and live output) and "
+                    "its JSON API. Every request needs the token: $DRDECK_SERVE_TOKEN, or one "
+                    "made and printed at start.")
+    serve.add_argument("--listen", default="127.0.0.1:8765", metavar="HOST:PORT",
+                       help="where to listen (default 127.0.0.1:8765; 0.0.0.0:8765 for every "
+                            "address; port 0 for any free one)")
+
     resume = sub.add_parser(
         "resume", parents=[per_command], help="continue an interrupted or failed run",
         description="Continue a run from its first unfinished step, with the same "
@@ -341,6 +351,10 @@ def _main(argv: list[str] | None = None) -> int:
             from tui.commands.watch import watch_command
 
             return watch_command(args)
+        if args.command == "serve":
+            from tui.commands.serve import serve_command
+
+            return serve_command(args)
         if args.command == "forecast":
             from tui.commands.forecast import forecast_command
 

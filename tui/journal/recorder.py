@@ -4,6 +4,11 @@ Every event is committed as it comes, so a crash or a SIGKILL loses nothing
 that happened. Output is kept as each step's last lines, written as soon as
 the event loop is free: after each chunk of a flood, at once for a line that
 comes alone.
+
+Each event is also kept whole, in order, as `--json` prints it (the events
+table): what someone following the run from elsewhere replays and follows
+(`drdeck serve`). Output and progress join them when the loop is free, like
+the tails; any other event writes what waits before it, then itself.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from tui.engine import events as ev
 from tui.journal.store import Journal, RunDetail, RunRow, StepRow, now_iso
+from tui.redact import json_text
 
 TAIL_LINES = 40
 HEARTBEAT_S = 5.0
@@ -43,7 +49,9 @@ class Recorder:
         self._steps: dict[str, StepRow] = {}
         self._tails: dict[str, deque[str]] = {}
         self._dirty: set[str] = set()
-        self._flushed = time.monotonic()
+        self._events: list[tuple[int, str]] = []  # numbered, waiting to be written
+        self._next_seq = 0
+        self._flush_due = False
         self._heartbeat = time.monotonic()
         if resumed is not None:
             for step in resumed.steps:
@@ -51,6 +59,7 @@ class Recorder:
                 self._steps[step.step_id] = dataclasses.replace(step)
                 self._tails[step.step_id] = deque(step.output_tail.splitlines(),
                                                   maxlen=TAIL_LINES)
+            self._next_seq = journal.last_event(resumed.run.id) + 1
 
     def _forecast(self) -> dict[str, Any] | None:
         """The forecast this run starts with: a resumed run keeps the one it began with."""
@@ -111,9 +120,16 @@ class Recorder:
         self.journal.update_run(self.runner.run_id, lock_key=key)
 
     def __call__(self, event: ev.Event) -> None:
+        self._events.append((self._next_seq, json_text(event.to_json(), default=str)))
+        self._next_seq += 1
+        flood = isinstance(event, ev.Output | ev.Progress)
+        if not flood:  # before what the event changes: a run seen ended has all its events
+            self._write_events()
         handler = getattr(self, f"_on_{event.kind}", None)
         if handler is not None:
             handler(event)
+        if flood:
+            self._flush_soon()
         now = time.monotonic()
         if now - self._heartbeat >= HEARTBEAT_S:
             self._heartbeat = now
@@ -144,22 +160,24 @@ class Recorder:
 
     def _on_output(self, e: ev.Output) -> None:
         self._tails.setdefault(e.step, deque(maxlen=TAIL_LINES)).append(e.line)
-        if not self._dirty:
-            self._schedule_flush()
         self._dirty.add(e.step)
 
-    def _schedule_flush(self) -> None:
+    def _flush_soon(self) -> None:
         """Written as soon as the loop is free: once per chunk of a flood, at once otherwise."""
+        if self._flush_due:
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._flush_tails()
             return
-        loop.call_soon(self._flush_if_dirty)
+        self._flush_due = True
+        loop.call_soon(self._flush_tails)
 
-    def _flush_if_dirty(self) -> None:
-        if self._dirty:
-            self._flush_tails()
+    def _write_events(self) -> None:
+        if self._events:
+            waiting, self._events = self._events, []
+            self.journal.add_events(self.runner.run_id, waiting)
 
     def _on_check(self, e: ev.CheckResult) -> None:
         self.journal.add("checks", run_id=self.runner.run_id, step_id=e.step, name=e.name,
@@ -225,9 +243,10 @@ class Recorder:
             self.journal.release_lock(self.lock_key, self.runner.run_id)
 
     def _flush_tails(self) -> None:
+        self._flush_due = False
+        self._write_events()
         for step_id in list(self._dirty):
             step = self._step(step_id)
             step.output_tail = "\n".join(self._tails[step_id])
             self.journal.upsert_step(step)
         self._dirty.clear()
-        self._flushed = time.monotonic()

@@ -90,6 +90,14 @@ MIGRATIONS: list[list[str]] = [
     [  # 3: the forecast made before the run started, to hold against what it took
         "alter table runs add column forecast_json text",
     ],
+    [  # 4: every event of a run as `--json` prints it, in order, for whoever follows it
+        """create table events (
+            run_id text not null,
+            seq integer not null,
+            body text not null,
+            primary key (run_id, seq)
+        )""",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

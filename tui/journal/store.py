@@ -230,6 +230,28 @@ class Journal:
         self.execute(f"insert into {table} ({', '.join(names)}) values "
                      f"({', '.join('?' * len(names))})", list(values.values()))
 
+    def add_events(self, run_id: str, events: Sequence[tuple[int, str]]) -> None:
+        """A run's events (sequence number, its `--json` text), in one transaction."""
+        if not events:
+            return
+        statement = "insert into events (run_id, seq, body) values (?, ?, ?)"
+        rows = [(run_id, seq, body) for seq, body in events]
+        try:
+            if self.postgres:
+                with self._conn.cursor() as cur:
+                    cur.executemany(self._sql(statement), rows)
+                if not self._in_transaction:
+                    self._conn.commit()
+                return
+            with self.transaction():
+                self._conn.executemany(statement, rows)
+        except DrdeckError:
+            raise
+        except Exception as exc:
+            if self.postgres and not self._in_transaction:
+                self._conn.rollback()
+            raise JournalError(f"journal at {self.where}: {_first_line(exc)}") from None
+
     # --- locks ----------------------------------------------------------------------
 
     def acquire_lock(self, key: str, run_id: str) -> None:
@@ -324,6 +346,22 @@ class Journal:
                                                    "at from measures where run_id = ? "
                                                    "order by at", (run.id,))]
         return detail
+
+    def events(self, run_id: str, after: int = -1, limit: int = 2000) -> list[tuple[int, str]]:
+        """The run's events after sequence number `after`, oldest first, at most `limit`."""
+        return [(int(seq), body) for seq, body in self.execute(
+            "select seq, body from events where run_id = ? and seq > ? order by seq "
+            f"limit {int(limit)}", (run_id, after))]
+
+    def run_status(self, run_id: str) -> str | None:
+        """The run's status; None when the journal has no such run."""
+        rows = self.execute("select status from runs where id = ?", (run_id,))
+        return rows[0][0] if rows else None
+
+    def last_event(self, run_id: str) -> int:
+        """The sequence number of the run's last event; -1 when it has none."""
+        found = self.execute("select max(seq) from events where run_id = ?", (run_id,))[0][0]
+        return -1 if found is None else int(found)
 
     def last_runs(self) -> dict[str, RunRow]:
         """The most recent finished, non-dry run of each runbook."""
