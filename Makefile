@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 system-tools:
-	@scripts/ensure-system-tools --with-pgbackrest
+	@scripts/ensure-system-tools --with-pgbackrest --with-browser
 
 # Bytecode for drdeck's own modules, as a pip install writes it: every drdeck process
 # (an archive_command per segment, each CLI call of the tests) otherwise compiles about
