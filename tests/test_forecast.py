@@ -232,3 +232,43 @@ def test_history_holds_what_each_run_took_against_its_forecast() -> None:
     first = forecast_text(run(100, json.dumps(forecast(PITR, "prod", []).to_json())))
     assert first.plain == "1m40s / no history"
     assert forecast_text(run(100, None)).plain == "-"
+
+
+def test_the_step_list_shows_each_step_against_its_forecast() -> None:
+    """The run screen's steps: what each took (or has taken) beside ~ what earlier runs
+    took; yellow once past the slowest of them; nothing beside a step without history."""
+    from rich.console import Console
+
+    from tui.app.widgets.steps import step_table
+    from tui.engine.state import RunState, StepView
+    from tui.journal.forecast import Forecast, StepForecast
+
+    state = RunState(run_id="r", runbook="b", title="t", mode="drill", dry_run=False,
+                     rto_target_s=3600, rpo_target_s=None, started_at=0.0)
+    state.steps = {
+        "done": StepView("done", "Stop the service", "shell", status="succeeded",
+                         started_at=0.0, duration_s=65.0),
+        "slow": StepView("slow", "Restore the base backup", "shell", status="running",
+                         started_at=65.0),
+        "new": StepView("new", "A step never run before", "shell"),
+    }
+    state.current = "slow"
+    state.forecast = Forecast("b", "prod", [
+        StepForecast("done", "Stop the service", 70.0, 60.0, 80.0, 3),
+        StepForecast("slow", "Restore the base backup", 120.0, 100.0, 150.0, 3),
+        StepForecast("new", "A step never run before", None, None, None, 0)])
+    console = Console(width=60, record=True)
+    console.print(step_table(state, now=65.0 + 160.0))
+    lines = console.export_text().splitlines()
+    assert lines[0].endswith("1:05 ~1:10")
+    assert lines[1].endswith("2:40 ~2:00")  # 160 s, past the slowest (150 s)
+    assert lines[2].rstrip().endswith("A step never run before")
+    assert "~" not in lines[2]
+    from tui.app.widgets.steps import step_time
+
+    late = step_time(state.steps["slow"], 225.0, state.forecast.steps[1])
+    assert [str(span.style) for span in late.spans if "~" in late.plain[span.start:span.end]
+            ] == ["yellow"]
+    on_time = step_time(state.steps["slow"], 165.0, state.forecast.steps[1])
+    assert on_time.plain == "1:40 ~2:00"
+    assert [str(span.style) for span in on_time.spans][-1] == "dim"
