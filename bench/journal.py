@@ -13,7 +13,7 @@ The runbook makes every kind of event the engine emits without a database or a
 repository: a step with two checks, a confirmation (operator_wait and
 operator_answer), a step that fails once and is retried (attempt_failed), a
 step reporting progress, a step printing LINES lines (output, kept as the
-step's tail and written once per chunk the loop delivers), the
+step's tail and as events, written once per chunk the loop delivers), the
 `service-restored` milestone and a clean-up step. (`measure` comes only from
 the restore and PITR actions: it is one insert like `check`.)
 
@@ -142,7 +142,7 @@ class Meter:
         self.flushes: list[float] = []
         self.begin = 0.0
         self._inside = False
-        flush = recorder._flush_tails
+        flush = recorder._flush
 
         def timed_flush() -> None:
             if self._inside:  # run_finished flushes inside its own call: counted there
@@ -152,7 +152,7 @@ class Meter:
             flush()
             self.flushes.append(time.perf_counter() - started)
 
-        recorder._flush_tails = timed_flush  # this instance only
+        recorder._flush = timed_flush  # this instance only
 
     def __call__(self, event: Any) -> None:
         self._inside = True
@@ -276,9 +276,10 @@ def breakdown(meter: Meter, kinds: dict[str, int]) -> str:
     outputs = meter.calls.get("output", [])
     out_total = sum(outputs) + sum(meter.flushes)
     per_output = out_total / max(1, kinds.get("output", 1)) * 1e6
-    return (", ".join(parts) + f"; output {per_output:,.1f} (its {len(meter.flushes)} tail "
-            f"writes {statistics.mean(meter.flushes) * 1e3 if meter.flushes else 0:.2f} ms "
-            f"each, one per chunk the loop delivered); begin() {meter.begin * 1e3:.2f} ms")
+    flush_ms = statistics.mean(meter.flushes) * 1e3 if meter.flushes else 0
+    return (", ".join(parts) + f"; output {per_output:,.1f} (its {len(meter.flushes)} "
+            f"writes of tails and events {flush_ms:.2f} ms each, one per chunk the loop "
+            f"delivered); begin() {meter.begin * 1e3:.2f} ms")
 
 
 def committed(meter: Meter) -> tuple[float, str]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cli_support import REPO
+from cli_support import REPO, stop
 
 ARTEFACTS = Path(os.environ.get("DRDECK_TEST_ARTEFACTS", REPO / "test-artefacts"))
 # the flags a closed network needs: no background connections, no updates, no sync
@@ -112,10 +112,5 @@ def browser() -> Iterator[Callable[[], Page]]:
         yield new_page
     finally:
         sockets.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         shutil.rmtree(profile, ignore_errors=True)

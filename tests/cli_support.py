@@ -28,6 +28,28 @@ def drdeck(*args: str, state_dir: Path, cwd: Path | None = None, timeout: float 
     )
 
 
+def drdeck_in_background(*args: str, state_dir: Path, log: Path,
+                         **extra_env: str) -> subprocess.Popen[str]:
+    """`drdeck ARGS` started and left running; what it prints goes to `log` (a pipe nobody
+    reads while it runs would stop it once full)."""
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "tui", *args], cwd=REPO,
+                                env=drdeck_env(state_dir, **extra_env), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 10) -> None:
+    """Ask a process to end; kill it when it has not within `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def json_events(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 

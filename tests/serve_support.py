@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cli_support import REPO, drdeck_env
+from cli_support import REPO, drdeck_env, stop
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -78,12 +78,7 @@ def serving(state_dir: Path, config: Path, token: str | None = TOKEN,
         _wait_answering(served)
         yield served
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _wait_answering(served: Served) -> None:

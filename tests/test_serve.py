@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from tui.config import load_config
 
-from cli_support import REPO, drdeck, drdeck_env, json_events, running_id
+from cli_support import drdeck, drdeck_in_background, json_events, running_id, stop
 from serve_support import TOKEN, read_events, serving
 
 LINES = 10_000
@@ -54,13 +53,9 @@ def _start_run(tmp_path: Path, state: Path, config: Path, lines: int = LINES,
     go = tmp_path / "go"
     book = tmp_path / "gated.toml"
     book.write_text(GATED_FLOOD.format(lines=lines, go=go))
-    # what it prints goes to a file: a pipe nobody reads while it runs would stop it
-    with (tmp_path / "run.log").open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tui", "--config", str(config), "run",
-                                 str(book), "--headless", *extra], cwd=REPO,
-                                env=drdeck_env(state), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
-    return proc, go
+    run = drdeck_in_background("--config", str(config), "run", str(book), "--headless", *extra,
+                               state_dir=state, log=tmp_path / "run.log")
+    return run, go
 
 
 def test_every_request_needs_the_token(place: tuple[Path, Path]) -> None:
@@ -205,6 +200,4 @@ def test_twenty_viewers_follow_ten_thousand_lines_and_none_misses_one(
             assert stream.events[-1]["event"] == "run_finished"
         assert stored["run"]["status"] == "succeeded"
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        stop(run)

@@ -4,8 +4,6 @@ The screenshots are kept in test-artefacts/ ($DRDECK_TEST_ARTEFACTS)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from tui.config import load_config
 
 from browser_support import browser, chromium_path
-from cli_support import REPO, drdeck_env, running_id
+from cli_support import drdeck_in_background, running_id, stop
 from serve_support import TOKEN, serving
 
 BOOK = """[runbook]
@@ -46,10 +44,8 @@ def test_a_browser_follows_a_run_live(tmp_path: Path, monkeypatch: pytest.Monkey
     go = tmp_path / "go"
     book = tmp_path / "book.toml"
     book.write_text(BOOK.format(go=go))
-    with (tmp_path / "run.log").open("w") as log:
-        run = subprocess.Popen([sys.executable, "-m", "tui", "--config", str(config), "run",
-                                str(book), "--headless"], cwd=REPO, env=drdeck_env(state),
-                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    run = drdeck_in_background("--config", str(config), "run", str(book), "--headless",
+                               state_dir=state, log=tmp_path / "run.log")
     try:
         run_id = running_id(load_config(config))
         with serving(state, config) as served, browser() as new_page:
@@ -81,6 +77,4 @@ def test_a_browser_follows_a_run_live(tmp_path: Path, monkeypatch: pytest.Monkey
             page.screenshot("serve-run-succeeded.png")
         assert run.wait(timeout=30) == 0
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        stop(run)

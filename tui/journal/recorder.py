@@ -169,10 +169,10 @@ class Recorder:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._flush_tails()
+            self._flush()
             return
         self._flush_due = True
-        loop.call_soon(self._flush_tails)
+        loop.call_soon(self._flush)
 
     def _write_events(self) -> None:
         if self._events:
@@ -236,13 +236,13 @@ class Recorder:
         self.journal.upsert_step(step)
 
     def _on_run_finished(self, e: ev.RunFinished) -> None:
-        self._flush_tails()
+        self._flush()
         self.journal.update_run(self.runner.run_id, status=e.status, ended_at=now_iso(),
                                 rto_s=e.rto_s, error=e.error, heartbeat_at=now_iso())
         if self.lock_key:
             self.journal.release_lock(self.lock_key, self.runner.run_id)
 
-    def _flush_tails(self) -> None:
+    def _flush(self) -> None:
         self._flush_due = False
         self._write_events()
         for step_id in list(self._dirty):

@@ -146,8 +146,21 @@ class Journal:
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement
 
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    @contextmanager
+    def _said_clearly(self) -> Iterator[None]:
+        """A database's failure as a JournalError naming the journal; on PostgreSQL, outside
+        a transaction, rolled back so the connection serves the next statement."""
         try:
+            yield
+        except DrdeckError:
+            raise
+        except Exception as exc:
+            if self.postgres and not self._in_transaction:
+                self._conn.rollback()
+            raise JournalError(f"journal at {self.where}: {_first_line(exc)}") from None
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._said_clearly():
             if self.postgres:
                 with self._conn.cursor() as cur:
                     cur.execute(self._sql(statement), params)
@@ -157,12 +170,6 @@ class Journal:
                 return rows
             cursor = self._conn.execute(statement, params)
             return cursor.fetchall()
-        except DrdeckError:
-            raise
-        except Exception as exc:
-            if self.postgres and not self._in_transaction:
-                self._conn.rollback()
-            raise JournalError(f"journal at {self.where}: {_first_line(exc)}") from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -236,7 +243,7 @@ class Journal:
             return
         statement = "insert into events (run_id, seq, body) values (?, ?, ?)"
         rows = [(run_id, seq, body) for seq, body in events]
-        try:
+        with self._said_clearly():
             if self.postgres:
                 with self._conn.cursor() as cur:
                     cur.executemany(self._sql(statement), rows)
@@ -245,12 +252,6 @@ class Journal:
                 return
             with self.transaction():
                 self._conn.executemany(statement, rows)
-        except DrdeckError:
-            raise
-        except Exception as exc:
-            if self.postgres and not self._in_transaction:
-                self._conn.rollback()
-            raise JournalError(f"journal at {self.where}: {_first_line(exc)}") from None
 
     # --- locks ----------------------------------------------------------------------
 

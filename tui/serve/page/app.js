@@ -118,6 +118,15 @@ function runTable(runs) {
 
 // --- one run -----------------------------------------------------------------------------
 
+function newStep(id, title, action, known) {
+  return Object.assign({id, title, action, status: "pending", duration: null, error: null,
+    reason: null, started: null, checks: [], command: "", progress: null, note: null}, known);
+}
+
+function epoch(iso) {
+  return iso ? new Date(iso).getTime() / 1000 : null;
+}
+
 class Run {
   constructor(id) {
     this.id = id;
@@ -135,15 +144,14 @@ class Run {
     this.title = run.title; this.runbook = run.runbook; this.mode = run.mode;
     this.operator = run.operator; this.dryRun = run.dry_run;
     this.rtoTarget = run.rto.target_s; this.forecast = run.forecast;
-    this.started = run.started_at ? new Date(run.started_at).getTime() / 1000 : null;
+    this.started = epoch(run.started_at);
     this.status = run.status;
     this.steps.clear();
     for (const step of report.steps) {
-      this.steps.set(step.id, {id: step.id, title: step.title, action: step.action,
+      this.steps.set(step.id, newStep(step.id, step.title, step.action, {
         status: step.status, duration: step.duration_s, error: step.error, reason: step.reason,
-        started: step.started_at ? new Date(step.started_at).getTime() / 1000 : null,
-        checks: step.checks.map((c) => ({name: c.name, ok: c.ok, detail: c.detail})),
-        command: step.command, progress: null, note: null});
+        started: epoch(step.started_at), command: step.command,
+        checks: step.checks.map((c) => ({name: c.name, ok: c.ok, detail: c.detail}))}));
     }
     this.lines = report.steps.flatMap((step) => (step.output_tail || "").split("\n")
       .filter((line) => line !== "").map((line) => ({step: step.id, line, stream: "stdout"})));
@@ -162,9 +170,7 @@ class Run {
         this.dryRun = e.dry_run; this.rtoTarget = e.rto_target_s; this.forecast = e.forecast;
         this.started = ts; this.finished = null; this.status = "running";
         this.lines = []; this.milestones = [];
-        this.steps = new Map(e.steps.map((s) => [s.id, {id: s.id, title: s.title, action: s.action,
-          status: "pending", duration: null, error: null, reason: null, started: null,
-          checks: [], command: "", progress: null, note: null}]));
+        this.steps = new Map(e.steps.map((s) => [s.id, newStep(s.id, s.title, s.action)]));
         break;
       case "step_planned":
         if (step) { step.status = "planned"; step.command = e.command; }
