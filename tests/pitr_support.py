@@ -119,6 +119,20 @@ def events_config(path: Path, cluster: Any, engine: str) -> Path:
     return path
 
 
+def assert_moved_as_planned(events: list[dict], source: Any, target: str) -> None:
+    """The restore step measured the base backup the source says a restore to `target`
+    moves, and WAL replayed; the WAL planned for a target inside the window is less than
+    the whole window's."""
+    from tui.pitr.target import parse_target
+
+    moved = {e["name"]: e["value"] for e in events
+             if e["event"] == "measure" and e["step"] == "restore"}
+    planned = source.restore_volumes(parse_target(target))
+    assert moved["base_bytes"] == planned["base"] > 0
+    assert moved["wal_bytes"] > 0 and moved["base_s"] > 0 and moved["wal_s"] > 0
+    assert 0 < planned["wal"] < source.restore_volumes(parse_target("latest"))["wal"]
+
+
 def stop_restored(data_dir: Path) -> None:
     """The restored server keeps running after the run: tests stop it."""
     if (data_dir / "postmaster.pid").exists():

@@ -16,14 +16,22 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tui.config import load_config
 from tui.postgres.access import let_server_account_run_drdeck
 from tui.postgres.binaries import pg_bin
 from tui.postgres.cluster import LocalCluster, free_port, server_account
+from tui.sources.barman_cloud import BarmanCloudSource
 
 from backup_support import Deck
 from barman_support import BarmanCloud, missing_reason
 from harness.s3 import S3Endpoint
-from pitr_support import events_config, in_one_transaction, stop_restored, wait_archived
+from pitr_support import (
+    assert_moved_as_planned,
+    events_config,
+    in_one_transaction,
+    stop_restored,
+    wait_archived,
+)
 
 pytestmark = [
     pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason())),
@@ -121,7 +129,8 @@ def step_error(events: list[dict]) -> str:
     return next(e for e in events if e["event"] == "step_finished" and e.get("error"))["error"]
 
 
-def test_restore_to_a_time_in_the_middle_of_the_load(world: dict) -> None:
+def test_restore_to_a_time_in_the_middle_of_the_load(world: dict,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     commits = world["commits"]
     middle = ROWS // 2
     target = commits[middle - 1] + (commits[middle] - commits[middle - 1]) / 2
@@ -151,6 +160,11 @@ def test_restore_to_a_time_in_the_middle_of_the_load(world: dict) -> None:
         assert progress[-1]["unit"] == "bytes of WAL"
         assert progress[-1]["done"] == progress[-1]["total"]
         assert any(f"unpacking backup {world['backup_id']}" in line for line in lines)
+        for name, value in world["deck"].env.items():  # the store's credentials
+            monkeypatch.setenv(name, value)
+        config = load_config(world["deck"].config)
+        assert_moved_as_planned(events, BarmanCloudSource.configured(
+            config, config.cluster("prod")), target.isoformat())
         # the tablespace came back beside the data directory, linked from pg_tblspc
         (link,) = (data_dir / "pg_tblspc").iterdir()
         home = data_dir.with_name(data_dir.name + ".tablespaces")

@@ -5,14 +5,16 @@ through `drdeck forecast` and `drdeck run --dry-run`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tui.journal.forecast import forecast
-from tui.journal.store import Journal, RunRow, StepRow, default_path
+from tui.journal.store import Journal, RunDetail, RunRow, StepRow, default_path
 from tui.runbook.discovery import SHIPPED_DIR
 from tui.runbook.loader import load_runbook
 
@@ -43,12 +45,32 @@ def record(journal: Journal, rid: str, status: str, params: dict, took: dict[str
                                     "succeeded", attempts=1, duration_s=float(took[step.id])))
 
 
-@pytest.fixture
-def history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    state = tmp_path / "state"
-    monkeypatch.setenv("DRDECK_STATE_DIR", str(state))
+def past(*took: float, step: str = "restore") -> list[RunDetail]:
+    """Earlier runs in which `step` took each of `took` seconds."""
+    run = RunRow(id="r", runbook="pitr-restore", runbook_sha256="", title="", scenario="",
+                 mode="drill", operator="", host="", pid=1, status="succeeded",
+                 started_at=START.isoformat(), params_json="{}")
+    return [RunDetail(run, [StepRow("r", step, 1, "", "pitr.restore", "succeeded",
+                                    duration_s=float(d))]) for d in took]
+
+
+@contextlib.contextmanager
+def prod_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Journal]:
+    """The journal of a state directory of its own (tmp_path/state), open to be written,
+    and a configuration of one cluster, prod, in tmp_path/drdeck.toml."""
+    monkeypatch.setenv("DRDECK_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "drdeck.toml").write_text('[clusters.prod]\ndsn = "host=/nonexistent '
+                                          'dbname=app"\n')
     journal = Journal(default_path())
     try:
+        yield journal
+    finally:
+        journal.close()
+
+
+@pytest.fixture
+def history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    with prod_journal(tmp_path, monkeypatch) as journal:
         for n, params in enumerate(({"cluster": ""}, {"cluster": "prod"}, {})):
             record(journal, f"good{n}", "succeeded", params,
                    {step: took[n] for step, took in TOOK.items()}, day=n)
@@ -56,11 +78,7 @@ def history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         record(journal, "failed0", "failed", {"cluster": "prod"}, slow, day=4)
         record(journal, "dryrun0", "succeeded", {"cluster": "prod"}, slow, dry=True, day=5)
         record(journal, "other00", "succeeded", {"cluster": "other"}, slow, day=6)
-    finally:
-        journal.close()
-    config = tmp_path / "drdeck.toml"
-    config.write_text('[clusters.prod]\ndsn = "host=/nonexistent dbname=app"\n')
-    return config
+    return tmp_path / "drdeck.toml"
 
 
 def test_each_step_is_the_median_of_the_earlier_successful_runs_with_their_spread(
@@ -71,10 +89,11 @@ def test_each_step_is_the_median_of_the_earlier_successful_runs_with_their_sprea
     found = json.loads(proc.stdout)
     steps = {step["id"]: step for step in found["steps"]}
     assert steps["restore"] == {"id": "restore", "forecast_s": 900.0, "low_s": 600.0,
-                                "high_s": 1200.0, "basis": "median of 3 runs", "runs": 3}
+                                "high_s": 1200.0, "basis": "median of 3 runs", "runs": 3,
+                                "scale": ""}
     assert steps["preflight"]["forecast_s"] == 12.0
     assert steps["back"] == {"id": "back", "forecast_s": None, "low_s": None, "high_s": None,
-                             "basis": "no history", "runs": 0}
+                             "basis": "no history", "runs": 0, "scale": ""}
     # the failed run, the dry run and the other cluster's run are not learnt from
     assert (found["total_s"], found["low_s"], found["high_s"]) == (1003.0, 671.0, 1342.0)
     assert (found["without_history"], found["rto_target_s"]) == (1, 4 * 3600)
@@ -113,11 +132,9 @@ def test_another_cluster_or_a_runbook_never_run_has_no_history(history, tmp_path
 
 
 def test_over_the_rto_is_said() -> None:
-    slow = [[StepRow("r", "restore", 1, "", "pitr.restore", "succeeded", duration_s=d)]
-            for d in (3 * 3600, 5 * 3600, 6 * 3600)]
+    slow = past(3 * 3600, 5 * 3600, 6 * 3600)
     assert "of 4h: over the RTO" in forecast(PITR, "prod", slow).line()
-    quick = [[StepRow("r", "restore", 1, "", "pitr.restore", "succeeded", duration_s=d)]
-             for d in (3600, 2 * 3600, 5 * 3600)]
+    quick = past(3600, 2 * 3600, 5 * 3600)
     assert "of 4h: the slowest earlier runs missed the RTO" in forecast(PITR, "prod",
                                                                         quick).line()
 
@@ -213,8 +230,7 @@ async def test_the_run_screen_projects_the_finish_from_the_forecast(
 def test_history_holds_what_each_run_took_against_its_forecast() -> None:
     from tui.app.screens.history import forecast_text
 
-    made = forecast(PITR, "prod", [[StepRow("r", "restore", 1, "", "pitr.restore",
-                                            "succeeded", duration_s=d)] for d in (500, 700)])
+    made = forecast(PITR, "prod", past(500, 700))
 
     def run(took_s: float, forecast_json: str | None) -> RunRow:
         return RunRow(id="x", runbook="pitr-restore", runbook_sha256="", title="", scenario="",
@@ -272,3 +288,70 @@ def test_the_step_list_shows_each_step_against_its_forecast() -> None:
     on_time = step_time(state.steps["slow"], 165.0, state.forecast.steps[1])
     assert on_time.plain == "1:40 ~2:00"
     assert [str(span.style) for span in on_time.spans][-1] == "dim"
+
+
+# what the restore step of each earlier run moved: (base bytes, base s, WAL bytes, WAL s,
+# the step's whole time). Throughputs: base 2, 4 and 5 MB/s; WAL 4, 3 and 6 MB/s; the rest
+# of the step (starting, checking, promoting) 50, 30 and 40 s.
+MB = 1_000_000
+MOVED = ((1000 * MB, 500, 600 * MB, 150, 700),
+         (1000 * MB, 250, 300 * MB, 100, 380),
+         (2000 * MB, 400, 600 * MB, 100, 540))
+
+
+@pytest.fixture
+def moved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A journal whose three runs of pitr-restore on prod measured what they moved."""
+    with prod_journal(tmp_path, monkeypatch) as journal:
+        for n, (base, base_s, wal, wal_s, took) in enumerate(MOVED):
+            record(journal, f"moved{n}", "succeeded", {"cluster": "prod"},
+                   {"preflight": 10, "restore": took}, day=n)
+            for name, value, unit in (("base_bytes", base, "B"), ("base_s", base_s, "s"),
+                                      ("wal_bytes", wal, "B"), ("wal_s", wal_s, "s")):
+                journal.add("measures", run_id=f"moved{n}", step_id="restore", name=name,
+                            value=float(value), unit=unit, detail="", at=START.isoformat())
+    return tmp_path / "drdeck.toml"
+
+
+def test_a_restore_step_is_scaled_to_what_this_run_moves(moved: Path) -> None:
+    from tui.config import load_config
+    from tui.journal.forecast import read_history
+
+    journal = Journal(default_path())
+    try:
+        history = read_history(journal, "pitr-restore", "prod", load_config(moved))
+    finally:
+        journal.close()
+    made = forecast(PITR, "prod", history, volumes={"base": 3000 * MB, "wal": 1200 * MB})
+    restore = next(step for step in made.steps if step.id == "restore")
+    # the median rest, and this run's bytes over the median throughput of each volume
+    assert restore.forecast_s == 40 + 3000 / 4 + 1200 / 4
+    assert restore.low_s == 30 + 3000 / 5 + 1200 / 6  # the fastest throughputs
+    assert restore.high_s == 50 + 3000 / 2 + 1200 / 3  # the slowest
+    assert restore.basis == ("median of 3 runs, scaled to base backup 2.8 GiB at 3.8 MiB/s, "
+                             "WAL 1.1 GiB at 3.8 MiB/s")
+    preflight = next(step for step in made.steps if step.id == "preflight")
+    assert (preflight.forecast_s, preflight.basis) == (10.0, "median of 3 runs")
+    assert made.to_json()["volumes"] == {"base": 3000 * MB, "wal": 1200 * MB}
+    assert made.line().endswith("; scaled to what this run moves: base backup 2.8 GiB, "
+                                "WAL 1.1 GiB")
+    # twice the bytes of the first run: not twice its time, for the rest does not grow
+    double = forecast(PITR, "prod", history, volumes={"base": 2000 * MB, "wal": 600 * MB})
+    assert next(s.forecast_s for s in double.steps if s.id == "restore") == \
+        40 + 2000 / 4 + 600 / 4
+
+
+def test_without_this_runs_size_the_step_keeps_its_median_and_says_so(
+        moved: Path, tmp_path: Path) -> None:
+    # the cluster names no repository: nothing says what the run would move
+    proc = drdeck("--config", str(moved), "forecast", "pitr-restore", "--json",
+                  state_dir=tmp_path / "state")
+    assert proc.returncode == 0, proc.stderr
+    restore = next(s for s in json.loads(proc.stdout)["steps"] if s["id"] == "restore")
+    assert (restore["forecast_s"], restore["low_s"], restore["high_s"]) == (540, 380, 700)
+    assert restore["basis"] == ("median of 3 runs, not scaled: the size of this run's base "
+                                "backup and WAL is unknown")
+    said = drdeck("--config", str(moved), "forecast", "pitr-restore",
+                  state_dir=tmp_path / "state")
+    row = next(line for line in said.stdout.splitlines() if line.split()[:1] == ["restore"])
+    assert "not scaled: the size of this run's base backup and WAL is unknown" in row

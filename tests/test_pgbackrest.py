@@ -14,10 +14,12 @@ import pytest
 
 from tui.postgres.binaries import pg_bin
 from tui.postgres.cluster import free_port
+from tui.sources.pgbackrest import PgbackrestSource
 
 from backup_support import Deck
 from pgbackrest_support import PGBACKREST, new_stanza, remove
 from pitr_support import (
+    assert_moved_as_planned,
     events_config,
     give_to_server,
     in_one_transaction,
@@ -149,6 +151,8 @@ def test_restore_to_a_time_in_the_middle_of_the_load(world) -> None:
         assert any(e["detail"].startswith(("base/", "global/")) for e in files)
         assert progress[-1]["unit"] == "bytes of WAL"
         assert progress[-1]["done"] == progress[-1]["total"]
+        assert_moved_as_planned(events, PgbackrestSource(
+            world["stanza"].name, str(world["stanza"].config)), target.isoformat())
         lines = [e["line"] for e in events if e["event"] == "output" and e["step"] == "restore"]
         ran = next(line for line in lines if line.startswith("$ "))
         assert f"--set={world['label']}" in ran and "--type=time" in ran

@@ -3,6 +3,8 @@ write load with known commit times, then a restore to a moment in the middle of 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import subprocess
 from datetime import datetime, timedelta
@@ -121,6 +123,60 @@ def test_restore_to_a_time_in_the_middle_of_the_load(world) -> None:
         assert placed["ok"] and placed["detail"] == f"events_space -> {home / str(oid)}"
     finally:
         stop_restored(data_dir)
+
+
+def test_a_restore_measures_what_it_moved_and_the_next_forecast_is_scaled_to_it(
+        world, tmp_path: Path) -> None:
+    """The restore step records the base backup's bytes and the WAL it replayed, with the
+    time each took; the next forecast reads this run's bytes from the archive and scales
+    the step by the throughput that run measured."""
+    from tui.config import load_config
+    from tui.pitr.target import parse_target
+    from tui.sources.archive import ArchiveSource
+    from tui.units import format_bytes
+
+    deck = dataclasses.replace(world["setup"].deck, state=tmp_path / "state")  # no history
+    data_dir = world["setup"].base / f"restored-{free_port()}"
+    proc, events = deck.run_json("run", "pitr-restore", "-p", "target=latest",
+                                 "-p", f"data_dir={data_dir}", "-p", f"port={free_port()}",
+                                 "--yes")
+    stop_restored(data_dir)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+    measured = {e["name"]: e["value"] for e in events
+                if e["event"] == "measure" and e["step"] == "restore"}
+    config = load_config(deck.config)
+    source = ArchiveSource.configured(config, config.cluster(None))
+    planned = source.restore_volumes(parse_target("latest"))
+    assert measured["base_bytes"] == planned["base"] > 0
+    assert 0 < measured["wal_bytes"] <= planned["wal"]  # latest: at most the whole archive
+    assert measured["base_s"] > 0 and measured["wal_s"] > 0
+    took = next(e["duration_s"] for e in events
+                if e["event"] == "step_finished" and e["step"] == "restore")
+
+    shown = deck.run("forecast", "pitr-restore", "-p", "target=latest", "--json")
+    assert shown.returncode == 0, shown.stderr
+    found = json.loads(shown.stdout)
+    restore = next(step for step in found["steps"] if step["id"] == "restore")
+    assert found["volumes"] == planned
+    base_rate = measured["base_bytes"] / measured["base_s"]
+    wal_rate = measured["wal_bytes"] / measured["wal_s"]
+    rest = took - measured["base_s"] - measured["wal_s"]
+    assert restore["forecast_s"] == pytest.approx(
+        rest + planned["base"] / base_rate + planned["wal"] / wal_rate)
+    assert restore["basis"] == (
+        f"median of 1 run, scaled to base backup {format_bytes(planned['base'])} at "
+        f"{format_bytes(base_rate)}/s, WAL {format_bytes(planned['wal'])} at "
+        f"{format_bytes(wal_rate)}/s")
+    # and a run starts with that forecast, scaled, and keeps it: this one is refused at
+    # its pre-flight (the directory holds the last restore), after its start was recorded
+    assert any(data_dir.iterdir())
+    refused, began = deck.run_json("run", "pitr-restore", "-p", "target=latest",
+                                   "-p", f"data_dir={data_dir}", "-p", f"port={free_port()}",
+                                   "--yes")
+    assert refused.returncode != 0
+    started = next(e for e in began if e["event"] == "run_started")
+    assert started["forecast"]["volumes"] == planned
+    assert next(s for s in started["forecast"]["steps"] if s["id"] == "restore") == restore
 
 
 def test_a_target_before_the_base_backup_is_refused(world) -> None:

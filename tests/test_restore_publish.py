@@ -102,3 +102,66 @@ def test_a_published_restore_is_not_undone_by_a_later_failure(deck: Deck) -> Non
     assert deck.cluster.scalar("select count(*) from pgbench_branches", dbname="shop") == 1
     assert staging_databases(deck) == []
     assert "dropped the staging" not in lines_of(events, "restore")
+
+
+def test_a_restore_measures_the_snapshot_it_moved_and_the_next_forecast_is_scaled(
+        deck: Deck) -> None:
+    [manifest_path] = (deck.repo / "prod" / "snapshots" / "app").glob("*.json")
+    manifest = json.loads(manifest_path.read_text())
+    proc = deck.run("run", "snapshot-restore", "-p", "target_db=copy", "--yes", "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    measured = {(e["step"], e["name"]): e["value"] for e in json_events(proc.stdout)
+                if e["event"] == "measure"}
+    # the fetch moved the snapshot as stored; pg_restore, the dump it decrypted to
+    assert measured[("fetch", "snapshot_bytes")] == manifest["stored_size"]
+    assert measured[("restore", "dump_bytes")] == manifest["plaintext_size"]
+    assert measured[("fetch", "snapshot_s")] > 0 and measured[("restore", "dump_s")] > 0
+
+    shown = deck.run("forecast", "snapshot-restore", "-p", "target_db=copy", "--json")
+    assert shown.returncode == 0, shown.stderr
+    found = json.loads(shown.stdout)
+    assert found["volumes"] == {"snapshot": manifest["stored_size"],
+                                "dump": manifest["plaintext_size"]}
+    basis = {step["id"]: step["basis"] for step in found["steps"]}
+    assert basis["fetch"].startswith("median of 1 run, scaled to snapshot ")
+    assert basis["restore"].startswith("median of 1 run, scaled to dump ")
+    assert basis["compare"] == "median of 1 run"
+
+
+async def test_the_run_screen_starts_with_the_forecast_scaled_to_the_snapshot(
+        deck: Deck, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the console the source is read off the event loop before the first step; the
+    run starts with, and the journal keeps, the forecast scaled to this snapshot."""
+    from tui.app.screens.run import RunScreen
+    from tui.config import load_config
+    from tui.journal.store import Journal
+    from tui.runbook.discovery import SHIPPED_DIR
+    from tui.runbook.loader import load_runbook
+    from tui.runbook.params import resolve
+
+    from app_support import live_app, wait_for
+
+    first = deck.run("run", "snapshot-restore", "-p", "target_db=copy", "--yes", "--headless")
+    assert first.returncode == 0, first.stdout[-3000:]
+    [manifest_path] = (deck.repo / "prod" / "snapshots" / "app").glob("*.json")
+    manifest = json.loads(manifest_path.read_text())
+    monkeypatch.setenv("DRDECK_STATE_DIR", str(deck.state))
+    book = load_runbook(SHIPPED_DIR / "snapshot-restore.toml")
+    app = live_app(config=load_config(deck.config), open_runbook=book,
+                   autostart=resolve(book, {"target_db": "again"}))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen)
+                       and app.screen.state.current == "switch", timeout=60,
+                       what="the run to reach the hand-over")
+        made = app.screen.state.forecast
+        assert made.volumes == {"snapshot": manifest["stored_size"],
+                                "dump": manifest["plaintext_size"]}
+        fetch = next(step for step in made.steps if step.id == "fetch")
+        assert fetch.basis.startswith("median of 1 run, scaled to snapshot ")
+        run_id = app.screen.runner.run_id
+    journal = Journal(deck.state / "journal.sqlite")
+    try:
+        kept = json.loads(journal.run(run_id).run.forecast_json)
+    finally:
+        journal.close()
+    assert kept == made.to_json()

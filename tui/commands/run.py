@@ -113,6 +113,8 @@ def record(runner, config, resume=None):
     recorder = Recorder(journal, runner, resumed=resume)
     try:
         recorder.begin(runner.lock_key())
+        if recorder.wants_volumes():
+            recorder.scale(recorder.read_volumes())
     except BaseException:
         journal.close()
         raise

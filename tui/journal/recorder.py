@@ -61,7 +61,7 @@ class Recorder:
                                                   maxlen=TAIL_LINES)
             self._next_seq = journal.last_event(resumed.run.id) + 1
 
-    def _forecast(self) -> dict[str, Any] | None:
+    def _forecast(self, volumes: dict[str, int] | None = None) -> dict[str, Any] | None:
         """The forecast this run starts with: a resumed run keeps the one it began with."""
         if self.resumed is not None:
             kept = self.resumed.run.forecast_json
@@ -74,7 +74,32 @@ class Recorder:
             history = read_history(self.journal, self.runner.runbook.name, cluster, config)
         except Exception:  # a forecast never stands between an operator and a restore
             return None
-        return forecast(self.runner.runbook, cluster, history).to_json()
+        return forecast(self.runner.runbook, cluster, history, volumes=volumes).to_json()
+
+    def wants_volumes(self) -> bool:
+        """Whether `scale` could use what the run will move: a new run whose forecast
+        learns from earlier runs that measured what they moved."""
+        from tui.journal.forecast import from_json
+
+        made = self.runner.forecast
+        return self.resumed is None and bool(made) and from_json(made).scalable
+
+    def read_volumes(self) -> dict[str, int]:
+        """What this run will move, from its source (tui.engine.volumes): blocking, and
+        safe in another thread (it uses no journal connection)."""
+        from tui.engine.volumes import planned_volumes
+
+        return planned_volumes(self.runner.config, self.runner.runbook, self.runner.params)
+
+    def scale(self, volumes: dict[str, int]) -> None:
+        """The forecast again, scaled to what this run will move (tui.engine.volumes,
+        read from the source by the caller, off the event loop), before the run starts."""
+        if not volumes or not self.wants_volumes():
+            return
+        scaled = self._forecast(volumes)
+        if scaled is not None:
+            self.runner.forecast = scaled
+            self.journal.update_run(self.runner.run_id, forecast_json=json.dumps(scaled))
 
     def begin(self, lock_key: str | None) -> None:
         """Before the run starts: its row, and its lock on the target (or LockHeld)."""

@@ -78,6 +78,7 @@ from typing import Any
 
 from tui.durations import format_clock, format_duration
 from tui.errors import InvalidInput
+from tui.units import format_bytes
 
 FORMAT = 1
 VERIFY_ACTION = "snapshot.verify"
@@ -635,6 +636,8 @@ def _verdict(verdict: str) -> str:
 def _measure(measure: dict[str, Any]) -> str:
     if measure["unit"] == "s":
         return measured_text(measure["value"])
+    if measure["unit"] == "B":
+        return format_bytes(measure["value"])
     return f"{measure['value']:g} {measure['unit']}".strip()
 
 

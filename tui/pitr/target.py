@@ -138,6 +138,26 @@ def plan_recovery(target: Target, picture: RecoveryPicture) -> Plan:
     return Plan(target, window.bases[0], window)
 
 
+def wal_to_replay(plan: Plan) -> int:
+    """The WAL bytes a recovery by `plan` replays, from its base backup's start: to the
+    target's position when it is one; for a time, as far into the window's WAL as that
+    moment lies between the base backup's end and the window's last commit (WAL written
+    at an even pace: an estimate); else to the end of the window (latest, or a target
+    whose position cannot be known beforehand)."""
+    start = parse_lsn(plan.base.start_lsn)
+    end, target, window = plan.window.end_lsn, plan.target, plan.window
+    stopped = plan.base.stopped
+    if target.kind == "immediate":
+        end = parse_lsn(plan.base.stop_lsn)
+    elif target.kind == "lsn" and target.lsn is not None:
+        end = min(end, target.lsn)
+    elif target.moment is not None and window.end is not None and window.end > stopped:
+        share = (target.moment - stopped).total_seconds() / \
+            (window.end - stopped).total_seconds()
+        end = start + int((end - start) * min(1.0, max(0.0, share)))
+    return max(0, end - start)
+
+
 def _plan_time(target: Target, picture: RecoveryPicture) -> Plan:
     moment = target.moment
     assert moment is not None

@@ -75,6 +75,13 @@ class ArchiveSource(Source):
         return picture(self.store, self.cluster, self.gpg_home, read_commit_times,
                        self.signing or UNSIGNED, self.encrypted_only)
 
+    def base_bytes(self, backup: Any, picture: Any) -> int | None:
+        from tui.pitr.basebackup import base_chain
+
+        # an incremental backup is laid down with every backup it builds on
+        chain = base_chain(picture.base_backups, backup) if backup.parent else [backup]
+        return sum(base.total_stored_size for base in chain)
+
     def picture_or_none(self) -> Any:
         """The recovery picture when the repository holds base backups or WAL; None when it
         holds neither or cannot be read (the inventory then shows no archive)."""

@@ -945,6 +945,9 @@ class BarmanCloudSource(Source):
     def recovery_picture(self) -> RecoveryPicture:
         return self.picture().recovery
 
+    def base_bytes(self, backup: Any, picture: Any) -> int | None:
+        return backup.stored_size or None
+
     def store(self) -> Any:
         return open_object_store(self.destination, self.endpoint_url, self.region)
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tui.engine.actions.base import Action, ActionResult, Arg
-from tui.engine.actions.pitr import TABLESPACE_MAP, TARGET_ARGS, replay, when
+from tui.engine.actions.pitr import TABLESPACE_MAP, TARGET_ARGS, replay, target_of, when
 from tui.engine.context import StepContext
+from tui.engine.volumes import record
 from tui.errors import InvalidInput
 from tui.units import format_bytes
 
@@ -61,6 +63,15 @@ class BarmanCloudPreflight(Action):
         return (f"read the Barman Cloud store of cluster {args.get('cluster') or '(default)'}, "
                 f"then check {args.get('target') or 'latest'} against its recoverable window")
 
+    async def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
+        from tui.sources.barman_cloud import BarmanCloudSource
+
+        source = BarmanCloudSource.configured(config, config.cluster(args.get("cluster")
+                                                                     or None))
+        if source is None:
+            return {}
+        return await asyncio.to_thread(source.restore_volumes, target_of(args))
+
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
         checked = await preflight(ctx, args)
         return ActionResult(output=checked.plan.base.backup_id)
@@ -70,7 +81,7 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     """Every check before anything is written; `report` names each as a check."""
     from tui.pitr.restore import RestoreRefused, check_data_dir, check_port
     from tui.pitr.tablespaces import check_tablespaces
-    from tui.pitr.target import TargetRefused, parse_target, plan_recovery
+    from tui.pitr.target import TargetRefused, plan_recovery
     from tui.sources.barman_cloud_restore import why_not_restorable
 
     def check(name: str, detail: str) -> None:
@@ -78,8 +89,7 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
             ctx.check(name, True, detail)
 
     cluster, source = _source(ctx, args)
-    target = parse_target(str(args.get("target") or "latest"), args.get("target_kind", ""),
-                          bool(args.get("inclusive", True)))
+    target = target_of(args)
     seen = await asyncio.to_thread(source.picture)
     recovery = seen.recovery
     timelines = sorted(recovery.archive.segments)
@@ -168,7 +178,10 @@ class BarmanCloudRestore(Action):
         backup, target = plan.base, plan.target
         prepare_data_dir(data_dir)
         ctx.output(f"unpacking backup {backup.backup_id} into {data_dir}")
+        began = time.monotonic()
         await source.unpack_base_backup(backup, data_dir, ctx, checked.places)
+        record(ctx, "base", source.base_bytes(backup, checked.picture) or 0,
+               time.monotonic() - began, f"backup {backup.backup_id}")
         placement = Placement(data_dir, int(args["port"]), new_socket_dir(data_dir))
         server = placement.cluster
         account = server_account()

@@ -99,6 +99,26 @@ class Source(ABC):
         restores nothing from it to a point in time."""
         raise NotImplementedError
 
+    def base_bytes(self, backup: Any, picture: Any) -> int | None:
+        """The bytes restoring `backup` (a plan's base, from `picture`) reads from the
+        engine's store; None when the engine does not say."""
+        return None
+
+    def restore_volumes(self, target: Any) -> dict[str, int]:
+        """What a recovery to `target` (tui.pitr.target.Target) would move, in bytes by
+        volume (tui.engine.volumes): its base backup, and the WAL to replay. Reads the
+        engine, as `recovery_picture()` does, and raises as it does; TargetRefused when
+        the target cannot be reached."""
+        from tui.pitr.target import plan_recovery, wal_to_replay
+
+        picture = self.recovery_picture()
+        plan = plan_recovery(target, picture)
+        volumes = {"wal": wal_to_replay(plan)}
+        stored = self.base_bytes(plan.base, picture)
+        if stored:
+            volumes["base"] = int(stored)
+        return volumes
+
     def wal_fetcher(self) -> Callable[[str], bytes | None]:
         """A function from a WAL file's name (a segment, a timeline history, a backup
         history) to its plain bytes, decrypted and decompressed; None when the engine does

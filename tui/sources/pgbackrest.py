@@ -681,6 +681,9 @@ class PgbackrestSource(Source):
     def recovery_picture(self) -> Any:
         return read_stanza(self.program()).recovery
 
+    def base_bytes(self, backup: Any, picture: Any) -> int | None:
+        return backup.repo_size  # the whole set as stored, with what it references
+
     def wal_fetcher(self) -> Any:
         from tui.sources.pgbackrest_wal import StanzaWal
 

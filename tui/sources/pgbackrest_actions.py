@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from tui.engine.actions.base import Action, ActionResult, Arg, Command
-from tui.engine.actions.pitr import TABLESPACE_MAP, verify_recovery, when
+from tui.engine.actions.pitr import (
+    TABLESPACE_MAP,
+    measure_replay,
+    target_of,
+    verify_recovery,
+    when,
+)
 from tui.engine.context import StepContext
+from tui.engine.volumes import record
 from tui.units import format_bytes
 
 STANZA_ARGS = {
@@ -68,6 +75,13 @@ class PgbackrestPreflight(Action):
         return (f"pgbackrest --stanza={args.get('stanza')} info, then check "
                 f"{args.get('target') or 'latest'} against the recoverable window")
 
+    async def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
+        from tui.sources.pgbackrest import PgbackrestSource
+
+        program = _pgbackrest(args)
+        source = PgbackrestSource(program.stanza, program.config, program.os_user)
+        return await asyncio.to_thread(source.restore_volumes, target_of(args))
+
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
         checked = await preflight(ctx, args)
         return ActionResult(output=checked.plan.base.label)
@@ -77,7 +91,7 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
     """Every check before anything is written; `report` names each as a check."""
     from tui.pitr.restore import check_data_dir, check_port
     from tui.pitr.tablespaces import check_tablespaces
-    from tui.pitr.target import parse_target, plan_recovery
+    from tui.pitr.target import plan_recovery
     from tui.sources.pgbackrest import backup_tablespaces, read_stanza
 
     def check(name: str, detail: str) -> None:
@@ -85,8 +99,7 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
             ctx.check(name, True, detail)
 
     pgbackrest = _pgbackrest(args)
-    target = parse_target(str(args.get("target") or "latest"), args.get("target_kind", ""),
-                          bool(args.get("inclusive", True)))
+    target = target_of(args)
     seen = await asyncio.to_thread(read_stanza, pgbackrest)
     ranges = ", ".join(f"{a.min} .. {a.max}" for a in seen.info.archives) or "empty"
     check("pgBackRest stanza readable",
@@ -169,7 +182,10 @@ class PgbackrestRestore(Action):
         prepare_data_dir(checked.data_dir)
         for place in checked.tablespaces.values():
             prepare_data_dir(place)
+        began = time.monotonic()
         await _restore_files(ctx, checked)
+        record(ctx, "base", backup.repo_size or 0, time.monotonic() - began,
+               f"backup set {backup.label}")
         placement = Placement(checked.data_dir, int(args["port"]),
                               new_socket_dir(checked.data_dir))
         server = placement.cluster
@@ -187,8 +203,10 @@ class PgbackrestRestore(Action):
         goal = Goal(parse_lsn(backup.start_lsn), checked.plan.window.end_lsn, backup.stop,
                     target.moment)
         try:
+            began = time.monotonic()
             await asyncio.to_thread(server.start, wait=False)
             state = await follow(dsn, server.log_file, goal, ctx, server.is_running)
+            measure_replay(ctx, goal, state, time.monotonic() - began)
         except BaseException:
             await asyncio.to_thread(server.stop, "fast")  # never leave a half-recovered server
             raise

@@ -31,6 +31,7 @@ from textual.widgets import DataTable, Static
 
 from tui.durations import format_clock, format_duration
 from tui.journal.store import RunDetail, RunRow, StepRow
+from tui.units import format_bytes
 
 from .._shared import DeckFooter, DeckInput, DeckTable
 from ..widgets.breadcrumb import Breadcrumb
@@ -296,6 +297,8 @@ def detail_renderable(detail: RunDetail, now: datetime) -> Group:
 def measure_value(value: float, unit: str) -> str:
     if unit in ("s", "seconds"):
         return format_duration(value)
+    if unit == "B":
+        return format_bytes(value)
     shown = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
     return f"{shown} {unit}".strip()
 

@@ -73,6 +73,7 @@ class RunScreen(Screen[None]):
         self.config = config
         self.resume = resume
         self.journal: Any = None
+        self._recorder: Any = None  # tui.journal.recorder.Recorder, when journalled
         self._pending: list[ev.Event | str] = []
         self._request: OperatorRequest | None = None
         self._summary_shown = False
@@ -133,6 +134,7 @@ class RunScreen(Screen[None]):
             self.call_after_refresh(self.app.pop_screen)
             return False
         self.runner.subscribe(recorder)
+        self._recorder = recorder
         self.runner.relock = recorder.relock
         self.runner.subscribe(RunNotifier(self.runner, report=self.app.notify))
         return True
@@ -149,6 +151,10 @@ class RunScreen(Screen[None]):
 
     async def _drive(self) -> None:
         try:
+            recorder = self._recorder
+            if recorder is not None and recorder.wants_volumes():
+                # the source is read off the loop: the screen stays live meanwhile
+                recorder.scale(await asyncio.to_thread(recorder.read_volumes))
             self.result = await self.runner.run()
         finally:
             if self.journal is not None:

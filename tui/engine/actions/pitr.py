@@ -7,6 +7,7 @@ and the repository, and report what they see.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from tui.catalog.signatures import signing_for
 from tui.engine.actions.base import Action, ActionResult, Arg
 from tui.engine.actions.snapshot import CLUSTER
 from tui.engine.context import StepContext
+from tui.engine.volumes import record
 from tui.units import format_bytes
 
 TARGET_ARGS = {
@@ -53,6 +55,14 @@ def _archive(ctx: StepContext, cluster: Any) -> Any:
     if source is None:
         ctx.config.repository_for(cluster)  # raises, saying what to add where
     return source
+
+
+def target_of(args: dict[str, Any]) -> Any:
+    """The recovery target a step's arguments name (tui.pitr.target.Target)."""
+    from tui.pitr.target import parse_target
+
+    return parse_target(str(args.get("target") or "latest"), args.get("target_kind", ""),
+                        bool(args.get("inclusive", True)))
 
 
 def when(moment: datetime | None) -> str:
@@ -200,26 +210,34 @@ class PitrPreflight(Action):
     def describe(self, args: dict[str, Any]) -> str:
         return f"check {args.get('target') or 'latest'} against the recoverable window"
 
+    async def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
+        from tui.sources.archive import ArchiveSource
+
+        source = ArchiveSource.configured(config, config.cluster(args.get("cluster") or None))
+        if source is None:
+            return {}
+        return await asyncio.to_thread(source.restore_volumes, target_of(args))
+
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
-        plan, _ = await preflight(ctx, args)
+        plan, _, _ = await preflight(ctx, args)
         return ActionResult(output=plan.base.stamp)
 
 
 async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True,
-                    source: Any = None) -> tuple[Any, dict[int, Path]]:
+                    source: Any = None) -> tuple[Any, dict[int, Path], Any]:
     """Every check before anything is written; `report` names each as a check. `source`
     is the cluster's archive when the caller has it open already. The plan
-    (tui.pitr.target.Plan), and where each tablespace of its base goes (by oid)."""
+    (tui.pitr.target.Plan), where each tablespace of its base goes (by oid), and the
+    recovery picture it was planned against."""
     from tui.pitr.restore import check_data_dir, check_port, check_unpackable
     from tui.pitr.room import check_room, needed
     from tui.pitr.tablespaces import check_tablespaces
-    from tui.pitr.target import TargetRefused, parse_target, plan_recovery
+    from tui.pitr.target import TargetRefused, plan_recovery
     from tui.pitr.window import describe_missing_history
     from tui.postgres.binaries import major_of_version, require_server_programs
 
     cluster = ctx.config.cluster(args.get("cluster") or None)
-    target = parse_target(str(args.get("target") or "latest"), args.get("target_kind", ""),
-                          bool(args.get("inclusive", True)))
+    target = target_of(args)
     source = source or _archive(ctx, cluster)
     seen = await asyncio.to_thread(source.recovery_picture)
     def check(name: str, detail: str) -> None:
@@ -275,7 +293,7 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True,
     check("room on disk", check_room(needed(chain, data_dir, places, wal_ahead)))
     check_port(int(args["port"]))
     check("port free", str(args["port"]))
-    return plan, places
+    return plan, places, seen
 
 
 class PitrRestore(Action):
@@ -312,12 +330,15 @@ class PitrRestore(Action):
         source = _archive(ctx, cluster_config)
         gpg_home = source.gpg_home
         # checked again, silently: time has passed since the pre-flight step
-        plan, places = await preflight(ctx, args, report=False, source=source)
+        plan, places, seen = await preflight(ctx, args, report=False, source=source)
         base, target = plan.base, plan.target
         data_dir = Path(str(args["data_dir"])).expanduser().absolute()
         prepare_data_dir(data_dir)
         ctx.output(f"unpacking base backup {base.stamp} into {data_dir}")
+        began = time.monotonic()
         await source.unpack_base_backup(base, data_dir, ctx, places)
+        record(ctx, "base", source.base_bytes(base, seen) or 0, time.monotonic() - began,
+               f"base backup {base.stamp}")
         placement = Placement(data_dir, int(args["port"]), new_socket_dir(data_dir))
         server = placement.cluster
         account = server_account()
@@ -354,10 +375,12 @@ async def replay(ctx: StepContext, server: Any, plan: Any, feeder: Any, dsn: str
     base, target = plan.base, plan.target
     feeding = asyncio.ensure_future(feeder.run())
     try:
+        began = time.monotonic()
         await asyncio.to_thread(server.start, wait=False)
         goal = Goal(parse_lsn(base.start_lsn), plan.window.end_lsn, base.stopped,
                     target.moment)
         state = await follow(dsn, server.log_file, goal, ctx, server.is_running)
+        measure_replay(ctx, goal, state, time.monotonic() - began)
         if feeding.done() and feeding.exception() is not None:
             raise feeding.exception()
     except BaseException as exc:
@@ -378,6 +401,14 @@ async def replay(ctx: StepContext, server: Any, plan: Any, feeder: Any, dsn: str
         _clear(feeder.spool)
     ctx.output(f"{state.restored_segments} WAL files restored from the archive")
     verify_recovery(ctx, base, target, state)
+
+
+def measure_replay(ctx: StepContext, goal: Any, state: Any, seconds: float) -> None:
+    """The WAL a finished recovery replayed (tui.pitr.follow's Goal and RecoveryState), and
+    how long the server took from its start to its promotion."""
+    if state.replay_lsn is not None:
+        record(ctx, "wal", state.replay_lsn - goal.start_lsn, seconds,
+               "WAL replayed from the base backup's start")
 
 
 def _hand_over(ctx: StepContext, server: Any, cluster: Any, spool: Path,

@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tui.engine.actions.base import Action, ActionResult, Arg, StepFailed
 from tui.engine.actions.snapshot import CLUSTER, DATABASE, SNAPSHOT, _target
 from tui.engine.context import StepContext
+from tui.engine.volumes import record
 from tui.postgres.dsn import describe
 from tui.units import format_bytes
 
@@ -51,6 +53,15 @@ class RestorePreflight(Action):
     def describe(self, args: dict[str, Any]) -> str:
         return (f"check snapshot {args.get('snapshot') or 'latest'} and that "
                 f"{args.get('target_db')} is a safe target")
+
+    async def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
+        from tui.snapshots.targets import resolve
+
+        target = resolve(config, args.get("cluster", ""), args.get("database", ""))
+        snapshot = await target.snapshot(args.get("snapshot") or "latest")
+        assert snapshot.manifest is not None
+        manifest = snapshot.manifest
+        return {"snapshot": int(manifest.stored_size), "dump": int(manifest.plaintext_size)}
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
         from tui.catalog.inventory import now_utc
@@ -283,11 +294,14 @@ class PgRestore(Action):
                                                   bool(args.get("keep_staging"))))
         ctx.output(f"created the staging database {staging} on {describe(server)}; it takes "
                    f"the name {name} once its checks pass")
+        began = time.monotonic()
         items = await restore_dump(dump, database_dsn(server, staging),
                                    jobs=int(args.get("jobs", 2)), reporter=ctx,
                                    env=ctx.libpq_env(), no_owner=no_owner,
                                    no_tablespaces=bool(lacking_spaces))
         ctx.output(f"restored {items} archive items into {staging}")
+        record(ctx, "dump", dump.stat().st_size, time.monotonic() - began,
+               f"{items} archive items restored by pg_restore")
         if definitions is not None:
             await _apply_properties(ctx, server, staging, definitions, no_owner)
         # the staging database's DSN, for the checks and the publish step (its password,

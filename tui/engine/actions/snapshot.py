@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from tui.engine.actions.base import Action, ActionResult, Arg, StepFailed
 from tui.engine.context import StepContext
+from tui.engine.volumes import record
 from tui.snapshots.targets import Target, resolve
 from tui.units import format_bytes
 
@@ -94,7 +96,10 @@ class SnapshotFetch(Action):
         # a path the runbook chose is moved by the runbook, not by DRDECK_STATE_DIR
         move = ({"move": "give the fetch step's path a directory on a disk with room"}
                 if args.get("path") else {})
+        began = time.monotonic()
         await fetch_snapshot(manifest, target.store, dest, ctx, target.gpg_home, **move)
+        record(ctx, "snapshot", manifest.stored_size, time.monotonic() - began,
+               f"snapshot {snapshot.stamp}, fetched and decrypted")
         return ActionResult(output=str(dest))
 
 
