@@ -193,3 +193,33 @@ def test_a_second_run_on_the_same_target_is_refused(book, tmp_path) -> None:
     finally:
         first.kill()
         first.wait(timeout=10)
+
+
+def test_a_run_waiting_in_silence_keeps_its_heartbeat(book, tmp_path) -> None:
+    """No event for minutes (a person deciding, a command that prints nothing) is not a dead
+    process: the heartbeat goes on, so drdeck on another host never takes the live run for
+    an interrupted one and frees its lock."""
+    from datetime import datetime
+
+    state = tmp_path / "state"
+    proc = start(book, state, tmp_path / "gate")
+    try:
+        seen = wait_for_line(proc, '"waiting"')  # the slow step: silent from here on
+        run_id = seen[0]["run_id"]
+
+        def heartbeat() -> datetime:
+            journal = journal_at(state)
+            try:
+                return datetime.fromisoformat(journal.run(run_id).run.heartbeat_at)
+            finally:
+                journal.close()
+
+        first = heartbeat()
+        deadline = time.monotonic() + 15
+        while (heartbeat() - first).total_seconds() < 4:
+            assert time.monotonic() < deadline, "the heartbeat stopped while the step waited"
+            time.sleep(0.2)
+        assert proc.poll() is None  # still in the silent step
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

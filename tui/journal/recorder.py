@@ -14,6 +14,7 @@ the tails; any other event writes what waits before it, then itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -53,6 +54,7 @@ class Recorder:
         self._next_seq = 0
         self._flush_due = False
         self._heartbeat = time.monotonic()
+        self._beat: asyncio.TimerHandle | None = None
         if resumed is not None:
             for step in resumed.steps:
                 # a copy: the runner replays from `resumed`, which must keep what it said
@@ -176,6 +178,26 @@ class Recorder:
             step = self._step(info.id)
             if step.status == "pending":
                 self.journal.upsert_step(step)
+        self._keep_beating()
+
+    def _keep_beating(self) -> None:
+        """The heartbeat goes on while no event comes (a manual step waiting for a person,
+        a command that prints nothing): without it, drdeck on another host would take the
+        live run for a dead one, mark it interrupted and free its lock on the target."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._beat = loop.call_later(HEARTBEAT_S, self._beat_now)
+
+    def _beat_now(self) -> None:
+        self._beat = None
+        if time.monotonic() - self._heartbeat >= HEARTBEAT_S / 2:
+            self._heartbeat = time.monotonic()
+            # best effort: an unwritable journal is said by the next event that is written
+            with contextlib.suppress(Exception):
+                self.journal.update_run(self.runner.run_id, heartbeat_at=now_iso())
+        self._keep_beating()
 
     def _on_step_started(self, e: ev.StepStarted) -> None:
         step = self._step(e.step)
@@ -261,6 +283,9 @@ class Recorder:
         self.journal.upsert_step(step)
 
     def _on_run_finished(self, e: ev.RunFinished) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
         self._flush()
         self.journal.update_run(self.runner.run_id, status=e.status, ended_at=now_iso(),
                                 rto_s=e.rto_s, error=e.error, heartbeat_at=now_iso())
