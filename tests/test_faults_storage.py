@@ -436,3 +436,25 @@ def test_a_disk_filled_by_someone_else_during_the_fetch_says_what_it_needs(
         assert not deck.target_exists()
         assert files_under(workdir) == []  # the partial dump is gone, its space given back
         (disk / "filler").unlink()
+
+
+def test_a_hung_store_holds_up_a_forecast_no_longer_than_its_bound(
+        deck: SnapshotDeck, relay: FaultRelay, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a restore its forecast asks the store what the run would move: a store that
+    does not answer costs the operator that bound, and the forecast says why it is not
+    scaled (the pre-flight then meets the same store, and says what is wrong)."""
+    from tui.config import load_config
+    from tui.engine.volumes import planned_volumes
+    from tui.runbook.loader import load_runbook
+
+    for name, value in deck.env.items():  # the store's credentials
+        monkeypatch.setenv(name, value)
+    relay.stall(lambda request: request.startswith("GET "), after=None, seconds=STALL_S * 10,
+                times=100)
+    book = load_runbook(deck.runbooks["snapshot-restore"])
+    started = time.monotonic()
+    planned = planned_volumes(load_config(deck.config), book, {"target_db": TARGET},
+                              timeout_s=1)
+    assert (planned.sizes, planned.problem) == ({}, "its source did not answer within 1s")
+    assert time.monotonic() - started < STALL_S * 5
+    assert relay.stalled  # it did ask, and was left waiting

@@ -349,9 +349,64 @@ def test_without_this_runs_size_the_step_keeps_its_median_and_says_so(
     assert proc.returncode == 0, proc.stderr
     restore = next(s for s in json.loads(proc.stdout)["steps"] if s["id"] == "restore")
     assert (restore["forecast_s"], restore["low_s"], restore["high_s"]) == (540, 380, 700)
-    assert restore["basis"] == ("median of 3 runs, not scaled: the size of this run's base "
-                                "backup and WAL is unknown")
+    assert restore["basis"] == (
+        "median of 3 runs, not scaled: the size of this run's base backup and WAL is unknown "
+        "(its source cannot be read: cluster 'prod' has no repository: add repository = "
+        f"\"NAME\" to [clusters.prod] in {moved})")
     said = drdeck("--config", str(moved), "forecast", "pitr-restore",
                   state_dir=tmp_path / "state")
     row = next(line for line in said.stdout.splitlines() if line.split()[:1] == ["restore"])
-    assert "not scaled: the size of this run's base backup and WAL is unknown" in row
+    assert "not scaled: the size of this run's base backup and WAL is unknown (its" in row
+
+
+def test_the_wal_a_recovery_replays_is_planned_from_the_target() -> None:
+    """From the base backup's start: all the WAL written during the backup, then as far
+    into the window as the target lies (a time: at the pace the window was written)."""
+    from types import SimpleNamespace
+
+    from tui.pitr.target import Plan, parse_target, wal_to_replay
+
+    stopped = START
+    base = SimpleNamespace(start_lsn="0/1000000", stop_lsn="0/3000000", stopped=stopped)
+    window = SimpleNamespace(end_lsn=0xB000000, end=stopped + timedelta(seconds=100))
+
+    def planned(target: str) -> int:
+        return wal_to_replay(Plan(parse_target(target), base, window))
+
+    MiB = 1 << 20
+    assert planned("latest") == 160 * MiB
+    assert planned("immediate") == 32 * MiB  # the backup's own WAL
+    assert planned("0/5000000") == 64 * MiB
+    assert planned((stopped + timedelta(seconds=25)).isoformat()) == 32 * MiB + 32 * MiB
+    assert planned(stopped.isoformat()) == 32 * MiB
+
+
+def test_runs_that_measured_less_or_a_forged_journal_do_not_skew_the_forecast() -> None:
+    run = RunRow(id="r", runbook="pitr-restore", runbook_sha256="", title="", scenario="",
+                 mode="drill", operator="", host="", pid=1, status="succeeded",
+                 started_at=START.isoformat(), params_json="{}")
+
+    def ran(took: float, **moved: tuple[float, float]) -> RunDetail:
+        measures = [{"step_id": "restore", "name": f"{volume}_{what}", "value": value,
+                     "unit": unit}
+                    for volume, (size, seconds) in moved.items()
+                    for what, value, unit in (("bytes", size, "B"), ("s", seconds, "s"))]
+        return RunDetail(run, [StepRow("r", "restore", 1, "", "pitr.restore", "succeeded",
+                                       duration_s=took)], measures=measures)
+
+    # the newest run measured base and WAL; an older one only its base (its WAL time is
+    # in its rest): only the first is learnt from
+    history = [ran(250, base=(1000 * MB, 100), wal=(500 * MB, 100)),
+               ran(300, base=(1000 * MB, 100))]
+    made = forecast(PITR, "prod", history, volumes={"base": 2000 * MB, "wal": 500 * MB})
+    restore = next(s for s in made.steps if s.id == "restore")
+    assert (restore.forecast_s, restore.runs) == (50 + 200 + 100, 1)
+
+    # a shared journal written by a hostile hand: numbers no run could measure are not
+    # learnt from, and nothing overflows
+    forged = [ran(200, base=(1e-300, 100), wal=(float("inf"), 1)),
+              ran(float("nan")), ran(float("inf"))]
+    made = forecast(PITR, "prod", forged, volumes={"base": 2000 * MB, "wal": 500 * MB})
+    restore = next(s for s in made.steps if s.id == "restore")
+    assert (restore.forecast_s, restore.basis) == (200.0, "median of 1 run")
+    assert made.line().startswith("forecast 3m20s (3m20s..3m20s) of 4h")

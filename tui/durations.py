@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -30,8 +31,9 @@ def format_clock(seconds: float | None) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
-    """Short human duration: 0.04s, 3.2s, 4m05s, 1h02m, 2d03h."""
-    if seconds is None:
+    """Short human duration: 0.04s, 3.2s, 4m05s, 1h02m, 2d03h; '-' for none (or for
+    what no clock gives: infinite, not a number)."""
+    if seconds is None or not math.isfinite(seconds):
         return "-"
     if seconds < 10:
         return f"{seconds:.2f}s"

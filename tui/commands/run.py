@@ -112,9 +112,9 @@ def record(runner, config, resume=None):
     journal.mark_interrupted()
     recorder = Recorder(journal, runner, resumed=resume)
     try:
-        recorder.begin(runner.lock_key())
-        if recorder.wants_volumes():
-            recorder.scale(recorder.read_volumes())
+        # read before the row is written: an interrupted read leaves no run behind
+        planned = recorder.read_volumes() if recorder.wants_volumes() else None
+        recorder.begin(runner.lock_key(), planned)
     except BaseException:
         journal.close()
         raise

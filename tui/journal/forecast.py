@@ -18,6 +18,7 @@ floor, and says so.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -160,10 +161,11 @@ def cluster_of(params: dict[str, Any], config: Any) -> str:
 
 def forecast(runbook: Any, cluster: str, history: Iterable[Any],
              rto_target_s: float | None = None,
-             volumes: dict[str, int] | None = None) -> Forecast:
+             volumes: dict[str, int] | None = None, unknown_why: str = "") -> Forecast:
     """`runbook` (tui.runbook.model.Runbook) on `cluster`; `history`: the earlier
     successful runs (tui.journal.store.RunDetail: their steps and measures); `volumes`:
-    what this run moves, in bytes by volume (tui.engine.volumes), when known."""
+    what this run moves, in bytes by volume (tui.engine.volumes), when known, else
+    `unknown_why` says why not."""
     # a size no source could mean (a forged manifest's) scales nothing
     volumes = {name: int(size) for name, size in (volumes or {}).items()
                if isinstance(size, int | float) and 0 <= size < 1 << 62}
@@ -171,10 +173,10 @@ def forecast(runbook: Any, cluster: str, history: Iterable[Any],
     for run in history:
         moved = _moved_by_step(run.measures)
         for step in run.steps:
-            if step.status == "succeeded" and step.duration_s is not None:
+            if step.status == "succeeded" and _believable(step.duration_s):
                 past.setdefault(step.step_id, []).append(
                     _Past(float(step.duration_s), moved.get(step.step_id, {})))
-    steps = [_step_forecast(step.id, step.title, past.get(step.id, []), volumes)
+    steps = [_step_forecast(step.id, step.title, past.get(step.id, []), volumes, unknown_why)
              for step in runbook.steps]
     return Forecast(runbook.name, cluster, steps,
                     rto_target_s if rto_target_s is not None else runbook.rto, volumes)
@@ -201,12 +203,19 @@ def _moved_by_step(measures: Iterable[dict[str, Any]]
         elif name.endswith("_s") and unit == "s":
             found.setdefault(m["step_id"], {}).setdefault(name[:-2], {})["s"] = m["value"]
     return {step: {volume: (pair["bytes"], pair["s"]) for volume, pair in by.items()
-                   if pair.get("bytes", 0) > 0 and pair.get("s", 0) > 0}
+                   if _believable(pair.get("bytes"), 1) and _believable(pair.get("s"), 1e-3)}
             for step, by in found.items()}
 
 
-def _step_forecast(step_id: str, title: str, past: list[_Past],
-                   volumes: dict[str, int]) -> StepForecast:
+def _believable(value: Any, least: float = 0.0) -> bool:
+    """A journal's number a forecast can learn from: finite, at least `least`, short of
+    what no run could measure (a shared journal is written by many hands)."""
+    return isinstance(value, int | float) and math.isfinite(value) and \
+        least <= value < 1 << 62
+
+
+def _step_forecast(step_id: str, title: str, past: list[_Past], volumes: dict[str, int],
+                   unknown_why: str) -> StepForecast:
     if not past:
         return StepForecast(step_id, title, None, None, None, 0)
     plain = [p.took_s for p in past]
@@ -214,14 +223,18 @@ def _step_forecast(step_id: str, title: str, past: list[_Past],
     if not movers:
         return StepForecast(step_id, title, statistics.median(plain), min(plain), max(plain),
                             len(plain))
-    moved = sorted({volume for p in movers for volume in p.moved})
+    # what the newest such run moved; the runs that measured all of it are learnt from
+    moved = sorted(movers[0].moved)
+    movers = [p for p in movers if all(v in p.moved for v in moved)]
     unknown = [v for v in moved if v not in volumes]
     if unknown:
         return StepForecast(step_id, title, statistics.median(plain), min(plain), max(plain),
                             len(plain), "not scaled: the size of this run's "
-                            f"{' and '.join(_word(v) for v in unknown)} is unknown")
-    # the time a run spent on anything but moving (connecting, checking, promoting)
-    rest = [max(0.0, p.took_s - sum(s for _, s in p.moved.values())) for p in movers]
+                            f"{' and '.join(_word(v) for v in unknown)} is unknown"
+                            + (f" ({unknown_why})" if unknown_why else ""))
+    # the step's time not spent moving: connecting, checking, promoting, a confirmation
+    # waited for, an attempt that failed before the one that moved it all
+    rest = [max(0.0, p.took_s - sum(p.moved[v][1] for v in moved)) for p in movers]
     median_s, low_s, high_s = (statistics.median(rest), min(rest), max(rest))
     said = []
     for volume in moved:
@@ -273,5 +286,6 @@ def forecast_for(config: Any, runbook: Any, given: dict[str, Any]) -> Forecast:
     made = forecast(runbook, cluster, history)
     if not made.scalable:
         return made
-    return forecast(runbook, cluster, history,
-                    volumes=planned_volumes(config, runbook, {**defaults, **given}))
+    planned = planned_volumes(config, runbook, {**defaults, **given})
+    return forecast(runbook, cluster, history, volumes=planned.sizes,
+                    unknown_why=planned.problem)

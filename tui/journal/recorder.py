@@ -63,7 +63,7 @@ class Recorder:
                                                   maxlen=TAIL_LINES)
             self._next_seq = journal.last_event(resumed.run.id) + 1
 
-    def _forecast(self, volumes: dict[str, int] | None = None) -> dict[str, Any] | None:
+    def _forecast(self, planned: Any = None) -> dict[str, Any] | None:
         """The forecast this run starts with: a resumed run keeps the one it began with."""
         if self.resumed is not None:
             kept = self.resumed.run.forecast_json
@@ -76,38 +76,49 @@ class Recorder:
             history = read_history(self.journal, self.runner.runbook.name, cluster, config)
         except Exception:  # a forecast never stands between an operator and a restore
             return None
-        return forecast(self.runner.runbook, cluster, history, volumes=volumes).to_json()
+        return forecast(self.runner.runbook, cluster, history,
+                        volumes=planned.sizes if planned else None,
+                        unknown_why=planned.problem if planned else "").to_json()
 
     def wants_volumes(self) -> bool:
-        """Whether `scale` could use what the run will move: a new run whose forecast
-        learns from earlier runs that measured what they moved."""
+        """Whether what the run will move would change its forecast: a new run whose
+        forecast learns from earlier runs that measured what they moved."""
         from tui.journal.forecast import from_json
 
-        made = self.runner.forecast
-        return self.resumed is None and bool(made) and from_json(made).scalable
+        if self.resumed is not None:
+            return False
+        made = self.runner.forecast if self.runner.forecast is not None else \
+            self._forecast()
+        return bool(made) and from_json(made).scalable
 
-    def read_volumes(self) -> dict[str, int]:
-        """What this run will move, from its source (tui.engine.volumes): blocking, and
-        safe in another thread (it uses no journal connection)."""
-        from tui.engine.volumes import planned_volumes
+    def read_volumes(self) -> Any:
+        """What this run will move, from its source (tui.engine.volumes.Planned): blocking,
+        and safe in another thread (it uses no journal connection)."""
+        from tui.engine.volumes import Planned, planned_volumes
 
-        return planned_volumes(self.runner.config, self.runner.runbook, self.runner.params)
+        planned = planned_volumes(self.runner.config, self.runner.runbook, self.runner.params)
+        return Planned(planned.sizes, self.runner.redact(planned.problem))
 
-    def scale(self, volumes: dict[str, int]) -> None:
-        """The forecast again, scaled to what this run will move (tui.engine.volumes,
-        read from the source by the caller, off the event loop), before the run starts."""
-        if not volumes or not self.wants_volumes():
+    def scale(self, planned: Any) -> None:
+        """After `begin`, before the run starts: the forecast again, scaled to what this
+        run will move (read by the caller off the event loop). A journal that cannot take
+        it leaves the run with the forecast it has: it never stops a run."""
+        if not self.wants_volumes():
             return
-        scaled = self._forecast(volumes)
-        if scaled is not None:
-            self.runner.forecast = scaled
+        scaled = self._forecast(planned)
+        if scaled is None:
+            return
+        with contextlib.suppress(Exception):
             self.journal.update_run(self.runner.run_id, forecast_json=json.dumps(scaled))
+            self.runner.forecast = scaled
 
-    def begin(self, lock_key: str | None) -> None:
-        """Before the run starts: its row, and its lock on the target (or LockHeld)."""
+    def begin(self, lock_key: str | None, planned: Any = None) -> None:
+        """Before the run starts: its row, with its forecast (scaled to what the run will
+        move, tui.engine.volumes.Planned, when the caller read it), and its lock on the
+        target (or LockHeld)."""
         runbook = self.runner.runbook
         operator, host = operator_identity()
-        self.runner.forecast = self._forecast()
+        self.runner.forecast = self._forecast(planned)
         if self.resumed is None:
             self.journal.insert_run(RunRow(
                 id=self.runner.run_id, runbook=runbook.name, runbook_sha256=runbook.sha256,

@@ -142,20 +142,21 @@ def wal_to_replay(plan: Plan) -> int:
     """The WAL bytes a recovery by `plan` replays, from its base backup's start: to the
     target's position when it is one; for a time, as far into the window's WAL as that
     moment lies between the base backup's end and the window's last commit (WAL written
-    at an even pace: an estimate); else to the end of the window (latest, or a target
-    whose position cannot be known beforehand)."""
-    start = parse_lsn(plan.base.start_lsn)
+    at an even pace after the backup: an estimate); else to the end of the window
+    (latest, or a target whose position cannot be known beforehand). The WAL written
+    during the backup is always replayed."""
+    start, stop = parse_lsn(plan.base.start_lsn), parse_lsn(plan.base.stop_lsn)
     end, target, window = plan.window.end_lsn, plan.target, plan.window
     stopped = plan.base.stopped
     if target.kind == "immediate":
-        end = parse_lsn(plan.base.stop_lsn)
+        end = stop
     elif target.kind == "lsn" and target.lsn is not None:
         end = min(end, target.lsn)
     elif target.moment is not None and window.end is not None and window.end > stopped:
         share = (target.moment - stopped).total_seconds() / \
             (window.end - stopped).total_seconds()
-        end = start + int((end - start) * min(1.0, max(0.0, share)))
-    return max(0, end - start)
+        end = stop + int(max(0, end - stop) * min(1.0, max(0.0, share)))
+    return max(0, max(end, stop) - start)
 
 
 def _plan_time(target: Target, picture: RecoveryPicture) -> Plan:

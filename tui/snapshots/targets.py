@@ -49,13 +49,18 @@ class Target:
     async def snapshot(self, ref: str = "latest") -> Snapshot:
         """A complete snapshot to fetch, verify or restore; refused (SnapshotNotFound) when
         it is stored unencrypted and the cluster encrypts its snapshots."""
+        return await asyncio.to_thread(self.find_snapshot, ref)
+
+    def find_snapshot(self, ref: str = "latest") -> Snapshot:
+        """`snapshot()`, blocking."""
         inventory = None
         if is_stamp(ref or ""):
             # a known id: its manifest and dump, not the whole listing (round trips on S3)
-            snapshot = await asyncio.to_thread(read_snapshot, self.store, self.cluster.name,
-                                               self.database, ref, self.signing)
+            snapshot = read_snapshot(self.store, self.cluster.name, self.database, ref,
+                                     self.signing)
         else:
-            inventory = await self.inventory()
+            inventory = read_cluster(self.store, self.cluster.name, self.cluster.rpo,
+                                     self.signing)
             if inventory.error:
                 raise InvalidInput(f"cannot read the repository: {inventory.error}")
             snapshot = inventory.find(self.database, ref or "latest")

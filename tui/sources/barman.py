@@ -710,9 +710,6 @@ class BarmanSource(Source):
     def recovery_picture(self) -> RecoveryPicture:
         return self.picture().recovery
 
-    def base_bytes(self, backup: Any, picture: Any) -> int | None:
-        return backup.stored_size or None
-
     def wal_fetcher(self) -> Callable[[str], bytes | None]:
         seen = self._picture or self.picture(read_commit_times=False)
         if not seen.wals_directory or not seen.wal_segment_size:

@@ -40,15 +40,15 @@ class _Checked:
     places: dict[int, Path]  # where each tablespace goes, by oid
 
 
-def _source(ctx: StepContext, args: dict[str, Any]):
+def _source(config: Any, args: dict[str, Any]):
     from tui.sources.barman_cloud import BarmanCloudSource
 
-    cluster = ctx.config.cluster(args.get("cluster") or None)
-    source = BarmanCloudSource.configured(ctx.config, cluster)
+    cluster = config.cluster(args.get("cluster") or None)
+    source = BarmanCloudSource.configured(config, cluster)
     if source is None:
         raise InvalidInput(f"cluster {cluster.name!r} has no Barman Cloud store: add "
                            f"barman_cloud = {BarmanCloudSource.example} to "
-                           f"[clusters.{cluster.name}] in {ctx.config.path or 'drdeck.toml'}")
+                           f"[clusters.{cluster.name}] in {config.path or 'drdeck.toml'}")
     return cluster, source
 
 
@@ -63,14 +63,8 @@ class BarmanCloudPreflight(Action):
         return (f"read the Barman Cloud store of cluster {args.get('cluster') or '(default)'}, "
                 f"then check {args.get('target') or 'latest'} against its recoverable window")
 
-    async def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
-        from tui.sources.barman_cloud import BarmanCloudSource
-
-        source = BarmanCloudSource.configured(config, config.cluster(args.get("cluster")
-                                                                     or None))
-        if source is None:
-            return {}
-        return await asyncio.to_thread(source.restore_volumes, target_of(args))
+    def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
+        return _source(config, args)[1].restore_volumes(target_of(args))
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
         checked = await preflight(ctx, args)
@@ -88,7 +82,7 @@ async def preflight(ctx: StepContext, args: dict[str, Any], report: bool = True)
         if report:
             ctx.check(name, True, detail)
 
-    cluster, source = _source(ctx, args)
+    cluster, source = _source(ctx.config, args)
     target = target_of(args)
     seen = await asyncio.to_thread(source.picture)
     recovery = seen.recovery

@@ -75,12 +75,12 @@ class PgbackrestPreflight(Action):
         return (f"pgbackrest --stanza={args.get('stanza')} info, then check "
                 f"{args.get('target') or 'latest'} against the recoverable window")
 
-    async def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
+    def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
         from tui.sources.pgbackrest import PgbackrestSource
 
         program = _pgbackrest(args)
         source = PgbackrestSource(program.stanza, program.config, program.os_user)
-        return await asyncio.to_thread(source.restore_volumes, target_of(args))
+        return source.restore_volumes(target_of(args))
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
         checked = await preflight(ctx, args)

@@ -73,10 +73,12 @@ class Action:
             parts.append(f"{key}={shown}")
         return " ".join(parts)
 
-    async def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
+    def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
         """What a run with these arguments will move, in bytes by volume (tui.engine.volumes:
-        snapshot, base, wal), read before the run starts so its forecast can be scaled; {}
-        when this action does not say. Raises DrdeckError when the source cannot be read."""
+        snapshot, dump, base, wal), read before the run starts so its forecast can be
+        scaled; {} when this action does not say. Blocking, and called in a thread of its
+        own that may be abandoned (no event loop, no journal). Raises DrdeckError when the
+        source cannot be read."""
         return {}
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:

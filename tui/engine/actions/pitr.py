@@ -210,13 +210,14 @@ class PitrPreflight(Action):
     def describe(self, args: dict[str, Any]) -> str:
         return f"check {args.get('target') or 'latest'} against the recoverable window"
 
-    async def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
+    def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
         from tui.sources.archive import ArchiveSource
 
-        source = ArchiveSource.configured(config, config.cluster(args.get("cluster") or None))
+        cluster = config.cluster(args.get("cluster") or None)
+        source = ArchiveSource.configured(config, cluster)
         if source is None:
-            return {}
-        return await asyncio.to_thread(source.restore_volumes, target_of(args))
+            config.repository_for(cluster)  # raises, saying what to add where
+        return source.restore_volumes(target_of(args))
 
     async def run(self, ctx: StepContext, args: dict[str, Any]) -> ActionResult:
         plan, _, _ = await preflight(ctx, args)

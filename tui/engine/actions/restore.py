@@ -54,11 +54,11 @@ class RestorePreflight(Action):
         return (f"check snapshot {args.get('snapshot') or 'latest'} and that "
                 f"{args.get('target_db')} is a safe target")
 
-    async def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
+    def volumes(self, config: Any, args: dict[str, Any]) -> dict[str, int]:
         from tui.snapshots.targets import resolve
 
         target = resolve(config, args.get("cluster", ""), args.get("database", ""))
-        snapshot = await target.snapshot(args.get("snapshot") or "latest")
+        snapshot = target.find_snapshot(args.get("snapshot") or "latest")
         assert snapshot.manifest is not None
         manifest = snapshot.manifest
         return {"snapshot": int(manifest.stored_size), "dump": int(manifest.plaintext_size)}
