@@ -95,9 +95,11 @@ def _wait_answering(served: Served) -> None:
 
 @dataclass
 class Stream:
-    """What one event-stream client received: each event's id and object, and the end."""
+    """What one event-stream client received: each event's id, name ("message" for a
+    run's event) and object, and the end."""
 
     ids: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     end: dict[str, Any] | None = None
     error: str | None = None
@@ -105,7 +107,8 @@ class Stream:
 
 def read_events(served: Served, run_id: str, token: str = TOKEN,
                 timeout: float = 120) -> Stream:
-    """Follow /api/runs/<id>/events until its `end` event, as a script would."""
+    """Follow /api/runs/<id>/events until its `end` event, as a script would. A run's
+    events are named "message"; a notice between them has a name of its own."""
     got = Stream()
     conn = http.client.HTTPConnection(*served.host_port, timeout=timeout)
     try:
@@ -130,6 +133,7 @@ def read_events(served: Served, run_id: str, token: str = TOKEN,
                         got.end = body
                         return got
                     got.events.append(body)
+                    got.names.append(name)
                     got.ids.append(int(ident) if ident is not None else -1)
                 name, data, ident = "message", [], None
             elif line.startswith(":"):

@@ -201,3 +201,49 @@ def test_twenty_viewers_follow_ten_thousand_lines_and_none_misses_one(
         assert stored["run"]["status"] == "succeeded"
     finally:
         stop(run)
+
+
+def test_a_run_whose_drdeck_was_killed_is_said_to_be_silent_until_it_is_marked(
+        tmp_path: Path, place: tuple[Path, Path]) -> None:
+    """SIGKILL leaves no chance to write an end: the journal says "running" still. Once
+    the run's heartbeat is older than a live run's ever is, the API and the stream say
+    so; when drdeck on its host marks it interrupted, the stream ends."""
+    import os
+    import signal
+    import socket
+    from datetime import UTC, datetime, timedelta
+
+    from tui.journal.store import Journal
+
+    state, config = place
+    run, _go = _start_run(tmp_path, state, config, 3)  # waits at its gate for ever
+    run_id = running_id(load_config(config))
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait(timeout=30)
+    journal = Journal(state / "journal.sqlite")
+    beat = datetime.now(UTC) - timedelta(minutes=10)
+    try:  # the journal as it is ten minutes later
+        journal.update_run(run_id, heartbeat_at=beat.isoformat())
+    finally:
+        journal.close()
+    host = socket.gethostname()
+    with serving(state, config) as served:
+        [listed] = served.json("/api/runs")
+        assert listed["status"] == "running"
+        assert listed["unheard"].startswith(f"no word from the run's drdeck on {host} since "
+                                            f"{beat:%Y-%m-%d %H:%M:%S} UTC: its process may "
+                                            "have died")
+        assert listed["unheard"].endswith(f"on {host}, drdeck resume {run_id} goes on with it")
+        assert served.json(f"/api/runs/{run_id}")["run"]["unheard"] == listed["unheard"]
+        got: dict = {}
+        reader = threading.Thread(target=lambda: got.update(stream=read_events(served, run_id)))
+        reader.start()
+        threading.Event().wait(2)  # the viewer follows the silent run
+        marked = drdeck("--config", str(config), "drills", state_dir=state)  # on its host
+        assert marked.returncode == 0, marked.stderr
+        reader.join(timeout=60)
+    stream = got["stream"]
+    notices = [e for name, e in zip(stream.names, stream.events, strict=True) if name == "unheard"]
+    assert notices == [{"unheard": listed["unheard"]}, {"unheard": ""}]
+    assert stream.names.index("unheard") > stream.names.index("message")  # after the events
+    assert stream.end == {"status": "interrupted", "error": None}

@@ -143,3 +143,54 @@ def test_a_tail_that_slides_on_gives_only_its_new_lines() -> None:
     assert tails.new_lines(Detail(Row("s", "a\nb"))) == ["a", "b"]
     assert tails.new_lines(Detail(Row("s", "a\nb\nc"))) == ["c"]
     assert tails.new_lines(Detail(Row("s", "b\nc\nd"), Row("t", "x"))) == ["d", "x"]
+
+
+async def test_a_run_whose_drdeck_falls_silent_is_said_to_be_until_it_is_heard_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's drdeck stopped (SIGSTOP: as hung as a process gets): past the time a live
+    run is ever silent the watcher is told, and told no more once it beats again."""
+    import os
+    import signal
+    from datetime import timedelta
+
+    from tui.app.screens.watch import WatchScreen
+    from tui.journal.store import Journal
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("DRDECK_STATE_DIR", str(state))
+    book = tmp_path / "long.toml"
+    book.write_text('[runbook]\nname = "long"\ntitle = "Long"\n\n[[steps]]\nid = "wait"\n'
+                    'title = "Wait"\naction = "shell"\nwith = { command = "sleep 60" }\n')
+    config_path = tmp_path / "drdeck.toml"
+    config_path.write_text("")
+    config = load_config(config_path)
+    runner = subprocess.Popen([sys.executable, "-m", "tui", "--config", str(config_path),
+                               "run", str(book), "--headless"], cwd=REPO,
+                              env=drdeck_env(state), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        run_id = running_id(config)
+        os.kill(runner.pid, signal.SIGSTOP)
+        journal = Journal(state / "journal.sqlite")
+        try:  # as the journal is ten minutes on
+            journal.update_run(run_id, heartbeat_at=(datetime.now(UTC) - timedelta(minutes=10))
+                               .isoformat())
+        finally:
+            journal.close()
+        app = live_app(config=config, watch=run_id)
+        async with app.run_test(size=(80, 24)) as pilot:
+            def said() -> str:
+                screen = app.screen
+                return str(screen.query_one("#watch-status").render()) \
+                    if isinstance(screen, WatchScreen) and screen.state is not None else ""
+
+            await wait_for(pilot, lambda: "no word from the run's drdeck" in said(),
+                           what="the silence said")
+            assert f"drdeck resume {run_id} goes on with it" in said()
+            os.kill(runner.pid, signal.SIGCONT)
+            await wait_for(pilot, lambda: "watching long run" in said()
+                           and "no word" not in said(), timeout=20, what="its heartbeat")
+    finally:
+        os.kill(runner.pid, signal.SIGCONT)
+        runner.kill()
+        runner.wait()

@@ -15,7 +15,8 @@ from typing import Any
 
 from tui.engine import events as ev
 from tui.engine.state import RunState, StepView
-from tui.journal.store import RunDetail
+from tui.journal.store import HEARTBEAT_STALE, RunDetail
+from tui.sources.base import shown_time
 
 ENDED = ("succeeded", "failed", "aborted", "interrupted", "refused")
 
@@ -24,6 +25,25 @@ def newest_running(journal: Any) -> str | None:
     """The id of the newest run the journal says is running; None when none is."""
     runs = journal.runs(statuses=("running",), limit=1)
     return runs[0].id if runs else None
+
+
+def unheard(run_id: str, status: str, heartbeat_at: str, host: str,
+            wall_now: datetime) -> str:
+    """What a watcher must know of a run the journal says is running whose drdeck has
+    been silent longer than a live one ever is (it beats every few seconds, waiting or
+    not): its process may be gone, killed with no chance to say so. "" otherwise. The
+    same words for as long as it stays silent: a notice is sent when they change."""
+    if status != "running" or not heartbeat_at:
+        return ""
+    try:
+        last = datetime.fromisoformat(heartbeat_at)
+        silent = (wall_now - last).total_seconds()
+    except (TypeError, ValueError):
+        return ""
+    if silent < HEARTBEAT_STALE.total_seconds():
+        return ""
+    return (f"no word from the run's drdeck on {host} since {shown_time(last.isoformat())}: "
+            f"its process may have died; on {host}, drdeck resume {run_id} goes on with it")
 
 
 def state_of(detail: RunDetail, now: float, wall_now: datetime) -> RunState:

@@ -8,7 +8,9 @@ the top of that list, so it gets the events so far first.
 
 The feed knows the run has ended when the journal says so and no event is
 left to read: the recorder writes a run's last event before its status, so
-nothing is missed between the two.
+nothing is missed between the two. A run whose drdeck has gone silent (killed,
+with no chance to say so) never ends in the journal: the feed says so instead,
+with a Notice, and again with an empty one if it is heard from.
 """
 
 from __future__ import annotations
@@ -17,12 +19,21 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from tui.journal.follow import ENDED
+from tui.journal.follow import ENDED, unheard
 
 POLL_S = 0.2
 BATCH = 5000  # events read at once: a flood of output comes in a few reads
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Between events: the run's drdeck has not been heard from (follow.unheard), or ""
+    once it is again."""
+
+    unheard: str
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class Feed:
         self.events: list[tuple[int, str]] = []  # (seq, the event's --json text)
         self.ended: str | None = None  # the run's status once it has ended and all is read
         self.error: str | None = None  # why the journal could not be read
+        self.unheard = ""  # tui.journal.follow.unheard, as the last look found it
         self.viewers = 0
         self._open = open_journal
         self._loop = loop
@@ -53,16 +65,21 @@ class Feed:
     def stop(self) -> None:
         self._stop.set()
 
-    async def stream(self, after: int = -1) -> AsyncIterator[tuple[int, str] | Ended]:
-        """The events after sequence number `after`, then each new one as it comes; Ended
-        once the run has ended (or the journal failed) and every event is given."""
-        at = 0
+    async def stream(self, after: int = -1
+                     ) -> AsyncIterator[tuple[int, str] | Notice | Ended]:
+        """The events after sequence number `after`, then each new one as it comes, and a
+        Notice when the run's drdeck falls silent or is heard again; Ended once the run
+        has ended (or the journal failed) and every event is given."""
+        at, told = 0, ""
         while True:
             while at < len(self.events):
                 seq, body = self.events[at]
                 at += 1
                 if seq > after:
                     yield seq, body
+            if self.unheard != told:
+                told = self.unheard
+                yield Notice(told)
             if self.ended is not None or self.error is not None:
                 yield Ended(self.ended or "unknown", self.error)
                 return
@@ -81,8 +98,14 @@ class Feed:
             self._hand(error=str(exc))
             return
         try:
+            said = ""
             while not self._stop.is_set():
-                status = journal.run_status(self.run_id)
+                pulse = journal.run_pulse(self.run_id)
+                status = pulse[0] if pulse else None
+                silence = unheard(self.run_id, *pulse, datetime.now(UTC)) if pulse else ""
+                if silence != said:
+                    said = silence
+                    self._hand(silence=silence)
                 rows = journal.events(self.run_id, after=last, limit=BATCH)
                 if rows:
                     last = rows[-1][0]
@@ -99,10 +122,12 @@ class Feed:
             journal.close()
 
     def _hand(self, rows: list[tuple[int, str]] | None = None, ended: str | None = None,
-              error: str | None = None) -> None:
+              error: str | None = None, silence: str | None = None) -> None:
         def arrive() -> None:
             if rows:
                 self.events.extend(rows)
+            if silence is not None:
+                self.unheard = silence
             self.ended = ended or self.ended
             self.error = error or self.error
             wake, self._wake = self._wake, asyncio.Event()
@@ -123,7 +148,7 @@ class Feeds:
         self._feeds: dict[str, Feed] = {}
 
     async def follow(self, run_id: str, after: int = -1
-                     ) -> AsyncIterator[tuple[int, str] | Ended]:
+                     ) -> AsyncIterator[tuple[int, str] | Notice | Ended]:
         feed = self._feeds.get(run_id)
         if feed is None:
             feed = Feed(run_id, self._open, asyncio.get_running_loop(), self._poll_s)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -28,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tui.serve.auth import TokenGate
-from tui.serve.feed import Ended, Feeds
+from tui.serve.feed import Ended, Feeds, Notice
 
 RECENT = 50  # runs the list shows
 PING_S = 15  # a comment line on a quiet stream, so proxies keep it open
@@ -76,7 +77,8 @@ def build_app(open_journal: Callable[[], Any], token: str, *, secure_cookie: boo
         rows = await _journal(read, lambda j: j.runs(limit=RECENT))
         if isinstance(rows, Response):
             return rows
-        return _json([run_summary(row) | {"forecast": _forecast_of(row)} for row in rows])
+        return _json([run_summary(row) | {"forecast": _forecast_of(row),
+                                          "unheard": _unheard(row)} for row in rows])
 
     async def one_run(request: Request) -> Response:
         from tui.journal.report import run_report
@@ -86,6 +88,7 @@ def build_app(open_journal: Callable[[], Any], token: str, *, secure_cookie: boo
             return detail
         report = run_report(detail)
         report["run"]["forecast"] = _forecast_of(detail.run)
+        report["run"]["unheard"] = _unheard(detail.run)
         return _json(report)
 
     async def events(request: Request) -> Response:
@@ -108,12 +111,16 @@ def build_app(open_journal: Callable[[], Any], token: str, *, secure_cookie: boo
     return app
 
 
-async def _stream(items: AsyncIterator[tuple[int, str] | Ended]) -> AsyncIterator[dict[str, Any]]:
+async def _stream(items: AsyncIterator[tuple[int, str] | Notice | Ended]
+                  ) -> AsyncIterator[dict[str, Any]]:
     async for item in items:
         if isinstance(item, Ended):
             yield {"event": "end", "data": json.dumps({"status": item.status,
                                                        "error": item.error})}
             return
+        if isinstance(item, Notice):
+            yield {"event": "unheard", "data": json.dumps({"unheard": item.unheard})}
+            continue
         seq, body = item
         yield {"id": str(seq), "data": body}
 
@@ -128,6 +135,13 @@ async def _journal(read: Callable[..., Any], what: Callable[[Any], Any]) -> Any:
         return _error(404, str(exc))
     except DrdeckError as exc:
         return _error(503, str(exc))
+
+
+def _unheard(run: Any) -> str | None:
+    """tui.journal.follow.unheard of a run row; None when it is heard from, or ended."""
+    from tui.journal.follow import unheard
+
+    return unheard(run.id, run.status, run.heartbeat_at, run.host, datetime.now(UTC)) or None
 
 
 def _forecast_of(run: Any) -> dict[str, Any] | None:

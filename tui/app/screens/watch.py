@@ -96,7 +96,7 @@ class WatchScreen(Screen[None]):
         self.post_message(JournalRead(detail))
 
     def on_journal_read(self, message: JournalRead) -> None:
-        from tui.journal.follow import state_of
+        from tui.journal.follow import state_of, unheard
 
         self._reading = False
         if message.error:
@@ -107,13 +107,19 @@ class WatchScreen(Screen[None]):
         now = self.app.clock()
         self.state = state_of(detail, now, datetime.now(UTC))
         self.run_id = detail.run.id  # a prefix given: the whole id from now on
-        self.query_one(Breadcrumb).parts = ("watch", detail.run.runbook, detail.run.id)
+        crumb = self.query_one(Breadcrumb)
+        crumb.parts = ("watch", detail.run.runbook, detail.run.id)
+        crumb.mode = detail.run.mode  # the run's, not this console's: an incident says so
         status = Text(f"watching {detail.run.runbook} run {detail.run.id} by "
                       f"{detail.run.operator}: read only", style="dim")
         if self.state.forecast is not None:
             status.append(f" · {self.state.forecast.short()}", style="dim")
         if self.state.finished is not None:
             status.append(f" · {detail.run.status.upper()}", style="bold")
+        silent = unheard(detail.run.id, detail.run.status, detail.run.heartbeat_at,
+                         detail.run.host, datetime.now(UTC))
+        if silent:  # killed with no chance to say so: it would look as if it ran on
+            status.append(f"\n⚠ {silent}", style="bold yellow")
         self.query_one("#watch-status", Static).update(status)
         self.query_one(StepList).show(self.state, now)
         self.query_one(ChecksPanel).show(self.state)

@@ -107,7 +107,8 @@ function runTable(runs) {
     el("td", {text: run.mode}),
     el("td", {text: run.operator}),
     el("td", {text: when(run.started_at)}),
-    el("td", {text: run.status === "running" ? "running" : duration(run.duration_s)}),
+    el("td", run.unheard ? {class: "warn", title: run.unheard, text: "running, silent"}
+      : {text: run.status === "running" ? "running" : duration(run.duration_s)}),
     el("td", {text: run.rto.measured_s !== null && run.rto.measured_s !== undefined
       ? `${duration(run.rto.measured_s)} of ${duration(run.rto.target_s)}`
       : run.rto.target_s ? `target ${duration(run.rto.target_s)}` : "-"}),
@@ -146,6 +147,7 @@ class Run {
     this.rtoTarget = run.rto.target_s; this.forecast = run.forecast;
     this.started = epoch(run.started_at);
     this.status = run.status;
+    this.unheard = run.unheard || null;
     this.steps.clear();
     for (const step of report.steps) {
       this.steps.set(step.id, newStep(step.id, step.title, step.action, {
@@ -298,6 +300,7 @@ function drawRun(run) {
       el("span", {class: "badge", "data-status": status, id: "run-status", text: status}),
       el("span", {class: "clock", id: "clock", text: rto})),
     el("div", {class: "quiet", text: facts}),
+    run.unheard && !run.finished ? el("div", {class: "error", id: "unheard", text: run.unheard}) : null,
     forecastLine(run.forecast, run.rtoTarget) ? el("div", {id: "forecast", text: forecastLine(run.forecast, run.rtoTarget)}) : null,
     projected !== null ? el("div", {id: "projected", class: over ? "warn" : null,
       text: `projected finish ${clock(projected)}${run.rtoTarget ? (over ? " · over the RTO" : " · within the RTO") : ""}`}) : null,
@@ -336,6 +339,11 @@ async function showRun(id) {
   const source = new EventSource(`/api/runs/${encodeURIComponent(id)}/events`);
   source.onopen = () => setLink("live", "live");
   source.onmessage = (message) => { run.apply(JSON.parse(message.data)); redraw(); };
+  // the run's drdeck fell silent (killed, say), or is heard from again ("")
+  source.addEventListener("unheard", (message) => {
+    run.unheard = JSON.parse(message.data).unheard || null;
+    redraw();
+  });
   source.addEventListener("end", (message) => {
     source.close();
     const end = JSON.parse(message.data);
