@@ -103,13 +103,13 @@ class Feed:
                 pulse = journal.run_pulse(self.run_id)
                 status = pulse[0] if pulse else None
                 silence = unheard(self.run_id, *pulse, datetime.now(UTC)) if pulse else ""
-                if silence != said:
-                    said = silence
-                    self._hand(silence=silence)
                 rows = journal.events(self.run_id, after=last, limit=BATCH)
+                # handed at once, the events first: a notice follows what came before it
+                told, said = (silence if silence != said else None), silence
+                if rows or told is not None:
+                    self._hand(rows=rows, silence=told)
                 if rows:
                     last = rows[-1][0]
-                    self._hand(rows=rows)
                     if len(rows) == BATCH:
                         continue
                 elif status is None or status in ENDED:
