@@ -351,12 +351,12 @@ def test_without_this_runs_size_the_step_keeps_its_median_and_says_so(
     assert (restore["forecast_s"], restore["low_s"], restore["high_s"]) == (540, 380, 700)
     assert restore["basis"] == (
         "median of 3 runs, not scaled: the size of this run's base backup and WAL is unknown "
-        "(its source cannot be read: cluster 'prod' has no repository: add repository = "
+        "(cluster 'prod' has no repository: add repository = "
         f"\"NAME\" to [clusters.prod] in {moved})")
     said = drdeck("--config", str(moved), "forecast", "pitr-restore",
                   state_dir=tmp_path / "state")
     row = next(line for line in said.stdout.splitlines() if line.split()[:1] == ["restore"])
-    assert "not scaled: the size of this run's base backup and WAL is unknown (its" in row
+    assert "not scaled: the size of this run's base backup and WAL is unknown (cluster" in row
 
 
 def test_the_wal_a_recovery_replays_is_planned_from_the_target() -> None:

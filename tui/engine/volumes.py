@@ -72,7 +72,7 @@ def planned_volumes(config: Any, runbook: Any, given: dict[str, Any],
             sizes = action().volumes(config, _args_from_params(action, raw, given))
             found.append(Planned(dict(sizes)))
         except DrdeckError as exc:
-            found.append(Planned(problem=f"its source cannot be read: {exc}"))
+            found.append(Planned(problem=str(exc)))  # says what, and what to do
         except Exception as exc:
             found.append(Planned(problem=f"its source cannot be read ({type(exc).__name__})"))
 
