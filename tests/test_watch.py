@@ -184,9 +184,9 @@ async def test_a_run_whose_drdeck_falls_silent_is_said_to_be_until_it_is_heard_a
                 return str(screen.query_one("#watch-status").render()) \
                     if isinstance(screen, WatchScreen) and screen.state is not None else ""
 
-            await wait_for(pilot, lambda: "no word from the run's drdeck" in said(),
-                           what="the silence said")
-            assert f"drdeck resume {run_id} goes on with it" in said()
+            await wait_for(pilot, lambda: "no word since" in said(), what="the silence said")
+            assert f"from drdeck (pid {runner.pid}) on " in said()
+            assert said().endswith(f": drdeck resume {run_id}")
             os.kill(runner.pid, signal.SIGCONT)
             await wait_for(pilot, lambda: "watching long run" in said()
                            and "no word" not in said(), timeout=20, what="its heartbeat")
@@ -194,3 +194,28 @@ async def test_a_run_whose_drdeck_falls_silent_is_said_to_be_until_it_is_heard_a
         os.kill(runner.pid, signal.SIGCONT)
         runner.kill()
         runner.wait()
+
+
+def test_a_heartbeat_seen_to_change_is_alive_whatever_its_hosts_clock_says() -> None:
+    """The run's host may keep a clock minutes behind the watcher's: a heartbeat that keeps
+    changing is a live run; one unchanged for as long as a live run is never silent, by
+    the watcher's own clock, is not."""
+    from datetime import timedelta
+
+    from tui.journal.follow import Silence
+
+    wall = datetime(2026, 12, 6, 21, 0, tzinfo=UTC)
+    behind = wall - timedelta(minutes=10)  # the run's host's clock
+
+    def words(silence: Silence, beat: datetime, now: float) -> str:
+        return silence.words("abc123", "running", beat.isoformat(), "db1", 4242, wall, now)
+
+    silence = Silence()
+    first = words(silence, behind, 0.0)  # first look: ten minutes old, nothing else known
+    assert first == ("no word since 20:50:00 UTC from drdeck (pid 4242) on db1: it may be "
+                     "dead; if so, on db1: drdeck resume abc123")
+    later = behind + timedelta(seconds=5)
+    assert words(silence, later, 5.0) == ""  # it beats: alive, whatever its time
+    assert words(silence, later, 5.0 + 119) == ""
+    assert words(silence, later, 5.0 + 121).startswith("no word since 20:50:05 UTC")
+    assert Silence().words("abc123", "succeeded", behind.isoformat(), "db1", 1, wall, 0) == ""

@@ -10,13 +10,12 @@ output tails as soon as the loop is free), so what the watcher sees lags by its 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tui.engine import events as ev
 from tui.engine.state import RunState, StepView
 from tui.journal.store import HEARTBEAT_STALE, RunDetail
-from tui.sources.base import shown_time
 
 ENDED = ("succeeded", "failed", "aborted", "interrupted", "refused")
 
@@ -27,7 +26,7 @@ def newest_running(journal: Any) -> str | None:
     return runs[0].id if runs else None
 
 
-def unheard(run_id: str, status: str, heartbeat_at: str, host: str,
+def unheard(run_id: str, status: str, heartbeat_at: str, host: str, pid: int,
             wall_now: datetime) -> str:
     """What a watcher must know of a run the journal says is running whose drdeck has
     been silent longer than a live one ever is (it beats every few seconds, waiting or
@@ -36,14 +35,37 @@ def unheard(run_id: str, status: str, heartbeat_at: str, host: str,
     if status != "running" or not heartbeat_at:
         return ""
     try:
-        last = datetime.fromisoformat(heartbeat_at)
+        last = datetime.fromisoformat(heartbeat_at).astimezone(UTC)
         silent = (wall_now - last).total_seconds()
     except (TypeError, ValueError):
         return ""
     if silent < HEARTBEAT_STALE.total_seconds():
         return ""
-    return (f"no word from the run's drdeck on {host} since {shown_time(last.isoformat())}: "
-            f"its process may have died; on {host}, drdeck resume {run_id} goes on with it")
+    since = last.strftime("%H:%M:%S" if last.date() == wall_now.astimezone(UTC).date()
+                          else "%Y-%m-%d %H:%M:%S")
+    return (f"no word since {since} UTC from drdeck (pid {pid}) on {host}: it may be dead; "
+            f"if so, on {host}: drdeck resume {run_id}")
+
+
+class Silence:
+    """`unheard` as one watcher sees a run over time. Two hosts' clocks may disagree by
+    minutes: a heartbeat this watcher has seen change within HEARTBEAT_STALE, by its
+    own clock, is alive whatever its time says."""
+
+    def __init__(self) -> None:
+        self._beat: str | None = None
+        self._changed_at: float | None = None  # when this watcher saw it change
+
+    def words(self, run_id: str, status: str, heartbeat_at: str, host: str, pid: int,
+              wall_now: datetime, now: float) -> str:
+        """`now`: this watcher's monotonic clock, at `wall_now`."""
+        if heartbeat_at != self._beat:
+            self._changed_at = None if self._beat is None else now
+            self._beat = heartbeat_at
+        if self._changed_at is not None and \
+                now - self._changed_at < HEARTBEAT_STALE.total_seconds():
+            return ""
+        return unheard(run_id, status, heartbeat_at, host, pid, wall_now)
 
 
 def state_of(detail: RunDetail, now: float, wall_now: datetime) -> RunState:

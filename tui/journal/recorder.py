@@ -293,10 +293,15 @@ class Recorder:
         self._dirty.discard(e.step)
         self.journal.upsert_step(step)
 
-    def _on_run_finished(self, e: ev.RunFinished) -> None:
+    def stop_beating(self) -> None:
+        """No more heartbeats: the run has ended (RunFinished does this; a caller whose
+        run ended another way does it too)."""
         if self._beat is not None:
             self._beat.cancel()
             self._beat = None
+
+    def _on_run_finished(self, e: ev.RunFinished) -> None:
+        self.stop_beating()
         self._flush()
         self.journal.update_run(self.runner.run_id, status=e.status, ended_at=now_iso(),
                                 rto_s=e.rto_s, error=e.error, heartbeat_at=now_iso())

@@ -354,12 +354,12 @@ class Journal:
             "select seq, body from events where run_id = ? and seq > ? order by seq "
             f"limit {int(limit)}", (run_id, after))]
 
-    def run_pulse(self, run_id: str) -> tuple[str, str, str] | None:
-        """The run's status, its last heartbeat and its host (tui.journal.follow.unheard);
-        None when the journal has no such run."""
-        rows = self.execute("select status, heartbeat_at, host from runs where id = ?",
+    def run_pulse(self, run_id: str) -> tuple[str, str, str, int] | None:
+        """The run's status, its last heartbeat, its host and its process id
+        (tui.journal.follow.unheard); None when the journal has no such run."""
+        rows = self.execute("select status, heartbeat_at, host, pid from runs where id = ?",
                             (run_id,))
-        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+        return tuple(rows[0]) if rows else None
 
     def last_event(self, run_id: str) -> int:
         """The sequence number of the run's last event; -1 when it has none."""

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tui.journal.follow import ENDED, unheard
+from tui.journal.follow import ENDED, Silence
 
 POLL_S = 0.2
 BATCH = 5000  # events read at once: a flood of output comes in a few reads
@@ -70,7 +71,7 @@ class Feed:
         """The events after sequence number `after`, then each new one as it comes, and a
         Notice when the run's drdeck falls silent or is heard again; Ended once the run
         has ended (or the journal failed) and every event is given."""
-        at, told = 0, ""
+        at, told = 0, ""  # a viewer who comes back was told again by the page's reconnect
         while True:
             while at < len(self.events):
                 seq, body = self.events[at]
@@ -98,14 +99,18 @@ class Feed:
             self._hand(error=str(exc))
             return
         try:
-            said = ""
+            said, silence = "", Silence()
             while not self._stop.is_set():
                 pulse = journal.run_pulse(self.run_id)
                 status = pulse[0] if pulse else None
-                silence = unheard(self.run_id, *pulse, datetime.now(UTC)) if pulse else ""
+                words = silence.words(self.run_id, *pulse, datetime.now(UTC),
+                                      time.monotonic()) if pulse else ""
                 rows = journal.events(self.run_id, after=last, limit=BATCH)
-                # handed at once, the events first: a notice follows what came before it
-                told, said = (silence if silence != said else None), silence
+                # handed with the events, after them, once they are all read: a notice
+                # follows what came before it
+                told = None
+                if words != said and len(rows) < BATCH:
+                    told, said = words, words
                 if rows or told is not None:
                     self._hand(rows=rows, silence=told)
                 if rows:

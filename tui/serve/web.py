@@ -141,7 +141,8 @@ def _unheard(run: Any) -> str | None:
     """tui.journal.follow.unheard of a run row; None when it is heard from, or ended."""
     from tui.journal.follow import unheard
 
-    return unheard(run.id, run.status, run.heartbeat_at, run.host, datetime.now(UTC)) or None
+    return unheard(run.id, run.status, run.heartbeat_at, run.host, run.pid,
+                   datetime.now(UTC)) or None
 
 
 def _forecast_of(run: Any) -> dict[str, Any] | None:

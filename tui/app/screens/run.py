@@ -151,15 +151,24 @@ class RunScreen(Screen[None]):
 
     async def _drive(self) -> None:
         try:
-            recorder = self._recorder
-            if recorder is not None and recorder.wants_volumes():
-                # the source is read off the loop: the screen stays live meanwhile
-                recorder.scale(await asyncio.to_thread(recorder.read_volumes))
+            await self._scale_forecast()
             self.result = await self.runner.run()
         finally:
+            if self._recorder is not None:
+                self._recorder.stop_beating()  # whatever way the run ended
             if self.journal is not None:
                 self.journal.close()
                 self.journal = None
+
+    async def _scale_forecast(self) -> None:
+        """The forecast, scaled to what the run will move: read off the loop, so the
+        screen stays live meanwhile; never a reason for the run not to start."""
+        recorder = self._recorder
+        try:
+            if recorder is not None and recorder.wants_volumes():
+                recorder.scale(await asyncio.to_thread(recorder.read_volumes))
+        except Exception:  # the run starts with the forecast it has
+            pass
 
     @property
     def running(self) -> bool:

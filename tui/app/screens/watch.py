@@ -62,9 +62,10 @@ class WatchScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        from tui.journal.follow import Tails
+        from tui.journal.follow import Silence, Tails
 
         self._tails = Tails()
+        self._silence = Silence()
         crumb = self.query_one(Breadcrumb)
         crumb.mode, crumb.parts = self.app.mode, ("watch", self.run_id)
         self.query_one("#watch-status", Static).update(
@@ -96,7 +97,7 @@ class WatchScreen(Screen[None]):
         self.post_message(JournalRead(detail))
 
     def on_journal_read(self, message: JournalRead) -> None:
-        from tui.journal.follow import state_of, unheard
+        from tui.journal.follow import state_of
 
         self._reading = False
         if message.error:
@@ -116,8 +117,9 @@ class WatchScreen(Screen[None]):
             status.append(f" · {self.state.forecast.short()}", style="dim")
         if self.state.finished is not None:
             status.append(f" · {detail.run.status.upper()}", style="bold")
-        silent = unheard(detail.run.id, detail.run.status, detail.run.heartbeat_at,
-                         detail.run.host, datetime.now(UTC))
+        silent = self._silence.words(detail.run.id, detail.run.status,
+                                     detail.run.heartbeat_at, detail.run.host, detail.run.pid,
+                                     datetime.now(UTC), now)
         if silent:  # killed with no chance to say so: it would look as if it ran on
             status.append(f"\n⚠ {silent}", style="bold yellow")
         self.query_one("#watch-status", Static).update(status)

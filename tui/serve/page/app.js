@@ -337,7 +337,8 @@ async function showRun(id) {
   }
   redraw();
   const source = new EventSource(`/api/runs/${encodeURIComponent(id)}/events`);
-  source.onopen = () => setLink("live", "live");
+  // (re)connected: the stream says again whether the run is silent, first thing
+  source.onopen = () => { setLink("live", "live"); run.unheard = null; redraw(); };
   source.onmessage = (message) => { run.apply(JSON.parse(message.data)); redraw(); };
   // the run's drdeck fell silent (killed, say), or is heard from again ("")
   source.addEventListener("unheard", (message) => {
