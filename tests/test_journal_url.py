@@ -312,3 +312,23 @@ def test_a_malformed_environment_variable_is_named_and_exits_2(tmp_path: Path, b
     assert proc.stderr == ("drdeck: $DRDECK_JOURNAL 'mysql://ops:***@db/journal' is not a "
                            f"PostgreSQL URL or a SQLite path; {RIGHT_FORMS}\n")
     assert not (tmp_path / "state" / "journal.sqlite").exists()
+
+
+def test_a_shared_journal_whose_connection_was_cut_is_opened_again(pg_cluster) -> None:
+    """The server restarted, failed over or dropped us: the statement that met it fails,
+    and says so; the next one opens the journal again (a long run's heartbeat, its events
+    and its lock live on this connection)."""
+    from tui.journal.store import JournalError
+
+    pg_cluster.execute("create database journal")
+    journal = Journal(pg_cluster.dsn("journal"))
+    try:
+        [(first,)] = journal.execute("select pg_backend_pid()")
+        pg_cluster.execute("select pg_terminate_backend(%s)", (first,))
+        with pytest.raises(JournalError, match=r"^journal at "):
+            journal.execute("select 1")
+        [(again,)] = journal.execute("select pg_backend_pid()")
+        assert again != first
+        assert journal.runs() == []
+    finally:
+        journal.close()

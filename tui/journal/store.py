@@ -12,7 +12,7 @@ import os
 import socket
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -137,6 +137,7 @@ class Journal:
         self.postgres = isinstance(location, str)
         self.where = _shown_url(location) if isinstance(location, str) else str(location)
         self._in_transaction = False
+        self._location = location
         self._conn = _connect_postgres(location, self.where) if isinstance(location, str) \
             else _connect_sqlite(location)
         self._migrate()
@@ -155,12 +156,17 @@ class Journal:
         except DrdeckError:
             raise
         except Exception as exc:
-            if self.postgres and not self._in_transaction:
-                self._conn.rollback()
+            if self.postgres and not self._in_transaction and not self._conn.closed:
+                with suppress(Exception):  # a connection that broke just now: said below
+                    self._conn.rollback()
             raise JournalError(f"journal at {self.where}: {_first_line(exc)}") from None
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._said_clearly():
+            if self.postgres and self._conn.closed and not self._in_transaction:
+                # the server restarted or failed over, or the network dropped us: what
+                # failed then was said; a long run's journal must not stay lost for good
+                self._conn = _connect_postgres(self._location, self.where)
             if self.postgres:
                 with self._conn.cursor() as cur:
                     cur.execute(self._sql(statement), params)
@@ -390,11 +396,21 @@ def _alive(pid: int) -> bool:
         return True
 
 
+LIVENESS = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+            "keepalives_count": 3, "tcp_user_timeout": 30_000}
+
+
 def _connect_postgres(conninfo: str, where: str) -> Any:
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
 
+    # a server that stops answering (a partition, a failover) is given up on within about
+    # half a minute rather than the kernel's hours: a run's heartbeat and its events wait
+    # on this connection. What the URL sets itself is kept.
+    given = conninfo_to_dict(conninfo)
+    patience = {name: value for name, value in LIVENESS.items() if name not in given}
     try:
-        return psycopg.connect(conninfo, connect_timeout=10)
+        return psycopg.connect(conninfo, connect_timeout=10, **patience)
     except psycopg.Error as exc:
         raise JournalError(f"cannot open the journal at {where}: {_first_line(exc)}") from None
 
