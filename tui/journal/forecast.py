@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tui.durations import format_duration
+from tui.engine.volumes import MOST_BYTES, WORDS
 from tui.units import format_bytes
 
 HISTORY_RUNS = 20  # the newest successful runs a forecast learns from
@@ -168,7 +169,7 @@ def forecast(runbook: Any, cluster: str, history: Iterable[Any],
     `unknown_why` says why not."""
     # a size no source could mean (a forged manifest's) scales nothing
     volumes = {name: int(size) for name, size in (volumes or {}).items()
-               if isinstance(size, int | float) and 0 <= size < 1 << 62}
+               if _believable(size)}
     past: dict[str, list[_Past]] = {}
     for run in history:
         moved = _moved_by_step(run.measures)
@@ -211,7 +212,7 @@ def _believable(value: Any, least: float = 0.0) -> bool:
     """A journal's number a forecast can learn from: finite, at least `least`, short of
     what no run could measure (a shared journal is written by many hands)."""
     return isinstance(value, int | float) and math.isfinite(value) and \
-        least <= value < 1 << 62
+        least <= value < MOST_BYTES
 
 
 def _step_forecast(step_id: str, title: str, past: list[_Past], volumes: dict[str, int],
@@ -238,20 +239,17 @@ def _step_forecast(step_id: str, title: str, past: list[_Past], volumes: dict[st
     median_s, low_s, high_s = (statistics.median(rest), min(rest), max(rest))
     said = []
     for volume in moved:
-        rates = [b / s for b, s in (p.moved[volume] for p in movers if volume in p.moved)]
-        size = volumes[volume]
-        median_s += size / statistics.median(rates)
+        rates = [b / s for b, s in (p.moved[volume] for p in movers)]
+        size, rate = volumes[volume], statistics.median(rates)
+        median_s += size / rate
         low_s += size / max(rates)
         high_s += size / min(rates)
-        said.append(f"{_word(volume)} {format_bytes(size)} at "
-                    f"{format_bytes(statistics.median(rates))}/s")
+        said.append(f"{_word(volume)} {format_bytes(size)} at {format_bytes(rate)}/s")
     return StepForecast(step_id, title, median_s, low_s, high_s, len(movers),
                         "scaled to " + ", ".join(said))
 
 
 def _word(volume: str) -> str:
-    from tui.engine.volumes import WORDS
-
     return WORDS.get(volume, volume)
 
 

@@ -55,6 +55,7 @@ class Recorder:
         self._flush_due = False
         self._heartbeat = time.monotonic()
         self._beat: asyncio.TimerHandle | None = None
+        self._history: tuple[str, list[Any]] | None = None  # (cluster, runs): read once
         if resumed is not None:
             for step in resumed.steps:
                 # a copy: the runner replays from `resumed`, which must keep what it said
@@ -70,12 +71,15 @@ class Recorder:
             return json.loads(kept) if kept else None
         from tui.journal.forecast import cluster_of, forecast, read_history
 
-        config = self.runner.config
-        cluster = cluster_of(self.runner.shown_params(), config)
-        try:
-            history = read_history(self.journal, self.runner.runbook.name, cluster, config)
-        except Exception:  # a forecast never stands between an operator and a restore
-            return None
+        if self._history is None:
+            config = self.runner.config
+            cluster = cluster_of(self.runner.shown_params(), config)
+            try:
+                self._history = cluster, read_history(self.journal, self.runner.runbook.name,
+                                                      cluster, config)
+            except Exception:  # a forecast never stands between an operator and a restore
+                return None
+        cluster, history = self._history
         return forecast(self.runner.runbook, cluster, history,
                         volumes=planned.sizes if planned else None,
                         unknown_why=planned.problem if planned else "").to_json()

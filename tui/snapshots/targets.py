@@ -43,8 +43,11 @@ class Target:
         return with_database(self.server_dsn(), self.database)
 
     async def inventory(self) -> ClusterInventory:
-        return await asyncio.to_thread(read_cluster, self.store, self.cluster.name,
-                                       self.cluster.rpo, self.signing)
+        return await asyncio.to_thread(self.read_inventory)
+
+    def read_inventory(self) -> ClusterInventory:
+        """`inventory()`, blocking."""
+        return read_cluster(self.store, self.cluster.name, self.cluster.rpo, self.signing)
 
     async def snapshot(self, ref: str = "latest") -> Snapshot:
         """A complete snapshot to fetch, verify or restore; refused (SnapshotNotFound) when
@@ -59,8 +62,7 @@ class Target:
             snapshot = read_snapshot(self.store, self.cluster.name, self.database, ref,
                                      self.signing)
         else:
-            inventory = read_cluster(self.store, self.cluster.name, self.cluster.rpo,
-                                     self.signing)
+            inventory = self.read_inventory()
             if inventory.error:
                 raise InvalidInput(f"cannot read the repository: {inventory.error}")
             snapshot = inventory.find(self.database, ref or "latest")
